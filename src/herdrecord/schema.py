@@ -1,0 +1,267 @@
+"""Arrow schemas of every table in a record, the schema version, and metadata keys."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+"""Version of the record layout this herdrecord writes; migrations move older records up."""
+
+DEFAULT_BEHAVIOURS: tuple[str, ...] = (
+    "lying_lateral",
+    "lying_sternal",
+    "sitting",
+    "standing",
+    "walking",
+    "eating",
+    "drinking",
+    "exploring",
+    "interacting",
+)
+DEFAULT_EMBEDDER_NAME = "dinov3-vits16"
+DEFAULT_EMBEDDER_DIM = 384
+DEFAULT_EMBEDDER_METRIC = "cosine"
+
+# Keys of the `metadata` table (key -> JSON value).
+META_SCHEMA_VERSION = "schema_version"
+META_EMBEDDER = "embedder"  # {"name": str, "dim": int, "metric": str}
+META_BEHAVIOURS = "behaviours"  # list[str]
+META_FARM_ID = "farm_id"
+META_CREATED_AT = "created_at"
+META_CREATED_BY = "created_by"  # herdrecord version that created the record
+
+UTC_TIME = pa.timestamp("us", tz="UTC")
+
+
+def _f(name: str, type_: pa.DataType, nullable: bool = True, doc: str = "") -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc} if doc else None)
+
+
+def _tracklet_key() -> list[pa.Field]:
+    return [
+        _f("batch_id", pa.string(), False, "edge batch that delivered the row (idempotency key)"),
+        _f("device_id", pa.string(), False, "edge device that tracked it"),
+        _f("track_id", pa.string(), False, "tracklet id, unique per device"),
+    ]
+
+
+def _bbox() -> list[pa.Field]:
+    return [
+        _f("bbox_x", pa.float32(), False, "bounding box left, px"),
+        _f("bbox_y", pa.float32(), False, "bounding box top, px"),
+        _f("bbox_w", pa.float32(), False, "bounding box width, px"),
+        _f("bbox_h", pa.float32(), False, "bounding box height, px"),
+    ]
+
+
+def embedding_type(dim: int) -> pa.DataType:
+    """Return the Arrow type of one stored embedding: `dim` float16 values."""
+    return pa.list_(pa.float16(), dim)
+
+
+def metadata_schema() -> pa.Schema:
+    """Return the schema of `metadata`: one row per key, the value as JSON."""
+    return pa.schema(
+        [
+            _f("key", pa.string(), False, "metadata key"),
+            _f("value", pa.string(), False, "value, JSON-encoded"),
+        ]
+    )
+
+
+def migrations_schema() -> pa.Schema:
+    """Return the schema of `migrations`: the log of applied migrations."""
+    return pa.schema(
+        [
+            _f("version", pa.int32(), False, "migration number"),
+            _f("name", pa.string(), False, "migration name"),
+            _f("applied_at", UTC_TIME, False, "when it was applied, UTC"),
+            _f("herdrecord_version", pa.string(), False, "herdrecord that applied it"),
+        ]
+    )
+
+
+def batches_schema() -> pa.Schema:
+    """Return the schema of `batches`, the ledger: a row here is what makes a batch visible."""
+    return pa.schema(
+        [
+            _f("batch_id", pa.string(), False, "idempotency key sent by the edge"),
+            _f("farm_id", pa.string(), False, "farm the batch comes from"),
+            _f("device_id", pa.string(), False, "edge device that sent it"),
+            _f("content_sha256", pa.string(), False, "hash of the canonical batch content"),
+            _f("committed_at", UTC_TIME, False, "when the batch became visible, UTC"),
+            _f("source", pa.string(), False, "file name or channel it came through"),
+            _f("n_tracklets", pa.int32(), False, "tracklets in the batch"),
+            _f("n_samples", pa.int32(), False, "embedding samples in the batch"),
+            _f("n_observations", pa.int32(), False, "observation rows in the batch"),
+            _f("n_keyframes", pa.int32(), False, "keyframes in the batch"),
+        ]
+    )
+
+
+def animals_schema() -> pa.Schema:
+    """Return the schema of `animals`: one row per individual."""
+    return pa.schema(
+        [
+            _f("animal_id", pa.string(), False, "stable id of the individual"),
+            _f("display_name", pa.string(), True, "name people use"),
+            _f("tag_id", pa.string(), True, "RFID / ear tag"),
+            _f("species", pa.string(), False, "e.g. pig, cattle"),
+            _f("sex", pa.string(), True, "female, male, castrate"),
+            _f("birth_date", pa.date32(), True, "date of birth"),
+            _f("pen_id", pa.string(), True, "current pen"),
+            _f("status", pa.string(), False, "active or departed"),
+            _f("provisional", pa.bool_(), False, "enrolled by the system, not yet named"),
+            _f("created_at", UTC_TIME, False, "when the row was created, UTC"),
+        ]
+    )
+
+
+def tracklets_schema() -> pa.Schema:
+    """Return the schema of `tracklets`: one continuous track of one unknown animal."""
+    return pa.schema(
+        [
+            *_tracklet_key(),
+            _f("farm_id", pa.string(), False, "farm"),
+            _f("camera_id", pa.string(), False, "camera"),
+            _f("pen_id", pa.string(), False, "pen the camera watches"),
+            _f("start", UTC_TIME, False, "first frame, UTC"),
+            _f("end", UTC_TIME, False, "last frame, UTC"),
+            _f("tag_id", pa.string(), True, "RFID / ear-tag read during the tracklet"),
+            _f("n_samples", pa.int32(), False, "embedding samples"),
+            _f("n_observations", pa.int32(), False, "observation rows"),
+            _f("n_keyframes", pa.int32(), False, "keyframes"),
+        ]
+    )
+
+
+def samples_schema(dim: int) -> pa.Schema:
+    """Return the schema of `samples`: sample embeddings of tracklets, float16."""
+    return pa.schema(
+        [
+            *_tracklet_key(),
+            _f("t", UTC_TIME, False, "sample time, UTC"),
+            _f("quality", pa.float32(), False, "edge quality score, 0..1"),
+            _f("embedding", embedding_type(dim), False, "L2-normalised embedding, float16"),
+        ]
+    )
+
+
+def observations_schema() -> pa.Schema:
+    """Return the schema of `observations`: timestamped samples of a tracklet's state."""
+    return pa.schema(
+        [
+            *_tracklet_key(),
+            _f("t", UTC_TIME, False, "observation time, UTC"),
+            *_bbox(),
+            _f("area_px", pa.float32(), False, "segmented mask area, px^2"),
+            _f("behaviour", pa.string(), False, "behaviour class from the record's vocabulary"),
+            _f("behaviour_conf", pa.float32(), False, "classifier confidence, 0..1"),
+            _f("speed_px_s", pa.float32(), False, "speed of the bbox centre, px/s"),
+            _f("gait_score", pa.float32(), True, "edge gait indicator when walking, else null"),
+        ]
+    )
+
+
+def keyframes_schema() -> pa.Schema:
+    """Return the schema of `keyframes`: small JPEG crops, the visual record."""
+    return pa.schema(
+        [
+            *_tracklet_key(),
+            _f("t", UTC_TIME, False, "frame time, UTC"),
+            *_bbox(),
+            _f("jpeg", pa.binary(), False, "JPEG bytes of the crop"),
+            _f("jpeg_bytes", pa.int32(), False, "size of the JPEG, bytes"),
+        ]
+    )
+
+
+def links_schema() -> pa.Schema:
+    """Return the schema of `links`: append-only tracklet -> animal decisions (the audit trail)."""
+    return pa.schema(
+        [
+            _f("device_id", pa.string(), False, "edge device of the tracklet"),
+            _f("track_id", pa.string(), False, "tracklet id"),
+            _f("animal_id", pa.string(), True, "linked animal, null when unknown"),
+            _f("score", pa.float32(), True, "similarity of the tracklet to the animal, cosine"),
+            _f("margin", pa.float32(), True, "score minus the runner-up's"),
+            _f("method", pa.string(), False, "auto, tag, continuation or review"),
+            _f("decided_by", pa.string(), False, "system or the reviewer's name"),
+            _f("decided_at", UTC_TIME, False, "when the decision was made, UTC"),
+        ]
+    )
+
+
+def events_schema() -> pa.Schema:
+    """Return the schema of `events`: health and production events, append-only."""
+    return pa.schema(
+        [
+            _f("event_id", pa.string(), False, "unique id"),
+            _f("animal_id", pa.string(), False, "animal"),
+            _f("kind", pa.string(), False, "lameness, diagnosis, treatment, weight, move, ..."),
+            _f("at", UTC_TIME, False, "when it happened, UTC"),
+            _f("value", pa.float64(), True, "score, kg, dose ... by kind"),
+            _f("scale", pa.string(), True, "scale of a score, e.g. 0-3"),
+            _f("code", pa.string(), True, "diagnosis / product code"),
+            _f("note", pa.string(), True, "free text"),
+            _f("author", pa.string(), False, "who recorded it"),
+            _f("recorded_at", UTC_TIME, False, "when it was recorded, UTC"),
+            _f("supersedes", pa.string(), True, "event_id this row corrects"),
+        ]
+    )
+
+
+BATCH_TABLES: tuple[str, ...] = ("tracklets", "samples", "observations", "keyframes")
+"""Tables whose rows arrive in edge batches and carry their batch_id."""
+
+
+def table_schemas(dim: int) -> dict[str, pa.Schema]:
+    """Return every table's schema by table name, for an embedder of dimension `dim`."""
+    schemas = {
+        "metadata": metadata_schema(),
+        "migrations": migrations_schema(),
+        "batches": batches_schema(),
+        "animals": animals_schema(),
+        "tracklets": tracklets_schema(),
+        "samples": samples_schema(dim),
+        "observations": observations_schema(),
+        "keyframes": keyframes_schema(),
+        "links": links_schema(),
+        "events": events_schema(),
+    }
+    return {
+        name: schema.with_metadata(
+            {"herdrecord.table": name, "herdrecord.schema_version": str(SCHEMA_VERSION)}
+        )
+        for name, schema in schemas.items()
+    }
+
+
+def schema_to_json(schema: pa.Schema) -> dict[str, object]:
+    """Return a stable JSON-able description of an Arrow schema (for the snapshots)."""
+    return {
+        "metadata": {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()},
+        "fields": [
+            {
+                "name": field.name,
+                "type": str(field.type),
+                "nullable": field.nullable,
+                "doc": (field.metadata or {}).get(b"doc", b"").decode(),
+            }
+            for field in schema
+        ],
+    }
+
+
+def snapshot_files() -> dict[str, str]:
+    """Return the generated content of `schemas/`, file name -> text."""
+    from herdrecord.contract import edge_batch_json_schema
+
+    files = {
+        f"tables/{name}.json": json.dumps(schema_to_json(schema), indent=2) + "\n"
+        for name, schema in table_schemas(DEFAULT_EMBEDDER_DIM).items()
+    }
+    files["edge-batch-1.schema.json"] = json.dumps(edge_batch_json_schema(), indent=2) + "\n"
+    return files
