@@ -1,0 +1,40 @@
+# herdrecord: `make demo` runs the demo, `make test` runs lint, types and tests.
+# Both create the virtual environment .venv on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test lint pytest slow bench schemas clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/herdrecord demo herd-demo
+
+test: lint pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests benchmarks migrations
+	$(BIN)/ruff format --check src tests benchmarks migrations
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed
+	$(BIN)/pytest -q
+
+slow: $(VENV)/.installed
+	$(BIN)/pytest -q -m slow
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/ingest.py
+
+schemas: $(VENV)/.installed
+	$(BIN)/python -m herdrecord.snapshots schemas
+
+clean:
+	rm -rf $(VENV) herd-demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,49 @@
+"""Create every table of a record at schema 1 and write its metadata."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from herdrecord.migrations import MigrationContext
+from herdrecord.schema import (
+    META_BEHAVIOURS,
+    META_CREATED_AT,
+    META_CREATED_BY,
+    META_EMBEDDER,
+    META_FARM_ID,
+    table_schemas,
+)
+
+VERSION = 1
+NAME = "initial"
+
+
+def apply(ctx: MigrationContext) -> None:
+    """Create the tables of schema 1 (empty) and the record's metadata rows."""
+    existing = set(ctx.table_names())
+    for name, schema in table_schemas(ctx.embedder_dim).items():
+        if name not in existing and name != "migrations":
+            ctx.db.create_table(name, schema=schema)
+    metadata = {
+        META_EMBEDDER: {
+            "name": ctx.embedder_name,
+            "dim": ctx.embedder_dim,
+            "metric": ctx.embedder_metric,
+        },
+        META_BEHAVIOURS: list(ctx.behaviours),
+        META_FARM_ID: ctx.farm_id,
+        META_CREATED_AT: ctx.now.isoformat(),
+        META_CREATED_BY: ctx.herdrecord_version,
+    }
+    table = ctx.db.open_table("metadata")
+    table.add(
+        pa.table(
+            {
+                "key": list(metadata),
+                "value": [json.dumps(value) for value in metadata.values()],
+            },
+            schema=table.schema,
+        )
+    )

@@ -1,0 +1,285 @@
+"""The Parquet form of the edge batch contract, for bulk loads: read and write it column-wise.
+
+One row per tracklet. The batch fields (`schema`, `batch_id`, `farm_id`, `device_id`,
+`embedder_name`, `embedder_dim`) are columns repeated on every row, so one file may hold many
+batches; samples, observations and keyframes are nested lists of structs with the JSON form's
+fields, except that a keyframe carries raw `jpeg` bytes instead of `jpeg_b64` and a bbox is a
+list of four floats. Times are Parquet timestamps with a time zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from herdrecord.contract import EdgeBatch
+from herdrecord.frames import (
+    KEYFRAME_FRAME,
+    OBSERVATION_FRAME,
+    TRACKLET_FRAME,
+    BatchFrames,
+    BatchHeader,
+    frames_from_model,
+)
+from herdrecord.schema import UTC_TIME
+
+_BBOX_TYPE = pa.list_(pa.float32())
+BULK_SCHEMA = pa.schema(
+    [
+        ("schema", pa.string()),
+        ("batch_id", pa.string()),
+        ("farm_id", pa.string()),
+        ("device_id", pa.string()),
+        ("embedder_name", pa.string()),
+        ("embedder_dim", pa.int32()),
+        ("track_id", pa.string()),
+        ("camera_id", pa.string()),
+        ("pen_id", pa.string()),
+        ("start", UTC_TIME),
+        ("end", UTC_TIME),
+        ("tag_id", pa.string()),
+        (
+            "samples",
+            pa.list_(
+                pa.struct(
+                    [("t", UTC_TIME), ("embedding", pa.list_(pa.float32())), ("quality", pa.float32())]
+                )
+            ),
+        ),
+        (
+            "observations",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("t", UTC_TIME),
+                        ("bbox", _BBOX_TYPE),
+                        ("area_px", pa.float32()),
+                        ("behaviour", pa.string()),
+                        ("behaviour_conf", pa.float32()),
+                        ("speed_px_s", pa.float32()),
+                        ("gait_score", pa.float32()),
+                    ]
+                )
+            ),
+        ),
+        (
+            "keyframes",
+            pa.list_(pa.struct([("t", UTC_TIME), ("bbox", _BBOX_TYPE), ("jpeg", pa.binary())])),
+        ),
+    ]
+)
+_HEADER_COLUMNS = ("schema", "batch_id", "farm_id", "device_id", "embedder_name", "embedder_dim")
+_REQUIRED = ("schema", "batch_id", "farm_id", "device_id", "embedder_name", "embedder_dim",
+             "track_id", "camera_id", "pen_id", "start", "end", "samples")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BulkBatch:
+    """One batch read from a bulk file: its frames, or the problems that stop reading it."""
+
+    batch_id: str | None
+    frames: BatchFrames | None
+    problems: tuple[str, ...]
+
+
+def write_bulk(batches: Sequence[EdgeBatch], path: Path) -> None:
+    """Write edge batches to one Parquet file in the bulk form."""
+    tables = [bulk_table(frames_from_model(batch)) for batch in batches]
+    table = pa.concat_tables(tables) if tables else BULK_SCHEMA.empty_table()
+    pq.write_table(table, path, compression="zstd")
+
+
+def bulk_table(frames: BatchFrames) -> pa.Table:
+    """Return one batch's frames as rows of the bulk Parquet form."""
+    h = frames.header
+    trk = frames.tracklets
+    n = trk.num_rows
+    header = {
+        "schema": pa.array([h.schema_id] * n, pa.string()),
+        "batch_id": pa.array([h.batch_id] * n, pa.string()),
+        "farm_id": pa.array([h.farm_id] * n, pa.string()),
+        "device_id": pa.array([h.device_id] * n, pa.string()),
+        "embedder_name": pa.array([h.embedder_name] * n, pa.string()),
+        "embedder_dim": pa.array([h.embedder_dim] * n, pa.int32()),
+    }
+    columns: dict[str, pa.Array | pa.ChunkedArray] = dict(header)
+    for name in ("track_id", "camera_id", "pen_id", "start", "end", "tag_id"):
+        columns[name] = trk.column(name)
+    smp = frames.samples
+    columns["samples"] = _nest(
+        smp, n, {"t": smp.column("t"), "embedding": smp.column("embedding"),
+                 "quality": smp.column("quality")},  # fmt: skip
+    )
+    obs = frames.observations
+    obs_fields = {"t": obs.column("t"), "bbox": _bbox_lists(obs)}
+    for name in ("area_px", "behaviour", "behaviour_conf", "speed_px_s", "gait_score"):
+        obs_fields[name] = obs.column(name)
+    columns["observations"] = _nest(obs, n, obs_fields)
+    kfr = frames.keyframes
+    columns["keyframes"] = _nest(
+        kfr, n, {"t": kfr.column("t"), "bbox": _bbox_lists(kfr), "jpeg": kfr.column("jpeg")}
+    )
+    return pa.table(columns, schema=BULK_SCHEMA)
+
+
+def _bbox_lists(table: pa.Table) -> pa.Array:
+    coords = np.stack(
+        [np.asarray(table.column(c).to_numpy(), np.float32) for c in _BBOX], axis=1
+    ).reshape(-1)
+    offsets = np.arange(0, len(coords) + 1, 4, dtype=np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(coords, pa.float32()))
+
+
+_BBOX = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
+
+
+def _nest(child: pa.Table, n_parents: int, fields: dict[str, pa.Array | pa.ChunkedArray]) -> pa.Array:
+    """Return children grouped into one list per parent row, using their `ti` column."""
+    ti = np.asarray(child.column("ti").to_numpy(), dtype=np.int64)
+    counts = np.bincount(ti, minlength=n_parents) if len(ti) else np.zeros(n_parents, np.int64)
+    offsets = np.r_[0, np.cumsum(counts)].astype(np.int32)
+    arrays = [
+        v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v for v in fields.values()
+    ]
+    struct = pa.StructArray.from_arrays(arrays, names=list(fields))
+    return pa.ListArray.from_arrays(pa.array(offsets), struct)
+
+
+def read_bulk(path: Path) -> Iterator[BulkBatch]:
+    """Yield the batches of a bulk Parquet file in the order they first appear."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        yield BulkBatch(None, None, (f"file: not a readable Parquet file ({exc})",))
+        return
+    problems = _schema_problems(table.schema)
+    if problems:
+        yield BulkBatch(None, None, tuple(problems))
+        return
+    table = _conform(table)
+    batch_ids = table.column("batch_id")
+    if batch_ids.null_count:
+        yield BulkBatch(None, None, ("batch_id: null on some rows",))
+        return
+    ids = np.asarray(batch_ids.to_numpy(zero_copy_only=False), dtype=object)
+    unique_ids, first = np.unique(ids, return_index=True)
+    for batch_id in unique_ids[np.argsort(first)]:
+        rows = table.filter(pc.equal(batch_ids, batch_id))
+        yield _frames_of(str(batch_id), rows)
+
+
+def _schema_problems(schema: pa.Schema) -> list[str]:
+    problems = [f"{name}: required column missing" for name in _REQUIRED if name not in schema.names]
+    problems += [
+        f"{name}: unknown column (expected {', '.join(BULK_SCHEMA.names)})"
+        for name in schema.names
+        if name not in BULK_SCHEMA.names
+    ]
+    for field in schema:
+        if field.name in BULK_SCHEMA.names and _has_naive_time(field.type):
+            problems.append(f"{field.name}: timestamps must carry a time zone (store UTC)")
+    return problems
+
+
+def _has_naive_time(type_: pa.DataType) -> bool:
+    if pa.types.is_timestamp(type_):
+        return type_.tz is None
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        return _has_naive_time(type_.value_type)
+    if pa.types.is_struct(type_):
+        return any(_has_naive_time(type_.field(i).type) for i in range(type_.num_fields))
+    return False
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """Return the table with every expected column, cast to the bulk schema's types."""
+    columns = []
+    for field in BULK_SCHEMA:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=BULK_SCHEMA)
+
+
+def _frames_of(batch_id: str, rows: pa.Table) -> BulkBatch:
+    """Return the frames of one batch's rows, or the problems of its header."""
+    headers = {}
+    problems = []
+    for name in _HEADER_COLUMNS:
+        values = rows.column(name).unique()
+        if len(values) != 1 or values[0].as_py() is None:
+            problems.append(f"{name}: must be one non-null value for the whole batch")
+        else:
+            headers[name] = values[0].as_py()
+    for name in ("track_id", "camera_id", "pen_id", "start", "end"):
+        nulls = np.flatnonzero(np.asarray(rows.column(name).is_null()))
+        problems += [f"tracklets[{i}].{name}: required" for i in nulls[:20]]
+    if problems:
+        return BulkBatch(batch_id, None, tuple(problems))
+    header = BatchHeader(
+        schema_id=headers["schema"],
+        batch_id=batch_id,
+        farm_id=headers["farm_id"],
+        device_id=headers["device_id"],
+        embedder_name=headers["embedder_name"],
+        embedder_dim=int(headers["embedder_dim"]),
+    )
+    samples = rows.column("samples").combine_chunks()
+    observations = rows.column("observations").combine_chunks()
+    keyframes = rows.column("keyframes").combine_chunks()
+    trk_cols = {name: rows.column(name) for name in ("track_id", "camera_id", "pen_id", "start", "end", "tag_id")}
+    trk_cols["n_samples"] = pc.list_value_length(samples).fill_null(0).cast(pa.int32())
+    trk_cols["n_observations"] = pc.list_value_length(observations).fill_null(0).cast(pa.int32())
+    trk_cols["n_keyframes"] = pc.list_value_length(keyframes).fill_null(0).cast(pa.int32())
+    tracklets = pa.table(trk_cols, schema=TRACKLET_FRAME)
+    smp = _unnest(samples)
+    sample_frame = pa.table(
+        {
+            "ti": smp["ti"],
+            "t": smp["t"],
+            "quality": smp["quality"],
+            "embedding": smp["embedding"],
+        }
+    )
+    obs = _unnest(observations)
+    obs_columns = {"ti": obs["ti"], "t": obs["t"], **_bbox_columns(obs["bbox"])}
+    for name in ("area_px", "behaviour", "behaviour_conf", "speed_px_s", "gait_score"):
+        obs_columns[name] = obs[name]
+    kfr = _unnest(keyframes)
+    kfr_columns = {"ti": kfr["ti"], "t": kfr["t"], **_bbox_columns(kfr["bbox"]), "jpeg": kfr["jpeg"]}
+    frames = BatchFrames(
+        header=header,
+        tracklets=tracklets,
+        samples=sample_frame,
+        observations=pa.table(obs_columns, schema=OBSERVATION_FRAME),
+        keyframes=pa.table(kfr_columns, schema=KEYFRAME_FRAME),
+    )
+    return BulkBatch(batch_id, frames, ())
+
+
+def _unnest(lists: pa.ListArray) -> dict[str, pa.Array]:
+    """Return a list<struct> column flattened, with each child's parent row index as `ti`."""
+    flat = lists.flatten()
+    ti = pc.list_parent_indices(lists).cast(pa.int32())
+    out: dict[str, pa.Array] = {"ti": ti}
+    for i in range(flat.type.num_fields):
+        out[flat.type.field(i).name] = flat.field(i)
+    return out
+
+
+def _bbox_columns(bbox: pa.Array) -> dict[str, pa.Array]:
+    """Return a list<float> bbox column as four columns; a malformed bbox becomes NaNs."""
+    lengths = np.asarray(pc.list_value_length(bbox).fill_null(0), dtype=np.int64)
+    coords = np.full((len(bbox), 4), np.nan, dtype=np.float32)
+    ok = lengths == 4
+    if ok.any():
+        values = np.asarray(pc.list_flatten(bbox.filter(pa.array(ok))).fill_null(np.nan), np.float32)
+        coords[ok] = values.reshape(-1, 4)
+    return {name: pa.array(coords[:, i]) for i, name in enumerate(_BBOX)}

@@ -1,0 +1,266 @@
+"""The `herdrecord` command line: parse arguments, call one library function, render."""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+import typer.core
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from herdrecord.config import Settings
+from herdrecord.errors import HerdrecordError, InvalidInput
+from herdrecord.ingest import BatchOutcome, IngestReport, ingest
+from herdrecord.intake import Candidate, batch_files, read_bytes, read_file
+from herdrecord.store import Record, create_record, migrate_record, open_record
+
+class _Commands(typer.core.TyperGroup):
+    """Command group that turns herdrecord's errors into one readable line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except HerdrecordError as exc:
+            errors.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(code=2) from None
+
+
+app = typer.Typer(
+    cls=_Commands,
+    name="herdrecord",
+    help="A longitudinal per-animal visual record database for livestock.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+RecordPath = Annotated[Path, typer.Argument(help="Directory of the record.", show_default=False)]
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+@app.command()
+def init(
+    path: RecordPath,
+    farm: Annotated[str, typer.Option(help="Farm id the record belongs to.")] = "farm-a",
+    embedder: Annotated[str, typer.Option(help="Name of the embedder of the vectors.")] = "dinov3-vits16",
+    dim: Annotated[int, typer.Option(help="Dimension of the embedder's vectors.", min=1, max=8192)] = 384,
+) -> None:
+    """Create a new, empty record at PATH."""
+    record = create_record(
+        str(path), _settings(), farm_id=farm, embedder_name=embedder, embedder_dim=dim
+    )
+    console.print(
+        f"created record [bold]{record.path}[/] (schema {record.schema_version}, "
+        f"embedder {record.embedder.name}/{record.embedder.dim}, farm {record.farm_id})"
+    )
+
+
+@app.command()
+def migrate(path: RecordPath) -> None:
+    """Apply pending schema migrations to the record at PATH."""
+    applied = migrate_record(str(path), _settings())
+    if not applied:
+        console.print(f"{path}: up to date, nothing to migrate")
+    for migration in applied:
+        console.print(f"applied migration {migration.version:04d} {migration.name}")
+
+
+@app.command(name="ingest")
+def ingest_command(
+    path: RecordPath,
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="Batch files (.json, .json.gz, .parquet), directories of them, or - for one "
+            "JSON batch on standard input.",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Ingest edge batches into the record: atomic, idempotent, one writer at a time."""
+    record = open_record(str(path), _settings())
+    report = ingest_with_progress(record, sources)
+    _print_report(report)
+    if report.count("rejected"):
+        raise typer.Exit(code=1)
+
+
+def ingest_with_progress(record: Record, sources: list[str]) -> IngestReport:
+    """Ingest the given sources with a progress bar; return the report."""
+    use_stdin = sources == ["-"]
+    if "-" in sources and not use_stdin:
+        raise InvalidInput("- (standard input) cannot be mixed with files")
+    files = [] if use_stdin else batch_files([Path(s) for s in sources])
+    if not use_stdin and not files:
+        raise InvalidInput(f"no batch files (.json, .json.gz, .parquet) in {' '.join(sources)}")
+    max_bytes = record.settings.max_batch_bytes
+    with _progress() as progress:
+        task = progress.add_task("ingesting", total=len(files) or 1)
+        counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+
+        def on_outcome(outcome: BatchOutcome) -> None:
+            counts[outcome.status] += 1
+            progress.update(task, description=_counts_text(counts))
+
+        def candidates() -> Iterator[Candidate]:
+            if use_stdin:
+                yield read_bytes(io.BytesIO(sys.stdin.buffer.read(max_bytes + 1)), "-", max_bytes)
+                progress.advance(task)
+                return
+            for file in files:
+                yield from read_file(file, max_bytes)
+                progress.advance(task)
+
+        return ingest(record, candidates(), on_outcome)
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return (
+        f"[green]{counts['accepted']} accepted[/] · {counts['duplicate']} duplicate · "
+        f"[red]{counts['rejected']} rejected[/]"
+    )
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=False,
+    )
+
+
+def _print_report(report: IngestReport) -> None:
+    for outcome in report.outcomes:
+        if outcome.status == "rejected":
+            label = outcome.batch_id or outcome.source
+            errors.print(f"[red]rejected[/] {label} ({outcome.source}):")
+            for problem in outcome.problems:
+                errors.print(f"  - {problem}", markup=False, highlight=False)
+    console.print(
+        f"{report.count('accepted')} accepted, {report.count('duplicate')} duplicate, "
+        f"{report.count('rejected')} rejected; {report.rows_written:,} rows written in "
+        f"{report.seconds:.1f} s"
+        + (f"; compacted {', '.join(report.compacted)}" if report.compacted else "")
+    )
+
+
+@app.command()
+def info(path: RecordPath) -> None:
+    """Print what the record holds: tables, rows, bytes on disk, versions, fragments."""
+    record = open_record(str(path), _settings())
+    table = Table(title=f"{record.path}")
+    for column in ("table", "rows", "bytes on disk", "version", "fragments"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    total_rows = total_bytes = 0
+    for entry in record.table_info():
+        table.add_row(
+            entry.name,
+            f"{entry.rows:,}",
+            _human_bytes(entry.bytes_on_disk),
+            str(entry.version),
+            str(entry.fragments),
+        )
+        total_rows += entry.rows
+        total_bytes += entry.bytes_on_disk
+    table.add_section()
+    table.add_row("total", f"{total_rows:,}", _human_bytes(total_bytes), "", "")
+    console.print(
+        f"schema {record.schema_version} · embedder {record.embedder.name}/"
+        f"{record.embedder.dim} ({record.embedder.metric}) · farm {record.farm_id} · "
+        f"{len(record.behaviours)} behaviours"
+    )
+    console.print(table)
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Directory to write batches/ and truth/ into.")],
+    animals: Annotated[int, typer.Option(help="Animals present at the start.", min=1)] = 40,
+    pens: Annotated[int, typer.Option(help="Pens (one edge device each).", min=1)] = 4,
+    days: Annotated[int, typer.Option(help="Days to simulate.", min=1)] = 21,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same herd.")] = 0,
+    start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD.")] = "2026-09-01",
+    breeding: Annotated[bool, typer.Option(help="Add a breeding herd of sows.")] = False,
+    keyframes: Annotated[bool, typer.Option(help="Render JPEG keyframes.")] = True,
+) -> None:
+    """Simulate a seeded herd and write it as edge batches plus a separate ground truth."""
+    from herdrecord.simulate import SimulationConfig, simulate as run_simulation, write_simulation
+
+    config = SimulationConfig(
+        animals=animals,
+        pens=pens,
+        days=days,
+        seed=seed,
+        start=_parse_date(start),
+        breeding=breeding,
+        keyframes=keyframes,
+    )
+    with console.status(f"simulating {animals} animals in {pens} pens for {days} days"):
+        simulation = run_simulation(config)
+        files = write_simulation(simulation, out)
+    console.print(
+        f"wrote {len(simulation.batches)} batches to {files.batches_dir} and the ground truth "
+        f"to {files.truth_dir}"
+    )
+
+
+def _parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"--start {text!r}: expected a date as YYYY-MM-DD") from None
+
+
+@app.command()
+def demo(
+    path: Annotated[Path, typer.Argument(help="Directory for the demo record.")] = Path("herd-demo"),
+    animals: Annotated[int, typer.Option(help="Animals in the demo herd.", min=1)] = 24,
+    days: Annotated[int, typer.Option(help="Days to simulate.", min=1)] = 14,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Simulate a small herd, ingest it into a fresh record with progress, and show it."""
+    from herdrecord.demo import prepare_demo
+
+    with console.status(f"simulating {animals} animals for {days} days"):
+        prepared = prepare_demo(path, animals=animals, days=days, seed=seed, settings=_settings())
+    console.print(
+        f"simulated {prepared.batches} edge batches into {prepared.batches_dir}; "
+        f"ground truth in {prepared.truth_dir}"
+    )
+    report = ingest_with_progress(prepared.record, [str(prepared.batches_dir)])
+    _print_report(report)
+    info(prepared.record.path)
+    console.print(
+        f"next: [bold]herdrecord info {prepared.record.path}[/], or ingest the same batches "
+        "again to see them reported as duplicates"
+    )
+
+
+def main() -> None:
+    """Run the CLI; user errors print one line and exit non-zero, without a traceback."""
+    app()

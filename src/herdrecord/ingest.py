@@ -1,0 +1,275 @@
+"""Ingest edge batches: check, deduplicate, and commit them atomically through one writer.
+
+A batch becomes visible only when its ledger row (table `batches`) is written. Before the
+batch tables are touched, the writer announces the batch ids in a pending file; a writer that
+finds that file on start removes the rows of announced batches that never reached the
+ledger. So a crash at any moment leaves only whole batches, and re-sending completes the
+interrupted one. Consecutive valid batches are written together, one Lance append per table,
+so that many small uploads do not make many small fragments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from herdrecord.frames import BatchFrames, stored_rows
+from herdrecord.intake import Candidate
+from herdrecord.rules import Expectations, check_frames
+from herdrecord.schema import BATCH_TABLES
+from herdrecord.store import PENDING_FILE, Record
+
+Status = Literal["accepted", "duplicate", "rejected"]
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What happened to one batch."""
+
+    source: str
+    batch_id: str | None
+    status: Status
+    problems: tuple[str, ...] = ()
+    rows: int = 0
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """The outcome of every batch of one ingest, and the tables it compacted."""
+
+    outcomes: tuple[BatchOutcome, ...]
+    compacted: tuple[str, ...]
+    seconds: float
+
+    def count(self, status: Status) -> int:
+        """Return how many batches ended with `status`."""
+        return sum(1 for outcome in self.outcomes if outcome.status == status)
+
+    @property
+    def rows_written(self) -> int:
+        """Return the rows the accepted batches added."""
+        return sum(outcome.rows for outcome in self.outcomes if outcome.status == "accepted")
+
+
+@dataclass
+class _Group:
+    """Valid batches waiting to be written together."""
+
+    frames: list[BatchFrames] = field(default_factory=list)
+    outcomes: list[tuple[int, BatchOutcome]] = field(default_factory=list)
+    sha256: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    track_keys: set[tuple[str, str]] = field(default_factory=set)
+    observation_rows: int = 0
+
+
+class Ingestor:
+    """Commit batches to one record; use inside `record.writer()`."""
+
+    def __init__(self, record: Record, now: datetime | None = None) -> None:
+        self.record = record
+        self.expect = Expectations.for_record(
+            record.embedder.name, record.embedder.dim, record.behaviours, record.settings, now
+        )
+        ledger = record.table("batches").to_lance().to_table(columns=["batch_id", "content_sha256"])
+        self.ledger: dict[str, str] = dict(
+            zip(
+                ledger.column("batch_id").to_pylist(),
+                ledger.column("content_sha256").to_pylist(),
+                strict=True,
+            )
+        )
+        self.group = _Group()
+        self._outcomes: list[tuple[int, BatchOutcome]] = []
+        self._offered = 0
+
+    @property
+    def outcomes(self) -> tuple[BatchOutcome, ...]:
+        """Return the final outcomes so far, in the order the batches were offered."""
+        return tuple(outcome for _, outcome in sorted(self._outcomes, key=lambda item: item[0]))
+
+    def offer(self, candidate: Candidate) -> BatchOutcome | None:
+        """Check one batch; queue it for writing, or return its final outcome at once."""
+        self._offered += 1
+        if candidate.frames is None:
+            return self._done(candidate, "rejected", candidate.problems)
+        frames = candidate.frames
+        problems = check_frames(frames, self.expect)
+        if problems:
+            return self._done(candidate, "rejected", tuple(problems))
+        batch_id = frames.header.batch_id
+        sha = frames.content_sha256()
+        known = self.ledger.get(batch_id) or self.group.sha256.get(batch_id)
+        if known is not None:
+            if known == sha:
+                return self._done(candidate, "duplicate", ())
+            return self._done(candidate, "rejected", (_conflict(batch_id, known, sha),))
+        reused = self._reused_track_ids(frames)
+        if reused:
+            return self._done(candidate, "rejected", tuple(reused))
+        group = self.group
+        group.frames.append(frames)
+        group.sha256[batch_id] = sha
+        group.sources[batch_id] = candidate.source
+        device = frames.header.device_id
+        group.track_keys.update((device, t) for t in frames.tracklets.column("track_id").to_pylist())
+        group.observation_rows += frames.observations.num_rows
+        group.outcomes.append(
+            (self._offered, BatchOutcome(candidate.source, batch_id, "accepted", (), frames.n_rows))
+        )
+        return None
+
+    def group_full(self) -> bool:
+        """Return whether the queued batches should be written now."""
+        return self.group.observation_rows >= self.record.settings.write_group_rows
+
+    def flush(self) -> list[BatchOutcome]:
+        """Write the queued batches (one append per table, ledger last); return their outcomes."""
+        group = self.group
+        if not group.frames:
+            return []
+        record = self.record
+        batch_ids = [frames.header.batch_id for frames in group.frames]
+        _announce(record, batch_ids)
+        dim = record.embedder.dim
+        per_table: dict[str, list[pa.Table]] = {name: [] for name in BATCH_TABLES}
+        for frames in group.frames:
+            for name, rows in stored_rows(frames, dim).items():
+                per_table[name].append(rows)
+        for name in BATCH_TABLES:
+            table = record.table(name)
+            rows = pa.concat_tables(per_table[name]).cast(table.schema)
+            if rows.num_rows:
+                table.add(rows)
+        record.table("batches").add(_ledger_rows(group, record))  # the commit point
+        (record.path / PENDING_FILE).unlink()
+        for frames in group.frames:
+            self.ledger[frames.header.batch_id] = group.sha256[frames.header.batch_id]
+        self._outcomes.extend(group.outcomes)
+        self.group = _Group()
+        return [outcome for _, outcome in group.outcomes]
+
+    def _done(self, candidate: Candidate, status: Status, problems: tuple[str, ...]) -> BatchOutcome:
+        outcome = BatchOutcome(candidate.source, candidate.batch_id, status, problems)
+        self._outcomes.append((self._offered, outcome))
+        return outcome
+
+    def _reused_track_ids(self, frames: BatchFrames) -> list[str]:
+        """Return problems for track ids this device already used in an earlier batch."""
+        device = frames.header.device_id
+        track_ids = frames.tracklets.column("track_id").combine_chunks()
+        in_group = [
+            i
+            for i, track_id in enumerate(track_ids.to_pylist())
+            if (device, track_id) in self.group.track_keys
+        ]
+        problems = [
+            f"tracklets[{i}].track_id: {track_ids[i].as_py()!r} was already sent by {device} "
+            "in another batch of this ingest"
+            for i in in_group
+        ]
+        stored = self.record.table("tracklets").to_lance().to_table(
+            columns=["track_id", "batch_id"],
+            filter=f"device_id = {_sql(device)}",
+        )
+        if stored.num_rows:
+            hit = np.asarray(pc.is_in(track_ids, value_set=stored.column("track_id")))
+            owners = dict(
+                zip(stored.column("track_id").to_pylist(), stored.column("batch_id").to_pylist(), strict=True)
+            )
+            for i in np.flatnonzero(hit):
+                track_id = track_ids[int(i)].as_py()
+                problems.append(
+                    f"tracklets[{i}].track_id: {track_id!r} is already stored for {device} "
+                    f"(batch {owners[track_id]}); track ids are unique per device"
+                )
+        return problems
+
+
+def ingest(
+    record: Record,
+    candidates: Iterable[Candidate],
+    on_outcome: Callable[[BatchOutcome], None] | None = None,
+    now: datetime | None = None,
+) -> IngestReport:
+    """Commit every valid batch of `candidates` to the record through its single writer."""
+    started = datetime.now(UTC)
+    notify = on_outcome or (lambda outcome: None)
+    with record.writer():
+        ingestor = Ingestor(record, now)
+        for candidate in candidates:
+            outcome = ingestor.offer(candidate)
+            if outcome is not None:
+                notify(outcome)
+            if ingestor.group_full():
+                for written in ingestor.flush():
+                    notify(written)
+        for written in ingestor.flush():
+            notify(written)
+        compacted = compact_if_fragmented(record)
+    seconds = (datetime.now(UTC) - started).total_seconds()
+    return IngestReport(ingestor.outcomes, compacted, seconds)
+
+
+def compact_if_fragmented(record: Record, force: bool = False) -> tuple[str, ...]:
+    """Compact tables with more fragments than the setting allows; return their names."""
+    limit = record.settings.compact_after_fragments
+    keep = timedelta(days=record.settings.keep_versions_days)
+    compacted = []
+    for name in (*BATCH_TABLES, "batches"):
+        table = record.table(name)
+        fragments = len(table.to_lance().get_fragments())
+        if fragments > limit or (force and fragments > 1):
+            table.optimize(cleanup_older_than=keep)
+            compacted.append(name)
+    return tuple(compacted)
+
+
+def _announce(record: Record, batch_ids: list[str]) -> None:
+    """Durably note the batch ids about to be written, before any of their rows."""
+    path = record.path / PENDING_FILE
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("w") as handle:
+        json.dump({"batch_ids": batch_ids}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _ledger_rows(group: _Group, record: Record) -> pa.Table:
+    committed_at = datetime.now(UTC)
+    rows = [
+        {
+            "batch_id": f.header.batch_id,
+            "farm_id": f.header.farm_id,
+            "device_id": f.header.device_id,
+            "content_sha256": group.sha256[f.header.batch_id],
+            "committed_at": committed_at,
+            "source": group.sources[f.header.batch_id],
+            "n_tracklets": f.tracklets.num_rows,
+            "n_samples": f.samples.num_rows,
+            "n_observations": f.observations.num_rows,
+            "n_keyframes": f.keyframes.num_rows,
+        }
+        for f in group.frames
+    ]
+    return pa.Table.from_pylist(rows, schema=record.table("batches").schema)
+
+
+def _conflict(batch_id: str, stored: str, sent: str) -> str:
+    return (
+        f"batch_id: {batch_id!r} was already committed with different content "
+        f"(stored {stored[:12]}, sent {sent[:12]}); give changed content a new batch_id"
+    )
+
+
+def _sql(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

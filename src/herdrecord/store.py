@@ -1,0 +1,323 @@
+"""Record: one herd's store, a LanceDB directory with its metadata; the one write path."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from herdrecord import __version__
+from herdrecord.config import Settings
+from herdrecord.errors import (
+    HerdrecordError,
+    InvalidInput,
+    MigrationRequired,
+    RecordExists,
+    RecordLocked,
+    RecordNotFound,
+    SchemaTooNew,
+)
+from herdrecord.migrations import (
+    AppliedMigration,
+    MigrationContext,
+    apply_pending,
+    latest_version,
+)
+from herdrecord.schema import (
+    BATCH_TABLES,
+    DEFAULT_BEHAVIOURS,
+    DEFAULT_EMBEDDER_DIM,
+    DEFAULT_EMBEDDER_METRIC,
+    DEFAULT_EMBEDDER_NAME,
+    META_BEHAVIOURS,
+    META_EMBEDDER,
+    META_FARM_ID,
+    META_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+)
+
+LOCK_FILE = ".herdrecord.lock"
+PENDING_FILE = ".herdrecord.pending.json"  # batch ids being written; cleared after the ledger
+
+
+@dataclass(frozen=True)
+class EmbedderInfo:
+    """The embedder a record's vectors come from."""
+
+    name: str
+    dim: int
+    metric: str
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What one table holds on disk."""
+
+    name: str
+    rows: int
+    bytes_on_disk: int
+    version: int
+    fragments: int
+
+
+class Record:
+    """One herd's record: LanceDB tables in a directory, opened with `open_record`."""
+
+    def __init__(self, path: Path, settings: Settings, db: Any, metadata: dict[str, Any]) -> None:
+        self.path = path
+        self.settings = settings
+        self.db = db
+        self.metadata = metadata
+
+    @property
+    def uri(self) -> str:
+        """Return the record's location."""
+        return str(self.path)
+
+    @property
+    def schema_version(self) -> int:
+        """Return the schema version the record is at."""
+        return int(self.metadata[META_SCHEMA_VERSION])
+
+    @property
+    def embedder(self) -> EmbedderInfo:
+        """Return the embedder the record's vectors come from."""
+        spec = self.metadata[META_EMBEDDER]
+        return EmbedderInfo(name=spec["name"], dim=int(spec["dim"]), metric=spec["metric"])
+
+    @property
+    def behaviours(self) -> tuple[str, ...]:
+        """Return the record's behaviour vocabulary."""
+        return tuple(self.metadata[META_BEHAVIOURS])
+
+    @property
+    def farm_id(self) -> str:
+        """Return the farm the record was created for."""
+        return str(self.metadata[META_FARM_ID])
+
+    def table(self, name: str) -> Any:
+        """Return a LanceDB table of the record."""
+        return self.db.open_table(name)
+
+    def committed_batch_ids(self) -> pa.Array:
+        """Return the ids of every batch in the ledger (the visible ones)."""
+        ledger = self.table("batches").to_lance().to_table(columns=["batch_id"])
+        return ledger.column("batch_id").combine_chunks()
+
+    def read_visible(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        """Return a batch table's rows that belong to committed batches only."""
+        rows = self.table(name).to_lance().to_table(columns=columns)
+        if name not in BATCH_TABLES or not self.pending_batch_ids():
+            return rows
+        # A writer is mid-batch or died mid-batch: hide rows the ledger does not vouch for.
+        key = rows.column("batch_id") if "batch_id" in rows.column_names else None
+        if key is None:
+            with_key = self.table(name).to_lance().to_table(columns=[*(columns or []), "batch_id"])
+            mask = pc.is_in(with_key.column("batch_id"), value_set=self.committed_batch_ids())
+            return rows.filter(mask)
+        return rows.filter(pc.is_in(key, value_set=self.committed_batch_ids()))
+
+    def pending_batch_ids(self) -> list[str]:
+        """Return the batch ids a writer announced and has not yet cleared."""
+        pending = self.path / PENDING_FILE
+        if not pending.exists():
+            return []
+        return list(json.loads(pending.read_text())["batch_ids"])
+
+    def table_info(self) -> list[TableInfo]:
+        """Return rows, bytes on disk, version and fragments of every table."""
+        infos = []
+        for name in sorted(self.db.list_tables(limit=10_000).tables):
+            dataset = self.table(name).to_lance()
+            infos.append(
+                TableInfo(
+                    name=name,
+                    rows=dataset.count_rows(),
+                    bytes_on_disk=_bytes_under(self.path / f"{name}.lance"),
+                    version=dataset.version,
+                    fragments=len(dataset.get_fragments()),
+                )
+            )
+        return infos
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[WriteLock]:
+        """Hold the record's single-writer lock; recover an interrupted batch on entry."""
+        lock = WriteLock.acquire(self.path, self.settings.lock_timeout_s)
+        try:
+            recover_interrupted(self)
+            yield lock
+        finally:
+            lock.release()
+
+
+class WriteLock:
+    """An exclusive advisory lock on a record's lock file (one writer per record)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    @classmethod
+    def acquire(cls, path: Path, timeout_s: float) -> WriteLock:
+        """Take the lock, waiting up to `timeout_s`; raise RecordLocked if it stays held."""
+        handle = open(path / LOCK_FILE, "a+")  # noqa: SIM115 - held for the lock's lifetime
+        deadline = time.monotonic() + timeout_s
+        waited_from = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown process"
+                    handle.close()
+                    raise RecordLocked(str(path), holder, time.monotonic() - waited_from) from None
+                time.sleep(0.05)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {datetime.now(UTC):%H:%M:%S}Z")
+        handle.flush()
+        return cls(handle)
+
+    def release(self) -> None:
+        """Give the lock back."""
+        fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+        self._handle.close()
+
+
+def recover_interrupted(record: Record) -> list[str]:
+    """Remove rows of announced batches that never reached the ledger; return their ids."""
+    pending = record.pending_batch_ids()
+    if not pending:
+        return []
+    committed = set(record.committed_batch_ids().to_pylist())
+    orphans = [batch_id for batch_id in pending if batch_id not in committed]
+    if orphans:
+        where = "batch_id IN (" + ", ".join(_sql_literal(b) for b in orphans) + ")"
+        for name in BATCH_TABLES:
+            record.table(name).delete(where)
+    (record.path / PENDING_FILE).unlink()
+    return orphans
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _bytes_under(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def _local_path(uri: str) -> Path:
+    if "://" in uri and not uri.startswith("file://"):
+        raise InvalidInput(f"{uri}: only local directories are supported as records so far")
+    return Path(uri.removeprefix("file://")).expanduser().resolve()
+
+
+def _connect(path: Path) -> Any:
+    return lancedb.connect(str(path))
+
+
+def _read_metadata(db: Any) -> dict[str, Any]:
+    rows = db.open_table("metadata").to_arrow().to_pylist()
+    return {row["key"]: json.loads(row["value"]) for row in rows}
+
+
+def is_record(path: Path) -> bool:
+    """Return whether a directory holds a herdrecord record."""
+    return (path / "metadata.lance").is_dir()
+
+
+def create_record(
+    uri: str,
+    settings: Settings,
+    *,
+    farm_id: str = "farm-a",
+    embedder_name: str = DEFAULT_EMBEDDER_NAME,
+    embedder_dim: int = DEFAULT_EMBEDDER_DIM,
+    behaviours: tuple[str, ...] = DEFAULT_BEHAVIOURS,
+) -> Record:
+    """Create a new, empty record at `uri` and return it opened."""
+    path = _local_path(uri)
+    if is_record(path):
+        raise RecordExists(str(path))
+    if path.exists() and any(path.iterdir()):
+        raise InvalidInput(f"{path} exists and is not empty; choose a new directory")
+    if not behaviours or len(set(behaviours)) != len(behaviours):
+        raise InvalidInput("the behaviour vocabulary must be non-empty and without repeats")
+    path.mkdir(parents=True, exist_ok=True)
+    lock = WriteLock.acquire(path, settings.lock_timeout_s)
+    try:
+        ctx = MigrationContext(
+            db=_connect(path),
+            embedder_name=embedder_name,
+            embedder_dim=embedder_dim,
+            embedder_metric=DEFAULT_EMBEDDER_METRIC,
+            behaviours=behaviours,
+            farm_id=farm_id,
+            now=datetime.now(UTC),
+            herdrecord_version=__version__,
+        )
+        apply_pending(ctx)
+    finally:
+        lock.release()
+    return open_record(str(path), settings)
+
+
+def open_record(uri: str, settings: Settings | None = None) -> Record:
+    """Open an existing record; fail clearly if it is missing, too new or needs migrating."""
+    settings = settings or Settings()
+    path = _local_path(uri)
+    if not is_record(path):
+        raise RecordNotFound(str(path))
+    db = _connect(path)
+    metadata = _read_metadata(db)
+    found = int(metadata.get(META_SCHEMA_VERSION, 0))
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNew(str(path), found, SCHEMA_VERSION)
+    if found < SCHEMA_VERSION:
+        raise MigrationRequired(str(path), found, SCHEMA_VERSION)
+    return Record(path, settings, db, metadata)
+
+
+def migrate_record(uri: str, settings: Settings) -> list[AppliedMigration]:
+    """Apply the pending migrations of a record; return what was applied."""
+    path = _local_path(uri)
+    if not is_record(path):
+        raise RecordNotFound(str(path))
+    db = _connect(path)
+    metadata = _read_metadata(db)
+    found = int(metadata.get(META_SCHEMA_VERSION, 0))
+    if found > latest_version():
+        raise SchemaTooNew(str(path), found, latest_version())
+    embedder = metadata.get(META_EMBEDDER)
+    if embedder is None:
+        raise HerdrecordError(f"{path}: metadata lacks the embedder; the record is damaged")
+    lock = WriteLock.acquire(path, settings.lock_timeout_s)
+    try:
+        ctx = MigrationContext(
+            db=db,
+            embedder_name=embedder["name"],
+            embedder_dim=int(embedder["dim"]),
+            embedder_metric=embedder["metric"],
+            behaviours=tuple(metadata[META_BEHAVIOURS]),
+            farm_id=str(metadata[META_FARM_ID]),
+            now=datetime.now(UTC),
+            herdrecord_version=__version__,
+        )
+        return apply_pending(ctx)
+    finally:
+        lock.release()

@@ -1,0 +1,116 @@
+"""Shared fixtures: small hand-made edge batches and fresh records in tmp_path."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from herdrecord.config import Settings
+from herdrecord.store import Record, create_record
+
+DIM = 384
+
+
+def _jpeg(seed: int) -> str:
+    image = Image.new("RGB", (32, 24), (200, 150 - seed % 50, 140))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=70)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def make_batch(
+    batch_id: str = "dev-01/2026-11-21T06",
+    *,
+    device_id: str = "dev-01",
+    n_tracklets: int = 3,
+    n_samples: int = 2,
+    n_observations: int = 4,
+    seed: int = 0,
+    dim: int = DIM,
+    track_offset: int = 0,
+) -> dict[str, Any]:
+    """Return a valid edge batch as a JSON-ready dict."""
+    rng = np.random.default_rng(seed)
+    tracklets = []
+    for i in range(n_tracklets):
+        minute = 10 * i
+        start = f"2026-11-21T06:{minute:02d}:00Z"
+        end = f"2026-11-21T06:{minute + 5:02d}:00Z"
+        samples = []
+        for k in range(n_samples):
+            vector = rng.normal(size=dim)
+            vector /= np.linalg.norm(vector)
+            samples.append(
+                {
+                    "t": f"2026-11-21T06:{minute:02d}:{10 + k:02d}Z",
+                    "embedding": [round(float(v), 6) for v in vector],
+                    "quality": 0.9,
+                }
+            )
+        observations = [
+            {
+                "t": f"2026-11-21T06:{minute + 1:02d}:{10 * k:02d}+00:00",
+                "bbox": [412.0, 220.0, 180.0, 96.0],
+                "area_px": 14230.0,
+                "behaviour": "lying_sternal",
+                "behaviour_conf": 0.93,
+                "speed_px_s": 0.0,
+                "gait_score": None,
+            }
+            for k in range(n_observations)
+        ]
+        tracklets.append(
+            {
+                "track_id": f"cam1-{track_offset + i:06d}",
+                "camera_id": "cam1",
+                "pen_id": "pen-1",
+                "start": start,
+                "end": end,
+                "tag_id": "TAG-0001" if i == 0 else None,
+                "samples": samples,
+                "observations": observations,
+                "keyframes": [
+                    {"t": start, "bbox": [412.0, 220.0, 180.0, 96.0], "jpeg_b64": _jpeg(seed + i)}
+                ],
+            }
+        )
+    return {
+        "schema": "herdrecord.edge-batch/1",
+        "batch_id": batch_id,
+        "farm_id": "farm-a",
+        "device_id": device_id,
+        "embedder": {"name": "dinov3-vits16", "dim": dim},
+        "tracklets": tracklets,
+    }
+
+
+@pytest.fixture
+def batch_factory() -> Callable[..., dict[str, Any]]:
+    """Return the factory of valid edge batches."""
+    return make_batch
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Return settings for tests: no waiting on locks."""
+    return Settings(lock_timeout_s=0.5)
+
+
+@pytest.fixture
+def record(tmp_path: Path, settings: Settings) -> Record:
+    """Return a fresh, empty record in a temporary directory."""
+    return create_record(str(tmp_path / "herd"), settings)
+
+
+def write_json(batch: dict[str, Any], path: Path) -> Path:
+    """Write a batch dict to a JSON file and return the path."""
+    path.write_text(json.dumps(batch))
+    return path
