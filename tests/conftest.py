@@ -6,6 +6,7 @@ import base64
 import io
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from herdrecord.config import Settings
 from herdrecord.store import Record, create_record
 
 DIM = 384
+BASE = datetime(2026, 11, 21, 6, tzinfo=UTC)
 
 
 def _jpeg(seed: int) -> str:
@@ -57,7 +59,7 @@ def make_batch(
             )
         observations = [
             {
-                "t": f"2026-11-21T06:{minute + 1:02d}:{10 * k:02d}+00:00",
+                "t": (BASE + timedelta(minutes=minute + 1, seconds=5 * k)).isoformat(),
                 "bbox": [412.0, 220.0, 180.0, 96.0],
                 "area_px": 14230.0,
                 "behaviour": "lying_sternal",

@@ -1,0 +1,5 @@
+"""Run the command line: `python -m herdrecord`."""
+
+from herdrecord.cli import main
+
+main()
