@@ -181,7 +181,9 @@ def test_too_many_tracklets_is_rejected(batch_factory: Callable[..., dict[str, A
     assert problems == ["tracklets: 3 tracklets, more than the limit of 2"]
 
 
-def test_oversized_and_gzip_bomb_are_rejected(tmp_path: Path, batch_factory: Callable[..., dict[str, Any]]) -> None:
+def test_oversized_and_gzip_bomb_are_rejected(
+    tmp_path: Path, batch_factory: Callable[..., dict[str, Any]]
+) -> None:
     data = json.dumps(batch_factory()).encode()
     plain = tmp_path / "big.json"
     plain.write_bytes(data)
@@ -194,7 +196,9 @@ def test_oversized_and_gzip_bomb_are_rejected(tmp_path: Path, batch_factory: Cal
     assert "larger than the limit of 1000000 bytes" in candidate.problems[0]
 
 
-def test_gzip_and_plain_json_read_the_same(tmp_path: Path, batch_factory: Callable[..., dict[str, Any]]) -> None:
+def test_gzip_and_plain_json_read_the_same(
+    tmp_path: Path, batch_factory: Callable[..., dict[str, Any]]
+) -> None:
     data = json.dumps(batch_factory()).encode()
     (tmp_path / "b.json").write_bytes(data)
     (tmp_path / "b.json.gz").write_bytes(gzip.compress(data))
@@ -255,4 +259,11 @@ def test_json_schema_describes_the_contract() -> None:
 
     schema = edge_batch_json_schema()
     assert schema["$id"] == "herdrecord.edge-batch/1"
-    assert set(schema["required"]) == {"schema", "batch_id", "farm_id", "device_id", "embedder", "tracklets"}
+    assert set(schema["required"]) == {
+        "schema",
+        "batch_id",
+        "farm_id",
+        "device_id",
+        "embedder",
+        "tracklets",
+    }

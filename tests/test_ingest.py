@@ -12,14 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
 import pytest
 
 from herdrecord.config import Settings
 from herdrecord.errors import RecordLocked
 from herdrecord.ingest import ingest
 from herdrecord.intake import Candidate, parse_json, read_file
-from herdrecord.store import PENDING_FILE, Record, WriteLock, open_record
+from herdrecord.store import PENDING_FILE, Record, open_record
 
 Factory = Callable[..., dict[str, Any]]
 
@@ -36,11 +35,17 @@ def counts(record: Record) -> dict[str, int]:
 
 
 def test_accepted_batch_is_stored_whole(record: Record, batch_factory: Factory) -> None:
-    report = ingest(record, [candidate(batch_factory(n_tracklets=3, n_samples=2, n_observations=4))])
+    report = ingest(
+        record, [candidate(batch_factory(n_tracklets=3, n_samples=2, n_observations=4))]
+    )
     assert [o.status for o in report.outcomes] == ["accepted"]
     assert counts(record) == {
-        "batches": 1, "tracklets": 3, "samples": 6, "observations": 12, "keyframes": 3,
-    }  # fmt: skip
+        "batches": 1,
+        "tracklets": 3,
+        "samples": 6,
+        "observations": 12,
+        "keyframes": 3,
+    }
     stored = record.table("samples").to_lance().to_table()
     assert stored.column("embedding").type.value_type.bit_width == 16
     tracklets = record.table("tracklets").to_arrow()
@@ -57,7 +62,9 @@ def test_rejected_batch_stores_nothing(record: Record, batch_factory: Factory) -
     assert set(counts(record).values()) == {0}
 
 
-def test_resending_the_same_batch_is_a_reported_no_op(record: Record, batch_factory: Factory) -> None:
+def test_resending_the_same_batch_is_a_reported_no_op(
+    record: Record, batch_factory: Factory
+) -> None:
     batch = batch_factory()
     ingest(record, [candidate(batch)])
     before = counts(record)
@@ -66,14 +73,18 @@ def test_resending_the_same_batch_is_a_reported_no_op(record: Record, batch_fact
     assert counts(record) == before
 
 
-def test_the_same_batch_twice_in_one_ingest_is_stored_once(record: Record, batch_factory: Factory) -> None:
+def test_the_same_batch_twice_in_one_ingest_is_stored_once(
+    record: Record, batch_factory: Factory
+) -> None:
     batch = batch_factory()
     report = ingest(record, [candidate(batch), candidate(batch)])
     assert [o.status for o in report.outcomes] == ["accepted", "duplicate"]
     assert counts(record)["batches"] == 1
 
 
-def test_same_batch_id_with_other_content_is_rejected(record: Record, batch_factory: Factory) -> None:
+def test_same_batch_id_with_other_content_is_rejected(
+    record: Record, batch_factory: Factory
+) -> None:
     ingest(record, [candidate(batch_factory(seed=1))])
     report = ingest(record, [candidate(batch_factory(seed=2))])
     assert report.outcomes[0].status == "rejected"
@@ -103,12 +114,16 @@ def test_a_track_id_reused_by_a_device_is_rejected(record: Record, batch_factory
     assert ingest(record, [candidate(other_device)]).outcomes[0].status == "accepted"
 
 
-def test_many_small_batches_are_grouped_and_compacted(tmp_path: Path, batch_factory: Factory) -> None:
+def test_many_small_batches_are_grouped_and_compacted(
+    tmp_path: Path, batch_factory: Factory
+) -> None:
     from herdrecord.store import create_record
 
     settings = Settings(write_group_rows=40, compact_after_fragments=4, lock_timeout_s=0.5)
     record = create_record(str(tmp_path / "herd"), settings)
-    batches = [candidate(batch_factory(f"dev-01/b{i:02d}", seed=i, track_offset=10 * i)) for i in range(30)]
+    batches = [
+        candidate(batch_factory(f"dev-01/b{i:02d}", seed=i, track_offset=10 * i)) for i in range(30)
+    ]
     report = ingest(record, batches)
     assert report.count("accepted") == 30
     # 30 batches of 12 observation rows, written in groups of >= 40 rows: 8 writes, not 30.
@@ -120,7 +135,9 @@ def test_many_small_batches_are_grouped_and_compacted(tmp_path: Path, batch_fact
     assert counts(record)["observations"] == 30 * 12
 
 
-def test_a_second_writer_fails_clearly_while_the_first_holds_the_lock(record: Record, batch_factory: Factory) -> None:
+def test_a_second_writer_fails_clearly_while_the_first_holds_the_lock(
+    record: Record, batch_factory: Factory
+) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(record.path)], stdout=subprocess.PIPE, text=True
     )
@@ -184,8 +201,12 @@ def test_a_batch_killed_mid_write_is_invisible_then_completed_by_resending(
     assert [o.status for o in report.outcomes] == ["accepted"]
     assert not (record.path / PENDING_FILE).exists()
     assert counts(reopened) == {
-        "batches": 2, "tracklets": 6, "samples": 12, "observations": 24, "keyframes": 6,
-    }  # fmt: skip
+        "batches": 2,
+        "tracklets": 6,
+        "samples": 12,
+        "observations": 24,
+        "keyframes": 6,
+    }
 
 
 def _assert_only_whole_batches(record: Record) -> None:
@@ -193,17 +214,20 @@ def _assert_only_whole_batches(record: Record) -> None:
     ledger = record.table("batches").to_arrow()
     expected = {row["batch_id"]: row for row in ledger.to_pylist()}
     for name, column in (
-        ("tracklets", "n_tracklets"), ("samples", "n_samples"),
-        ("observations", "n_observations"), ("keyframes", "n_keyframes"),
-    ):  # fmt: skip
+        ("tracklets", "n_tracklets"),
+        ("samples", "n_samples"),
+        ("observations", "n_observations"),
+        ("keyframes", "n_keyframes"),
+    ):
         rows = record.read_visible(name, columns=["batch_id"])
         found = rows.group_by("batch_id").aggregate([("batch_id", "count")]).to_pylist()
         per_batch = {r["batch_id"]: r["batch_id_count"] for r in found}
         assert set(per_batch) <= set(expected), name
         for batch_id, row in expected.items():
             assert per_batch.get(batch_id, 0) == row[column], (name, batch_id)
-        duplicates = pc.count_distinct(record.table(name).to_arrow().column("batch_id"))
-        assert duplicates.as_py() == len(per_batch) or name != "tracklets"
+        stored = set(record.table(name).to_arrow().column("batch_id").to_pylist())
+        # Rows beyond the visible ones may only belong to the batch a killed writer announced.
+        assert stored - set(per_batch) <= set(record.pending_batch_ids()), name
 
 
 def test_cli_ingest_killed_at_random_moments_keeps_only_whole_batches(
@@ -217,7 +241,9 @@ def test_cli_ingest_killed_at_random_moments_keeps_only_whole_batches(
     env = {**os.environ, "HERDRECORD_WRITE_GROUP_ROWS": "1", "HERDRECORD_LOCK_TIMEOUT_S": "20"}
     command = [sys.executable, "-m", "herdrecord", "ingest", str(record.path), str(folder)]
     for delay in (1.6, 2.4, 3.2):
-        child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(delay)
         child.send_signal(signal.SIGKILL)
         child.wait()

@@ -29,7 +29,9 @@ def test_init_creates_every_table_with_its_schema(record: Record) -> None:
     assert "lying_lateral" in record.behaviours
 
 
-def test_samples_store_float16_embeddings_of_the_record_dimension(tmp_path: Path, settings: Settings) -> None:
+def test_samples_store_float16_embeddings_of_the_record_dimension(
+    tmp_path: Path, settings: Settings
+) -> None:
     record = create_record(str(tmp_path / "r"), settings, embedder_dim=16)
     assert record.table("samples").schema.field("embedding").type == pa.list_(pa.float16(), 16)
 
@@ -76,7 +78,7 @@ def test_migrate_logs_what_it_applied_and_is_idempotent(record: Record, settings
 def test_migration_registry_is_ordered_without_gaps() -> None:
     check_registry()
     for name in MIGRATIONS:
-        assert load_migration(name).VERSION == int(name[:4])
+        assert int(name[:4]) == load_migration(name).VERSION
     on_disk = sorted(p.stem for p in (ROOT / "migrations").glob("[0-9]*.py"))
     assert on_disk == list(MIGRATIONS), "every migration file must be registered, in order"
 

@@ -48,7 +48,11 @@ BULK_SCHEMA = pa.schema(
             "samples",
             pa.list_(
                 pa.struct(
-                    [("t", UTC_TIME), ("embedding", pa.list_(pa.float32())), ("quality", pa.float32())]
+                    [
+                        ("t", UTC_TIME),
+                        ("embedding", pa.list_(pa.float32())),
+                        ("quality", pa.float32()),
+                    ]
                 )
             ),
         ),
@@ -75,8 +79,20 @@ BULK_SCHEMA = pa.schema(
     ]
 )
 _HEADER_COLUMNS = ("schema", "batch_id", "farm_id", "device_id", "embedder_name", "embedder_dim")
-_REQUIRED = ("schema", "batch_id", "farm_id", "device_id", "embedder_name", "embedder_dim",
-             "track_id", "camera_id", "pen_id", "start", "end", "samples")  # fmt: skip
+_REQUIRED = (
+    "schema",
+    "batch_id",
+    "farm_id",
+    "device_id",
+    "embedder_name",
+    "embedder_dim",
+    "track_id",
+    "camera_id",
+    "pen_id",
+    "start",
+    "end",
+    "samples",
+)
 
 
 @dataclass(frozen=True)
@@ -113,8 +129,13 @@ def bulk_table(frames: BatchFrames) -> pa.Table:
         columns[name] = trk.column(name)
     smp = frames.samples
     columns["samples"] = _nest(
-        smp, n, {"t": smp.column("t"), "embedding": smp.column("embedding"),
-                 "quality": smp.column("quality")},  # fmt: skip
+        smp,
+        n,
+        {
+            "t": smp.column("t"),
+            "embedding": smp.column("embedding"),
+            "quality": smp.column("quality"),
+        },
     )
     obs = frames.observations
     obs_fields = {"t": obs.column("t"), "bbox": _bbox_lists(obs)}
@@ -139,14 +160,14 @@ def _bbox_lists(table: pa.Table) -> pa.Array:
 _BBOX = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
 
 
-def _nest(child: pa.Table, n_parents: int, fields: dict[str, pa.Array | pa.ChunkedArray]) -> pa.Array:
+def _nest(
+    child: pa.Table, n_parents: int, fields: dict[str, pa.Array | pa.ChunkedArray]
+) -> pa.Array:
     """Return children grouped into one list per parent row, using their `ti` column."""
     ti = np.asarray(child.column("ti").to_numpy(), dtype=np.int64)
     counts = np.bincount(ti, minlength=n_parents) if len(ti) else np.zeros(n_parents, np.int64)
     offsets = np.r_[0, np.cumsum(counts)].astype(np.int32)
-    arrays = [
-        v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v for v in fields.values()
-    ]
+    arrays = [v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v for v in fields.values()]
     struct = pa.StructArray.from_arrays(arrays, names=list(fields))
     return pa.ListArray.from_arrays(pa.array(offsets), struct)
 
@@ -175,7 +196,9 @@ def read_bulk(path: Path) -> Iterator[BulkBatch]:
 
 
 def _schema_problems(schema: pa.Schema) -> list[str]:
-    problems = [f"{name}: required column missing" for name in _REQUIRED if name not in schema.names]
+    problems = [
+        f"{name}: required column missing" for name in _REQUIRED if name not in schema.names
+    ]
     problems += [
         f"{name}: unknown column (expected {', '.join(BULK_SCHEMA.names)})"
         for name in schema.names
@@ -234,7 +257,10 @@ def _frames_of(batch_id: str, rows: pa.Table) -> BulkBatch:
     samples = rows.column("samples").combine_chunks()
     observations = rows.column("observations").combine_chunks()
     keyframes = rows.column("keyframes").combine_chunks()
-    trk_cols = {name: rows.column(name) for name in ("track_id", "camera_id", "pen_id", "start", "end", "tag_id")}
+    trk_cols = {
+        name: rows.column(name)
+        for name in ("track_id", "camera_id", "pen_id", "start", "end", "tag_id")
+    }
     trk_cols["n_samples"] = pc.list_value_length(samples).fill_null(0).cast(pa.int32())
     trk_cols["n_observations"] = pc.list_value_length(observations).fill_null(0).cast(pa.int32())
     trk_cols["n_keyframes"] = pc.list_value_length(keyframes).fill_null(0).cast(pa.int32())
@@ -253,7 +279,12 @@ def _frames_of(batch_id: str, rows: pa.Table) -> BulkBatch:
     for name in ("area_px", "behaviour", "behaviour_conf", "speed_px_s", "gait_score"):
         obs_columns[name] = obs[name]
     kfr = _unnest(keyframes)
-    kfr_columns = {"ti": kfr["ti"], "t": kfr["t"], **_bbox_columns(kfr["bbox"]), "jpeg": kfr["jpeg"]}
+    kfr_columns = {
+        "ti": kfr["ti"],
+        "t": kfr["t"],
+        **_bbox_columns(kfr["bbox"]),
+        "jpeg": kfr["jpeg"],
+    }
     frames = BatchFrames(
         header=header,
         tracklets=tracklets,
@@ -280,6 +311,8 @@ def _bbox_columns(bbox: pa.Array) -> dict[str, pa.Array]:
     coords = np.full((len(bbox), 4), np.nan, dtype=np.float32)
     ok = lengths == 4
     if ok.any():
-        values = np.asarray(pc.list_flatten(bbox.filter(pa.array(ok))).fill_null(np.nan), np.float32)
+        values = np.asarray(
+            pc.list_flatten(bbox.filter(pa.array(ok))).fill_null(np.nan), np.float32
+        )
         coords[ok] = values.reshape(-1, 4)
     return {name: pa.array(coords[:, i]) for i, name in enumerate(_BBOX)}

@@ -7,12 +7,12 @@ import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import click
 import typer
 import typer.core
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -22,14 +22,15 @@ from herdrecord.ingest import BatchOutcome, IngestReport, ingest
 from herdrecord.intake import Candidate, batch_files, read_bytes, read_file
 from herdrecord.store import Record, create_record, migrate_record, open_record
 
+
 class _Commands(typer.core.TyperGroup):
     """Command group that turns herdrecord's errors into one readable line and exit code 2."""
 
-    def invoke(self, ctx: click.Context) -> object:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except HerdrecordError as exc:
-            errors.print(f"[red]error:[/] {exc}", highlight=False, markup=True)
+            errors.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
 
 
@@ -55,8 +56,12 @@ def _settings() -> Settings:
 def init(
     path: RecordPath,
     farm: Annotated[str, typer.Option(help="Farm id the record belongs to.")] = "farm-a",
-    embedder: Annotated[str, typer.Option(help="Name of the embedder of the vectors.")] = "dinov3-vits16",
-    dim: Annotated[int, typer.Option(help="Dimension of the embedder's vectors.", min=1, max=8192)] = 384,
+    embedder: Annotated[
+        str, typer.Option(help="Name of the embedder of the vectors.")
+    ] = "dinov3-vits16",
+    dim: Annotated[
+        int, typer.Option(help="Dimension of the embedder's vectors.", min=1, max=8192)
+    ] = 384,
 ) -> None:
     """Create a new, empty record at PATH."""
     record = create_record(
@@ -151,7 +156,7 @@ def _print_report(report: IngestReport) -> None:
             label = outcome.batch_id or outcome.source
             errors.print(f"[red]rejected[/] {label} ({outcome.source}):")
             for problem in outcome.problems:
-                errors.print(f"  - {problem}", markup=False, highlight=False)
+                errors.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
     console.print(
         f"{report.count('accepted')} accepted, {report.count('duplicate')} duplicate, "
         f"{report.count('rejected')} rejected; {report.rows_written:,} rows written in "
@@ -209,7 +214,8 @@ def simulate(
     keyframes: Annotated[bool, typer.Option(help="Render JPEG keyframes.")] = True,
 ) -> None:
     """Simulate a seeded herd and write it as edge batches plus a separate ground truth."""
-    from herdrecord.simulate import SimulationConfig, simulate as run_simulation, write_simulation
+    from herdrecord.simulate import SimulationConfig, write_simulation
+    from herdrecord.simulate import simulate as run_simulation
 
     config = SimulationConfig(
         animals=animals,
@@ -238,7 +244,9 @@ def _parse_date(text: str) -> date:
 
 @app.command()
 def demo(
-    path: Annotated[Path, typer.Argument(help="Directory for the demo record.")] = Path("herd-demo"),
+    path: Annotated[Path, typer.Argument(help="Directory for the demo record.")] = Path(
+        "herd-demo"
+    ),
     animals: Annotated[int, typer.Option(help="Animals in the demo herd.", min=1)] = 24,
     days: Annotated[int, typer.Option(help="Days to simulate.", min=1)] = 14,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,

@@ -25,7 +25,8 @@ from pydantic import (
 BATCH_SCHEMA_ID = "herdrecord.edge-batch/1"
 
 Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$")
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"),
 ]
 """Ids of batches, farms, devices, cameras, pens, tracks and tags: printable, no spaces."""
 
@@ -109,7 +110,9 @@ class EdgeBatch(_Contract):
     tracklets: list[Tracklet]
 
 
-def numeric_bounds(model: type[BaseModel]) -> dict[str, tuple[float | None, float | None, float | None]]:
+def numeric_bounds(
+    model: type[BaseModel],
+) -> dict[str, tuple[float | None, float | None, float | None]]:
     """Return `field -> (ge, gt, le)` for the model's numeric fields with declared bounds."""
     bounds: dict[str, tuple[float | None, float | None, float | None]] = {}
     for name, info in model.model_fields.items():
@@ -145,4 +148,5 @@ def edge_batch_json_schema() -> dict[str, Any]:
         "in the record's vocabulary; track_ids are unique within the batch and unused by "
         "earlier batches of the device; keyframes are JPEG; sizes are within the limits."
     )
-    return json.loads(json.dumps(schema))
+    normalised: dict[str, Any] = json.loads(json.dumps(schema))
+    return normalised

@@ -24,7 +24,9 @@ class PreparedDemo:
     batches: int
 
 
-def prepare_demo(path: Path, *, animals: int, days: int, seed: int, settings: Settings) -> PreparedDemo:
+def prepare_demo(
+    path: Path, *, animals: int, days: int, seed: int, settings: Settings
+) -> PreparedDemo:
     """Simulate a herd into `path/edge` and create an empty record at `path/record`.
 
     A directory made by an earlier demo is replaced; any other non-empty directory is refused.

@@ -48,7 +48,7 @@ class BatchFrames:
     @property
     def n_rows(self) -> int:
         """Return the number of rows the batch adds across all tables."""
-        return (
+        return int(
             self.tracklets.num_rows
             + self.samples.num_rows
             + self.observations.num_rows
@@ -129,15 +129,22 @@ def frames_from_model(batch: EdgeBatch) -> BatchFrames:
             smp_q.append(sample.quality)
             smp_emb.append(sample.embedding)
         for o in tracklet.observations:
-            row = (ti, _micros(o.t), *o.bbox, o.area_px, o.behaviour, o.behaviour_conf,
-                   o.speed_px_s, o.gait_score)  # fmt: skip
+            row = (
+                ti,
+                _micros(o.t),
+                *o.bbox,
+                o.area_px,
+                o.behaviour,
+                o.behaviour_conf,
+                o.speed_px_s,
+                o.gait_score,
+            )
             for key, value in zip(_OBSERVATION_COLUMNS, row, strict=True):
                 obs[key].append(value)
         for k in tracklet.keyframes:
-            for key, value in zip(
-                _KEYFRAME_COLUMNS, (ti, _micros(k.t), *k.bbox, k.jpeg_b64), strict=True
-            ):
-                kfr[key].append(value)
+            frame_row: tuple[object, ...] = (ti, _micros(k.t), *k.bbox, k.jpeg_b64)
+            for key, cell in zip(_KEYFRAME_COLUMNS, frame_row, strict=True):
+                kfr[key].append(cell)
     header = BatchHeader(
         schema_id=batch.schema_id,
         batch_id=batch.batch_id,
@@ -189,7 +196,12 @@ OBSERVATION_FRAME = pa.schema(
     ]
 )
 KEYFRAME_FRAME = pa.schema(
-    [("ti", pa.int32()), ("t", UTC_TIME), *[(name, pa.float32()) for name in _BBOX], ("jpeg", pa.binary())]
+    [
+        ("ti", pa.int32()),
+        ("t", UTC_TIME),
+        *[(name, pa.float32()) for name in _BBOX],
+        ("jpeg", pa.binary()),
+    ]
 )
 _TRACKLET_COLUMNS = tuple(TRACKLET_FRAME.names)
 _OBSERVATION_COLUMNS = tuple(OBSERVATION_FRAME.names)

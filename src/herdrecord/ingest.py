@@ -120,7 +120,9 @@ class Ingestor:
         group.sha256[batch_id] = sha
         group.sources[batch_id] = candidate.source
         device = frames.header.device_id
-        group.track_keys.update((device, t) for t in frames.tracklets.column("track_id").to_pylist())
+        group.track_keys.update(
+            (device, t) for t in frames.tracklets.column("track_id").to_pylist()
+        )
         group.observation_rows += frames.observations.num_rows
         group.outcomes.append(
             (self._offered, BatchOutcome(candidate.source, batch_id, "accepted", (), frames.n_rows))
@@ -157,7 +159,9 @@ class Ingestor:
         self.group = _Group()
         return [outcome for _, outcome in group.outcomes]
 
-    def _done(self, candidate: Candidate, status: Status, problems: tuple[str, ...]) -> BatchOutcome:
+    def _done(
+        self, candidate: Candidate, status: Status, problems: tuple[str, ...]
+    ) -> BatchOutcome:
         outcome = BatchOutcome(candidate.source, candidate.batch_id, status, problems)
         self._outcomes.append((self._offered, outcome))
         return outcome
@@ -176,14 +180,22 @@ class Ingestor:
             "in another batch of this ingest"
             for i in in_group
         ]
-        stored = self.record.table("tracklets").to_lance().to_table(
-            columns=["track_id", "batch_id"],
-            filter=f"device_id = {_sql(device)}",
+        stored = (
+            self.record.table("tracklets")
+            .to_lance()
+            .to_table(
+                columns=["track_id", "batch_id"],
+                filter=f"device_id = {_sql(device)}",
+            )
         )
         if stored.num_rows:
             hit = np.asarray(pc.is_in(track_ids, value_set=stored.column("track_id")))
             owners = dict(
-                zip(stored.column("track_id").to_pylist(), stored.column("batch_id").to_pylist(), strict=True)
+                zip(
+                    stored.column("track_id").to_pylist(),
+                    stored.column("batch_id").to_pylist(),
+                    strict=True,
+                )
             )
             for i in np.flatnonzero(hit):
                 track_id = track_ids[int(i)].as_py()

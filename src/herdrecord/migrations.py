@@ -64,7 +64,9 @@ def load_migration(name: str) -> ModuleType:
     path = migrations_dir() / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"herdrecord._migration_{name}", path)
     if spec is None or spec.loader is None or not path.is_file():
-        raise HerdrecordError(f"migration {name} is missing from {path.parent}; reinstall herdrecord")
+        raise HerdrecordError(
+            f"migration {name} is missing from {path.parent}; reinstall herdrecord"
+        )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     expected = int(name.split("_", 1)[0])
@@ -119,7 +121,9 @@ def apply_pending(ctx: MigrationContext) -> list[AppliedMigration]:
 
 def _set_schema_version(db: Any, version: int) -> None:
     table = db.open_table("metadata")
-    row = pa.table({"key": [META_SCHEMA_VERSION], "value": [json.dumps(version)]}, schema=table.schema)
+    row = pa.table(
+        {"key": [META_SCHEMA_VERSION], "value": [json.dumps(version)]}, schema=table.schema
+    )
     # One merge is one commit: the record never lacks a schema version, even after a crash.
     table.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(row)
 

@@ -98,7 +98,7 @@ def _tracklet_problems(frames: BatchFrames, expect: Expectations) -> Iterator[st
     if n > expect.max_tracklets:
         yield f"tracklets: {n} tracklets, more than the limit of {expect.max_tracklets}"
     track_ids = np.asarray(trk.column("track_id").to_numpy(zero_copy_only=False), dtype=object)
-    _, first, counts = np.unique(track_ids, return_index=True, return_counts=True)
+    counts = np.unique(track_ids, return_counts=True)[1]
     if (counts > 1).any():
         seen: dict[str, int] = {}
         for i, track_id in enumerate(track_ids):
@@ -108,12 +108,12 @@ def _tracklet_problems(frames: BatchFrames, expect: Expectations) -> Iterator[st
                 seen[track_id] = i
     start = _micros(trk.column("start"))
     end = _micros(trk.column("end"))
-    for i in np.flatnonzero(end < start):
+    for i in _where(end < start):
         yield f"tracklets[{i}].end: {_iso(end[i])} is before start {_iso(start[i])}"
     earliest, latest = _micros_of(EARLIEST), _micros_of(expect.now + FUTURE_TOLERANCE)
-    for i in np.flatnonzero(start < earliest):
+    for i in _where(start < earliest):
         yield f"tracklets[{i}].start: {_iso(start[i])} is before 2000; check the device clock"
-    for i in np.flatnonzero(end > latest):
+    for i in _where(end > latest):
         yield f"tracklets[{i}].end: {_iso(end[i])} is in the future; check the device clock"
     limits = (
         ("n_samples", "samples", expect.max_samples),
@@ -122,10 +122,10 @@ def _tracklet_problems(frames: BatchFrames, expect: Expectations) -> Iterator[st
     )
     for column, label, limit in limits:
         counts_ = np.asarray(trk.column(column).to_numpy(), dtype=np.int64)
-        for i in np.flatnonzero(counts_ > limit):
+        for i in _where(counts_ > limit):
             yield f"tracklets[{i}].{label}: {counts_[i]} entries, more than the limit of {limit}"
     n_samples = np.asarray(trk.column("n_samples").to_numpy(), dtype=np.int64)
-    for i in np.flatnonzero(n_samples == 0):
+    for i in _where(n_samples == 0):
         yield f"tracklets[{i}].samples: at least one sample is required"
 
 
@@ -137,7 +137,7 @@ def _sample_problems(frames: BatchFrames, expect: Expectations) -> Iterator[str]
     prefix = _LazyPrefix(lambda i: f"tracklets[{ti[i]}].samples[{pos[i]}]")
     embedding = smp.column("embedding").combine_chunks()
     lengths = np.asarray(pc.list_value_length(embedding).fill_null(-1), dtype=np.int64)
-    for i in np.flatnonzero(lengths != expect.embedder_dim):
+    for i in _where(lengths != expect.embedder_dim):
         got = "none" if lengths[i] < 0 else str(lengths[i])
         yield f"{prefix[i]}.embedding: expected {expect.embedder_dim} floats, got {got}"
     values = np.asarray(pc.list_flatten(embedding).fill_null(np.nan), dtype=np.float64)
@@ -162,7 +162,7 @@ def _observation_problems(frames: BatchFrames, expect: Expectations) -> Iterator
     vocabulary = pa.array(expect.behaviours, pa.string())
     known = np.asarray(pc.is_in(obs.column("behaviour"), value_set=vocabulary).fill_null(False))
     behaviour = obs.column("behaviour")
-    for i in np.flatnonzero(~known):
+    for i in _where(~known):
         yield (
             f"{prefix(i)}.behaviour: {behaviour[int(i)].as_py()!r} is not in the record's "
             f"vocabulary ({', '.join(expect.behaviours)})"
@@ -172,7 +172,7 @@ def _observation_problems(frames: BatchFrames, expect: Expectations) -> Iterator
     yield from _bbox_problems(obs, lazy)
     gait = np.asarray(obs.column("gait_score").to_numpy(zero_copy_only=False), dtype=np.float64)
     gait_null = np.asarray(obs.column("gait_score").is_null())
-    for i in np.flatnonzero(~np.isfinite(gait) & ~gait_null):
+    for i in _where(~np.isfinite(gait) & ~gait_null):
         yield f"{prefix(i)}.gait_score: must be a finite number or null"
     yield from _times_within(frames, obs, lazy)
 
@@ -190,9 +190,9 @@ def _keyframe_problems(frames: BatchFrames, expect: Expectations) -> Iterator[st
     sizes = np.asarray(pc.binary_length(jpeg).fill_null(0), dtype=np.int64)
     magic = pc.binary_slice(jpeg, 0, 3)
     heads = np.asarray(pc.equal(magic, pa.scalar(JPEG_MAGIC, pa.binary())).fill_null(False))
-    for i in np.flatnonzero(~heads):
+    for i in _where(~heads):
         yield f"{prefix(i)}.jpeg_b64: not a JPEG image"
-    for i in np.flatnonzero(sizes > expect.max_keyframe_bytes):
+    for i in _where(sizes > expect.max_keyframe_bytes):
         yield (
             f"{prefix(i)}.jpeg_b64: {sizes[i]} bytes, more than the limit of "
             f"{expect.max_keyframe_bytes}"
@@ -242,7 +242,7 @@ def _bounds(table: pa.Table, model: type, prefix: object) -> Iterator[str]:
             for text, bound in ((f">= {ge}", ge), (f"> {gt}", gt), (f"<= {le}", le))
             if bound is not None
         )
-        for i in np.flatnonzero(bad):
+        for i in _where(bad):
             yield f"{prefix[i]}.{name}: {values[i]} is not a finite number {rule}"  # type: ignore[index]
 
 
@@ -251,7 +251,7 @@ def _bbox_problems(table: pa.Table, prefix: object) -> Iterator[str]:
         [np.asarray(table.column(c).to_numpy(), dtype=np.float64) for c in _BBOX_COLUMNS], axis=1
     )
     bad = ~np.isfinite(coords).all(axis=1) | (coords[:, 2] <= 0) | (coords[:, 3] <= 0)
-    for i in np.flatnonzero(bad):
+    for i in _where(bad):
         yield f"{prefix[i]}.bbox: {coords[i].tolist()} needs finite x, y and width, height > 0"  # type: ignore[index]
 
 
@@ -262,18 +262,23 @@ def _times_within(frames: BatchFrames, table: pa.Table, prefix: object) -> Itera
     """Yield child rows whose time lies outside their tracklet's [start, end]."""
     ti = np.asarray(table.column("ti").to_numpy(), dtype=np.int64)
     missing = np.asarray(table.column("t").is_null())
-    for i in np.flatnonzero(missing):
+    for i in _where(missing):
         yield f"{prefix[i]}.t: required"  # type: ignore[index]
     t = _micros(table.column("t"))
     start = _micros(frames.tracklets.column("start"))[ti]
     end = _micros(frames.tracklets.column("end"))[ti]
     # A tracklet whose own span is wrong is reported once, not once per child row.
     outside = ((t < start) | (t > end)) & ~missing & (end >= start)
-    for i in np.flatnonzero(outside):
+    for i in _where(outside):
         yield (
             f"{prefix[i]}.t: {_iso(t[i])} is outside the tracklet's "  # type: ignore[index]
             f"[{_iso(start[i])}, {_iso(end[i])}]"
         )
+
+
+def _where(mask: np.ndarray) -> list[int]:
+    """Return the indices where a boolean mask is true, as Python ints."""
+    return [int(i) for i in np.flatnonzero(mask)]
 
 
 def _micros(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

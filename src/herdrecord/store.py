@@ -188,7 +188,9 @@ class WriteLock:
                 time.sleep(0.05)
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {datetime.now(UTC):%H:%M:%S}Z")
+        handle.write(
+            f"pid {os.getpid()} on {socket.gethostname()} since {datetime.now(UTC):%H:%M:%S}Z"
+        )
         handle.flush()
         return cls(handle)
 

@@ -12,21 +12,24 @@ NURSERY_EXIT_KG = 30.0  # ... weighing ~30 kg
 
 def inflection_age_d(mature_kg: np.ndarray, rate_per_day: np.ndarray) -> np.ndarray:
     """Return the Gompertz inflection age (days) that puts 30 kg at 70 days of age."""
-    return NURSERY_EXIT_AGE_D + np.log(np.log(mature_kg / NURSERY_EXIT_KG)) / rate_per_day
+    inflection = NURSERY_EXIT_AGE_D + np.log(np.log(mature_kg / NURSERY_EXIT_KG)) / rate_per_day
+    return np.asarray(inflection, dtype=np.float64)
 
 
 def weight_kg(
     age_d: np.ndarray, mature_kg: np.ndarray, rate_per_day: np.ndarray, inflection_d: np.ndarray
 ) -> np.ndarray:
     """Return Gompertz weight in kg at the given (effective) age in days."""
-    return mature_kg * np.exp(-np.exp(-rate_per_day * (age_d - inflection_d)))
+    weight = mature_kg * np.exp(-np.exp(-rate_per_day * (age_d - inflection_d)))
+    return np.asarray(weight, dtype=np.float64)
 
 
 def age_d(
     weight: np.ndarray, mature_kg: np.ndarray, rate_per_day: np.ndarray, inflection_d: np.ndarray
 ) -> np.ndarray:
     """Return the (effective) age in days at which the Gompertz curve reaches `weight` kg."""
-    return inflection_d - np.log(np.log(mature_kg / weight)) / rate_per_day
+    age = inflection_d - np.log(np.log(mature_kg / weight)) / rate_per_day
+    return np.asarray(age, dtype=np.float64)
 
 
 def draw_curves(

@@ -1,0 +1,102 @@
+"""Appearance embeddings: what the edge's embedder (DINOv3 ViT-S/16) would see of each pig.
+
+A sample embedding is the L2-normalised sum of
+- a breed mean every pig shares (sows add a sow-line offset),
+- a per-animal identity offset (near-twins have nearly equal offsets),
+- drift that grows as the pig grows from 30 to 110 kg (shared and per-animal parts),
+- a per-behaviour posture offset (lying and standing pigs look different from above),
+- a per camera-day lighting offset and a per-tracklet nuisance (pose, occlusion),
+- per-sample noise that is larger at low quality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from herdrecord.simulation.behaviour import N_CLASSES
+from herdrecord.simulation.config import SimulationConfig
+
+SOW_LINE_NORM = 0.4  # sows are a different line and age: their own offset from the breed
+DRIFT_FROM_KG, DRIFT_SPAN_KG = 30.0, 80.0  # drift is 0 at 30 kg and 1 at 110 kg
+DRIFT_MAX = 1.3  # sows and heavy finishers stop changing
+QUALITY_MIN = 0.3
+QUALITY_BETA = (4.0, 1.5)  # quality = 0.3 + 0.7 * Beta(4, 1.5): mean ~0.81
+QUALITY_MEAN = QUALITY_MIN + (1.0 - QUALITY_MIN) * QUALITY_BETA[0] / sum(QUALITY_BETA)
+
+
+@dataclass(frozen=True)
+class HerdLooks:
+    """The fixed appearance vectors of a herd; float32 arrays."""
+
+    breed: np.ndarray  # (dim,)
+    identity: np.ndarray  # (n_animals, dim), breed line included
+    drift: np.ndarray  # (n_animals, dim): change from 30 to 110 kg, shared part included
+    posture: np.ndarray  # (9, dim)
+
+
+def random_directions(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """Return n random unit vectors, shape (n, dim), float32."""
+    v = rng.standard_normal((n, dim), dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def draw_looks(
+    is_sow: np.ndarray, twin_of: np.ndarray, config: SimulationConfig, rng: np.random.Generator
+) -> HerdLooks:
+    """Return the herd's appearance vectors; `twin_of` (n,) names each near-twin's pair or -1."""
+    n, dim = len(is_sow), config.embedding_dim
+    breed = random_directions(1, dim, rng)[0] * np.float32(config.breed_norm)
+    identity = random_directions(n, dim, rng) * np.float32(config.identity_norm)
+    twins = np.flatnonzero(twin_of >= 0)
+    offset = random_directions(len(twins), dim, rng)
+    twin_gap = np.float32(config.near_twin_distance * config.identity_norm)
+    identity[twins] = identity[twin_of[twins]] + offset * twin_gap
+    sow_line = random_directions(1, dim, rng)[0] * np.float32(SOW_LINE_NORM)
+    identity[is_sow] += sow_line
+    common = random_directions(1, dim, rng)[0] * np.float32(config.common_drift_norm)
+    drift = random_directions(n, dim, rng) * np.float32(config.drift_norm) + common
+    posture = random_directions(N_CLASSES, dim, rng) * np.float32(config.posture_norm)
+    return HerdLooks(breed=breed, identity=identity, drift=drift, posture=posture)
+
+
+def draw_quality(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Return edge crop quality scores in [0.3, 1], shape (n,)."""
+    a, b = QUALITY_BETA
+    return QUALITY_MIN + (1.0 - QUALITY_MIN) * rng.beta(a, b, n)
+
+
+@dataclass(frozen=True)
+class SampleContext:
+    """Who and how each sample was seen; arrays of shape (n,) unless noted."""
+
+    animal: np.ndarray
+    weight_kg: np.ndarray
+    state: np.ndarray  # true behaviour class
+    lighting: np.ndarray  # (n, dim) camera-day lighting offset
+    nuisance: np.ndarray  # (n, dim) tracklet nuisance
+    quality: np.ndarray
+
+
+def embed_samples(
+    looks: HerdLooks, seen: SampleContext, config: SimulationConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """Return L2-normalised sample embeddings, shape (n, dim), float32."""
+    n, dim = len(seen.animal), config.embedding_dim
+    grown = np.clip((seen.weight_kg - DRIFT_FROM_KG) / DRIFT_SPAN_KG, 0.0, DRIFT_MAX)
+    gain = config.quality_noise_gain
+    # Normalised so that noise at the mean quality has norm `sample_noise_norm`.
+    noise_norm = (
+        config.sample_noise_norm
+        * (1.0 + gain * (1.0 - seen.quality))
+        / (1.0 + gain * (1.0 - QUALITY_MEAN))
+    )
+    noise = rng.standard_normal((n, dim), dtype=np.float32)
+    noise *= (noise_norm / np.sqrt(dim)).astype(np.float32)[:, None]
+    v = looks.identity[seen.animal] + looks.breed[None, :]
+    v += looks.drift[seen.animal] * grown.astype(np.float32)[:, None]
+    v += looks.posture[seen.state]
+    v += seen.lighting + seen.nuisance + noise
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v

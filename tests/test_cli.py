@@ -1,0 +1,97 @@
+"""The command line through Typer's runner: help, init, ingest, info, migrate, errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from herdrecord.cli import app
+
+runner = CliRunner()
+Factory = Callable[..., dict[str, Any]]
+
+COMMANDS = ["init", "migrate", "ingest", "info", "simulate", "demo"]
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in COMMANDS:
+        assert command in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+    assert len(result.output.splitlines()) > 4
+
+
+def test_init_ingest_info_round_trip(tmp_path: Path, batch_factory: Factory) -> None:
+    herd = tmp_path / "herd"
+    result = runner.invoke(app, ["init", str(herd), "--farm", "farm-b"])
+    assert result.exit_code == 0, result.output
+    assert "farm farm-b" in result.output
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.json").write_text(json.dumps(batch_factory("dev-01/a")))
+    (folder / "b.json.gz").write_bytes(
+        gzip.compress(json.dumps(batch_factory("dev-01/b", seed=3, track_offset=50)).encode())
+    )
+    result = runner.invoke(app, ["ingest", str(herd), str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "2 accepted, 0 duplicate, 0 rejected" in result.output
+    result = runner.invoke(app, ["ingest", str(herd), str(folder / "a.json")])
+    assert "0 accepted, 1 duplicate, 0 rejected" in result.output
+    result = runner.invoke(app, ["info", str(herd)])
+    assert result.exit_code == 0
+    assert "observations" in result.output and "24" in result.output
+    result = runner.invoke(app, ["migrate", str(herd)])
+    assert "up to date" in result.output
+
+
+def test_rejected_batches_are_listed_and_exit_non_zero(
+    tmp_path: Path, batch_factory: Factory
+) -> None:
+    herd = tmp_path / "herd"
+    runner.invoke(app, ["init", str(herd)])
+    batch = batch_factory()
+    batch["embedder"]["dim"] = 383
+    (tmp_path / "bad.json").write_text(json.dumps(batch))
+    result = runner.invoke(app, ["ingest", str(herd), str(tmp_path / "bad.json")])
+    assert result.exit_code == 1
+    assert "0 accepted, 0 duplicate, 1 rejected" in result.output
+    assert "embedder: the record holds dinov3-vits16/384 vectors" in result.output
+
+
+def test_ingest_reads_one_batch_from_stdin(tmp_path: Path, batch_factory: Factory) -> None:
+    herd = tmp_path / "herd"
+    runner.invoke(app, ["init", str(herd)])
+    result = runner.invoke(app, ["ingest", str(herd), "-"], input=json.dumps(batch_factory()))
+    assert result.exit_code == 0, result.output
+    assert "1 accepted" in result.output
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["info", str(tmp_path / "missing")])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: no herdrecord record at")
+    result = runner.invoke(app, ["ingest", str(tmp_path / "missing"), "nothing.json"])
+    assert result.exit_code == 2
+
+
+def test_ingest_of_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    herd = tmp_path / "herd"
+    runner.invoke(app, ["init", str(herd)])
+    result = runner.invoke(app, ["ingest", str(herd), str(tmp_path / "nope.json")])
+    assert result.exit_code == 2
+    assert "nope.json: no such file or directory" in result.output
