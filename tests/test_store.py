@@ -93,3 +93,9 @@ def test_schema_snapshots_match_the_code() -> None:
 def test_every_setting_is_documented() -> None:
     for name, field in Settings.model_fields.items():
         assert field.description and len(field.description) > 20, name
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"HERDRECORD_{name.upper()}" in readme, name

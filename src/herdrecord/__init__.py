@@ -14,6 +14,9 @@ from herdrecord.errors import (
 
 __version__ = "0.1.0"
 
+from herdrecord.config import Settings  # noqa: E402
+from herdrecord.store import Record, create_record, open_record  # noqa: E402
+
 __all__ = [
     "BatchConflict",
     "BatchRejected",
@@ -23,6 +26,10 @@ __all__ = [
     "RecordExists",
     "RecordLocked",
     "RecordNotFound",
+    "Record",
     "SchemaTooNew",
+    "Settings",
     "__version__",
+    "create_record",
+    "open_record",
 ]
