@@ -112,7 +112,8 @@ def animals_schema() -> pa.Schema:
             _f("sex", pa.string(), True, "female, male, castrate"),
             _f("birth_date", pa.date32(), True, "date of birth"),
             _f("pen_id", pa.string(), True, "current pen"),
-            _f("status", pa.string(), False, "active or departed"),
+            _f("status", pa.string(), False, "active, departed, or merged"),
+            _f("merged_into", pa.string(), True, "animal this one was merged into"),
             _f("provisional", pa.bool_(), False, "enrolled by the system, not yet named"),
             _f("created_at", UTC_TIME, False, "when the row was created, UTC"),
         ]
@@ -213,6 +214,36 @@ def events_schema() -> pa.Schema:
     )
 
 
+def pool_schema(dim: int) -> pa.Schema:
+    """Return the schema of `pool`: the re-ID gallery, budgeted exemplars per animal."""
+    return pa.schema(
+        [
+            _f("exemplar_id", pa.int64(), False, "id of the exemplar (the FAISS id)"),
+            _f("animal_id", pa.string(), False, "animal the exemplar shows"),
+            _f("device_id", pa.string(), False, "device of the source tracklet"),
+            _f("track_id", pa.string(), False, "source tracklet (first of its chain)"),
+            _f("pen_id", pa.string(), False, "pen it was seen in"),
+            _f("observed_at", UTC_TIME, False, "when the source was seen, UTC"),
+            _f("evidence_s", pa.float32(), False, "seconds of track behind the exemplar"),
+            _f("embedding", embedding_type(dim), False, "L2-normalised descriptor, float16"),
+        ]
+    )
+
+
+def constraints_schema() -> pa.Schema:
+    """Return the schema of `constraints`: people's answers, which linking never overrides."""
+    return pa.schema(
+        [
+            _f("device_id", pa.string(), False, "edge device of the tracklet"),
+            _f("track_id", pa.string(), False, "tracklet id"),
+            _f("animal_id", pa.string(), False, "animal the answer is about"),
+            _f("kind", pa.string(), False, "must_link or cannot_link"),
+            _f("decided_by", pa.string(), False, "who answered"),
+            _f("decided_at", UTC_TIME, False, "when, UTC"),
+        ]
+    )
+
+
 BATCH_TABLES: tuple[str, ...] = ("tracklets", "samples", "observations", "keyframes")
 """Tables whose rows arrive in edge batches and carry their batch_id."""
 
@@ -230,6 +261,8 @@ def table_schemas(dim: int) -> dict[str, pa.Schema]:
         "keyframes": keyframes_schema(),
         "links": links_schema(),
         "events": events_schema(),
+        "pool": pool_schema(dim),
+        "constraints": constraints_schema(),
     }
     return {
         name: schema.with_metadata(

@@ -1,0 +1,293 @@
+"""Joint assignment of one pen-day's tracklets to animals, under the barn's constraints.
+
+Pure numpy/scipy on arrays; `linking.py` feeds it from the record and writes what it decides.
+
+1. Continuations: a tracklet that starts seconds after another ended on the same camera, near
+   where it ended, continues it; chains of continuations are *clusters* that share evidence.
+2. Cliques: clusters that overlap in time are different animals. Sweeping the day gives the
+   maximal cliques of the interval graph; any two overlapping clusters share one.
+3. In time order, each clique's undecided clusters are assigned jointly (Hungarian) to the
+   roster animals not already taken by a decided member, with an "unknown" option per cluster
+   priced at the open-set threshold. So no animal is ever in two places at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+UNKNOWN = -1
+NEG = -1e9  # score of a forbidden pairing (cannot-link, or an animal already taken)
+
+
+@dataclass(frozen=True)
+class ContinuationRule:
+    """When a tracklet is taken to continue another (same camera, small gap, nearby)."""
+
+    max_gap_s: float = 20.0  # trackers re-acquire within seconds; longer gaps are occlusions
+    max_distance_px: float = 160.0  # a pig moves little in a few seconds
+    min_similarity: float = 0.0  # a continuation whose looks disagree this much is refused
+
+
+@dataclass(frozen=True)
+class PenDayTracklets:
+    """The tracklets of one pen on one day; arrays of shape (n,) unless noted."""
+
+    camera: np.ndarray  # camera ids (object)
+    start_s: np.ndarray  # seconds since the epoch, float64
+    end_s: np.ndarray
+    first_xy: np.ndarray  # (n, 2) bbox centre of the first observation, px (NaN if none)
+    last_xy: np.ndarray  # (n, 2) bbox centre of the last observation, px
+    descriptor: np.ndarray  # (n, d) float32, L2-normalised
+    weight: np.ndarray  # evidence behind each descriptor: sum of sample qualities
+
+
+def centre_by_camera(t: PenDayTracklets) -> PenDayTracklets:
+    """Return the tracklets with each camera-day's mean look removed from their descriptors.
+
+    Every animal seen by one camera on one day shares the breed look, the lighting and the
+    camera's view; that common part dwarfs what tells individuals apart. Subtracting the
+    camera-day's own quality-weighted mean (the herd in that pen is the reference) leaves the
+    individual part, and makes descriptors from different days and cameras comparable.
+    """
+    centred = t.descriptor.astype(np.float64).copy()
+    for camera in np.unique(t.camera):
+        rows = np.flatnonzero(t.camera == camera)
+        weight = t.weight[rows]
+        if len(rows) < 2 or weight.sum() <= 0:
+            continue
+        mean = (centred[rows] * weight[:, None]).sum(axis=0) / weight.sum()
+        centred[rows] -= mean
+    return PenDayTracklets(
+        camera=t.camera,
+        start_s=t.start_s,
+        end_s=t.end_s,
+        first_xy=t.first_xy,
+        last_xy=t.last_xy,
+        descriptor=normalise(centred).astype(np.float32),
+        weight=t.weight,
+    )
+
+
+def day_scores(
+    descriptor: np.ndarray, weight: np.ndarray, choice: np.ndarray, n_animals: int
+) -> np.ndarray:
+    """Return (k, a) similarity of each cluster to each animal's centroid of the day.
+
+    The centroid leaves the cluster itself out, so a cluster is scored by the evidence the
+    animal's other clusters give: short clusters borrow it from long ones.
+    """
+    k, d = descriptor.shape
+    sums = np.zeros((n_animals, d))
+    assigned = np.flatnonzero(choice >= 0)
+    np.add.at(sums, choice[assigned], descriptor[assigned] * weight[assigned, None])
+    dots = descriptor @ sums.T  # (k, a)
+    norms = np.tile(np.linalg.norm(sums, axis=1), (k, 1))
+    # Leave-one-out for each cluster's own animal: |S - w d|^2 = |S|^2 - 2 w d.S + w^2.
+    own = choice[assigned]
+    w = weight[assigned]
+    dot_own = dots[assigned, own]
+    dots[assigned, own] = dot_own - w
+    norms[assigned, own] = np.sqrt(
+        np.maximum(norms[assigned, own] ** 2 - 2 * w * dot_own + w**2, 0.0)
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sims = np.where(norms > 1e-9, dots / norms, np.nan)
+    return np.asarray(sims)
+
+
+def chain_continuations(t: PenDayTracklets, rule: ContinuationRule) -> np.ndarray:
+    """Return a cluster label per tracklet, joining continuation chains; shape (n,)."""
+    n = len(t.start_s)
+    successor = np.full(n, -1)
+    has_predecessor = np.zeros(n, dtype=bool)
+    order = np.argsort(t.start_s, kind="stable")
+    candidates: list[tuple[float, int, int]] = []
+    starts = t.start_s[order]
+    for i in range(n):
+        lo = np.searchsorted(starts, t.end_s[i], side="left")
+        hi = np.searchsorted(starts, t.end_s[i] + rule.max_gap_s, side="right")
+        for j in order[lo:hi]:
+            if j == i or t.camera[j] != t.camera[i]:
+                continue
+            distance = float(np.linalg.norm(t.first_xy[j] - t.last_xy[i]))
+            if not distance <= rule.max_distance_px:  # NaN (no observations) never chains
+                continue
+            if float(t.descriptor[i] @ t.descriptor[j]) < rule.min_similarity:
+                continue
+            gap = t.start_s[j] - t.end_s[i]
+            candidates.append((gap / rule.max_gap_s + distance / rule.max_distance_px, i, int(j)))
+    # Best pairs first; each tracklet has at most one successor and one predecessor.
+    for _, i, j in sorted(candidates):
+        if successor[i] < 0 and not has_predecessor[j]:
+            successor[i] = j
+            has_predecessor[j] = True
+    labels = np.full(n, -1)
+    cluster = 0
+    for head in np.flatnonzero(~has_predecessor):
+        node = int(head)
+        while node >= 0:
+            labels[node] = cluster
+            node = int(successor[node])
+        cluster += 1
+    return labels
+
+
+@dataclass(frozen=True)
+class Clusters:
+    """Tracklets grouped into clusters; arrays of shape (k,) unless noted."""
+
+    label: np.ndarray  # (n,) cluster of each tracklet
+    start_s: np.ndarray
+    end_s: np.ndarray
+    descriptor: np.ndarray  # (k, d) weighted mean of member descriptors, L2-normalised
+    weight: np.ndarray  # summed evidence
+    duration_s: np.ndarray  # summed tracked seconds
+
+
+def make_clusters(t: PenDayTracklets, label: np.ndarray) -> Clusters:
+    """Return the clusters of a labelling, pooling their members' evidence."""
+    k = int(label.max()) + 1 if len(label) else 0
+    d = t.descriptor.shape[1]
+    summed = np.zeros((k, d), dtype=np.float64)
+    np.add.at(summed, label, t.descriptor * t.weight[:, None])
+    descriptor = normalise(summed).astype(np.float32)
+    start = np.full(k, np.inf)
+    end = np.full(k, -np.inf)
+    np.minimum.at(start, label, t.start_s)
+    np.maximum.at(end, label, t.end_s)
+    return Clusters(
+        label=label,
+        start_s=start,
+        end_s=end,
+        descriptor=descriptor,
+        weight=np.bincount(label, weights=t.weight, minlength=k),
+        duration_s=np.bincount(label, weights=t.end_s - t.start_s + 1.0, minlength=k),
+    )
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Return rows scaled to unit length (zero rows stay zero)."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return np.asarray(vectors / np.where(norms > 0, norms, 1.0))
+
+
+def maximal_cliques(start_s: np.ndarray, end_s: np.ndarray) -> list[np.ndarray]:
+    """Return the maximal sets of mutually overlapping intervals, in time order."""
+    events = [(float(s), 1, i) for i, s in enumerate(start_s)]
+    # An interval ending exactly when another starts does not overlap it: ends sort first.
+    events += [(float(e) + 1e-6, 0, i) for i, e in enumerate(end_s)]
+    events.sort()
+    active: set[int] = set()
+    cliques: list[np.ndarray] = []
+    grew = False
+    for _, is_start, i in events:
+        if is_start:
+            active.add(i)
+            grew = True
+        else:
+            if grew:
+                cliques.append(np.array(sorted(active)))
+                grew = False
+            active.discard(i)
+    return cliques
+
+
+def overlaps(start_s: np.ndarray, end_s: np.ndarray) -> np.ndarray:
+    """Return the (k, k) boolean matrix of intervals that overlap in time."""
+    return np.asarray((start_s[:, None] <= end_s[None, :]) & (start_s[None, :] <= end_s[:, None]))
+
+
+def solve(
+    scores: np.ndarray,
+    start_s: np.ndarray,
+    end_s: np.ndarray,
+    threshold: float,
+    fixed: np.ndarray | None = None,
+) -> np.ndarray:
+    """Return the animal column of each cluster (or UNKNOWN), solved clique by clique.
+
+    `scores` (k, a) is each cluster's similarity to each roster animal (NEG = forbidden);
+    `fixed` (k,) pre-decides clusters (tag anchors, people's answers), UNKNOWN where free.
+    """
+    k, a = scores.shape
+    choice = np.full(k, UNKNOWN) if fixed is None else fixed.copy()
+    decided = choice != UNKNOWN
+    for clique in maximal_cliques(start_s, end_s):
+        free = clique[~decided[clique]]
+        if len(free) == 0:
+            continue
+        taken = set(choice[clique[decided[clique]]].tolist()) - {UNKNOWN}
+        open_columns = np.array([c for c in range(a) if c not in taken], dtype=np.int64)
+        block = (
+            scores[np.ix_(free, open_columns)] if len(open_columns) else np.zeros((len(free), 0))
+        )
+        # One "unknown" column per cluster, priced at the threshold: an animal must beat it.
+        unknown = np.full((len(free), len(free)), NEG)
+        np.fill_diagonal(unknown, threshold)
+        rows, cols = linear_sum_assignment(np.hstack([block, unknown]), maximize=True)
+        for row, col in zip(rows, cols, strict=True):
+            cluster = free[row]
+            if col < len(open_columns) and block[row, col] > NEG / 2:
+                choice[cluster] = open_columns[col]
+            decided[cluster] = True
+    return choice
+
+
+def margins(scores: np.ndarray, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each cluster's score for its choice and its lead over the best other animal."""
+    k, a = scores.shape
+    if a == 0:
+        return np.full(k, np.nan), np.full(k, np.nan)
+    rows = np.arange(k)
+    chosen = np.where(choice >= 0, scores[rows, np.maximum(choice, 0)], np.nan)
+    others = scores.copy()
+    others[rows[choice >= 0], choice[choice >= 0]] = NEG
+    runner_up = others.max(axis=1)
+    best = np.where(choice >= 0, chosen, scores.max(axis=1))
+    lead = np.where(runner_up > NEG / 2, best - runner_up, 1.0)
+    return chosen, lead
+
+
+def group_unknowns(clusters: Clusters, members: np.ndarray, threshold: float) -> list[np.ndarray]:
+    """Return groups of unknown clusters that look alike and never overlap in time.
+
+    Greedy, most evidence first: a cluster joins the most similar group whose centroid it
+    matches above the threshold and none of whose members it overlaps; else it starts one.
+    """
+    order = members[np.argsort(-clusters.weight[members], kind="stable")]
+    overlap = overlaps(clusters.start_s, clusters.end_s)
+    groups: list[list[int]] = []
+    sums: list[np.ndarray] = []
+    for c in order:
+        best, best_score = -1, threshold
+        for g, group in enumerate(groups):
+            if overlap[c, group].any():
+                continue
+            score = float(clusters.descriptor[c] @ normalise(sums[g]))
+            if score >= best_score:
+                best, best_score = g, score
+        if best < 0:
+            groups.append([int(c)])
+            sums.append(clusters.descriptor[c] * clusters.weight[c])
+        else:
+            groups[best].append(int(c))
+            sums[best] = sums[best] + clusters.descriptor[c] * clusters.weight[c]
+    return [np.array(group) for group in groups]
+
+
+def calibrate_threshold(genuine: np.ndarray, impostor: np.ndarray, default: float) -> float:
+    """Return the similarity that best separates same-animal from different-animal pairs.
+
+    Genuine pairs are continuations (the same animal, by the tracker); impostor pairs are
+    clusters that overlap in time in one pen (different animals, by physics). The threshold
+    minimises the sum of the two error rates; with too few pairs of either kind, `default`.
+    """
+    if len(genuine) < 20 or len(impostor) < 20:
+        return default
+    grid = np.linspace(-1.0, 1.0, 801)
+    false_reject = np.searchsorted(np.sort(genuine), grid, side="left") / len(genuine)
+    false_accept = 1.0 - np.searchsorted(np.sort(impostor), grid, side="left") / len(impostor)
+    return float(grid[np.argmin(false_reject + false_accept)])

@@ -1,0 +1,276 @@
+"""Link tracklets to animals: per pen-day, jointly, with the barn's constraints and the pool.
+
+`link_pending` finds every pen-day holding a tracklet without a current link (new batches,
+late batches, or a link run cut short) and re-solves those pen-days in time order:
+continuation chains, tag anchors and people's answers first, then a clique-by-clique joint
+assignment against the pen's roster (`assignment.py`), then a search of the whole pool for
+animals that moved in, then enrolment of consistent unknowns as provisional animals, and a
+second joint pass that includes them. Confident links feed the pool. Links are append-only;
+the current link of a tracklet is its latest row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from herdrecord.assignment import (
+    calibrate_threshold,
+    centre_by_camera,
+    chain_continuations,
+    make_clusters,
+    normalise,
+    overlaps,
+)
+from herdrecord.penday import AnimalState, LinkingConfig, PenDayInput, RunState, solve_pen_day
+from herdrecord.pool import Pool
+from herdrecord.store import Record
+from herdrecord.trackletdata import TrackletData, load_tracklets
+
+SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class LinkReport:
+    """What one linking run decided."""
+
+    pen_days: int
+    tracklets: int
+    linked: int
+    unknown: int
+    enrolled: tuple[str, ...]
+    threshold: float
+    seconds: float
+
+
+def link_pending(record: Record, config: LinkingConfig | None = None) -> LinkReport:
+    """Re-solve every pen-day that has a tracklet without a current link."""
+    config = config or LinkingConfig()
+    started = time.perf_counter()
+    with record.writer():
+        data = load_tracklets(record, _pending_pen_days(record))
+        return _link(record, data, config, started)
+
+
+def relink_all(record: Record, config: LinkingConfig | None = None) -> LinkReport:
+    """Re-solve every pen-day of the record (after a merge, split, or a change of method)."""
+    config = config or LinkingConfig()
+    started = time.perf_counter()
+    with record.writer():
+        data = load_tracklets(record, None)
+        return _link(record, data, config, started)
+
+
+def _pending_pen_days(record: Record) -> set[tuple[str, date]]:
+    tracklets = record.read_visible("tracklets", ["device_id", "track_id", "pen_id", "start"])
+    links = record.table("links").to_lance().to_table(columns=["device_id", "track_id"])
+    con = duckdb.connect()
+    con.register("t", tracklets)
+    con.register("l", links)
+    rows = con.sql(
+        "SELECT DISTINCT t.pen_id, CAST(timezone('UTC', t.start) AS DATE) AS day FROM t "
+        "ANTI JOIN l ON t.device_id = l.device_id AND t.track_id = l.track_id"
+    ).fetchall()
+    return {(str(pen), day) for pen, day in rows}
+
+
+def current_links(record: Record) -> pa.Table:
+    """Return each tracklet's current link (its latest decision)."""
+    links = record.table("links").to_lance().to_table()
+    con = duckdb.connect()
+    con.register("links", links)
+    return con.sql(
+        "SELECT * FROM links QUALIFY row_number() OVER "
+        "(PARTITION BY device_id, track_id ORDER BY decided_at DESC) = 1"
+    ).to_arrow_table()
+
+
+def _link(record: Record, data: TrackletData, config: LinkingConfig, started: float) -> LinkReport:
+    dim = record.embedder.dim
+    pool_rows = record.table("pool").to_lance().to_table()
+    pool = Pool.from_arrow(pool_rows, dim, config.exemplars_per_animal)
+    solving = set(zip(data.device_id, data.track_id, strict=True))
+    pool.drop_sources(solving)
+    constraints = record.table("constraints").to_lance().to_table().to_pylist()
+    cannot: dict[tuple[str, str], set[str]] = defaultdict(set)
+    must: dict[tuple[str, str], str] = {}
+    for c in sorted(constraints, key=lambda c: c["decided_at"]):
+        key = (c["device_id"], c["track_id"])
+        if c["kind"] == "must_link":
+            must[key] = c["animal_id"]
+        else:
+            cannot[key].add(c["animal_id"])
+    pen_days = [_prepare(data, key, rows, config) for key, rows in data.pen_days()]
+    run = RunState(
+        pool=pool,
+        animals=_animal_states(record, solving),
+        must=must,
+        cannot=cannot,
+        threshold=_calibrate(pen_days, config),
+        config=config,
+        next_number=_next_provisional_number(record),
+    )
+    decisions: list[dict[str, object]] = []
+    for pen in pen_days:
+        decisions.extend(solve_pen_day(pen, run))
+    _write(record, decisions, run)
+    linked = sum(1 for d in decisions if d["animal_id"] is not None)
+    return LinkReport(
+        pen_days=len(pen_days),
+        tracklets=len(decisions),
+        linked=linked,
+        unknown=len(decisions) - linked,
+        enrolled=tuple(run.enrolled),
+        threshold=run.threshold,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _prepare(
+    data: TrackletData, key: tuple[str, date], rows: np.ndarray, config: LinkingConfig
+) -> PenDayInput:
+    tracklets = centre_by_camera(data.pen_day(rows))
+    label = chain_continuations(tracklets, config.continuation)
+    keys = [(data.device_id[r], data.track_id[r]) for r in rows]
+    tags = [data.tag_id[r] for r in rows]
+    clusters = make_clusters(tracklets, label)
+    return PenDayInput(key[0], key[1], keys, tags, label, clusters, tracklets)
+
+
+def _calibrate(pen_days: list[PenDayInput], config: LinkingConfig) -> float:
+    """Return the open-set threshold from this run's own genuine and impostor pairs.
+
+    Genuine: the two halves of a continuation chain (the same animal, by the tracker).
+    Impostor: clusters seen at the same time in one pen (different animals, by physics).
+    """
+    genuine: list[float] = []
+    impostor: list[float] = []
+    for pen in pen_days:
+        clusters = pen.clusters
+        overlap = np.triu(overlaps(clusters.start_s, clusters.end_s), k=1)
+        i, j = np.nonzero(overlap)
+        if len(i):
+            pick = np.linspace(0, len(i) - 1, min(len(i), 2000)).astype(int)
+            sims = np.einsum("nd,nd->n", clusters.descriptor[i[pick]], clusters.descriptor[j[pick]])
+            impostor.extend(sims.tolist())
+        genuine.extend(_half_chain_similarities(pen))
+    return calibrate_threshold(np.array(genuine), np.array(impostor), config.default_threshold)
+
+
+def _half_chain_similarities(pen: PenDayInput) -> list[float]:
+    out = []
+    for c in np.flatnonzero(np.bincount(pen.label) >= 2):
+        members = np.flatnonzero(pen.label == c)
+        half = len(members) // 2
+        t = pen.tracklets
+        first = normalise((t.descriptor[members[:half]] * t.weight[members[:half], None]).sum(0))
+        second = normalise((t.descriptor[members[half:]] * t.weight[members[half:], None]).sum(0))
+        out.append(float(first @ second))
+    return out
+
+
+def _animal_states(record: Record, solving: set[tuple[str, str]]) -> dict[str, AnimalState]:
+    """Return every animal's status, tag, and pen and day it was last seen outside `solving`."""
+    table = (
+        record.table("animals")
+        .to_lance()
+        .to_table(columns=["animal_id", "tag_id", "pen_id", "status"])
+    )
+    states = {
+        row["animal_id"]: AnimalState(row["pen_id"], None, row["tag_id"], row["status"])
+        for row in table.to_pylist()
+    }
+    links = current_links(record)
+    if links.num_rows == 0:
+        return states
+    tracklets = record.read_visible("tracklets", ["device_id", "track_id", "pen_id", "start"])
+    con = duckdb.connect()
+    con.register("links", links)
+    con.register("tracklets", tracklets)
+    solving_table = pa.table(
+        {"device_id": [k[0] for k in solving], "track_id": [k[1] for k in solving]},
+        schema=pa.schema([("device_id", pa.string()), ("track_id", pa.string())]),
+    )
+    con.register("solving", solving_table)
+    rows = con.sql(
+        "SELECT l.animal_id, arg_max(t.pen_id, t.start) AS pen_id, "
+        "CAST(timezone('UTC', max(t.start)) AS DATE) AS day FROM links l "
+        "JOIN tracklets t USING (device_id, track_id) "
+        "ANTI JOIN solving s USING (device_id, track_id) "
+        "WHERE l.animal_id IS NOT NULL GROUP BY l.animal_id"
+    ).fetchall()
+    for animal_id, pen_id, day in rows:
+        if animal_id in states:
+            states[animal_id].pen_id = pen_id
+            states[animal_id].last_seen_day = day
+    return states
+
+
+def _next_provisional_number(record: Record) -> int:
+    ids = record.table("animals").to_lance().to_table(columns=["animal_id"]).column("animal_id")
+    numbers = [int(a[1:]) for a in ids.to_pylist() if a.startswith("P") and a[1:].isdigit()]
+    return max(numbers, default=0) + 1
+
+
+def _write(record: Record, decisions: list[dict[str, object]], run: RunState) -> None:
+    """Write animals, then the pool, then the links (a crash before the links is re-solved)."""
+    now = datetime.now(UTC)
+    animals_table = record.table("animals")
+    existing = animals_table.to_lance().to_table()
+    rows = []
+    known = {r["animal_id"]: r for r in existing.to_pylist()}
+    for animal_id, state in run.animals.items():
+        row = known.get(animal_id)
+        if row is None:
+            row = {
+                "animal_id": animal_id,
+                "display_name": None,
+                "tag_id": state.tag_id,
+                "species": "pig",
+                "sex": None,
+                "birth_date": None,
+                "pen_id": state.pen_id,
+                "status": "active",
+                "provisional": True,
+                "merged_into": None,
+                "created_at": now,
+            }
+        elif row["pen_id"] == state.pen_id and row["tag_id"] == state.tag_id:
+            continue
+        else:
+            row = {**row, "pen_id": state.pen_id, "tag_id": state.tag_id}
+        rows.append(row)
+    if rows:
+        update = pa.Table.from_pylist(rows, schema=animals_table.schema)
+        animals_table.merge_insert(
+            "animal_id"
+        ).when_matched_update_all().when_not_matched_insert_all().execute(update)
+    pool_table = record.table("pool")
+    pool_table.add(run.pool.to_arrow(pool_table.schema), mode="overwrite")
+    if decisions:
+        links = pa.Table.from_pylist(
+            [{**d, "decided_by": SYSTEM, "decided_at": now} for d in decisions],
+            schema=record.table("links").schema,
+        )
+        record.table("links").add(links)
+
+
+def linked_counts(record: Record) -> dict[str, int]:
+    """Return how many tracklets are linked, unknown, and without a decision."""
+    links = current_links(record)
+    tracklets = record.read_visible("tracklets", ["device_id", "track_id"])
+    linked = (
+        int(pc.sum(pc.is_valid(links.column("animal_id"))).as_py() or 0) if links.num_rows else 0
+    )
+    return {
+        "linked": linked,
+        "unknown": links.num_rows - linked,
+        "undecided": tracklets.num_rows - links.num_rows,
+    }

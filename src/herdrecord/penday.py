@@ -1,0 +1,315 @@
+"""Solve one pen-day: roster, anchors, joint assignment, movers, enrolment, pool upkeep."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+
+from herdrecord.assignment import (
+    NEG,
+    UNKNOWN,
+    Clusters,
+    ContinuationRule,
+    PenDayTracklets,
+    day_scores,
+    margins,
+    maximal_cliques,
+    normalise,
+    overlaps,
+    solve,
+)
+from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
+
+ENROLMENT_ROUNDS = 3  # seed, assign, and seed again from what is still unknown
+REFINEMENTS = 3  # rounds of "score against today's centroids, solve again"; converges fast
+
+
+@dataclass(frozen=True)
+class LinkingConfig:
+    """Knobs of linking; the open-set threshold itself is calibrated from the record's data."""
+
+    continuation: ContinuationRule = field(default_factory=ContinuationRule)
+    exemplars_per_animal: int = DEFAULT_EXEMPLARS_PER_ANIMAL
+    min_enrol_s: float = 3600.0  # tracked seconds a group of unknowns needs to be enrolled
+    roster_absent_days: int = 3  # an animal unseen this long leaves its pen's roster
+    default_threshold: float = 0.15  # used only until the record has pairs to calibrate on
+    confident_margin: float = 0.02  # lead over the runner-up that lets a link feed the pool
+
+
+@dataclass
+class AnimalState:
+    """What linking tracks of one animal while it runs."""
+
+    pen_id: str | None
+    last_seen_day: date | None
+    tag_id: str | None
+    status: str
+
+
+@dataclass
+class RunState:
+    """Everything one linking run shares across its pen-days."""
+
+    pool: Pool
+    animals: dict[str, AnimalState]
+    must: dict[tuple[str, str], str]
+    cannot: dict[tuple[str, str], set[str]]
+    threshold: float
+    config: LinkingConfig
+    next_number: int
+    enrolled: list[str] = field(default_factory=list)
+
+    def new_animal_id(self) -> str:
+        """Return the id of the next provisional animal."""
+        animal_id = f"P{self.next_number:05d}"
+        self.next_number += 1
+        return animal_id
+
+
+@dataclass(frozen=True)
+class PenDayInput:
+    """One pen-day's tracklets (descriptors centred per camera) and their continuation chains."""
+
+    pen_id: str
+    day: date
+    keys: list[tuple[str, str]]  # (device_id, track_id) per tracklet
+    tag_id: list[str | None]
+    label: np.ndarray  # cluster of each tracklet
+    clusters: Clusters
+    tracklets: PenDayTracklets
+
+
+def solve_pen_day(pen: PenDayInput, run: RunState) -> list[dict[str, object]]:
+    """Decide every tracklet of the pen-day; update the run's pool and animals; return links."""
+    config = run.config
+    roster = [
+        animal_id
+        for animal_id, state in run.animals.items()
+        if state.status == "active"
+        and state.pen_id == pen.pen_id
+        and (
+            state.last_seen_day is None
+            or (pen.day - state.last_seen_day).days <= config.roster_absent_days
+        )
+    ]
+    anchors = _anchors(pen, run)
+    roster += [a for a in dict.fromkeys(anchors.values()) if a not in roster and a in run.animals]
+    choice, scores = _assign(pen, roster, anchors, run)
+    if _add_movers(pen, roster, choice, run):
+        choice, scores = _assign(pen, roster, anchors, run)
+    seeded: list[str] = []
+    for _ in range(ENROLMENT_ROUNDS):
+        unknown_s = pen.clusters.duration_s[choice == UNKNOWN].sum()
+        if unknown_s < config.min_enrol_s:
+            break
+        seeded += _enrol(pen, roster, choice, run)
+        choice, scores = _assign(pen, roster, anchors, run)
+    if seeded:
+        choice = _drop_thin_enrolments(pen, roster, choice, seeded, run)
+        for animal_id in seeded:
+            run.pool.remove_animal(animal_id)  # re-seeded below from its final clusters
+    chosen, lead = margins(scores, choice)
+    _feed_pool(pen, roster, choice, lead, anchors, run)
+    return _decisions(pen, roster, choice, chosen, lead, anchors, run)
+
+
+def _anchors(pen: PenDayInput, run: RunState) -> dict[int, str]:
+    """Return cluster -> animal fixed by people's answers (first) and tag reads."""
+    by_tag = {s.tag_id: a for a, s in run.animals.items() if s.tag_id and s.status != "merged"}
+    anchors: dict[int, str] = {}
+    for i, key in enumerate(pen.keys):
+        animal_id = run.must.get(key)
+        state = run.animals.get(animal_id) if animal_id else None
+        if animal_id is not None and state is not None and state.status != "merged":
+            anchors[int(pen.label[i])] = animal_id
+    for i, tag in enumerate(pen.tag_id):
+        cluster = int(pen.label[i])
+        if tag and cluster not in anchors and tag in by_tag:
+            anchors[cluster] = by_tag[tag]
+    return anchors
+
+
+def _assign(
+    pen: PenDayInput, roster: list[str], anchors: dict[int, str], run: RunState
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return each cluster's roster column (or UNKNOWN) and the scores it was chosen on."""
+    clusters = pen.clusters
+    base = run.pool.scores(clusters.descriptor, roster).astype(np.float64)
+    has_pool = np.array([a in run.pool.animals for a in roster], dtype=bool)
+    forbidden = np.zeros(base.shape, dtype=bool)
+    column = {animal_id: c for c, animal_id in enumerate(roster)}
+    for i, key in enumerate(pen.keys):
+        for animal_id in run.cannot.get(key, ()):
+            if animal_id in column:
+                forbidden[int(pen.label[i]), column[animal_id]] = True
+    fixed = _fixed_columns(clusters, anchors, column)
+    scores = np.where(forbidden, NEG, np.where(has_pool, base, NEG))
+    choice = solve(scores, clusters.start_s, clusters.end_s, run.threshold, fixed)
+    for _ in range(REFINEMENTS):
+        today = day_scores(clusters.descriptor, clusters.weight, choice, len(roster))
+        blended = np.where(np.isnan(today), base, np.where(has_pool, (base + today) / 2, today))
+        scores = np.where(forbidden | (~has_pool & np.isnan(today)), NEG, blended)
+        refined = solve(scores, clusters.start_s, clusters.end_s, run.threshold, fixed)
+        if np.array_equal(refined, choice):
+            break
+        choice = refined
+    return choice, scores
+
+
+def _fixed_columns(
+    clusters: Clusters, anchors: dict[int, str], column: dict[str, int]
+) -> np.ndarray:
+    """Return the anchored column per cluster; of two overlapping anchors of one animal, the
+    one with more evidence keeps it (both cannot be right)."""
+    fixed = np.full(len(clusters.weight), UNKNOWN)
+    for cluster, animal_id in anchors.items():
+        if animal_id in column:
+            fixed[cluster] = column[animal_id]
+    overlap = overlaps(clusters.start_s, clusters.end_s)
+    for cluster in np.argsort(-clusters.weight):
+        if fixed[cluster] == UNKNOWN:
+            continue
+        rivals = np.flatnonzero(overlap[cluster] & (fixed == fixed[cluster]))
+        fixed[[r for r in rivals if r != cluster]] = UNKNOWN
+    return fixed
+
+
+def _add_movers(pen: PenDayInput, roster: list[str], choice: np.ndarray, run: RunState) -> bool:
+    """Add to the roster animals from elsewhere that match clusters left unknown."""
+    unknown = np.flatnonzero(choice == UNKNOWN)
+    elsewhere = [
+        a
+        for a, s in run.animals.items()
+        if s.status == "active"
+        and a not in roster
+        and a in run.pool.animals
+        and not (s.last_seen_day == pen.day and s.pen_id != pen.pen_id)
+    ]
+    if len(unknown) == 0 or not elsewhere:
+        return False
+    outside = run.pool.scores(pen.clusters.descriptor[unknown], elsewhere)
+    hits = np.flatnonzero(outside.max(axis=1) >= run.threshold)
+    movers = sorted({elsewhere[int(outside[i].argmax())] for i in hits})
+    roster.extend(movers)
+    return bool(movers)
+
+
+def _enrol(pen: PenDayInput, roster: list[str], choice: np.ndarray, run: RunState) -> list[str]:
+    """Enrol provisional animals for unknown clusters; return their ids.
+
+    Unknown clusters that overlap in time are surely different animals, so every member of
+    the largest such clique seeds one; the joint assignment that follows lets the other
+    unknowns join the seeds they resemble, and decides which seeds gather enough evidence.
+    """
+    clusters = pen.clusters
+    unknown = np.flatnonzero(choice == UNKNOWN)
+    if len(unknown) == 0:
+        return []
+    cliques = maximal_cliques(clusters.start_s[unknown], clusters.end_s[unknown])
+    largest = max(cliques, key=lambda c: (len(c), clusters.weight[unknown[c]].sum()))
+    groups = [np.array([unknown[i]]) for i in largest]
+    seeded = []
+    for group in groups:
+        animal_id = run.new_animal_id()
+        seeded.append(animal_id)
+        run.animals[animal_id] = AnimalState(pen.pen_id, pen.day, None, "active")
+        centroid = normalise((clusters.descriptor[group] * clusters.weight[group, None]).sum(0))
+        origin = ("", f"enrol:{pen.day}", pen.pen_id)
+        run.pool.add(animal_id, centroid, float(clusters.end_s[group].max()), 0.0, origin)
+        roster.append(animal_id)
+    return seeded
+
+
+def _drop_thin_enrolments(
+    pen: PenDayInput, roster: list[str], choice: np.ndarray, seeded: list[str], run: RunState
+) -> np.ndarray:
+    """Undo enrolments that gathered too little evidence; their clusters stay unknown."""
+    choice = choice.copy()
+    for animal_id in seeded:
+        column = roster.index(animal_id)
+        members = choice == column
+        if pen.clusters.duration_s[members].sum() >= run.config.min_enrol_s:
+            run.enrolled.append(animal_id)
+            continue
+        choice[members] = UNKNOWN
+        del run.animals[animal_id]
+    return choice
+
+
+def _feed_pool(
+    pen: PenDayInput,
+    roster: list[str],
+    choice: np.ndarray,
+    lead: np.ndarray,
+    anchors: dict[int, str],
+    run: RunState,
+) -> None:
+    """Add each linked animal's confident centroid of the day to the pool; note where it was."""
+    clusters = pen.clusters
+    first_key = {int(pen.label[i]): pen.keys[i] for i in range(len(pen.keys) - 1, -1, -1)}
+    members: dict[int, list[int]] = defaultdict(list)
+    for cluster, column in enumerate(choice):
+        if column < 0:
+            continue
+        state = run.animals[roster[int(column)]]
+        state.pen_id, state.last_seen_day = pen.pen_id, pen.day
+        if cluster in anchors or lead[cluster] >= run.config.confident_margin:
+            members[int(column)].append(cluster)
+    for column, chosen in members.items():
+        weight = clusters.weight[chosen]
+        centroid = normalise((clusters.descriptor[chosen] * weight[:, None]).sum(axis=0))
+        longest = chosen[int(np.argmax(clusters.duration_s[chosen]))]
+        device_id, track_id = first_key[longest]
+        run.pool.add(
+            roster[column],
+            centroid,
+            float(clusters.end_s[chosen].max()),
+            float(clusters.duration_s[chosen].sum()),
+            (device_id, track_id, pen.pen_id),
+        )
+    # A tag read on a tracklet of an untagged animal names that animal from now on.
+    tags_in_use = {s.tag_id for s in run.animals.values() if s.tag_id}
+    for i, tag in enumerate(pen.tag_id):
+        column = int(choice[int(pen.label[i])])
+        if tag and column >= 0 and tag not in tags_in_use:
+            state = run.animals[roster[column]]
+            if state.tag_id is None:
+                state.tag_id = tag
+                tags_in_use.add(tag)
+
+
+def _decisions(
+    pen: PenDayInput,
+    roster: list[str],
+    choice: np.ndarray,
+    chosen: np.ndarray,
+    lead: np.ndarray,
+    anchors: dict[int, str],
+    run: RunState,
+) -> list[dict[str, object]]:
+    out = []
+    for i, (device_id, track_id) in enumerate(pen.keys):
+        cluster = int(pen.label[i])
+        column = int(choice[cluster])
+        animal_id = roster[column] if column >= 0 else None
+        method = "auto"
+        if animal_id is not None and anchors.get(cluster) == animal_id:
+            method = "review" if (device_id, track_id) in run.must else "tag"
+        out.append(
+            {
+                "device_id": device_id,
+                "track_id": track_id,
+                "animal_id": animal_id,
+                "score": _finite(chosen[cluster]),
+                "margin": _finite(lead[cluster]),
+                "method": method,
+            }
+        )
+    return out
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) and value > NEG / 2 else None

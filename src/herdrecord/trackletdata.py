@@ -1,0 +1,183 @@
+"""Read what linking needs of stored tracklets: descriptors, times, track ends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from herdrecord.assignment import PenDayTracklets, normalise
+from herdrecord.store import Record
+
+
+@dataclass(frozen=True)
+class TrackletData:
+    """Tracklets to link, sorted by (pen, start); arrays of shape (n,) unless noted."""
+
+    device_id: list[str]
+    track_id: list[str]
+    camera_id: np.ndarray  # object
+    pen_id: np.ndarray  # object
+    day: np.ndarray  # datetime64[D], UTC day of the start
+    start_s: np.ndarray  # seconds since the epoch
+    end_s: np.ndarray
+    tag_id: list[str | None]
+    descriptor: np.ndarray  # (n, d) float32: quality-weighted mean of unit sample embeddings
+    weight: np.ndarray  # summed sample quality
+    first_xy: np.ndarray  # (n, 2) bbox centre of the first observation (NaN if none)
+    last_xy: np.ndarray  # (n, 2) bbox centre of the last observation
+
+    def __len__(self) -> int:
+        return len(self.device_id)
+
+    def pen_days(self) -> Iterator[tuple[tuple[str, date], np.ndarray]]:
+        """Yield ((pen_id, day), row indices) in day order, then pen order."""
+        if len(self) == 0:
+            return
+        keys = sorted({(str(d), str(p)) for p, d in zip(self.pen_id, self.day, strict=True)})
+        for day_text, pen_id in keys:
+            day = np.datetime64(day_text, "D")
+            rows = np.flatnonzero((self.pen_id == pen_id) & (self.day == day))
+            yield (pen_id, date.fromisoformat(day_text)), rows
+
+    def pen_day(self, rows: np.ndarray) -> PenDayTracklets:
+        """Return the arrays of the given rows, as the assignment expects them."""
+        return PenDayTracklets(
+            camera=self.camera_id[rows],
+            start_s=self.start_s[rows],
+            end_s=self.end_s[rows],
+            first_xy=self.first_xy[rows],
+            last_xy=self.last_xy[rows],
+            descriptor=self.descriptor[rows],
+            weight=self.weight[rows],
+        )
+
+
+def load_tracklets(record: Record, pen_days: set[tuple[str, date]] | None) -> TrackletData:
+    """Return the committed tracklets of the given pen-days (all when None), with features."""
+    columns = ["batch_id", "device_id", "track_id", "camera_id", "pen_id", "start", "end", "tag_id"]
+    tracklets = record.read_visible("tracklets", columns)
+    day = pc.cast(pc.floor_temporal(tracklets.column("start"), unit="day"), pa.date32())
+    tracklets = tracklets.append_column("day", day)
+    if pen_days is not None:
+        wanted = pa.table(
+            {"pen_id": [p for p, _ in pen_days], "day": [d for _, d in pen_days]},
+            schema=pa.schema([("pen_id", pa.string()), ("day", pa.date32())]),
+        )
+        tracklets = tracklets.join(wanted, ["pen_id", "day"], join_type="inner")
+    tracklets = tracklets.sort_by([("pen_id", "ascending"), ("start", "ascending")])
+    batch_ids = pc.unique(tracklets.column("batch_id"))
+    descriptor, weight = _descriptors(record, tracklets, batch_ids)
+    first_xy, last_xy = _endpoints(record, tracklets, batch_ids)
+    return TrackletData(
+        device_id=tracklets.column("device_id").to_pylist(),
+        track_id=tracklets.column("track_id").to_pylist(),
+        camera_id=np.asarray(tracklets.column("camera_id").to_pylist(), dtype=object),
+        pen_id=np.asarray(tracklets.column("pen_id").to_pylist(), dtype=object),
+        day=np.asarray(tracklets.column("day").to_numpy(zero_copy_only=False)).astype(
+            "datetime64[D]"
+        ),
+        start_s=_seconds(tracklets.column("start")),
+        end_s=_seconds(tracklets.column("end")),
+        tag_id=tracklets.column("tag_id").to_pylist(),
+        descriptor=descriptor,
+        weight=weight,
+        first_xy=first_xy,
+        last_xy=last_xy,
+    )
+
+
+def _seconds(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(column.cast(pa.int64()).to_numpy(), dtype=np.float64) / 1e6
+
+
+def _in_batches(batch_ids: pa.Array) -> str:
+    quoted = ", ".join("'" + str(b).replace("'", "''") + "'" for b in batch_ids.to_pylist())
+    return f"batch_id IN ({quoted})" if quoted else "false"
+
+
+def _row_index(tracklets: pa.Table, rows: pa.Table) -> np.ndarray:
+    """Return, for each row keyed by (device_id, track_id), the tracklet row it belongs to."""
+    keys = pa.table(
+        {
+            "device_id": tracklets.column("device_id"),
+            "track_id": tracklets.column("track_id"),
+            "row": pa.array(np.arange(tracklets.num_rows)),
+        }
+    )
+    positions = rows.select(["device_id", "track_id"]).append_column(
+        "position", pa.array(np.arange(rows.num_rows))
+    )
+    joined = positions.join(keys, ["device_id", "track_id"], join_type="left outer")
+    joined = joined.sort_by("position")
+    return np.asarray(joined.column("row").fill_null(-1).to_numpy(), dtype=np.int64)
+
+
+def _descriptors(
+    record: Record, tracklets: pa.Table, batch_ids: pa.Array
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return each tracklet's quality-weighted mean of unit sample embeddings, and its weight."""
+    dim = record.embedder.dim
+    n = tracklets.num_rows
+    samples = (
+        record.table("samples")
+        .to_lance()
+        .to_table(
+            columns=["device_id", "track_id", "quality", "embedding"], filter=_in_batches(batch_ids)
+        )
+    )
+    owner = _row_index(tracklets, samples)
+    keep = owner >= 0
+    flat = samples.column("embedding").combine_chunks().flatten()
+    vectors = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)[
+        keep
+    ]
+    quality = np.asarray(samples.column("quality").to_numpy(), dtype=np.float32)[keep]
+    owner = owner[keep]
+    weighted = normalise(vectors) * quality[:, None]
+    summed = np.zeros((n, dim), dtype=np.float32)
+    np.add.at(summed, owner, weighted)
+    weight = np.bincount(owner, weights=quality, minlength=n)
+    return normalise(summed).astype(np.float32), weight
+
+
+def _endpoints(
+    record: Record, tracklets: pa.Table, batch_ids: pa.Array
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the bbox centre of each tracklet's first and last observation, px."""
+    n = tracklets.num_rows
+    first = np.full((n, 2), np.nan)
+    last = np.full((n, 2), np.nan)
+    observations = (
+        record.table("observations")
+        .to_lance()
+        .to_table(
+            columns=["device_id", "track_id", "t", "bbox_x", "bbox_y", "bbox_w", "bbox_h"],
+            filter=_in_batches(batch_ids),
+        )
+    )
+    if observations.num_rows == 0:
+        return first, last
+    con = duckdb.connect()
+    con.register("o", observations)
+    ends = con.sql(
+        "SELECT device_id, track_id, "
+        "arg_min(bbox_x + bbox_w / 2, t) AS fx, arg_min(bbox_y + bbox_h / 2, t) AS fy, "
+        "arg_max(bbox_x + bbox_w / 2, t) AS lx, arg_max(bbox_y + bbox_h / 2, t) AS ly "
+        "FROM o GROUP BY device_id, track_id"
+    ).to_arrow_table()
+    row = _row_index(tracklets, ends)
+    keep = row >= 0
+    for name, target, axis in (
+        ("fx", first, 0),
+        ("fy", first, 1),
+        ("lx", last, 0),
+        ("ly", last, 1),
+    ):
+        target[row[keep], axis] = np.asarray(ends.column(name).to_numpy(), dtype=np.float64)[keep]
+    return first, last
