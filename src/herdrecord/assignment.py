@@ -26,8 +26,8 @@ NEG = -1e9  # score of a forbidden pairing (cannot-link, or an animal already ta
 class ContinuationRule:
     """When a tracklet is taken to continue another (same camera, small gap, nearby)."""
 
-    max_gap_s: float = 20.0  # trackers re-acquire within seconds; longer gaps are occlusions
-    max_distance_px: float = 160.0  # a pig moves little in a few seconds
+    max_gap_s: float = 10.0  # trackers re-acquire within seconds; longer gaps are occlusions
+    max_distance_px: float = 48.0  # a re-acquired pig is found where it was lost
     min_similarity: float = 0.0  # a continuation whose looks disagree this much is refused
 
 
@@ -279,15 +279,21 @@ def group_unknowns(clusters: Clusters, members: np.ndarray, threshold: float) ->
 
 
 def calibrate_threshold(genuine: np.ndarray, impostor: np.ndarray, default: float) -> float:
-    """Return the similarity that best separates same-animal from different-animal pairs.
+    """Return the similarity above which a cluster may be linked to an animal.
 
     Genuine pairs are continuations (the same animal, by the tracker); impostor pairs are
     clusters that overlap in time in one pen (different animals, by physics). The threshold
-    minimises the sum of the two error rates; with too few pairs of either kind, `default`.
+    is the point that minimises the sum of the two error rates, but never below the 99th
+    percentile of impostors: a wrong link costs more than an unknown, which review or the
+    next day's evidence can still resolve. With fewer than 20 pairs of either kind, `default`.
     """
     if len(genuine) < 20 or len(impostor) < 20:
         return default
     grid = np.linspace(-1.0, 1.0, 801)
     false_reject = np.searchsorted(np.sort(genuine), grid, side="left") / len(genuine)
     false_accept = 1.0 - np.searchsorted(np.sort(impostor), grid, side="left") / len(impostor)
-    return float(grid[np.argmin(false_reject + false_accept)])
+    balanced = float(grid[np.argmin(false_reject + false_accept)])
+    return max(balanced, float(np.quantile(impostor, IMPOSTOR_QUANTILE)))
+
+
+IMPOSTOR_QUANTILE = 0.99

@@ -108,7 +108,7 @@ def solve_pen_day(pen: PenDayInput, run: RunState) -> list[dict[str, object]]:
         seeded += _enrol(pen, roster, choice, run)
         choice, scores = _assign(pen, roster, anchors, run)
     if seeded:
-        choice = _drop_thin_enrolments(pen, roster, choice, seeded, run)
+        choice = _settle_enrolments(pen, roster, choice, seeded, run)
         for animal_id in seeded:
             run.pool.remove_animal(animal_id)  # re-seeded below from its final clusters
     chosen, lead = margins(scores, choice)
@@ -223,19 +223,39 @@ def _enrol(pen: PenDayInput, roster: list[str], choice: np.ndarray, run: RunStat
     return seeded
 
 
-def _drop_thin_enrolments(
+def _settle_enrolments(
     pen: PenDayInput, roster: list[str], choice: np.ndarray, seeded: list[str], run: RunState
 ) -> np.ndarray:
-    """Undo enrolments that gathered too little evidence; their clusters stay unknown."""
+    """Keep the enrolments that are new animals; fold the others back or undo them.
+
+    A seed that gathered too little evidence is undone (its clusters stay unknown). A seed
+    whose day centroid matches an animal already on the roster, and that never overlaps that
+    animal today, was that animal in an unusual pose or light: its clusters go to it.
+    """
+    clusters = pen.clusters
     choice = choice.copy()
+    overlap = overlaps(clusters.start_s, clusters.end_s)
+    known = [c for c, a in enumerate(roster) if a not in seeded and a in run.pool.animals]
     for animal_id in seeded:
         column = roster.index(animal_id)
-        members = choice == column
-        if pen.clusters.duration_s[members].sum() >= run.config.min_enrol_s:
-            run.enrolled.append(animal_id)
+        members = np.flatnonzero(choice == column)
+        if clusters.duration_s[members].sum() < run.config.min_enrol_s:
+            choice[members] = UNKNOWN
+            del run.animals[animal_id]
             continue
-        choice[members] = UNKNOWN
-        del run.animals[animal_id]
+        centroid = normalise((clusters.descriptor[members] * clusters.weight[members, None]).sum(0))
+        if known:
+            sims = run.pool.scores(centroid[None, :], [roster[c] for c in known])[0]
+            for best in np.argsort(-sims):
+                if sims[best] < run.threshold:
+                    break
+                target = known[int(best)]
+                if not overlap[np.ix_(members, np.flatnonzero(choice == target))].any():
+                    choice[members] = target
+                    del run.animals[animal_id]
+                    break
+        if animal_id in run.animals:
+            run.enrolled.append(animal_id)
     return choice
 
 
