@@ -125,13 +125,11 @@ def chain_continuations(t: PenDayTracklets, rule: ContinuationRule) -> np.ndarra
             successor[i] = j
             has_predecessor[j] = True
     labels = np.full(n, -1)
-    cluster = 0
-    for head in np.flatnonzero(~has_predecessor):
+    for cluster, head in enumerate(np.flatnonzero(~has_predecessor)):
         node = int(head)
         while node >= 0:
             labels[node] = cluster
             node = int(successor[node])
-        cluster += 1
     return labels
 
 

@@ -52,6 +52,11 @@ def _settings() -> Settings:
     return Settings()
 
 
+def open_from_cli(path: Path) -> Record:
+    """Open the record at PATH with settings from the environment."""
+    return open_record(str(path), _settings())
+
+
 @app.command()
 def init(
     path: RecordPath,
@@ -99,8 +104,19 @@ def ingest_command(
     record = open_record(str(path), _settings())
     report = ingest_with_progress(record, sources)
     _print_report(report)
+    _link_after_ingest(record)
     if report.count("rejected"):
         raise typer.Exit(code=1)
+
+
+def _link_after_ingest(record: Record) -> None:
+    from herdrecord.cli_review import print_link_report
+    from herdrecord.linking import link_pending
+
+    with console.status("linking tracklets to animals"):
+        report = link_pending(record)
+    if report.tracklets:
+        print_link_report(report)
 
 
 def ingest_with_progress(record: Record, sources: list[str]) -> IngestReport:
@@ -262,6 +278,7 @@ def demo(
     )
     report = ingest_with_progress(prepared.record, [str(prepared.batches_dir)])
     _print_report(report)
+    _link_after_ingest(prepared.record)
     info(prepared.record.path)
     console.print(
         f"next: [bold]herdrecord info {prepared.record.path}[/], or ingest the same batches "
@@ -272,3 +289,8 @@ def demo(
 def main() -> None:
     """Run the CLI; user errors print one line and exit non-zero, without a traceback."""
     app()
+
+
+# The identity commands live in their own module and register themselves on `app`.
+from herdrecord import cli_review  # noqa: E402, F401
+

@@ -52,20 +52,23 @@ class LinkReport:
 
 def link_pending(record: Record, config: LinkingConfig | None = None) -> LinkReport:
     """Re-solve every pen-day that has a tracklet without a current link."""
-    config = config or LinkingConfig()
-    started = time.perf_counter()
     with record.writer():
-        data = load_tracklets(record, _pending_pen_days(record))
-        return _link(record, data, config, started)
+        return relink_locked(record, _pending_pen_days(record), config)
 
 
 def relink_all(record: Record, config: LinkingConfig | None = None) -> LinkReport:
-    """Re-solve every pen-day of the record (after a merge, split, or a change of method)."""
-    config = config or LinkingConfig()
-    started = time.perf_counter()
+    """Re-solve every pen-day of the record (after a change of method or embedder)."""
     with record.writer():
-        data = load_tracklets(record, None)
-        return _link(record, data, config, started)
+        return relink_locked(record, None, config)
+
+
+def relink_locked(
+    record: Record, pen_days: set[tuple[str, date]] | None, config: LinkingConfig | None = None
+) -> LinkReport:
+    """Re-solve the given pen-days (all when None); the caller holds the writer lock."""
+    started = time.perf_counter()
+    data = load_tracklets(record, pen_days)
+    return _link(record, data, config or LinkingConfig(), started)
 
 
 def _pending_pen_days(record: Record) -> set[tuple[str, date]]:

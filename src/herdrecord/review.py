@@ -1,0 +1,434 @@
+"""Review: the queue of uncertain links, and people's answers, which become constraints.
+
+Every answer records who and when, is stored as a permanent must-link / cannot-link
+constraint that linking never overrides, and re-derives the links that depend on it (the
+pen-days involved are solved again). `history` is an animal's audit trail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from herdrecord.errors import HerdrecordError, InvalidInput
+from herdrecord.linking import current_links, relink_locked
+from herdrecord.pool import Pool
+from herdrecord.store import Record
+
+REVIEW_MARGIN = 0.05  # links that beat the runner-up by less than this are worth a look
+MIN_UNKNOWN_S = 300.0  # unknown tracklets shorter than this are not worth a person's time
+
+
+class UnknownAnimal(HerdrecordError):
+    """No animal with that id in the record."""
+
+    def __init__(self, animal_id: str) -> None:
+        self.animal_id = animal_id
+        super().__init__(f"no animal {animal_id!r} in the record — `herdrecord animals` lists them")
+
+
+class UnknownTracklet(HerdrecordError):
+    """No tracklet with that device and track id in the record."""
+
+    def __init__(self, device_id: str, track_id: str) -> None:
+        self.device_id = device_id
+        self.track_id = track_id
+        super().__init__(f"no tracklet {device_id}:{track_id} in the record")
+
+
+@dataclass(frozen=True)
+class TrackletRef:
+    """A tracklet, written `DEVICE:TRACK` on the command line."""
+
+    device_id: str
+    track_id: str
+
+    @classmethod
+    def parse(cls, text: str) -> TrackletRef:
+        """Return the reference written as `DEVICE:TRACK`."""
+        device_id, sep, track_id = text.partition(":")
+        if not sep or not device_id or not track_id:
+            raise InvalidInput(
+                f"{text!r}: write a tracklet as DEVICE:TRACK, e.g. dev-01:cam1-000123"
+            )
+        return cls(device_id, track_id)
+
+    def __str__(self) -> str:
+        return f"{self.device_id}:{self.track_id}"
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One link worth a person's look, with why."""
+
+    tracklet: TrackletRef
+    pen_id: str
+    start: datetime
+    end: datetime
+    animal_id: str | None
+    score: float | None
+    margin: float | None
+    priority: float  # tracked seconds at stake, scaled by how unsure the link is
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReviewOutcome:
+    """What an answer changed."""
+
+    action: str
+    animals: tuple[str, ...]
+    relinked_pen_days: int
+    changed_links: int
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One decision in an animal's audit trail."""
+
+    decided_at: datetime
+    tracklet: TrackletRef
+    animal_id: str | None
+    method: str
+    decided_by: str
+    score: float | None
+    current: bool
+
+
+def review_queue(record: Record, limit: int = 50) -> list[ReviewItem]:
+    """Return the most valuable open questions first: unsure links and long unknowns."""
+    con = _connect_links(record)
+    rows = con.sql(
+        f"""
+        SELECT l.device_id, l.track_id, t.pen_id, t.start, t."end", l.animal_id, l.score,
+               l.margin, epoch(t."end") - epoch(t.start) + 1 AS seconds
+        FROM current l JOIN tracklets t USING (device_id, track_id)
+        WHERE l.method = 'auto' AND (
+              (l.animal_id IS NULL AND epoch(t."end") - epoch(t.start) >= {MIN_UNKNOWN_S})
+           OR (l.animal_id IS NOT NULL AND coalesce(l.margin, 0) < {REVIEW_MARGIN}))
+        """
+    ).fetchall()
+    items = []
+    for device_id, track_id, pen_id, start, end, animal_id, score, margin, seconds in rows:
+        if animal_id is None:
+            priority, reason = float(seconds), "unknown animal"
+        else:
+            doubt = 1.0 - max(0.0, float(margin or 0.0)) / REVIEW_MARGIN
+            priority, reason = float(seconds) * doubt, f"close call (margin {margin or 0:.3f})"
+        items.append(
+            ReviewItem(
+                TrackletRef(device_id, track_id),
+                pen_id,
+                start,
+                end,
+                animal_id,
+                score,
+                margin,
+                priority,
+                reason,
+            )
+        )
+    items.sort(key=lambda item: -item.priority)
+    return items[:limit]
+
+
+def confirm(record: Record, tracklet: TrackletRef, by: str) -> ReviewOutcome:
+    """Confirm a tracklet's current animal: it becomes a must-link."""
+    with record.writer():
+        animal_id = _current_animal(record, tracklet)
+        if animal_id is None:
+            raise InvalidInput(f"{tracklet} is not linked to an animal; use reassign or new")
+        _constrain(record, [(tracklet, animal_id, "must_link")], by)
+        return _rederive(record, "confirm", (animal_id,), [tracklet])
+
+
+def reassign(record: Record, tracklet: TrackletRef, animal_id: str, by: str) -> ReviewOutcome:
+    """Link a tracklet to another animal, never again to its current one."""
+    with record.writer():
+        _require_animal(record, animal_id)
+        current = _current_animal(record, tracklet)
+        answers = [(tracklet, animal_id, "must_link")]
+        if current is not None and current != animal_id:
+            answers.append((tracklet, current, "cannot_link"))
+        _constrain(record, answers, by)
+        return _rederive(record, "reassign", (animal_id,), [tracklet])
+
+
+def enrol_new(
+    record: Record, tracklets: list[TrackletRef], by: str, name: str | None = None
+) -> ReviewOutcome:
+    """Enrol a new animal for the given tracklets (a person's enrolment is not provisional)."""
+    with record.writer():
+        current = {t: _current_animal(record, t) for t in tracklets}
+        animal_id = _new_animal(record, name, pen_id=_pen_of(record, tracklets[0]))
+        answers = [(t, animal_id, "must_link") for t in tracklets]
+        answers += [(t, old, "cannot_link") for t, old in current.items() if old]
+        _constrain(record, answers, by)
+        return _rederive(record, "new", (animal_id,), tracklets)
+
+
+def split(
+    record: Record, animal_id: str, tracklets: list[TrackletRef], by: str, name: str | None = None
+) -> ReviewOutcome:
+    """Move tracklets of an animal to a new animal."""
+    with record.writer():
+        _require_animal(record, animal_id)
+        for t in tracklets:
+            if _current_animal(record, t) != animal_id:
+                raise InvalidInput(f"{t} is not linked to {animal_id}; nothing to split off")
+        new_id = _new_animal(record, name, pen_id=_pen_of(record, tracklets[0]))
+        answers = [(t, new_id, "must_link") for t in tracklets]
+        answers += [(t, animal_id, "cannot_link") for t in tracklets]
+        _constrain(record, answers, by)
+        return _rederive(record, "split", (animal_id, new_id), tracklets)
+
+
+def merge(record: Record, keep: str, gone: str, by: str) -> ReviewOutcome:
+    """Merge animal `gone` into `keep`: one animal seen under two ids."""
+    if keep == gone:
+        raise InvalidInput("cannot merge an animal with itself")
+    with record.writer():
+        _require_animal(record, keep)
+        _require_animal(record, gone)
+        clash = _overlap_between(record, keep, gone)
+        if clash:
+            raise InvalidInput(
+                f"{keep} and {gone} were seen at the same time ({clash}); they are two animals"
+            )
+        links = current_links(record).filter(pc.field("animal_id") == gone)
+        moved = [
+            TrackletRef(d, t)
+            for d, t in zip(
+                links.column("device_id").to_pylist(),
+                links.column("track_id").to_pylist(),
+                strict=True,
+            )
+        ]
+        now = datetime.now(UTC)
+        _append_links(record, [(t, keep, "review") for t in moved], by, now)
+        _rewrite_constraints(record, gone, keep)
+        pool_table = record.table("pool")
+        pool = Pool.from_arrow(pool_table.to_lance().to_table(), record.embedder.dim, 12)
+        pool.move(gone, keep)
+        pool_table.add(pool.to_arrow(pool_table.schema), mode="overwrite")
+        _update_animal(record, gone, status="merged", merged_into=keep)
+        return ReviewOutcome("merge", (keep, gone), 0, len(moved))
+
+
+def rename(record: Record, animal_id: str, name: str) -> ReviewOutcome:
+    """Give an animal a display name; a named animal is no longer provisional."""
+    with record.writer():
+        _require_animal(record, animal_id)
+        _update_animal(record, animal_id, display_name=name, provisional=False)
+        return ReviewOutcome("rename", (animal_id,), 0, 0)
+
+
+def history(record: Record, animal_id: str) -> list[HistoryEntry]:
+    """Return every link decision about the animal's tracklets, oldest first."""
+    _require_animal(record, animal_id)
+    con = duckdb.connect()
+    links = record.table("links").to_lance().to_table()
+    con.register("links", links)
+    rows = con.sql(
+        """
+        WITH mine AS (SELECT DISTINCT device_id, track_id FROM links WHERE animal_id = $animal),
+        ranked AS (SELECT l.*, row_number() OVER (PARTITION BY device_id, track_id
+                   ORDER BY decided_at DESC) = 1 AS current
+                   FROM links l JOIN mine USING (device_id, track_id))
+        SELECT decided_at, device_id, track_id, animal_id, method, decided_by, score, current
+        FROM ranked ORDER BY decided_at, device_id, track_id
+        """,
+        params={"animal": animal_id},
+    ).fetchall()
+    return [
+        HistoryEntry(at, TrackletRef(d, t), a, m, by, score, bool(cur))
+        for at, d, t, a, m, by, score, cur in rows
+    ]
+
+
+def _connect_links(record: Record) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.register("current", current_links(record))
+    con.register(
+        "tracklets",
+        record.read_visible("tracklets", ["device_id", "track_id", "pen_id", "start", "end"]),
+    )
+    return con
+
+
+def _current_animal(record: Record, tracklet: TrackletRef) -> str | None:
+    links = current_links(record)
+    con = duckdb.connect()
+    con.register("current", links)
+    row = con.sql(
+        "SELECT animal_id FROM current WHERE device_id = $d AND track_id = $t",
+        params={"d": tracklet.device_id, "t": tracklet.track_id},
+    ).fetchone()
+    if row is None:
+        _pen_of(record, tracklet)  # raises UnknownTracklet when it does not exist
+        return None
+    return None if row[0] is None else str(row[0])
+
+
+def _pen_of(record: Record, tracklet: TrackletRef) -> str:
+    rows = (
+        record.table("tracklets")
+        .to_lance()
+        .to_table(
+            columns=["pen_id"],
+            filter=_tracklet_filter(tracklet),
+        )
+    )
+    if rows.num_rows == 0:
+        raise UnknownTracklet(tracklet.device_id, tracklet.track_id)
+    return str(rows.column("pen_id")[0].as_py())
+
+
+def _tracklet_filter(tracklet: TrackletRef) -> str:
+    return f"device_id = {_sql(tracklet.device_id)} AND track_id = {_sql(tracklet.track_id)}"
+
+
+def _sql(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _require_animal(record: Record, animal_id: str) -> dict[str, object]:
+    rows = record.table("animals").to_lance().to_table(filter=f"animal_id = {_sql(animal_id)}")
+    if rows.num_rows == 0:
+        raise UnknownAnimal(animal_id)
+    row: dict[str, object] = rows.to_pylist()[0]
+    if row["status"] == "merged":
+        raise InvalidInput(f"{animal_id} was merged into {row['merged_into']}; use that id")
+    return row
+
+
+def _new_animal(record: Record, name: str | None, pen_id: str) -> str:
+    table = record.table("animals")
+    ids = table.to_lance().to_table(columns=["animal_id"]).column("animal_id").to_pylist()
+    numbers = [int(a[1:]) for a in ids if a.startswith("A") and a[1:].isdigit()]
+    animal_id = f"A{max(numbers, default=0) + 1:05d}"
+    row = {
+        "animal_id": animal_id,
+        "display_name": name,
+        "tag_id": None,
+        "species": "pig",
+        "sex": None,
+        "birth_date": None,
+        "pen_id": pen_id,
+        "status": "active",
+        "provisional": False,
+        "merged_into": None,
+        "created_at": datetime.now(UTC),
+    }
+    table.add(pa.Table.from_pylist([row], schema=table.schema))
+    return animal_id
+
+
+def _update_animal(record: Record, animal_id: str, **changes: object) -> None:
+    table = record.table("animals")
+    row = table.to_lance().to_table(filter=f"animal_id = {_sql(animal_id)}").to_pylist()[0]
+    updated = pa.Table.from_pylist([{**row, **changes}], schema=table.schema)
+    table.merge_insert("animal_id").when_matched_update_all().when_not_matched_insert_all().execute(
+        updated
+    )
+
+
+def _constrain(record: Record, answers: list[tuple[TrackletRef, str, str]], by: str) -> None:
+    now = datetime.now(UTC)
+    table = record.table("constraints")
+    rows = [
+        {
+            "device_id": t.device_id,
+            "track_id": t.track_id,
+            "animal_id": a,
+            "kind": kind,
+            "decided_by": by,
+            "decided_at": now,
+        }
+        for t, a, kind in answers
+    ]
+    table.add(pa.Table.from_pylist(rows, schema=table.schema))
+
+
+def _append_links(
+    record: Record, links: list[tuple[TrackletRef, str | None, str]], by: str, now: datetime
+) -> None:
+    if not links:
+        return
+    table = record.table("links")
+    rows = [
+        {
+            "device_id": t.device_id,
+            "track_id": t.track_id,
+            "animal_id": a,
+            "score": None,
+            "margin": None,
+            "method": method,
+            "decided_by": by,
+            "decided_at": now,
+        }
+        for t, a, method in links
+    ]
+    table.add(pa.Table.from_pylist(rows, schema=table.schema))
+
+
+def _rewrite_constraints(record: Record, gone: str, keep: str) -> None:
+    table = record.table("constraints")
+    rows = table.to_lance().to_table(filter=f"animal_id = {_sql(gone)}")
+    if rows.num_rows == 0:
+        return
+    moved = rows.set_column(
+        rows.schema.get_field_index("animal_id"),
+        "animal_id",
+        pa.array([keep] * rows.num_rows, pa.string()),
+    )
+    table.add(moved)
+
+
+def _overlap_between(record: Record, a: str, b: str) -> str | None:
+    con = _connect_links(record)
+    row = con.sql(
+        """
+        WITH x AS (SELECT t.* FROM current c JOIN tracklets t USING (device_id, track_id)
+                   WHERE c.animal_id = $a),
+             y AS (SELECT t.* FROM current c JOIN tracklets t USING (device_id, track_id)
+                   WHERE c.animal_id = $b)
+        SELECT x.device_id || ':' || x.track_id || ' and ' || y.device_id || ':' || y.track_id
+        FROM x JOIN y ON x.start <= y."end" AND y.start <= x."end" LIMIT 1
+        """,
+        params={"a": a, "b": b},
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _rederive(
+    record: Record, action: str, animals: tuple[str, ...], tracklets: list[TrackletRef]
+) -> ReviewOutcome:
+    """Solve again the pen-days of the answered tracklets, so everything follows the answer."""
+    before = current_links(record)
+    con = duckdb.connect()
+    con.register(
+        "tracklets", record.read_visible("tracklets", ["device_id", "track_id", "pen_id", "start"])
+    )
+    keys = pa.table(
+        {"device_id": [t.device_id for t in tracklets], "track_id": [t.track_id for t in tracklets]}
+    )
+    con.register("answered", keys)
+    rows = con.sql(
+        "SELECT DISTINCT pen_id, CAST(timezone('UTC', start) AS DATE) FROM tracklets "
+        "JOIN answered USING (device_id, track_id)"
+    ).fetchall()
+    pen_days: set[tuple[str, date]] = {(str(p), d) for p, d in rows}
+    relink_locked(record, pen_days)
+    after = current_links(record)
+    con.register("before", before)
+    con.register("after", after)
+    changed = con.sql(
+        "SELECT count(*) FROM after a LEFT JOIN before b USING (device_id, track_id) "
+        "WHERE a.animal_id IS DISTINCT FROM b.animal_id"
+    ).fetchone()
+    return ReviewOutcome(action, animals, len(pen_days), int(changed[0]) if changed else 0)
