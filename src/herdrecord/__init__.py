@@ -14,8 +14,8 @@ from herdrecord.errors import (
 
 __version__ = "0.1.0"
 
-from herdrecord.config import Settings  # noqa: E402
-from herdrecord.store import Record, create_record, open_record  # noqa: E402
+from herdrecord.config import Settings
+from herdrecord.store import Record, create_record, open_record
 
 __all__ = [
     "BatchConflict",
@@ -23,10 +23,10 @@ __all__ = [
     "HerdrecordError",
     "InvalidInput",
     "MigrationRequired",
+    "Record",
     "RecordExists",
     "RecordLocked",
     "RecordNotFound",
-    "Record",
     "SchemaTooNew",
     "Settings",
     "__version__",

@@ -34,8 +34,6 @@ from herdrecord.pool import Pool
 from herdrecord.store import Record
 from herdrecord.trackletdata import TrackletData, load_tracklets
 
-SYSTEM = "system"
-
 
 @dataclass(frozen=True)
 class LinkReport:
@@ -100,14 +98,15 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     pool_rows = record.table("pool").to_lance().to_table()
     pool = Pool.from_arrow(pool_rows, dim, config.exemplars_per_animal)
     solving = set(zip(data.device_id, data.track_id, strict=True))
-    pool.drop_sources(solving)
     constraints = record.table("constraints").to_lance().to_table().to_pylist()
     cannot: dict[tuple[str, str], set[str]] = defaultdict(set)
     must: dict[tuple[str, str], str] = {}
+    must_by: dict[tuple[str, str], str] = {}
     for c in sorted(constraints, key=lambda c: c["decided_at"]):
         key = (c["device_id"], c["track_id"])
         if c["kind"] == "must_link":
             must[key] = c["animal_id"]
+            must_by[key] = c["decided_by"]
         else:
             cannot[key].add(c["animal_id"])
     pen_days = [_prepare(data, key, rows, config) for key, rows in data.pen_days()]
@@ -115,6 +114,7 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         pool=pool,
         animals=_animal_states(record, solving),
         must=must,
+        must_by=must_by,
         cannot=cannot,
         threshold=_calibrate(pen_days, config),
         config=config,
@@ -259,7 +259,7 @@ def _write(record: Record, decisions: list[dict[str, object]], run: RunState) ->
     pool_table.add(run.pool.to_arrow(pool_table.schema), mode="overwrite")
     if decisions:
         links = pa.Table.from_pylist(
-            [{**d, "decided_by": SYSTEM, "decided_at": now} for d in decisions],
+            [{**d, "decided_at": now} for d in decisions],
             schema=record.table("links").schema,
         )
         record.table("links").add(links)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time
 
 import numpy as np
 
@@ -56,6 +56,7 @@ class RunState:
     pool: Pool
     animals: dict[str, AnimalState]
     must: dict[tuple[str, str], str]
+    must_by: dict[tuple[str, str], str]  # who gave each must-link answer
     cannot: dict[tuple[str, str], set[str]]
     threshold: float
     config: LinkingConfig
@@ -85,6 +86,9 @@ class PenDayInput:
 def solve_pen_day(pen: PenDayInput, run: RunState) -> list[dict[str, object]]:
     """Decide every tracklet of the pen-day; update the run's pool and animals; return links."""
     config = run.config
+    # The day's own earlier exemplars would vouch for whatever was decided before: drop them.
+    day_start = datetime.combine(pen.day, time(), tzinfo=UTC).timestamp()
+    run.pool.drop_observed(pen.pen_id, day_start, day_start + 86_400)
     roster = [
         animal_id
         for animal_id, state in run.animals.items()
@@ -118,7 +122,7 @@ def solve_pen_day(pen: PenDayInput, run: RunState) -> list[dict[str, object]]:
 
 def _anchors(pen: PenDayInput, run: RunState) -> dict[int, str]:
     """Return cluster -> animal fixed by people's answers (first) and tag reads."""
-    by_tag = {s.tag_id: a for a, s in run.animals.items() if s.tag_id and s.status != "merged"}
+    by_tag = {s.tag_id: a for a, s in run.animals.items() if s.tag_id and s.status == "active"}
     anchors: dict[int, str] = {}
     for i, key in enumerate(pen.keys):
         animal_id = run.must.get(key)
@@ -310,14 +314,17 @@ def _decisions(
     anchors: dict[int, str],
     run: RunState,
 ) -> list[dict[str, object]]:
-    out = []
+    out: list[dict[str, object]] = []
     for i, (device_id, track_id) in enumerate(pen.keys):
         cluster = int(pen.label[i])
         column = int(choice[cluster])
         animal_id = roster[column] if column >= 0 else None
         method = "auto"
-        if animal_id is not None and anchors.get(cluster) == animal_id:
-            method = "review" if (device_id, track_id) in run.must else "tag"
+        decided_by = "system"
+        if animal_id is not None and run.must.get((device_id, track_id)) == animal_id:
+            method, decided_by = "review", run.must_by[(device_id, track_id)]
+        elif animal_id is not None and anchors.get(cluster) == animal_id:
+            method = "tag" if pen.tag_id[i] else "anchored"
         out.append(
             {
                 "device_id": device_id,
@@ -326,6 +333,7 @@ def _decisions(
                 "score": _finite(chosen[cluster]),
                 "margin": _finite(lead[cluster]),
                 "method": method,
+                "decided_by": decided_by,
             }
         )
     return out

@@ -78,20 +78,18 @@ class Pool:
             origin = (moved.device_id[i], moved.track_id[i], moved.pen_id[i])
             self.add(target, moved.vectors[i], moved.observed_s[i], moved.evidence_s[i], origin)
 
-    def drop_sources(self, keys: set[tuple[str, str]]) -> None:
-        """Forget exemplars taken from the given (device_id, track_id) tracklets."""
+    def drop_observed(self, pen_id: str, from_s: float, to_s: float) -> None:
+        """Forget exemplars seen in the pen within [from_s, to_s) (a pen-day being re-solved)."""
         for animal_id in list(self.animals):
             ex = self.animals[animal_id]
-            keep = np.array(
-                [(d, t) not in keys for d, t in zip(ex.device_id, ex.track_id, strict=True)],
-                dtype=bool,
-            )
-            if keep.all():
+            pens = np.array(ex.pen_id, dtype=object)
+            drop = (pens == pen_id) & (ex.observed_s >= from_s) & (ex.observed_s < to_s)
+            if not drop.any():
                 continue
-            if not keep.any():
+            if drop.all():
                 del self.animals[animal_id]
-                continue
-            self.animals[animal_id] = _select(ex, np.flatnonzero(keep))
+            else:
+                self.animals[animal_id] = _select(ex, np.flatnonzero(~drop))
 
     def scores(self, descriptors: np.ndarray, animal_ids: list[str]) -> np.ndarray:
         """Return (k, a) similarities of descriptors (k, d) to each animal (mean of top M)."""

@@ -227,6 +227,15 @@ def rename(record: Record, animal_id: str, name: str) -> ReviewOutcome:
         return ReviewOutcome("rename", (animal_id,), 0, 0)
 
 
+def depart(record: Record, animal_id: str, by: str) -> ReviewOutcome:
+    """Mark an animal as departed (sold, dead, moved off the farm): no longer a candidate."""
+    with record.writer():
+        _require_animal(record, animal_id)
+        _update_animal(record, animal_id, status="departed")
+        del by  # who recorded a departure is kept with the event (issue 4), not here
+        return ReviewOutcome("depart", (animal_id,), 0, 0)
+
+
 def history(record: Record, animal_id: str) -> list[HistoryEntry]:
     """Return every link decision about the animal's tracklets, oldest first."""
     _require_animal(record, animal_id)
@@ -267,11 +276,11 @@ def _current_animal(record: Record, tracklet: TrackletRef) -> str | None:
     row = con.sql(
         "SELECT animal_id FROM current WHERE device_id = $d AND track_id = $t",
         params={"d": tracklet.device_id, "t": tracklet.track_id},
-    ).fetchone()
-    if row is None:
+    ).fetchall()
+    if not row:
         _pen_of(record, tracklet)  # raises UnknownTracklet when it does not exist
         return None
-    return None if row[0] is None else str(row[0])
+    return None if row[0][0] is None else str(row[0][0])
 
 
 def _pen_of(record: Record, tracklet: TrackletRef) -> str:
@@ -401,8 +410,8 @@ def _overlap_between(record: Record, a: str, b: str) -> str | None:
         FROM x JOIN y ON x.start <= y."end" AND y.start <= x."end" LIMIT 1
         """,
         params={"a": a, "b": b},
-    ).fetchone()
-    return None if row is None else str(row[0])
+    ).fetchall()
+    return str(row[0][0]) if row else None
 
 
 def _rederive(
@@ -430,5 +439,5 @@ def _rederive(
     changed = con.sql(
         "SELECT count(*) FROM after a LEFT JOIN before b USING (device_id, track_id) "
         "WHERE a.animal_id IS DISTINCT FROM b.animal_id"
-    ).fetchone()
-    return ReviewOutcome(action, animals, len(pen_days), int(changed[0]) if changed else 0)
+    ).fetchall()
+    return ReviewOutcome(action, animals, len(pen_days), int(changed[0][0]))

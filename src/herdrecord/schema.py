@@ -188,7 +188,12 @@ def links_schema() -> pa.Schema:
             _f("animal_id", pa.string(), True, "linked animal, null when unknown"),
             _f("score", pa.float32(), True, "similarity of the tracklet to the animal, cosine"),
             _f("margin", pa.float32(), True, "score minus the runner-up's"),
-            _f("method", pa.string(), False, "auto, tag, continuation or review"),
+            _f(
+                "method",
+                pa.string(),
+                False,
+                "auto, tag, anchored (chained to a tag or answer), review",
+            ),
             _f("decided_by", pa.string(), False, "system or the reviewer's name"),
             _f("decided_at", UTC_TIME, False, "when the decision was made, UTC"),
         ]

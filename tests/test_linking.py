@@ -1,0 +1,282 @@
+"""Linking on a simulated barn: every tracklet decided, the barn's constraints always hold."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+from herdrecord.config import Settings
+from herdrecord.ingest import ingest
+from herdrecord.intake import Candidate, parse_json
+from herdrecord.linking import current_links, link_pending, linked_counts, relink_all
+from herdrecord.simulate import Simulation, SimulationConfig, simulate
+from herdrecord.store import Record, create_record, open_record
+
+LATE = "dev-02/2026-09-02T12"  # a batch that arrives after the others
+
+
+def candidates(sim: Simulation, skip: str | None = None) -> Iterator[Candidate]:
+    for batch in sim.batches:
+        if batch["batch_id"] != skip:
+            yield parse_json(json.dumps(batch).encode(), batch["batch_id"])
+
+
+@pytest.fixture(scope="module")
+def barn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Simulation, Path]:
+    """A linked record of 16 animals in 2 pens over 4 days, with one batch held back."""
+    config = SimulationConfig(animals=16, pens=2, days=4, seed=5, keyframes=False)
+    sim = simulate(config)
+    path = tmp_path_factory.mktemp("barn") / "herd"
+    record = create_record(str(path), Settings())
+    ingest(record, candidates(sim, skip=LATE))
+    link_pending(record)
+    return sim, path
+
+
+@pytest.fixture
+def record(barn: tuple[Simulation, Path], tmp_path: Path) -> Record:
+    """A private copy of the linked barn record."""
+    copy = tmp_path / "herd"
+    shutil.copytree(barn[1], copy)
+    return open_record(str(copy), Settings(lock_timeout_s=1))
+
+
+def joined(record: Record) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.register("links", current_links(record))
+    con.register("tracklets", record.read_visible("tracklets"))
+    return con
+
+
+def idf1(record: Record, sim: Simulation) -> float:
+    truth = sim.truth_tracklets
+    con = joined(record)
+    con.register("truth", truth)
+    rows = con.sql(
+        'SELECT truth.animal_id, links.animal_id, epoch(truth."end") - epoch(truth.start) + 1 '
+        "FROM truth JOIN links USING (device_id, track_id)"
+    ).fetchall()
+    true_ids = sorted({r[0] for r in rows})
+    pred_ids = sorted({r[1] for r in rows if r[1]})
+    matrix = np.zeros((len(true_ids), len(pred_ids)))
+    total = 0.0
+    for true_id, pred_id, seconds in rows:
+        total += seconds
+        if pred_id:
+            matrix[true_ids.index(true_id), pred_ids.index(pred_id)] += seconds
+    r, c = linear_sum_assignment(matrix, maximize=True)
+    return float(matrix[r, c].sum() / total)
+
+
+def test_every_tracklet_has_a_decision(record: Record) -> None:
+    counts = linked_counts(record)
+    assert counts["undecided"] == 0
+    assert counts["linked"] > 0.95 * (counts["linked"] + counts["unknown"])
+
+
+def test_identities_match_the_ground_truth(record: Record, barn: tuple[Simulation, Path]) -> None:
+    assert idf1(record, barn[0]) >= 0.93
+
+
+def test_no_animal_is_in_two_places_at_once(record: Record) -> None:
+    clashes = (
+        joined(record)
+        .sql(
+            """
+        WITH x AS (SELECT l.animal_id, t.* FROM links l JOIN tracklets t USING (device_id, track_id)
+                   WHERE l.animal_id IS NOT NULL)
+        SELECT count(*) FROM x a JOIN x b ON a.animal_id = b.animal_id
+          AND (a.device_id, a.track_id) < (b.device_id, b.track_id)
+          AND a.start <= b."end" AND b.start <= a."end"
+        """
+        )
+        .fetchall()
+    )
+    assert clashes[0][0] == 0
+
+
+def test_tag_reads_anchor_their_animal(record: Record) -> None:
+    rows = (
+        joined(record)
+        .sql(
+            "SELECT t.tag_id, count(DISTINCT l.animal_id) FROM links l "
+            "JOIN tracklets t USING (device_id, track_id) WHERE t.tag_id IS NOT NULL GROUP BY 1"
+        )
+        .fetchall()
+    )
+    assert rows, "the simulation should contain tag reads"
+    assert all(n == 1 for _, n in rows)
+    animals = record.table("animals").to_arrow().to_pylist()
+    tags = {a["tag_id"] for a in animals if a["tag_id"]}
+    assert {tag for tag, _ in rows} <= tags
+
+
+def test_first_day_enrols_provisional_animals(
+    record: Record, barn: tuple[Simulation, Path]
+) -> None:
+    animals = record.table("animals").to_arrow()
+    assert all(animals.column("provisional").to_pylist())
+    true_count = barn[0].truth_animals.num_rows
+    assert abs(animals.num_rows - true_count) <= 2
+
+
+def test_linking_again_has_nothing_to_do(record: Record) -> None:
+    assert link_pending(record).pen_days == 0
+
+
+def test_a_late_batch_re_solves_its_pen_day(record: Record, barn: tuple[Simulation, Path]) -> None:
+    late = [b for b in barn[0].batches if b["batch_id"] == LATE]
+    ingest(record, [parse_json(json.dumps(late[0]).encode(), LATE)])
+    assert linked_counts(record)["undecided"] > 0
+    report = link_pending(record)
+    assert report.pen_days == 1
+    assert linked_counts(record)["undecided"] == 0
+
+
+def test_relinking_everything_is_stable(record: Record) -> None:
+    before = {
+        (r["device_id"], r["track_id"]): r["animal_id"] for r in current_links(record).to_pylist()
+    }
+    relink_all(record)
+    after = {
+        (r["device_id"], r["track_id"]): r["animal_id"] for r in current_links(record).to_pylist()
+    }
+    same = sum(before[k] == after[k] for k in before)
+    assert same / len(before) > 0.97
+    assert pa.table({"n": [len(after)]})["n"][0].as_py() == len(before)
+
+
+# --- review: people's answers are constraints, never overridden, and re-derive links ---
+
+from herdrecord.errors import InvalidInput  # noqa: E402
+from herdrecord.review import (  # noqa: E402
+    TrackletRef,
+    confirm,
+    depart,
+    enrol_new,
+    history,
+    merge,
+    reassign,
+    review_queue,
+    split,
+)
+
+
+def links_of(record: Record) -> dict[TrackletRef, str | None]:
+    return {
+        TrackletRef(r["device_id"], r["track_id"]): r["animal_id"]
+        for r in current_links(record).to_pylist()
+    }
+
+
+def busiest_animals(record: Record, pen: str) -> list[str]:
+    rows = (
+        joined(record)
+        .sql(
+            "SELECT l.animal_id FROM links l JOIN tracklets t USING (device_id, track_id) "
+            f"WHERE t.pen_id = '{pen}' AND l.animal_id IS NOT NULL "
+            "GROUP BY 1 ORDER BY count(*) DESC"
+        )
+        .fetchall()
+    )
+    return [r[0] for r in rows]
+
+
+def test_review_queue_ranks_open_questions(record: Record) -> None:
+    items = review_queue(record, limit=10)
+    assert items, "a simulated barn always leaves some doubt"
+    assert [i.priority for i in items] == sorted((i.priority for i in items), reverse=True)
+
+
+def test_reassign_is_never_overridden(record: Record) -> None:
+    links = links_of(record)
+    pen1 = busiest_animals(record, "pen-1")
+    tracklet = next(t for t, a in links.items() if a == pen1[0])
+    outcome = reassign(record, tracklet, pen1[1], by="vet")
+    assert links_of(record)[tracklet] == pen1[1]
+    assert outcome.relinked_pen_days == 1
+    relink_all(record)
+    assert links_of(record)[tracklet] == pen1[1]
+    trail = history(record, pen1[1])
+    mine = [e for e in trail if e.tracklet == tracklet]
+    assert mine[-1].method == "review" and mine[-1].decided_by == "vet" and mine[-1].current
+    assert any(e.animal_id == pen1[0] for e in mine), "the old decision stays in the audit trail"
+
+
+def test_confirm_turns_a_link_into_a_review_decision(record: Record) -> None:
+    tracklet, animal = next((t, a) for t, a in links_of(record).items() if a)
+    confirm(record, tracklet, by="vet")
+    row = [e for e in history(record, animal) if e.tracklet == tracklet and e.current]
+    assert row[0].method == "review"
+
+
+def test_merge_moves_every_link_and_refuses_animals_seen_together(record: Record) -> None:
+    pen1 = busiest_animals(record, "pen-1")
+    with pytest.raises(InvalidInput, match="seen at the same time"):
+        merge(record, pen1[0], pen1[1], by="vet")
+    # Split part of an animal off, then merge it back: the two ids never overlap in time.
+    own = [t for t, a in links_of(record).items() if a == pen1[0]][:3]
+    outcome = split(record, pen1[0], own, by="vet")
+    new_id = outcome.animals[1]
+    assert all(links_of(record)[t] == new_id for t in own)
+    merged = merge(record, pen1[0], new_id, by="vet")
+    assert merged.changed_links >= 3  # continuation chains follow the answered tracklets
+    links = links_of(record)
+    assert new_id not in links.values()
+    assert all(links[t] == pen1[0] for t in own)
+    animals = {a["animal_id"]: a for a in record.table("animals").to_arrow().to_pylist()}
+    assert animals[new_id]["status"] == "merged" and animals[new_id]["merged_into"] == pen1[0]
+
+
+def test_new_enrols_a_named_animal(record: Record) -> None:
+    tracklet = next(t for t, a in links_of(record).items() if a)
+    outcome = enrol_new(record, [tracklet], by="vet", name="Peppa")
+    animal_id = outcome.animals[0]
+    assert links_of(record)[tracklet] == animal_id
+    row = (
+        record.table("animals")
+        .to_arrow()
+        .filter(pa.compute.field("animal_id") == animal_id)
+        .to_pylist()[0]
+    )
+    assert row["display_name"] == "Peppa" and row["provisional"] is False
+
+
+def test_departed_animals_stop_being_candidates(
+    record: Record, barn: tuple[Simulation, Path]
+) -> None:
+    gone = busiest_animals(record, "pen-2")[0]
+    depart(record, gone, by="admin")
+    late = next(b for b in barn[0].batches if b["batch_id"] == LATE)
+    ingest(record, [parse_json(json.dumps(late).encode(), LATE)])
+    link_pending(record)
+    late_day = (
+        joined(record)
+        .sql(
+            "SELECT DISTINCT l.animal_id FROM links l JOIN tracklets t USING (device_id, track_id) "
+            "WHERE t.pen_id = 'pen-2' "
+            "AND CAST(timezone('UTC', t.start) AS DATE) = DATE '2026-09-02'"
+        )
+        .fetchall()
+    )
+    assert gone not in {r[0] for r in late_day}
+    assert linked_counts(record)["undecided"] == 0
+
+
+def test_unknown_ids_are_clear_errors(record: Record) -> None:
+    from herdrecord.review import UnknownAnimal, UnknownTracklet
+
+    with pytest.raises(UnknownAnimal, match="no animal 'nobody'"):
+        history(record, "nobody")
+    with pytest.raises(UnknownTracklet):
+        confirm(record, TrackletRef("dev-09", "nothing"), by="vet")
+    with pytest.raises(InvalidInput, match="DEVICE:TRACK"):
+        TrackletRef.parse("no-colon")
