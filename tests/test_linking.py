@@ -280,3 +280,30 @@ def test_unknown_ids_are_clear_errors(record: Record) -> None:
         confirm(record, TrackletRef("dev-09", "nothing"), by="vet")
     with pytest.raises(InvalidInput, match="DEVICE:TRACK"):
         TrackletRef.parse("no-colon")
+
+
+def test_the_faiss_index_follows_the_pool_without_rebuilds(record: Record) -> None:
+    from herdrecord.pool import Pool
+    from herdrecord.poolindex import INDEX_FILE, open_pool_index
+    from herdrecord.reid import IndexStamp, load_index
+
+    def current_stamp() -> IndexStamp:
+        rows = record.table("pool").to_lance().to_table()
+        return IndexStamp(record.table("pool").version, 384, "dinov3-vits16", rows.num_rows)
+
+    index = load_index(record.path / INDEX_FILE, current_stamp())
+    assert index is not None, "linking saves an index stamped with the pool version"
+    pool = Pool.from_arrow(record.table("pool").to_lance().to_table(), 384, 12)
+    assert set(index.contents()[0].tolist()) == set(pool.owners())
+    pen1 = busiest_animals(record, "pen-1")
+    own = [t for t, a in links_of(record).items() if a == pen1[0]][:2]
+    new_id = split(record, pen1[0], own, by="vet").animals[1]
+    merge(record, pen1[0], new_id, by="vet")
+    index = load_index(record.path / INDEX_FILE, current_stamp())
+    assert index is not None, "a merge updates the index in place and re-stamps it"
+    pool = Pool.from_arrow(record.table("pool").to_lance().to_table(), 384, 12)
+    assert set(index.contents()[0].tolist()) == set(pool.owners())
+    assert new_id not in set(pool.owners().values())
+    (record.path / INDEX_FILE).write_bytes(b"garbage")
+    rebuilt = open_pool_index(record, pool)
+    assert len(rebuilt) == len(pool)

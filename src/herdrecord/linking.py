@@ -31,6 +31,7 @@ from herdrecord.assignment import (
 )
 from herdrecord.penday import AnimalState, LinkingConfig, PenDayInput, RunState, solve_pen_day
 from herdrecord.pool import Pool
+from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.store import Record
 from herdrecord.trackletdata import TrackletData, load_tracklets
 
@@ -112,6 +113,7 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     pen_days = [_prepare(data, key, rows, config) for key, rows in data.pen_days()]
     run = RunState(
         pool=pool,
+        index=open_pool_index(record, pool),
         animals=_animal_states(record, solving),
         must=must,
         must_by=must_by,
@@ -255,8 +257,7 @@ def _write(record: Record, decisions: list[dict[str, object]], run: RunState) ->
         animals_table.merge_insert(
             "animal_id"
         ).when_matched_update_all().when_not_matched_insert_all().execute(update)
-    pool_table = record.table("pool")
-    pool_table.add(run.pool.to_arrow(pool_table.schema), mode="overwrite")
+    write_pool(record, run.pool, run.index)
     if decisions:
         links = pa.Table.from_pylist(
             [{**d, "decided_at": now} for d in decisions],

@@ -22,6 +22,8 @@ from herdrecord.assignment import (
     solve,
 )
 from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
+from herdrecord.poolindex import nearest_animals
+from herdrecord.reid import FaissIndex
 
 ENROLMENT_ROUNDS = 3  # seed, assign, and seed again from what is still unknown
 REFINEMENTS = 3  # rounds of "score against today's centroids, solve again"; converges fast
@@ -54,6 +56,7 @@ class RunState:
     """Everything one linking run shares across its pen-days."""
 
     pool: Pool
+    index: FaissIndex  # the pool's exemplars as the run found them (for wide searches)
     animals: dict[str, AnimalState]
     must: dict[tuple[str, str], str]
     must_by: dict[tuple[str, str], str]  # who gave each must-link answer
@@ -194,9 +197,15 @@ def _add_movers(pen: PenDayInput, roster: list[str], choice: np.ndarray, run: Ru
     ]
     if len(unknown) == 0 or not elsewhere:
         return False
-    outside = run.pool.scores(pen.clusters.descriptor[unknown], elsewhere)
+    # FAISS narrows the whole pool to a few candidates per cluster; the pool scores them.
+    descriptors = pen.clusters.descriptor[unknown]
+    near = nearest_animals(run.index, run.pool, descriptors, set(elsewhere))
+    shortlist = sorted({a for found in near for a in found})
+    if not shortlist:
+        return False
+    outside = run.pool.scores(descriptors, shortlist)
     hits = np.flatnonzero(outside.max(axis=1) >= run.threshold)
-    movers = sorted({elsewhere[int(outside[i].argmax())] for i in hits})
+    movers = sorted({shortlist[int(outside[i].argmax())] for i in hits})
     roster.extend(movers)
     return bool(movers)
 

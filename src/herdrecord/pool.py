@@ -28,6 +28,7 @@ class AnimalExemplars:
     vectors: np.ndarray  # (k, d) float32, L2-normalised
     observed_s: np.ndarray  # seconds since the epoch
     evidence_s: np.ndarray
+    exemplar_id: np.ndarray  # int64, stable for the exemplar's life (its FAISS id)
     device_id: list[str] = field(default_factory=list)
     track_id: list[str] = field(default_factory=list)
     pen_id: list[str] = field(default_factory=list)
@@ -40,6 +41,7 @@ class Pool:
         self.dim = dim
         self.per_animal = per_animal
         self.animals: dict[str, AnimalExemplars] = {}
+        self.next_id = 0
 
     def __len__(self) -> int:
         return sum(len(e.observed_s) for e in self.animals.values())
@@ -56,10 +58,15 @@ class Pool:
         current = self.animals.get(animal_id)
         vector = np.asarray(vector, dtype=np.float32)[None, :]
         if current is None:
-            current = AnimalExemplars(np.zeros((0, self.dim), np.float32), np.zeros(0), np.zeros(0))
+            empty = np.zeros(0)
+            current = AnimalExemplars(
+                np.zeros((0, self.dim), np.float32), empty, empty, np.zeros(0, np.int64)
+            )
         current.vectors = np.vstack([current.vectors, vector])
         current.observed_s = np.append(current.observed_s, observed_s)
         current.evidence_s = np.append(current.evidence_s, evidence_s)
+        current.exemplar_id = np.append(current.exemplar_id, np.int64(self.next_id))
+        self.next_id += 1
         current.device_id.append(source[0])
         current.track_id.append(source[1])
         current.pen_id.append(source[2])
@@ -74,9 +81,32 @@ class Pool:
         moved = self.animals.pop(source, None)
         if moved is None:
             return
-        for i in range(len(moved.observed_s)):
-            origin = (moved.device_id[i], moved.track_id[i], moved.pen_id[i])
-            self.add(target, moved.vectors[i], moved.observed_s[i], moved.evidence_s[i], origin)
+        kept = self.animals.get(target)
+        if kept is None:
+            self.animals[target] = _trim(moved, self.per_animal)
+            return
+        joined = AnimalExemplars(
+            np.vstack([kept.vectors, moved.vectors]),
+            np.concatenate([kept.observed_s, moved.observed_s]),
+            np.concatenate([kept.evidence_s, moved.evidence_s]),
+            np.concatenate([kept.exemplar_id, moved.exemplar_id]),
+            kept.device_id + moved.device_id,
+            kept.track_id + moved.track_id,
+            kept.pen_id + moved.pen_id,
+        )
+        self.animals[target] = _trim(joined, self.per_animal)
+
+    def owners(self) -> dict[int, str]:
+        """Return exemplar id -> animal id for every exemplar."""
+        return {int(i): animal_id for animal_id, ex in self.animals.items() for i in ex.exemplar_id}
+
+    def vectors_by_id(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return every exemplar's id (n,) and vector (n, d) float32."""
+        if not self.animals:
+            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
+        ids = np.concatenate([ex.exemplar_id for ex in self.animals.values()])
+        vectors = np.vstack([ex.vectors for ex in self.animals.values()])
+        return ids.astype(np.int64), vectors.astype(np.float32)
 
     def drop_observed(self, pen_id: str, from_s: float, to_s: float) -> None:
         """Forget exemplars seen in the pen within [from_s, to_s) (a pen-day being re-solved)."""
@@ -108,12 +138,11 @@ class Pool:
     def to_arrow(self, schema: pa.Schema) -> pa.Table:
         """Return every exemplar as rows of the `pool` table."""
         rows: dict[str, list[object]] = {name: [] for name in schema.names}
-        exemplar_id = 0
         vectors = []
         for animal_id in sorted(self.animals):
             ex = self.animals[animal_id]
             for i in range(len(ex.observed_s)):
-                rows["exemplar_id"].append(exemplar_id)
+                rows["exemplar_id"].append(int(ex.exemplar_id[i]))
                 rows["animal_id"].append(animal_id)
                 rows["device_id"].append(ex.device_id[i])
                 rows["track_id"].append(ex.track_id[i])
@@ -121,7 +150,6 @@ class Pool:
                 rows["observed_at"].append(int(ex.observed_s[i] * 1e6))
                 rows["evidence_s"].append(float(ex.evidence_s[i]))
                 vectors.append(ex.vectors[i])
-                exemplar_id += 1
         dim = self.dim
         flat = np.asarray(vectors, dtype=np.float16).reshape(-1)
         columns = {name: rows[name] for name in schema.names if name != "embedding"}
@@ -153,6 +181,8 @@ class Pool:
         animal = table.column("animal_id").to_pylist()
         observed = np.asarray(table.column("observed_at").cast(pa.int64()).to_numpy()) / 1e6
         evidence = np.asarray(table.column("evidence_s").to_numpy(), np.float64)
+        ids = np.asarray(table.column("exemplar_id").to_numpy(), np.int64)
+        pool.next_id = int(ids.max()) + 1
         device = table.column("device_id").to_pylist()
         track = table.column("track_id").to_pylist()
         pen = table.column("pen_id").to_pylist()
@@ -164,6 +194,7 @@ class Pool:
                 vectors[lo:hi],
                 observed[lo:hi],
                 evidence[lo:hi],
+                ids[lo:hi],
                 device[lo:hi],
                 track[lo:hi],
                 pen[lo:hi],
@@ -176,6 +207,7 @@ def _select(ex: AnimalExemplars, keep: np.ndarray) -> AnimalExemplars:
         ex.vectors[keep],
         ex.observed_s[keep],
         ex.evidence_s[keep],
+        ex.exemplar_id[keep],
         [ex.device_id[i] for i in keep],
         [ex.track_id[i] for i in keep],
         [ex.pen_id[i] for i in keep],

@@ -16,7 +16,8 @@ import pyarrow.compute as pc
 
 from herdrecord.errors import HerdrecordError, InvalidInput
 from herdrecord.linking import current_links, relink_locked
-from herdrecord.pool import Pool
+from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
+from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.store import Record
 
 REVIEW_MARGIN = 0.05  # links that beat the runner-up by less than this are worth a look
@@ -211,10 +212,11 @@ def merge(record: Record, keep: str, gone: str, by: str) -> ReviewOutcome:
         now = datetime.now(UTC)
         _append_links(record, [(t, keep, "review") for t in moved], by, now)
         _rewrite_constraints(record, gone, keep)
-        pool_table = record.table("pool")
-        pool = Pool.from_arrow(pool_table.to_lance().to_table(), record.embedder.dim, 12)
+        rows = record.table("pool").to_lance().to_table()
+        pool = Pool.from_arrow(rows, record.embedder.dim, DEFAULT_EXEMPLARS_PER_ANIMAL)
+        index = open_pool_index(record, pool)
         pool.move(gone, keep)
-        pool_table.add(pool.to_arrow(pool_table.schema), mode="overwrite")
+        write_pool(record, pool, index)
         _update_animal(record, gone, status="merged", merged_into=keep)
         return ReviewOutcome("merge", (keep, gone), 0, len(moved))
 

@@ -23,6 +23,7 @@ DRIFT_FROM_KG, DRIFT_SPAN_KG = 30.0, 80.0  # drift is 0 at 30 kg and 1 at 110 kg
 DRIFT_MAX = 1.3  # sows and heavy finishers stop changing
 QUALITY_MIN = 0.3
 QUALITY_BETA = (4.0, 1.5)  # quality = 0.3 + 0.7 * Beta(4, 1.5): mean ~0.81
+CHUNK_ROWS = 2048  # samples embedded at a time
 QUALITY_MEAN = QUALITY_MIN + (1.0 - QUALITY_MIN) * QUALITY_BETA[0] / sum(QUALITY_BETA)
 
 
@@ -39,7 +40,7 @@ class HerdLooks:
 def random_directions(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
     """Return n random unit vectors, shape (n, dim), float32."""
     v = rng.standard_normal((n, dim), dtype=np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    return np.asarray(v / np.linalg.norm(v, axis=1, keepdims=True), dtype=np.float32)
 
 
 def draw_looks(
@@ -74,8 +75,10 @@ class SampleContext:
     animal: np.ndarray
     weight_kg: np.ndarray
     state: np.ndarray  # true behaviour class
-    lighting: np.ndarray  # (n, dim) camera-day lighting offset
-    nuisance: np.ndarray  # (n, dim) tracklet nuisance
+    lighting: np.ndarray  # (cameras, dim) camera-day lighting offsets
+    camera: np.ndarray  # row of `lighting` per sample
+    nuisance: np.ndarray  # (tracklets, dim) per-tracklet nuisance
+    tracklet: np.ndarray  # row of `nuisance` per sample
     quality: np.ndarray
 
 
@@ -92,11 +95,19 @@ def embed_samples(
         * (1.0 + gain * (1.0 - seen.quality))
         / (1.0 + gain * (1.0 - QUALITY_MEAN))
     )
-    noise = rng.standard_normal((n, dim), dtype=np.float32)
-    noise *= (noise_norm / np.sqrt(dim)).astype(np.float32)[:, None]
-    v = looks.identity[seen.animal] + looks.breed[None, :]
-    v += looks.drift[seen.animal] * grown.astype(np.float32)[:, None]
-    v += looks.posture[seen.state]
-    v += seen.lighting + seen.nuisance + noise
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    return v
+    noise_sd = (noise_norm / np.sqrt(dim)).astype(np.float32)
+    out = np.empty((n, dim), dtype=np.float32)
+    # Work in cache-sized chunks: big temporaries cost more in page faults than in arithmetic.
+    for lo in range(0, n, CHUNK_ROWS):
+        sl = slice(lo, min(lo + CHUNK_ROWS, n))
+        v = rng.standard_normal((sl.stop - lo, dim), dtype=np.float32)
+        v *= noise_sd[sl, None]
+        v += looks.breed
+        v += looks.identity[seen.animal[sl]]
+        v += looks.drift[seen.animal[sl]] * grown[sl, None].astype(np.float32)
+        v += looks.posture[seen.state[sl]]
+        v += seen.lighting[seen.camera[sl]]
+        v += seen.nuisance[seen.tracklet[sl]]
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        out[sl] = v
+    return out

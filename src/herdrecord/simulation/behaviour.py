@@ -66,7 +66,7 @@ def base_budget() -> np.ndarray:
     budget = active[:, None] * active_mix
     budget[:, LYING_LATERAL] = (1.0 - active) * lateral
     budget[:, LYING_STERNAL] = (1.0 - active) * (1.0 - lateral)
-    return budget
+    return np.asarray(budget, dtype=np.float64)
 
 
 def condition_factors(lame: np.ndarray, disease: np.ndarray, sow_state: np.ndarray) -> np.ndarray:
@@ -173,4 +173,4 @@ def bout_index(bouts: Bouts, row: np.ndarray, t_s: np.ndarray) -> np.ndarray:
     # Rows are separated by more than a day so one sorted key covers them all.
     stride = 4.0 * DAY_S
     keys = bouts.row * stride + bouts.start_s
-    return np.searchsorted(keys, row * stride + t_s, side="right") - 1
+    return np.asarray(np.searchsorted(keys, row * stride + t_s, side="right") - 1)

@@ -70,7 +70,7 @@ class SimulationConfig:
     speed_noise_sigma: float = 0.35  # lognormal sigma of speed_px_s around its behaviour mean
 
     # --- tracking --------------------------------------------------------------------
-    tracklet_median_s: float = 1200.0  # median tracklet length (lognormal), seconds
+    tracklet_median_s: float = 1800.0  # median tracklet length (lognormal), seconds
     tracklet_sigma: float = 1.0  # lognormal sigma of tracklet lengths
     continuation_share: float = 0.6  # share of track breaks re-acquired seconds later
     continuation_gap_s: tuple[float, float] = (1.0, 8.0)  # gap range of a continuation, s
@@ -89,8 +89,8 @@ class SimulationConfig:
     common_drift_norm: float = 0.3  # appearance drift every pig shares with growth
     lighting_norm: float = 0.6  # per camera-day lighting nuisance
     posture_norm: float = 0.5  # per-behaviour posture nuisance (lying vs standing)
-    tracklet_noise_norm: float = 0.5  # per-tracklet nuisance (pose, occlusion)
-    sample_noise_norm: float = 1.1  # per-sample noise at average quality
+    tracklet_noise_norm: float = 0.7  # per-tracklet nuisance (pose, occlusion)
+    sample_noise_norm: float = 1.8  # per-sample noise at average quality
     quality_noise_gain: float = 2.0  # noise at quality 0 is (1 + gain) x noise at quality 1
 
     # --- breeding herd (config.breeding) ---------------------------------------------

@@ -152,13 +152,13 @@ def _centres(
         at = state == station
         target = np.array([fx * width, fy * height]) + rng.normal(0.0, 20.0, (int(at.sum()), 2))
         xy[at] = (1.0 - STATION_PULL) * xy[at] + STATION_PULL * target
-    return xy
+    return np.asarray(xy, dtype=np.float64)
 
 
 def _reflect(x: np.ndarray, span: np.ndarray) -> np.ndarray:
     """Fold values into [0, span] as a walk reflected at both walls would be."""
     folded = np.mod(x, 2.0 * span)
-    return np.where(folded > span, 2.0 * span - folded, folded)
+    return np.asarray(np.where(folded > span, 2.0 * span - folded, folded))
 
 
 def _bboxes(
@@ -191,7 +191,9 @@ def _classify(
     pick = np.minimum((rng.random(n) * n_options).astype(np.int64), n_options - 1)
     reported = np.where(wrong, options[np.arange(n), pick], state)
     # A wrong call is usually an unsure one.
-    conf = np.where(wrong, rng.beta(5.0, 4.0, n), rng.beta(12.0, 1.5, n))
+    conf = np.empty(n)
+    conf[wrong] = rng.beta(5.0, 4.0, int(wrong.sum()))
+    conf[~wrong] = rng.beta(12.0, 1.5, n - int(wrong.sum()))
     return reported, conf
 
 

@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw
 
 from herdrecord.simulation.behaviour import LYING_LATERAL, SITTING
 
@@ -23,6 +23,8 @@ BROWN_SHARE = 0.15  # share of pigs with a brown (e.g. Duroc-cross) coat
 FLOOR = (146.0, 146.0, 140.0)
 MAX_SPOTS = 4
 PIXEL_NOISE = 6  # sensor noise, +- grey levels
+NOISE_TILES = 16  # precomputed noise patterns, one picked per crop
+ASPECT, ASPECT_LATERAL, ASPECT_SITTING = 2.8, 2.2, 1.6  # body length / width
 
 
 @dataclass(frozen=True)
@@ -64,49 +66,89 @@ def draw_coats(n: int, twin_of: np.ndarray, rng: np.random.Generator) -> list[Co
     return coats
 
 
-def floor_image(light: Lighting, size_px: tuple[int, int]) -> Image.Image:
-    """Return the empty slatted pen floor under a camera-day's light (reused for every crop)."""
-    width, height = size_px
-    image = Image.new("RGB", size_px, _rgb(FLOOR, light))
-    draw = ImageDraw.Draw(image)
-    slat = _rgb(tuple(0.75 * c for c in FLOOR), light)
-    for y in range(0, height, 6):
-        draw.line([(0, y), (width, y)], fill=slat)
-    return image
+class KeyframePainter:
+    """Render a herd's keyframes, caching floors, body outlines and noise between crops."""
 
+    def __init__(
+        self, coats: list[Coat], size_px: tuple[int, int], quality: int, rng: np.random.Generator
+    ) -> None:
+        self.coats = coats
+        self.size_px = size_px
+        self.quality = quality
+        self._floors: dict[Lighting, Image.Image] = {}
+        self._outlines: dict[tuple[int, float], np.ndarray] = {}
+        shape = (size_px[1], size_px[0], 3)
+        self._noise = [
+            Image.fromarray(rng.integers(0, 2 * PIXEL_NOISE + 1, shape, dtype=np.uint8))
+            for _ in range(NOISE_TILES)
+        ]
 
-def render_keyframe(
-    coat: Coat,
-    weight_kg: float,
-    heading_rad: float,
-    state: int,
-    light: Lighting,
-    floor: Image.Image,
-    quality: int,
-    rng: np.random.Generator,
-) -> bytes:
-    """Return a JPEG of one pig seen from above, centred on a copy of `floor`."""
-    width, height = floor.size
-    px_per_m = width / CROP_WIDTH_M
-    length_px = BODY_LENGTH_M_PER_KG13 * weight_kg ** (1.0 / 3.0) * px_per_m
-    aspect = 2.2 if state == LYING_LATERAL else 1.6 if state == SITTING else 2.8
-    a, b = length_px / 2.0, length_px / (2.0 * aspect)
-    image = floor.copy()
-    draw = ImageDraw.Draw(image)
-    place = (width / 2.0, height / 2.0, float(np.cos(heading_rad)), float(np.sin(heading_rad)))
-    head = _ellipse((0.95 * a, 0.0), 0.32 * a, 0.7 * b, place, None)
-    draw.polygon(head, fill=_rgb(tuple(0.9 * c for c in coat.tone), light))
-    draw.polygon(_ellipse((0.0, 0.0), a, b, place, None), fill=_rgb(coat.tone, light))
-    for u, v, radius, darkness in coat.spots:
-        spot = _ellipse((u * a, v * b), radius * b * 1.6, radius * b, place, (a, b))
-        draw.polygon(spot, fill=_rgb(tuple((1.0 - darkness) * c for c in coat.tone), light))
-    pixels = np.asarray(image, dtype=np.int16)
-    pixels = pixels + rng.integers(-PIXEL_NOISE, PIXEL_NOISE + 1, pixels.shape, dtype=np.int16)
-    out = io.BytesIO()
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
-        out, format="JPEG", quality=quality
-    )
-    return out.getvalue()
+    def render(
+        self,
+        animal: int,
+        weight_kg: float,
+        heading_rad: float,
+        state: int,
+        light: Lighting,
+        rng: np.random.Generator,
+    ) -> bytes:
+        """Return a JPEG of one pig seen from above, centred in the crop."""
+        width, height = self.size_px
+        coat = self.coats[animal]
+        aspect = (
+            ASPECT_LATERAL
+            if state == LYING_LATERAL
+            else ASPECT_SITTING
+            if state == SITTING
+            else ASPECT
+        )
+        length_px = BODY_LENGTH_M_PER_KG13 * weight_kg ** (1.0 / 3.0) * width / CROP_WIDTH_M
+        a, b = length_px / 2.0, length_px / (2.0 * aspect)
+        c, s = np.cos(heading_rad), np.sin(heading_rad)
+        unit = self._outline(animal, aspect)  # (shapes, points, 2) in units of (a, b)
+        u, v = unit[..., 0] * a, unit[..., 1] * b
+        x = width / 2.0 + u * c - v * s
+        y = height / 2.0 + u * s + v * c
+        image = self._floor(light).copy()
+        draw = ImageDraw.Draw(image)
+        colours = [tuple(0.9 * t for t in coat.tone), coat.tone] + [
+            tuple((1.0 - spot[3]) * t for t in coat.tone) for spot in coat.spots
+        ]
+        for k, colour in enumerate(colours):
+            points = list(zip(x[k].tolist(), y[k].tolist(), strict=True))
+            draw.polygon(points, fill=_rgb(colour, light))
+        noise = self._noise[int(rng.integers(0, NOISE_TILES))]
+        image = ImageChops.add(image, noise, scale=1.0, offset=-PIXEL_NOISE)
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=self.quality)
+        return out.getvalue()
+
+    def _floor(self, light: Lighting) -> Image.Image:
+        """Return the empty slatted pen floor under a camera-day's light."""
+        if light not in self._floors:
+            width, height = self.size_px
+            image = Image.new("RGB", self.size_px, _rgb(FLOOR, light))
+            draw = ImageDraw.Draw(image)
+            slat = _rgb(tuple(0.75 * c for c in FLOOR), light)
+            for y in range(0, height, 6):
+                draw.line([(0, y), (width, y)], fill=slat)
+            self._floors[light] = image
+        return self._floors[light]
+
+    def _outline(self, animal: int, aspect: float) -> np.ndarray:
+        """Return head, body and marking polygons (shapes, points, 2) in units of (a, b)."""
+        key = (animal, aspect)
+        if key not in self._outlines:
+            coat = self.coats[animal]
+            shapes = [_ellipse(0.95, 0.0, 0.32, 0.7), _ellipse(0.0, 0.0, 1.0, 1.0)]
+            for u, v, radius, _ in coat.spots:
+                # Markings are round on the skin: radius in units of the body's half-width.
+                spot = _ellipse(u, v, radius * 1.6 / aspect, radius)
+                r = np.hypot(spot[:, 0], spot[:, 1])
+                spots_inside = np.where(r > 0.97, 0.97 / np.maximum(r, 1e-9), 1.0)
+                shapes.append(spot * spots_inside[:, None])
+            self._outlines[key] = np.stack(shapes)
+        return self._outlines[key]
 
 
 def _rgb(color: tuple[float, ...], light: Lighting) -> tuple[int, int, int]:
@@ -117,29 +159,9 @@ def _rgb(color: tuple[float, ...], light: Lighting) -> tuple[int, int, int]:
     return (int(min(r, 255.0)), int(min(g, 255.0)), int(min(b, 255.0)))
 
 
-def _ellipse(
-    offset: tuple[float, float],
-    a: float,
-    b: float,
-    place: tuple[float, float, float, float],
-    clip_to: tuple[float, float] | None,
-) -> list[tuple[float, float]]:
-    """Return polygon points of an ellipse in body coordinates, turned and placed in the crop.
-
-    `place` is (centre x, centre y, cos heading, sin heading). With `clip_to` (body
-    semi-axes) the points are pulled inside the body outline, so a marking never spills
-    onto the floor.
-    """
-    u = offset[0] + a * _COS
-    v = offset[1] + b * _SIN
-    if clip_to is not None:
-        r = np.sqrt((u / clip_to[0]) ** 2 + (v / clip_to[1]) ** 2)
-        shrink = np.where(r > 0.97, 0.97 / np.maximum(r, 1e-9), 1.0)
-        u, v = u * shrink, v * shrink
-    cx, cy, c, s = place
-    x = cx + u * c - v * s
-    y = cy + u * s + v * c
-    return list(zip(x.tolist(), y.tolist(), strict=True))
+def _ellipse(u: float, v: float, a: float, b: float) -> np.ndarray:
+    """Return 16 points (16, 2) of an ellipse centred at (u, v) with semi-axes (a, b)."""
+    return np.stack([u + a * _COS, v + b * _SIN], axis=1)
 
 
 _ANGLES = np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)

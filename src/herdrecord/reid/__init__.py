@@ -1,0 +1,20 @@
+"""Re-identification index: the pool's exemplar embeddings, searched by cosine similarity."""
+
+from herdrecord.reid.exact import ExactIndex
+from herdrecord.reid.faiss_index import DEFAULT_IVF_THRESHOLD, FaissConfig, FaissIndex
+from herdrecord.reid.index import MISSING_ID, EmbeddingIndex, SearchResult, make_index
+from herdrecord.reid.persist import IndexStamp, load_index, save_index
+
+__all__ = [
+    "DEFAULT_IVF_THRESHOLD",
+    "MISSING_ID",
+    "EmbeddingIndex",
+    "ExactIndex",
+    "FaissConfig",
+    "FaissIndex",
+    "IndexStamp",
+    "SearchResult",
+    "load_index",
+    "make_index",
+    "save_index",
+]

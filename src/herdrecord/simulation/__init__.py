@@ -1,0 +1,26 @@
+"""Seeded synthetic pig herds that behave like a real barn, written as edge batches.
+
+See docs/simulator.md for what is modelled, the parameters and the figures they yield.
+"""
+
+from herdrecord.simulation.config import SimulationConfig
+from herdrecord.simulation.files import (
+    SimulationFiles,
+    batch_file_name,
+    write_batch,
+    write_batches,
+    write_simulation,
+)
+from herdrecord.simulation.run import Simulation, iter_batches, simulate
+
+__all__ = [
+    "Simulation",
+    "SimulationConfig",
+    "SimulationFiles",
+    "batch_file_name",
+    "iter_batches",
+    "simulate",
+    "write_batch",
+    "write_batches",
+    "write_simulation",
+]

@@ -1,0 +1,65 @@
+"""Run a simulation: all at once with its ground truth, or streamed day by day."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from herdrecord.simulation import truth
+from herdrecord.simulation.config import SimulationConfig
+from herdrecord.simulation.day import SimulatedDay, World, build_world, simulate_day
+from herdrecord.simulation.edge_json import BatchDict, day_batches
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """A simulated herd: its edge batches and, kept apart, what really happened."""
+
+    config: SimulationConfig
+    batches: list[BatchDict]  # edge batches, JSON-ready, per the edge batch contract v1
+    truth_animals: pa.Table  # one row per animal: registry, first pen, near-twin
+    truth_tracklets: pa.Table  # one row per tracklet: who it really is
+    truth_events: pa.Table  # health and production events
+    truth_days: pa.Table  # one row per animal-day: pen, weight, minutes per behaviour, health
+
+
+def simulate(config: SimulationConfig) -> Simulation:
+    """Return the simulated herd's batches and ground truth."""
+    world = build_world(config)
+    batches: list[BatchDict] = []
+    tracklets: list[pa.Table] = []
+    days: list[pa.Table] = []
+    for day in _days(world):
+        batches.extend(day_batches(day.edge, config))
+        tracklets.append(truth.tracklets_table(day, config))
+        days.append(truth.days_table(day))
+    return Simulation(
+        config=config,
+        batches=batches,
+        truth_animals=truth.animals_table(world.plan),
+        truth_tracklets=pa.concat_tables(tracklets),
+        truth_events=truth.events_table(world.plan, config),
+        truth_days=pa.concat_tables(days),
+    )
+
+
+def iter_batches(config: SimulationConfig) -> Iterator[BatchDict]:
+    """Yield the simulated herd's batches day by day, holding one day in memory at a time.
+
+    The batches are the same, in the same order, as `simulate(config).batches`.
+    """
+    for day in _days(build_world(config)):
+        yield from day_batches(day.edge, config)
+
+
+def _days(world: World) -> Iterator[SimulatedDay]:
+    """Yield the simulated days in order, carrying each device's track numbers over."""
+    next_number = np.ones(world.config.n_pens, dtype=np.int64)
+    for d in range(world.config.days):
+        day = simulate_day(world, d, next_number)
+        issued = np.bincount(day.edge.device, minlength=world.config.n_pens)
+        next_number = next_number + issued
+        yield day
