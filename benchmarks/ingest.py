@@ -170,7 +170,11 @@ def update_readme(result: dict[str, object]) -> None:
         )
     lines.append("<!-- ingest:end -->")
     readme = HERE / "README.md"
-    text = readme.read_text() if readme.exists() else "# Benchmarks\n\n<!-- ingest:start -->\n<!-- ingest:end -->\n"
+    text = (
+        readme.read_text()
+        if readme.exists()
+        else "# Benchmarks\n\n<!-- ingest:start -->\n<!-- ingest:end -->\n"
+    )
     head, rest = text.split("<!-- ingest:start -->", 1)
     tail = rest.split("<!-- ingest:end -->", 1)[1]
     readme.write_text(head + "\n".join(lines) + tail)

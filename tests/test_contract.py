@@ -267,3 +267,17 @@ def test_json_schema_describes_the_contract() -> None:
         "embedder",
         "tracklets",
     }
+
+
+def test_json_batches_convert_to_the_bulk_form_unchanged(
+    tmp_path: Path, batch_factory: Callable[..., dict[str, Any]]
+) -> None:
+    from herdrecord.bulk import bulk_table_from_json
+
+    batches = [batch_factory(f"dev-01/b{i}", seed=i, track_offset=10 * i) for i in range(2)]
+    pq.write_table(bulk_table_from_json(batches), tmp_path / "bulk.parquet")
+    read = list(read_bulk(tmp_path / "bulk.parquet"))
+    for bulk, batch in zip(read, batches, strict=True):
+        json_form = parse_json(json.dumps(batch).encode(), "x").frames
+        assert bulk.frames is not None and json_form is not None
+        assert bulk.frames.content_sha256() == json_form.content_sha256()

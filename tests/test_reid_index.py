@@ -254,6 +254,17 @@ def test_contents_return_every_vector() -> None:
     np.testing.assert_array_equal(vectors[order], herd(2_000)[0])
 
 
+@pytest.mark.parametrize("backend", ["exact", "faiss-flat", "faiss-ivf"])
+def test_ids_lists_what_is_held(backend: str) -> None:
+    index, _ = filled(backend, 2_000)
+    assert isinstance(index, ExactIndex | FaissIndex)
+    index.remove(np.arange(0, 2_000, 3, dtype=np.int64))
+    expected = np.setdiff1d(np.arange(2_000), np.arange(0, 2_000, 3))
+    np.testing.assert_array_equal(index.ids(), expected)
+    if isinstance(index, FaissIndex):
+        np.testing.assert_array_equal(np.sort(index.contents()[0]), expected)
+
+
 def test_threads_sets_the_faiss_thread_count() -> None:
     before = faiss.omp_get_max_threads()
     try:

@@ -421,7 +421,7 @@ def _samples(sim: Simulation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _centroids(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     c = np.stack([x[y == k].mean(axis=0) for k in range(int(y.max()) + 1)])
-    return c / np.linalg.norm(c, axis=1, keepdims=True)
+    return np.asarray(c / np.linalg.norm(c, axis=1, keepdims=True))
 
 
 def test_nearest_true_centroid_is_high_and_sample_nearest_neighbour_is_worse(

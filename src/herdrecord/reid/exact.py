@@ -34,6 +34,10 @@ class ExactIndex:
         """Return the number of vectors held."""
         return int(self._ids.size)
 
+    def ids(self) -> NDArray[np.int64]:
+        """Return the (n,) ids held, ascending."""
+        return np.sort(self._ids)
+
     def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
         """Add (n,) new non-negative ids with their (n, dim) unit vectors; ids must be unused."""
         new_ids = check_ids(ids)

@@ -87,12 +87,12 @@ def condition_factors(lame: np.ndarray, disease: np.ndarray, sow_state: np.ndarr
     f[sick, EATING] *= 0.5
     f[disease == RESPIRATORY, DRINKING] *= 0.8
     f[disease == ENTERIC, DRINKING] *= 1.5
-    _sow_factors(f, sow_state)
-    return f
+    return np.asarray(f * _sow_factors(sow_state), dtype=np.float64)
 
 
-def _sow_factors(f: np.ndarray, sow_state: np.ndarray) -> None:
-    """Apply the reproductive cycle's effects to factor rows `f` (n, 9), in place."""
+def _sow_factors(sow_state: np.ndarray) -> np.ndarray:
+    """Return the reproductive cycle's multipliers of class shares, shape (n, 9)."""
+    f = np.ones((len(sow_state), N_CLASSES))
     heat = sow_state == SowState.OESTRUS
     f[np.ix_(heat, ACTIVE)] *= 1.8
     f[heat, STANDING] *= 1.4
@@ -106,6 +106,7 @@ def _sow_factors(f: np.ndarray, sow_state: np.ndarray) -> None:
     f[farrowing, LYING_LATERAL] *= 3.0
     nursing = sow_state == SowState.LACTATING
     f[nursing, LYING_LATERAL] *= 1.6
+    return f
 
 
 @dataclass(frozen=True)
