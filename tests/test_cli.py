@@ -16,7 +16,19 @@ from herdrecord.cli import app
 runner = CliRunner()
 Factory = Callable[..., dict[str, Any]]
 
-COMMANDS = ["init", "migrate", "ingest", "info", "simulate", "demo"]
+COMMANDS = [
+    "init",
+    "migrate",
+    "ingest",
+    "info",
+    "simulate",
+    "demo",
+    "link",
+    "animals",
+    "review",
+    "history",
+    "export",
+]
 
 
 def test_help_lists_every_command() -> None:
@@ -95,3 +107,47 @@ def test_ingest_of_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ingest", str(herd), str(tmp_path / "nope.json")])
     assert result.exit_code == 2
     assert "nope.json: no such file or directory" in result.output
+
+
+def test_identity_commands_work_end_to_end(tmp_path: Path) -> None:
+    from herdrecord.simulate import SimulationConfig, simulate, write_simulation
+
+    sim = simulate(SimulationConfig(animals=8, pens=1, days=2, seed=3, keyframes=False))
+    files = write_simulation(sim, tmp_path / "sim")
+    herd = tmp_path / "herd"
+    runner.invoke(app, ["init", str(herd)])
+    result = runner.invoke(app, ["ingest", str(herd), str(files.batches_dir)])
+    assert result.exit_code == 0, result.output
+    assert "linked" in result.output and "provisional animals" in result.output
+    result = runner.invoke(app, ["animals", str(herd)])
+    assert "P00001" in result.output
+    result = runner.invoke(app, ["review", "list", str(herd)])
+    assert result.exit_code == 0 and "review queue" in result.output
+    result = runner.invoke(app, ["history", str(herd), "P00001"])
+    assert result.exit_code == 0 and "decisions" in result.output
+    result = runner.invoke(app, ["review", "rename", str(herd), "P00001", "Peppa"])
+    assert result.exit_code == 0
+    assert "Peppa" in runner.invoke(app, ["animals", str(herd)]).output
+    result = runner.invoke(app, ["review", "merge", str(herd), "P00001", "P00002", "--by", "vet"])
+    assert result.exit_code == 2 and "seen at the same time" in result.output
+    out = tmp_path / "export"
+    result = runner.invoke(app, ["export", str(herd), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    import pyarrow.parquet as pq
+
+    tracklets = pq.read_table(out / "tracklets")
+    assert {
+        "device_id",
+        "track_id",
+        "pen_id",
+        "start",
+        "end",
+        "animal_id",
+        "link_score",
+        "link_method",
+    } <= set(tracklets.column_names)
+    assert tracklets.num_rows == sim.truth_tracklets.num_rows
+    assert pq.read_table(out / "animals").num_rows >= 8
+    assert b"herdrecord.embedder" in (
+        pq.read_schema(out / "tracklets" / "part-0.parquet").metadata or {}
+    )

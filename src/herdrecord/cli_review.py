@@ -15,6 +15,7 @@ from herdrecord.review import (
     ReviewOutcome,
     TrackletRef,
     confirm,
+    depart,
     enrol_new,
     history,
     merge,
@@ -166,6 +167,12 @@ def review_rename(
 ) -> None:
     """Name an animal (it stops being provisional)."""
     _print_outcome(rename(open_from_cli(path), animal, name))
+
+
+@review_app.command("depart")
+def review_depart(path: RecordPath, animal: Animal, by: By) -> None:
+    """Mark ANIMAL as departed (sold, dead, gone): it stops being a candidate."""
+    _print_outcome(depart(open_from_cli(path), animal, by))
 
 
 @app.command(name="history")
