@@ -261,21 +261,10 @@ def create_record(
     if not behaviours or len(set(behaviours)) != len(behaviours):
         raise InvalidInput("the behaviour vocabulary must be non-empty and without repeats")
     path.mkdir(parents=True, exist_ok=True)
-    lock = WriteLock.acquire(path, settings.lock_timeout_s)
-    try:
-        ctx = MigrationContext(
-            db=_connect(path),
-            embedder_name=embedder_name,
-            embedder_dim=embedder_dim,
-            embedder_metric=DEFAULT_EMBEDDER_METRIC,
-            behaviours=behaviours,
-            farm_id=farm_id,
-            now=datetime.now(UTC),
-            herdrecord_version=__version__,
-        )
-        apply_pending(ctx)
-    finally:
-        lock.release()
+    provenance = _Provenance(
+        embedder_name, embedder_dim, DEFAULT_EMBEDDER_METRIC, behaviours, farm_id
+    )
+    _migrate_locked(path, _connect(path), provenance, settings)
     return open_record(str(path), settings)
 
 
@@ -308,15 +297,38 @@ def migrate_record(uri: str, settings: Settings) -> list[AppliedMigration]:
     embedder = metadata.get(META_EMBEDDER)
     if embedder is None:
         raise HerdrecordError(f"{path}: metadata lacks the embedder; the record is damaged")
+    provenance = _Provenance(
+        embedder["name"],
+        int(embedder["dim"]),
+        embedder["metric"],
+        tuple(metadata[META_BEHAVIOURS]),
+        str(metadata[META_FARM_ID]),
+    )
+    return _migrate_locked(path, db, provenance, settings)
+
+
+@dataclass(frozen=True)
+class _Provenance:
+    embedder_name: str
+    embedder_dim: int
+    embedder_metric: str
+    behaviours: tuple[str, ...]
+    farm_id: str
+
+
+def _migrate_locked(
+    path: Path, db: Any, provenance: _Provenance, settings: Settings
+) -> list[AppliedMigration]:
+    """Apply pending migrations while holding the record's write lock."""
     lock = WriteLock.acquire(path, settings.lock_timeout_s)
     try:
         ctx = MigrationContext(
             db=db,
-            embedder_name=embedder["name"],
-            embedder_dim=int(embedder["dim"]),
-            embedder_metric=embedder["metric"],
-            behaviours=tuple(metadata[META_BEHAVIOURS]),
-            farm_id=str(metadata[META_FARM_ID]),
+            embedder_name=provenance.embedder_name,
+            embedder_dim=provenance.embedder_dim,
+            embedder_metric=provenance.embedder_metric,
+            behaviours=provenance.behaviours,
+            farm_id=provenance.farm_id,
             now=datetime.now(UTC),
             herdrecord_version=__version__,
         )
