@@ -196,26 +196,33 @@ def _centred(data: object) -> np.ndarray:
 
 
 def nearest_neighbour_floor(
-    descriptors: np.ndarray, start_s: np.ndarray, threshold: float
+    descriptors: np.ndarray, start_s: np.ndarray, threshold: float, window_days: float = 3.0
 ) -> list[str | None]:
-    """Give each tracklet, in time order, the identity of its nearest earlier tracklet."""
+    """Give each tracklet, in time order, the identity of its nearest earlier tracklet.
+
+    The gallery is the tracklets of the last `window_days` (older ones have drifted away and
+    would only slow the search); below `threshold` a tracklet starts a new identity.
+    """
     order = np.argsort(start_s, kind="stable")
-    index = faiss.IndexFlatIP(descriptors.shape[1])
-    labels: list[str | None] = [None] * len(order)
-    gallery: list[str] = []
+    ordered = np.ascontiguousarray(descriptors[order], dtype=np.float32)
+    starts = start_s[order]
+    lows = np.searchsorted(starts, starts - window_days * 86_400, side="left")
+    labels = np.empty(len(order), dtype=object)
     next_id = 0
-    for i in order:
-        query = descriptors[i : i + 1].astype(np.float32)
-        if len(gallery):
-            sims, ids = index.search(query, 1)
-            if sims[0, 0] >= threshold:
-                labels[i] = gallery[int(ids[0, 0])]
-        if labels[i] is None:
-            labels[i] = f"N{next_id}"
-            next_id += 1
-        index.add(query)
-        gallery.append(str(labels[i]))
-    return labels
+    for p in range(len(order)):
+        lo = int(lows[p])
+        if p > lo:
+            sims = ordered[lo:p] @ ordered[p]
+            best = int(np.argmax(sims))
+            if sims[best] >= threshold:
+                labels[p] = labels[lo + best]
+                continue
+        labels[p] = f"N{next_id}"
+        next_id += 1
+    out: list[str | None] = [None] * len(order)
+    for p, row in enumerate(order):
+        out[int(row)] = str(labels[p])
+    return out
 
 
 def nearest_true_centroid(
