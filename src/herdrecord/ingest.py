@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from herdrecord.frames import BatchFrames, stored_rows
 from herdrecord.intake import Candidate
@@ -135,9 +133,11 @@ class Ingestor:
 
     def flush(self) -> list[BatchOutcome]:
         """Write the queued batches (one append per table, ledger last); return their outcomes."""
+        rejected = self._reject_stored_track_ids() if self.group.frames else []
         group = self.group
         if not group.frames:
-            return []
+            self.group = _Group()
+            return rejected
         record = self.record
         batch_ids = [frames.header.batch_id for frames in group.frames]
         _announce(record, batch_ids)
@@ -157,7 +157,7 @@ class Ingestor:
             self.ledger[frames.header.batch_id] = group.sha256[frames.header.batch_id]
         self._outcomes.extend(group.outcomes)
         self.group = _Group()
-        return [outcome for _, outcome in group.outcomes]
+        return rejected + [outcome for _, outcome in group.outcomes]
 
     def _done(
         self, candidate: Candidate, status: Status, problems: tuple[str, ...]
@@ -167,43 +167,71 @@ class Ingestor:
         return outcome
 
     def _reused_track_ids(self, frames: BatchFrames) -> list[str]:
-        """Return problems for track ids this device already used in an earlier batch."""
+        """Return problems for track ids this device already sent earlier in this ingest."""
         device = frames.header.device_id
-        track_ids = frames.tracklets.column("track_id").combine_chunks()
-        in_group = [
-            i
-            for i, track_id in enumerate(track_ids.to_pylist())
+        track_ids = frames.tracklets.column("track_id").to_pylist()
+        return [
+            f"tracklets[{i}].track_id: {track_id!r} was already sent by {device} "
+            "in another batch of this ingest"
+            for i, track_id in enumerate(track_ids)
             if (device, track_id) in self.group.track_keys
         ]
-        problems = [
-            f"tracklets[{i}].track_id: {track_ids[i].as_py()!r} was already sent by {device} "
-            "in another batch of this ingest"
-            for i in in_group
-        ]
+
+    def _reject_stored_track_ids(self) -> list[BatchOutcome]:
+        """Drop queued batches that reuse a stored (device, track id); return their outcomes.
+
+        One scan of the stored keys of the group's devices per write, not one per batch.
+        """
+        group = self.group
+        keys = pa.table(
+            {
+                "device_id": [
+                    f.header.device_id for f in group.frames for _ in range(f.tracklets.num_rows)
+                ],
+                "track_id": pa.concat_arrays(
+                    [f.tracklets.column("track_id").combine_chunks() for f in group.frames]
+                ),
+                "gi": [
+                    gi for gi, f in enumerate(group.frames) for _ in range(f.tracklets.num_rows)
+                ],
+                "ti": [ti for f in group.frames for ti in range(f.tracklets.num_rows)],
+            }
+        )
+        devices = ", ".join(_sql(d) for d in sorted({f.header.device_id for f in group.frames}))
         stored = (
             self.record.table("tracklets")
             .to_lance()
             .to_table(
-                columns=["track_id", "batch_id"],
-                filter=f"device_id = {_sql(device)}",
+                columns=["device_id", "track_id", "batch_id"], filter=f"device_id IN ({devices})"
             )
         )
-        if stored.num_rows:
-            hit = np.asarray(pc.is_in(track_ids, value_set=stored.column("track_id")))
-            owners = dict(
-                zip(
-                    stored.column("track_id").to_pylist(),
-                    stored.column("batch_id").to_pylist(),
-                    strict=True,
-                )
+        if stored.num_rows == 0:
+            return []
+        clashes = keys.join(stored, ["device_id", "track_id"], join_type="inner")
+        if clashes.num_rows == 0:
+            return []
+        problems: dict[int, list[str]] = {}
+        for row in clashes.sort_by([("gi", "ascending"), ("ti", "ascending")]).to_pylist():
+            problems.setdefault(row["gi"], []).append(
+                f"tracklets[{row['ti']}].track_id: {row['track_id']!r} is already stored for "
+                f"{row['device_id']} (batch {row['batch_id']}); track ids are unique per device"
             )
-            for i in np.flatnonzero(hit):
-                track_id = track_ids[int(i)].as_py()
-                problems.append(
-                    f"tracklets[{i}].track_id: {track_id!r} is already stored for {device} "
-                    f"(batch {owners[track_id]}); track ids are unique per device"
-                )
-        return problems
+        rejected = []
+        kept = _Group()
+        for gi, frames in enumerate(group.frames):
+            seq, accepted = group.outcomes[gi]
+            batch_id = frames.header.batch_id
+            if gi in problems:
+                outcome = BatchOutcome(accepted.source, batch_id, "rejected", tuple(problems[gi]))
+                self._outcomes.append((seq, outcome))
+                rejected.append(outcome)
+                continue
+            kept.frames.append(frames)
+            kept.outcomes.append((seq, accepted))
+            kept.sha256[batch_id] = group.sha256[batch_id]
+            kept.sources[batch_id] = group.sources[batch_id]
+        self.group = kept
+        return rejected
 
 
 def ingest(
