@@ -217,11 +217,20 @@ def solve(
         free = clique[~decided[clique]]
         if len(free) == 0:
             continue
-        taken = set(choice[clique[decided[clique]]].tolist()) - {UNKNOWN}
-        open_columns = np.array([c for c in range(a) if c not in taken], dtype=np.int64)
-        block = (
-            scores[np.ix_(free, open_columns)] if len(open_columns) else np.zeros((len(free), 0))
-        )
+        open_mask = np.ones(a, dtype=bool)
+        held = choice[clique[decided[clique]]]
+        open_mask[held[held >= 0]] = False
+        if len(free) == 1:
+            # The common case in a sweep: one newcomer; the best open animal, if it beats
+            # the threshold (what the Hungarian below would decide, without its overhead).
+            row = np.where(open_mask, scores[free[0]], NEG)
+            best = int(np.argmax(row)) if a else -1
+            if a and row[best] > NEG / 2 and row[best] > threshold:
+                choice[free[0]] = best
+            decided[free[0]] = True
+            continue
+        open_columns = np.flatnonzero(open_mask)
+        block = scores[np.ix_(free, open_columns)]
         # One "unknown" column per cluster, priced at the threshold: an animal must beat it.
         unknown = np.full((len(free), len(free)), NEG)
         np.fill_diagonal(unknown, threshold)

@@ -122,17 +122,30 @@ class Pool:
                 self.animals[animal_id] = _select(ex, np.flatnonzero(~drop))
 
     def scores(self, descriptors: np.ndarray, animal_ids: list[str]) -> np.ndarray:
-        """Return (k, a) similarities of descriptors (k, d) to each animal (mean of top M)."""
-        out = np.full((len(descriptors), len(animal_ids)), -1.0, dtype=np.float32)
-        if len(descriptors) == 0:
+        """Return (k, a) similarities of descriptors (k, d) to each animal (mean of top M).
+
+        An animal without exemplars scores -1.
+        """
+        k, a = len(descriptors), len(animal_ids)
+        out = np.full((k, a), -1.0, dtype=np.float32)
+        present = [(col, self.animals[x]) for col, x in enumerate(animal_ids) if x in self.animals]
+        if k == 0 or not present:
             return out
-        for col, animal_id in enumerate(animal_ids):
-            ex = self.animals.get(animal_id)
-            if ex is None or len(ex.observed_s) == 0:
-                continue
-            sims = descriptors @ ex.vectors.T
-            m = min(TOP_M, sims.shape[1])
-            out[:, col] = np.sort(sims, axis=1)[:, -m:].mean(axis=1)
+        # One matrix product for all animals, then the best M per animal on a padded grid.
+        vectors = np.vstack([ex.vectors for _, ex in present])
+        sims = descriptors @ vectors.T  # (k, total exemplars)
+        width = max(len(ex.observed_s) for _, ex in present)
+        grid = np.full((k, len(present), width), -np.inf, dtype=np.float32)
+        offset = 0
+        for slot, (_, ex) in enumerate(present):
+            n = len(ex.observed_s)
+            grid[:, slot, :n] = sims[:, offset : offset + n]
+            offset += n
+        m = min(TOP_M, width)
+        top = -np.partition(-grid, m - 1, axis=2)[:, :, :m] if width > m else grid
+        counts = np.array([min(m, len(ex.observed_s)) for _, ex in present], dtype=np.float32)
+        top = np.where(np.isfinite(top), top, 0.0)
+        out[:, [col for col, _ in present]] = top.sum(axis=2) / counts
         return out
 
     def to_arrow(self, schema: pa.Schema) -> pa.Table:
