@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 from scipy.optimize import linear_sum_assignment
 
 UNKNOWN = -1
@@ -79,10 +80,9 @@ def day_scores(
     The centroid leaves the cluster itself out, so a cluster is scored by the evidence the
     animal's other clusters give: short clusters borrow it from long ones.
     """
-    k, d = descriptor.shape
-    sums = np.zeros((n_animals, d))
+    k = descriptor.shape[0]
     assigned = np.flatnonzero(choice >= 0)
-    np.add.at(sums, choice[assigned], descriptor[assigned] * weight[assigned, None])
+    sums = group_sum(descriptor[assigned] * weight[assigned, None], choice[assigned], n_animals)
     dots = descriptor @ sums.T  # (k, a)
     norms = np.tile(np.linalg.norm(sums, axis=1), (k, 1))
     # Leave-one-out for each cluster's own animal: |S - w d|^2 = |S|^2 - 2 w d.S + w^2.
@@ -148,9 +148,7 @@ class Clusters:
 def make_clusters(t: PenDayTracklets, label: np.ndarray) -> Clusters:
     """Return the clusters of a labelling, pooling their members' evidence."""
     k = int(label.max()) + 1 if len(label) else 0
-    d = t.descriptor.shape[1]
-    summed = np.zeros((k, d), dtype=np.float64)
-    np.add.at(summed, label, t.descriptor * t.weight[:, None])
+    summed = group_sum(t.descriptor.astype(np.float64) * t.weight[:, None], label, k)
     descriptor = normalise(summed).astype(np.float32)
     start = np.full(k, np.inf)
     end = np.full(k, -np.inf)
@@ -164,6 +162,17 @@ def make_clusters(t: PenDayTracklets, label: np.ndarray) -> Clusters:
         weight=np.bincount(label, weights=t.weight, minlength=k),
         duration_s=np.bincount(label, weights=t.end_s - t.start_s + 1.0, minlength=k),
     )
+
+
+def group_sum(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Return the row sums of `values` (n, d) per group label (n,), shape (n_groups, d).
+
+    A sparse one-hot product: far faster than `np.add.at` for many rows.
+    """
+    onehot = sparse.csr_matrix(
+        (np.ones(len(groups)), (groups, np.arange(len(groups)))), shape=(n_groups, len(groups))
+    )
+    return np.asarray(onehot @ values)
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
@@ -204,43 +213,52 @@ def solve(
     end_s: np.ndarray,
     threshold: float,
     fixed: np.ndarray | None = None,
+    cliques: list[list[int]] | None = None,
 ) -> np.ndarray:
     """Return the animal column of each cluster (or UNKNOWN), solved clique by clique.
 
     `scores` (k, a) is each cluster's similarity to each roster animal (NEG = forbidden);
-    `fixed` (k,) pre-decides clusters (tag anchors, people's answers), UNKNOWN where free.
+    `fixed` (k,) pre-decides clusters (tag anchors, people's answers), UNKNOWN where free;
+    `cliques` are `maximal_cliques(start_s, end_s)` when the caller has them already.
     """
     k, a = scores.shape
-    choice = np.full(k, UNKNOWN) if fixed is None else fixed.copy()
-    decided = choice != UNKNOWN
-    for clique in maximal_cliques(start_s, end_s):
-        free = clique[~decided[clique]]
-        if len(free) == 0:
+    if cliques is None:
+        cliques = [c.tolist() for c in maximal_cliques(start_s, end_s)]
+    choice: list[int] = [UNKNOWN] * k if fixed is None else [int(x) for x in fixed]
+    decided = [c != UNKNOWN for c in choice]
+    # Python lists: a sweep visits hundreds of cliques, mostly with a single newcomer, and
+    # per-element numpy calls would cost more than the arithmetic.
+    rows = scores.tolist()
+    preference = np.argsort(-scores, axis=1, kind="stable").tolist() if a else [[]] * k
+    for clique in cliques:
+        free = [c for c in clique if not decided[c]]
+        if not free:
             continue
-        open_mask = np.ones(a, dtype=bool)
-        held = choice[clique[decided[clique]]]
-        open_mask[held[held >= 0]] = False
+        held = {choice[c] for c in clique if decided[c]}
         if len(free) == 1:
-            # The common case in a sweep: one newcomer; the best open animal, if it beats
-            # the threshold (what the Hungarian below would decide, without its overhead).
-            row = np.where(open_mask, scores[free[0]], NEG)
-            best = int(np.argmax(row)) if a else -1
-            if a and row[best] > NEG / 2 and row[best] > threshold:
-                choice[free[0]] = best
-            decided[free[0]] = True
+            # One newcomer: the best animal not held by the clique, if it beats the threshold
+            # (what the Hungarian below would decide, without its overhead).
+            c = free[0]
+            for column in preference[c]:
+                if column not in held:
+                    value = rows[c][column]
+                    if value > NEG / 2 and value > threshold:
+                        choice[c] = column
+                    break
+            decided[c] = True
             continue
-        open_columns = np.flatnonzero(open_mask)
-        block = scores[np.ix_(free, open_columns)]
+        open_columns = np.array([col for col in range(a) if col not in held], dtype=np.int64)
+        block = scores[np.ix_(np.array(free, dtype=np.int64), open_columns)]
         # One "unknown" column per cluster, priced at the threshold: an animal must beat it.
         unknown = np.full((len(free), len(free)), NEG)
         np.fill_diagonal(unknown, threshold)
-        rows, cols = linear_sum_assignment(np.hstack([block, unknown]), maximize=True)
-        for row, col in zip(rows, cols, strict=True):
+        picked, columns = linear_sum_assignment(np.hstack([block, unknown]), maximize=True)
+        for row, col in zip(picked, columns, strict=True):
             cluster = free[row]
             if col < len(open_columns) and block[row, col] > NEG / 2:
-                choice[cluster] = open_columns[col]
+                choice[cluster] = int(open_columns[col])
             decided[cluster] = True
-    return choice
+    return np.array(choice, dtype=np.int64)
 
 
 def margins(scores: np.ndarray, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

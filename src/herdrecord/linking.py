@@ -26,10 +26,11 @@ from herdrecord.assignment import (
     centre_by_camera,
     chain_continuations,
     make_clusters,
+    maximal_cliques,
     normalise,
     overlaps,
 )
-from herdrecord.penday import AnimalState, LinkingConfig, PenDayInput, RunState, solve_pen_day
+from herdrecord.penday import AnimalState, LinkingConfig, PenDayInput, RunState, solve_day
 from herdrecord.pool import Pool
 from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.store import Record
@@ -114,6 +115,7 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     run = RunState(
         pool=pool,
         index=open_pool_index(record, pool),
+        owners=pool.owners(),
         animals=_animal_states(record, solving),
         must=must,
         must_by=must_by,
@@ -123,8 +125,8 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         next_number=_next_provisional_number(record),
     )
     decisions: list[dict[str, object]] = []
-    for pen in pen_days:
-        decisions.extend(solve_pen_day(pen, run))
+    for day in sorted({pen.day for pen in pen_days}):
+        decisions.extend(solve_day([pen for pen in pen_days if pen.day == day], run))
     _write(record, decisions, run)
     linked = sum(1 for d in decisions if d["animal_id"] is not None)
     return LinkReport(
@@ -146,7 +148,8 @@ def _prepare(
     keys = [(data.device_id[r], data.track_id[r]) for r in rows]
     tags = [data.tag_id[r] for r in rows]
     clusters = make_clusters(tracklets, label)
-    return PenDayInput(key[0], key[1], keys, tags, label, clusters, tracklets)
+    cliques = [c.tolist() for c in maximal_cliques(clusters.start_s, clusters.end_s)]
+    return PenDayInput(key[0], key[1], keys, tags, label, clusters, tracklets, cliques)
 
 
 def _calibrate(pen_days: list[PenDayInput], config: LinkingConfig) -> float:

@@ -35,7 +35,7 @@ class LinkingConfig:
 
     continuation: ContinuationRule = field(default_factory=ContinuationRule)
     exemplars_per_animal: int = DEFAULT_EXEMPLARS_PER_ANIMAL
-    min_enrol_s: float = 3600.0  # tracked seconds a group of unknowns needs to be enrolled
+    min_enrol_s: float = 7200.0  # tracked seconds a new animal needs on its first day
     roster_absent_days: int = 3  # an animal unseen this long leaves its pen's roster
     default_threshold: float = 0.15  # used only until the record has pairs to calibrate on
     confident_margin: float = 0.02  # lead over the runner-up that lets a link feed the pool
@@ -57,6 +57,7 @@ class RunState:
 
     pool: Pool
     index: FaissIndex  # the pool's exemplars as the run found them (for wide searches)
+    owners: dict[int, str]  # exemplar id -> animal, for the index's exemplars
     animals: dict[str, AnimalState]
     must: dict[tuple[str, str], str]
     must_by: dict[tuple[str, str], str]  # who gave each must-link answer
@@ -65,6 +66,7 @@ class RunState:
     config: LinkingConfig
     next_number: int
     enrolled: list[str] = field(default_factory=list)
+    seen_today: dict[str, str] = field(default_factory=dict)  # animal -> pen, for the day
 
     def new_animal_id(self) -> str:
         """Return the id of the next provisional animal."""
@@ -84,10 +86,25 @@ class PenDayInput:
     label: np.ndarray  # cluster of each tracklet
     clusters: Clusters
     tracklets: PenDayTracklets
+    cliques: list[list[int]]  # maximal cliques of the clusters' time intervals, in order
 
 
-def solve_pen_day(pen: PenDayInput, run: RunState) -> list[dict[str, object]]:
-    """Decide every tracklet of the pen-day; update the run's pool and animals; return links."""
+@dataclass
+class RosterSolution:
+    """A pen-day solved against its own roster only (the first phase of a day)."""
+
+    roster: list[str]
+    anchors: dict[int, str]
+    choice: np.ndarray
+    scores: np.ndarray
+
+
+def solve_roster(pen: PenDayInput, run: RunState) -> RosterSolution:
+    """Assign the pen-day's clusters to the animals of its roster (anchors first).
+
+    Every pen of a day goes through this before any pen looks for animals from elsewhere,
+    so that an animal seen at home that day is never taken for a newcomer in another pen.
+    """
     config = run.config
     # The day's own earlier exemplars would vouch for whatever was decided before: drop them.
     day_start = datetime.combine(pen.day, time(), tzinfo=UTC).timestamp()
@@ -105,6 +122,17 @@ def solve_pen_day(pen: PenDayInput, run: RunState) -> list[dict[str, object]]:
     anchors = _anchors(pen, run)
     roster += [a for a in dict.fromkeys(anchors.values()) if a not in roster and a in run.animals]
     choice, scores = _assign(pen, roster, anchors, run)
+    for column in set(choice[choice >= 0].tolist()):
+        run.seen_today[roster[column]] = pen.pen_id
+    return RosterSolution(roster, anchors, choice, scores)
+
+
+def finish_pen_day(
+    pen: PenDayInput, solved: RosterSolution, run: RunState
+) -> list[dict[str, object]]:
+    """Find movers and enrol newcomers for what the roster left unknown; return the links."""
+    config = run.config
+    roster, anchors, choice, scores = solved.roster, solved.anchors, solved.choice, solved.scores
     if _add_movers(pen, roster, choice, run):
         choice, scores = _assign(pen, roster, anchors, run)
     seeded: list[str] = []
@@ -116,11 +144,37 @@ def solve_pen_day(pen: PenDayInput, run: RunState) -> list[dict[str, object]]:
         choice, scores = _assign(pen, roster, anchors, run)
     if seeded:
         choice = _settle_enrolments(pen, roster, choice, seeded, run)
+        if len(roster) > scores.shape[1]:  # settling found animals that moved in
+            extra = run.pool.scores(pen.clusters.descriptor, roster[scores.shape[1] :])
+            scores = np.hstack([scores, extra])
         for animal_id in seeded:
             run.pool.remove_animal(animal_id)  # re-seeded below from its final clusters
+    for column in set(choice[choice >= 0].tolist()):
+        run.seen_today[roster[column]] = pen.pen_id
     chosen, lead = margins(scores, choice)
     _feed_pool(pen, roster, choice, lead, anchors, run)
     return _decisions(pen, roster, choice, chosen, lead, anchors, run)
+
+
+def solve_day(pens: list[PenDayInput], run: RunState) -> list[dict[str, object]]:
+    """Decide every tracklet of one day's pens: rosters first, then movers and newcomers."""
+    run.seen_today = {}
+    solved = [solve_roster(pen, run) for pen in pens]
+    decisions: list[dict[str, object]] = []
+    for pen, solution in zip(pens, solved, strict=True):
+        decisions.extend(finish_pen_day(pen, solution, run))
+    return decisions
+
+
+def _away(animal_id: str, roster: list[str], run: RunState) -> bool:
+    """Return whether an animal could have moved into this pen today."""
+    state = run.animals[animal_id]
+    return (
+        state.status == "active"
+        and animal_id not in roster
+        and animal_id in run.pool.animals
+        and animal_id not in run.seen_today
+    )
 
 
 def _anchors(pen: PenDayInput, run: RunState) -> dict[int, str]:
@@ -154,12 +208,12 @@ def _assign(
                 forbidden[int(pen.label[i]), column[animal_id]] = True
     fixed = _fixed_columns(clusters, anchors, column)
     scores = np.where(forbidden, NEG, np.where(has_pool, base, NEG))
-    choice = solve(scores, clusters.start_s, clusters.end_s, run.threshold, fixed)
+    choice = solve(scores, clusters.start_s, clusters.end_s, run.threshold, fixed, pen.cliques)
     for _ in range(REFINEMENTS):
         today = day_scores(clusters.descriptor, clusters.weight, choice, len(roster))
         blended = np.where(np.isnan(today), base, np.where(has_pool, (base + today) / 2, today))
         scores = np.where(forbidden | (~has_pool & np.isnan(today)), NEG, blended)
-        refined = solve(scores, clusters.start_s, clusters.end_s, run.threshold, fixed)
+        refined = solve(scores, clusters.start_s, clusters.end_s, run.threshold, fixed, pen.cliques)
         if np.array_equal(refined, choice):
             break
         choice = refined
@@ -187,19 +241,12 @@ def _fixed_columns(
 def _add_movers(pen: PenDayInput, roster: list[str], choice: np.ndarray, run: RunState) -> bool:
     """Add to the roster animals from elsewhere that match clusters left unknown."""
     unknown = np.flatnonzero(choice == UNKNOWN)
-    elsewhere = [
-        a
-        for a, s in run.animals.items()
-        if s.status == "active"
-        and a not in roster
-        and a in run.pool.animals
-        and not (s.last_seen_day == pen.day and s.pen_id != pen.pen_id)
-    ]
+    elsewhere = [a for a in run.animals if _away(a, roster, run)]
     if len(unknown) == 0 or not elsewhere:
         return False
     # FAISS narrows the whole pool to a few candidates per cluster; the pool scores them.
     descriptors = pen.clusters.descriptor[unknown]
-    near = nearest_animals(run.index, run.pool, descriptors, set(elsewhere))
+    near = nearest_animals(run.index, run.owners, descriptors, set(elsewhere))
     shortlist = sorted({a for found in near for a in found})
     if not shortlist:
         return False
@@ -257,19 +304,55 @@ def _settle_enrolments(
             del run.animals[animal_id]
             continue
         centroid = normalise((clusters.descriptor[members] * clusters.weight[members, None]).sum(0))
-        if known:
-            sims = run.pool.scores(centroid[None, :], [roster[c] for c in known])[0]
-            for best in np.argsort(-sims):
-                if sims[best] < run.threshold:
-                    break
-                target = known[int(best)]
-                if not overlap[np.ix_(members, np.flatnonzero(choice == target))].any():
-                    choice[members] = target
-                    del run.animals[animal_id]
-                    break
-        if animal_id in run.animals:
+        target = _same_as_known(centroid, members, choice, known, roster, overlap, run)
+        if target is None:
+            mover = _same_as_absent(centroid, pen, roster, run)
+            if mover is not None:
+                # An animal from elsewhere whose single clusters were too weak to find it:
+                # the day's centroid of all of them is strong enough. It moved here.
+                roster.append(mover)
+                target = len(roster) - 1
+        if target is not None:
+            choice[members] = target
+            del run.animals[animal_id]
+        else:
             run.enrolled.append(animal_id)
     return choice
+
+
+def _same_as_known(
+    centroid: np.ndarray,
+    members: np.ndarray,
+    choice: np.ndarray,
+    known: list[int],
+    roster: list[str],
+    overlap: np.ndarray,
+    run: RunState,
+) -> int | None:
+    """Return the roster column of a known animal the seed really is, if any."""
+    if not known:
+        return None
+    sims = run.pool.scores(centroid[None, :], [roster[c] for c in known])[0]
+    for best in np.argsort(-sims):
+        if sims[best] < run.threshold:
+            return None
+        target = known[int(best)]
+        if not overlap[np.ix_(members, np.flatnonzero(choice == target))].any():
+            return target
+    return None
+
+
+def _same_as_absent(
+    centroid: np.ndarray, pen: PenDayInput, roster: list[str], run: RunState
+) -> str | None:
+    """Return an active animal not on the roster and not seen elsewhere today that the seed
+    matches above the threshold (the best such), if any."""
+    absent = [a for a in run.animals if _away(a, roster, run)]
+    if not absent:
+        return None
+    sims = run.pool.scores(centroid[None, :], absent)[0]
+    best = int(np.argmax(sims))
+    return absent[best] if sims[best] >= run.threshold else None
 
 
 def _feed_pool(

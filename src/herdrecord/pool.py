@@ -112,6 +112,8 @@ class Pool:
         """Forget exemplars seen in the pen within [from_s, to_s) (a pen-day being re-solved)."""
         for animal_id in list(self.animals):
             ex = self.animals[animal_id]
+            if pen_id not in ex.pen_id:
+                continue
             pens = np.array(ex.pen_id, dtype=object)
             drop = (pens == pen_id) & (ex.observed_s >= from_s) & (ex.observed_s < to_s)
             if not drop.any():

@@ -51,7 +51,11 @@ def write_pool(record: Record, pool: Pool, index: FaissIndex) -> None:
 
 
 def nearest_animals(
-    index: FaissIndex, pool: Pool, queries: np.ndarray, candidates: set[str], k: int = 10
+    index: FaissIndex,
+    owners: dict[int, str],
+    queries: np.ndarray,
+    candidates: set[str],
+    k: int = 10,
 ) -> list[list[str]]:
     """Return, per query (m, d), the candidate animals among its k nearest exemplars.
 
@@ -59,7 +63,6 @@ def nearest_animals(
     """
     if len(index) == 0 or len(queries) == 0 or not candidates:
         return [[] for _ in range(len(queries))]
-    owners = pool.owners()
     found = index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(index)))
     out = []
     for row in found.ids:

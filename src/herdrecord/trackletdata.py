@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord.assignment import PenDayTracklets, normalise
+from herdrecord.assignment import PenDayTracklets, group_sum, normalise
 from herdrecord.store import Record
 
 
@@ -140,8 +140,7 @@ def _descriptors(
     quality = np.asarray(samples.column("quality").to_numpy(), dtype=np.float32)[keep]
     owner = owner[keep]
     weighted = normalise(vectors) * quality[:, None]
-    summed = np.zeros((n, dim), dtype=np.float32)
-    np.add.at(summed, owner, weighted)
+    summed = group_sum(weighted, owner, n).astype(np.float32)
     weight = np.bincount(owner, weights=quality, minlength=n)
     return normalise(summed).astype(np.float32), weight
 
