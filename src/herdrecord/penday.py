@@ -26,6 +26,11 @@ from herdrecord.poolindex import nearest_animals
 from herdrecord.reid import FaissIndex
 
 ENROLMENT_ROUNDS = 3  # seed, assign, and seed again from what is still unknown
+# Two day centroids (hours of evidence each) of one animal agree far above any threshold set
+# for single clusters; on the simulator same-animal centroids are >= 0.8 and others <= 0.15
+# (near-twins aside, and twins are seen together, which rules them out).
+SAME_DAY_CENTROID = 0.5
+VERIFY_MIN_S = 3600.0  # a day's centroid is checked against the pool from an hour of tracking
 REFINEMENTS = 3  # rounds of "score against today's centroids, solve again"; converges fast
 
 
@@ -133,6 +138,7 @@ def finish_pen_day(
     """Find movers and enrol newcomers for what the roster left unknown; return the links."""
     config = run.config
     roster, anchors, choice, scores = solved.roster, solved.anchors, solved.choice, solved.scores
+    choice = _verify_day_identities(pen, roster, choice, anchors, run)
     if _add_movers(pen, roster, choice, run):
         choice, scores = _assign(pen, roster, anchors, run)
     seeded: list[str] = []
@@ -154,6 +160,40 @@ def finish_pen_day(
     chosen, lead = margins(scores, choice)
     _feed_pool(pen, roster, choice, lead, anchors, run)
     return _decisions(pen, roster, choice, chosen, lead, anchors, run)
+
+
+def _verify_day_identities(
+    pen: PenDayInput,
+    roster: list[str],
+    choice: np.ndarray,
+    anchors: dict[int, str],
+    run: RunState,
+) -> np.ndarray:
+    """Undo a roster animal's day when its whole day does not look like it.
+
+    Single clusters are noisy, so an animal that left unannounced can hand its identity to a
+    newcomer one cluster at a time. The day's centroid of all its clusters is not noisy: if
+    it does not match the animal's pool, those clusters were someone else, and go back to
+    unknown for the search of animals from elsewhere and enrolment.
+    """
+    choice = choice.copy()
+    clusters = pen.clusters
+    anchored = np.zeros(len(choice), dtype=bool)
+    anchored[list(anchors)] = True
+    for column in sorted(set(choice[choice >= 0].tolist())):
+        members = np.flatnonzero(choice == column)
+        animal_id = roster[column]
+        if anchored[members].any() or animal_id not in run.pool.animals:
+            continue
+        if clusters.duration_s[members].sum() < VERIFY_MIN_S:
+            continue
+        weight = clusters.weight[members, None]
+        centroid = normalise((clusters.descriptor[members] * weight).sum(axis=0))
+        if run.pool.scores(centroid[None, :], [animal_id])[0, 0] < SAME_DAY_CENTROID:
+            choice[members] = UNKNOWN
+            if run.seen_today.get(animal_id) == pen.pen_id:
+                del run.seen_today[animal_id]
+    return choice
 
 
 def solve_day(pens: list[PenDayInput], run: RunState) -> list[dict[str, object]]:
@@ -296,6 +336,7 @@ def _settle_enrolments(
     choice = choice.copy()
     overlap = overlaps(clusters.start_s, clusters.end_s)
     known = [c for c, a in enumerate(roster) if a not in seeded and a in run.pool.animals]
+    kept_seeds: list[int] = []
     for animal_id in seeded:
         column = roster.index(animal_id)
         members = np.flatnonzero(choice == column)
@@ -305,6 +346,10 @@ def _settle_enrolments(
             continue
         centroid = normalise((clusters.descriptor[members] * clusters.weight[members, None]).sum(0))
         target = _same_as_known(centroid, members, choice, known, roster, overlap, run)
+        if target is None:
+            # Two seeds can be one animal: one seeded in a later round from clusters that
+            # looked unlike the first seed alone, but like its whole day.
+            target = _same_as_seed(centroid, members, choice, kept_seeds, overlap, clusters)
         if target is None:
             mover = _same_as_absent(centroid, pen, roster, run)
             if mover is not None:
@@ -317,7 +362,29 @@ def _settle_enrolments(
             del run.animals[animal_id]
         else:
             run.enrolled.append(animal_id)
+            kept_seeds.append(column)
     return choice
+
+
+def _same_as_seed(
+    centroid: np.ndarray,
+    members: np.ndarray,
+    choice: np.ndarray,
+    kept_seeds: list[int],
+    overlap: np.ndarray,
+    clusters: Clusters,
+) -> int | None:
+    """Return the column of an already kept seed whose day centroid the seed matches."""
+    best, best_score = None, -1.0
+    for column in kept_seeds:
+        theirs = np.flatnonzero(choice == column)
+        if len(theirs) == 0 or overlap[np.ix_(members, theirs)].any():
+            continue
+        other = normalise((clusters.descriptor[theirs] * clusters.weight[theirs, None]).sum(0))
+        score = float(centroid @ other)
+        if score > best_score:
+            best, best_score = column, score
+    return best if best is not None and best_score >= SAME_DAY_CENTROID else None
 
 
 def _same_as_known(
