@@ -30,7 +30,8 @@ from herdrecord.assignment import (
     normalise,
     overlaps,
 )
-from herdrecord.penday import AnimalState, LinkingConfig, PenDayInput, RunState, solve_day
+from herdrecord.linkstate import AnimalState, LinkingConfig, PenDayInput, RunState
+from herdrecord.penday import solve_day
 from herdrecord.pool import Pool
 from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.store import Record

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
 
 import numpy as np
 
@@ -12,86 +12,17 @@ from herdrecord.assignment import (
     NEG,
     UNKNOWN,
     Clusters,
-    ContinuationRule,
-    PenDayTracklets,
     day_scores,
     margins,
-    maximal_cliques,
     normalise,
     overlaps,
     solve,
 )
-from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
-from herdrecord.poolindex import nearest_animals
-from herdrecord.reid import FaissIndex
+from herdrecord.linkstate import PenDayInput, RunState
+from herdrecord.newcomers import add_movers, enrol, settle_enrolments, verify_day_identities
 
 ENROLMENT_ROUNDS = 3  # seed, assign, and seed again from what is still unknown
-# Two day centroids (hours of evidence each) of one animal agree far above any threshold set
-# for single clusters; on the simulator same-animal centroids are >= 0.8 and others <= 0.15
-# (near-twins aside, and twins are seen together, which rules them out).
-SAME_DAY_CENTROID = 0.5
-VERIFY_MIN_S = 3600.0  # a day's centroid is checked against the pool from an hour of tracking
 REFINEMENTS = 3  # rounds of "score against today's centroids, solve again"; converges fast
-
-
-@dataclass(frozen=True)
-class LinkingConfig:
-    """Knobs of linking; the open-set threshold itself is calibrated from the record's data."""
-
-    continuation: ContinuationRule = field(default_factory=ContinuationRule)
-    exemplars_per_animal: int = DEFAULT_EXEMPLARS_PER_ANIMAL
-    min_enrol_s: float = 7200.0  # tracked seconds a new animal needs on its first day
-    roster_absent_days: int = 3  # an animal unseen this long leaves its pen's roster
-    default_threshold: float = 0.15  # used only until the record has pairs to calibrate on
-    confident_margin: float = 0.02  # lead over the runner-up that lets a link feed the pool
-
-
-@dataclass
-class AnimalState:
-    """What linking tracks of one animal while it runs."""
-
-    pen_id: str | None
-    last_seen_day: date | None
-    tag_id: str | None
-    status: str
-
-
-@dataclass
-class RunState:
-    """Everything one linking run shares across its pen-days."""
-
-    pool: Pool
-    index: FaissIndex  # the pool's exemplars as the run found them (for wide searches)
-    owners: dict[int, str]  # exemplar id -> animal, for the index's exemplars
-    animals: dict[str, AnimalState]
-    must: dict[tuple[str, str], str]
-    must_by: dict[tuple[str, str], str]  # who gave each must-link answer
-    cannot: dict[tuple[str, str], set[str]]
-    threshold: float
-    config: LinkingConfig
-    next_number: int
-    enrolled: list[str] = field(default_factory=list)
-    seen_today: dict[str, str] = field(default_factory=dict)  # animal -> pen, for the day
-
-    def new_animal_id(self) -> str:
-        """Return the id of the next provisional animal."""
-        animal_id = f"P{self.next_number:05d}"
-        self.next_number += 1
-        return animal_id
-
-
-@dataclass(frozen=True)
-class PenDayInput:
-    """One pen-day's tracklets (descriptors centred per camera) and their continuation chains."""
-
-    pen_id: str
-    day: date
-    keys: list[tuple[str, str]]  # (device_id, track_id) per tracklet
-    tag_id: list[str | None]
-    label: np.ndarray  # cluster of each tracklet
-    clusters: Clusters
-    tracklets: PenDayTracklets
-    cliques: list[list[int]]  # maximal cliques of the clusters' time intervals, in order
 
 
 @dataclass
@@ -138,18 +69,18 @@ def finish_pen_day(
     """Find movers and enrol newcomers for what the roster left unknown; return the links."""
     config = run.config
     roster, anchors, choice, scores = solved.roster, solved.anchors, solved.choice, solved.scores
-    choice = _verify_day_identities(pen, roster, choice, anchors, run)
-    if _add_movers(pen, roster, choice, run):
+    choice = verify_day_identities(pen, roster, choice, anchors, run)
+    if add_movers(pen, roster, choice, run):
         choice, scores = _assign(pen, roster, anchors, run)
     seeded: list[str] = []
     for _ in range(ENROLMENT_ROUNDS):
         unknown_s = pen.clusters.duration_s[choice == UNKNOWN].sum()
         if unknown_s < config.min_enrol_s:
             break
-        seeded += _enrol(pen, roster, choice, run)
+        seeded += enrol(pen, roster, choice, run)
         choice, scores = _assign(pen, roster, anchors, run)
     if seeded:
-        choice = _settle_enrolments(pen, roster, choice, seeded, run)
+        choice = settle_enrolments(pen, roster, choice, seeded, run)
         if len(roster) > scores.shape[1]:  # settling found animals that moved in
             extra = run.pool.scores(pen.clusters.descriptor, roster[scores.shape[1] :])
             scores = np.hstack([scores, extra])
@@ -162,40 +93,6 @@ def finish_pen_day(
     return _decisions(pen, roster, choice, chosen, lead, anchors, run)
 
 
-def _verify_day_identities(
-    pen: PenDayInput,
-    roster: list[str],
-    choice: np.ndarray,
-    anchors: dict[int, str],
-    run: RunState,
-) -> np.ndarray:
-    """Undo a roster animal's day when its whole day does not look like it.
-
-    Single clusters are noisy, so an animal that left unannounced can hand its identity to a
-    newcomer one cluster at a time. The day's centroid of all its clusters is not noisy: if
-    it does not match the animal's pool, those clusters were someone else, and go back to
-    unknown for the search of animals from elsewhere and enrolment.
-    """
-    choice = choice.copy()
-    clusters = pen.clusters
-    anchored = np.zeros(len(choice), dtype=bool)
-    anchored[list(anchors)] = True
-    for column in sorted(set(choice[choice >= 0].tolist())):
-        members = np.flatnonzero(choice == column)
-        animal_id = roster[column]
-        if anchored[members].any() or animal_id not in run.pool.animals:
-            continue
-        if clusters.duration_s[members].sum() < VERIFY_MIN_S:
-            continue
-        weight = clusters.weight[members, None]
-        centroid = normalise((clusters.descriptor[members] * weight).sum(axis=0))
-        if run.pool.scores(centroid[None, :], [animal_id])[0, 0] < SAME_DAY_CENTROID:
-            choice[members] = UNKNOWN
-            if run.seen_today.get(animal_id) == pen.pen_id:
-                del run.seen_today[animal_id]
-    return choice
-
-
 def solve_day(pens: list[PenDayInput], run: RunState) -> list[dict[str, object]]:
     """Decide every tracklet of one day's pens: rosters first, then movers and newcomers."""
     run.seen_today = {}
@@ -204,17 +101,6 @@ def solve_day(pens: list[PenDayInput], run: RunState) -> list[dict[str, object]]
     for pen, solution in zip(pens, solved, strict=True):
         decisions.extend(finish_pen_day(pen, solution, run))
     return decisions
-
-
-def _away(animal_id: str, roster: list[str], run: RunState) -> bool:
-    """Return whether an animal could have moved into this pen today."""
-    state = run.animals[animal_id]
-    return (
-        state.status == "active"
-        and animal_id not in roster
-        and animal_id in run.pool.animals
-        and animal_id not in run.seen_today
-    )
 
 
 def _anchors(pen: PenDayInput, run: RunState) -> dict[int, str]:
@@ -276,150 +162,6 @@ def _fixed_columns(
         rivals = np.flatnonzero(overlap[cluster] & (fixed == fixed[cluster]))
         fixed[[r for r in rivals if r != cluster]] = UNKNOWN
     return fixed
-
-
-def _add_movers(pen: PenDayInput, roster: list[str], choice: np.ndarray, run: RunState) -> bool:
-    """Add to the roster animals from elsewhere that match clusters left unknown."""
-    unknown = np.flatnonzero(choice == UNKNOWN)
-    elsewhere = [a for a in run.animals if _away(a, roster, run)]
-    if len(unknown) == 0 or not elsewhere:
-        return False
-    # FAISS narrows the whole pool to a few candidates per cluster; the pool scores them.
-    descriptors = pen.clusters.descriptor[unknown]
-    near = nearest_animals(run.index, run.owners, descriptors, set(elsewhere))
-    shortlist = sorted({a for found in near for a in found})
-    if not shortlist:
-        return False
-    outside = run.pool.scores(descriptors, shortlist)
-    hits = np.flatnonzero(outside.max(axis=1) >= run.threshold)
-    movers = sorted({shortlist[int(outside[i].argmax())] for i in hits})
-    roster.extend(movers)
-    return bool(movers)
-
-
-def _enrol(pen: PenDayInput, roster: list[str], choice: np.ndarray, run: RunState) -> list[str]:
-    """Enrol provisional animals for unknown clusters; return their ids.
-
-    Unknown clusters that overlap in time are surely different animals, so every member of
-    the largest such clique seeds one; the joint assignment that follows lets the other
-    unknowns join the seeds they resemble, and decides which seeds gather enough evidence.
-    """
-    clusters = pen.clusters
-    unknown = np.flatnonzero(choice == UNKNOWN)
-    if len(unknown) == 0:
-        return []
-    cliques = maximal_cliques(clusters.start_s[unknown], clusters.end_s[unknown])
-    largest = max(cliques, key=lambda c: (len(c), clusters.weight[unknown[c]].sum()))
-    groups = [np.array([unknown[i]]) for i in largest]
-    seeded = []
-    for group in groups:
-        animal_id = run.new_animal_id()
-        seeded.append(animal_id)
-        run.animals[animal_id] = AnimalState(pen.pen_id, pen.day, None, "active")
-        centroid = normalise((clusters.descriptor[group] * clusters.weight[group, None]).sum(0))
-        origin = ("", f"enrol:{pen.day}", pen.pen_id)
-        run.pool.add(animal_id, centroid, float(clusters.end_s[group].max()), 0.0, origin)
-        roster.append(animal_id)
-    return seeded
-
-
-def _settle_enrolments(
-    pen: PenDayInput, roster: list[str], choice: np.ndarray, seeded: list[str], run: RunState
-) -> np.ndarray:
-    """Keep the enrolments that are new animals; fold the others back or undo them.
-
-    A seed that gathered too little evidence is undone (its clusters stay unknown). A seed
-    whose day centroid matches an animal already on the roster, and that never overlaps that
-    animal today, was that animal in an unusual pose or light: its clusters go to it.
-    """
-    clusters = pen.clusters
-    choice = choice.copy()
-    overlap = overlaps(clusters.start_s, clusters.end_s)
-    known = [c for c, a in enumerate(roster) if a not in seeded and a in run.pool.animals]
-    kept_seeds: list[int] = []
-    for animal_id in seeded:
-        column = roster.index(animal_id)
-        members = np.flatnonzero(choice == column)
-        if clusters.duration_s[members].sum() < run.config.min_enrol_s:
-            choice[members] = UNKNOWN
-            del run.animals[animal_id]
-            continue
-        centroid = normalise((clusters.descriptor[members] * clusters.weight[members, None]).sum(0))
-        target = _same_as_known(centroid, members, choice, known, roster, overlap, run)
-        if target is None:
-            # Two seeds can be one animal: one seeded in a later round from clusters that
-            # looked unlike the first seed alone, but like its whole day.
-            target = _same_as_seed(centroid, members, choice, kept_seeds, overlap, clusters)
-        if target is None:
-            mover = _same_as_absent(centroid, pen, roster, run)
-            if mover is not None:
-                # An animal from elsewhere whose single clusters were too weak to find it:
-                # the day's centroid of all of them is strong enough. It moved here.
-                roster.append(mover)
-                target = len(roster) - 1
-        if target is not None:
-            choice[members] = target
-            del run.animals[animal_id]
-        else:
-            run.enrolled.append(animal_id)
-            kept_seeds.append(column)
-    return choice
-
-
-def _same_as_seed(
-    centroid: np.ndarray,
-    members: np.ndarray,
-    choice: np.ndarray,
-    kept_seeds: list[int],
-    overlap: np.ndarray,
-    clusters: Clusters,
-) -> int | None:
-    """Return the column of an already kept seed whose day centroid the seed matches."""
-    best, best_score = None, -1.0
-    for column in kept_seeds:
-        theirs = np.flatnonzero(choice == column)
-        if len(theirs) == 0 or overlap[np.ix_(members, theirs)].any():
-            continue
-        other = normalise((clusters.descriptor[theirs] * clusters.weight[theirs, None]).sum(0))
-        score = float(centroid @ other)
-        if score > best_score:
-            best, best_score = column, score
-    return best if best is not None and best_score >= SAME_DAY_CENTROID else None
-
-
-def _same_as_known(
-    centroid: np.ndarray,
-    members: np.ndarray,
-    choice: np.ndarray,
-    known: list[int],
-    roster: list[str],
-    overlap: np.ndarray,
-    run: RunState,
-) -> int | None:
-    """Return the roster column of a known animal the seed really is, if any."""
-    if not known:
-        return None
-    sims = run.pool.scores(centroid[None, :], [roster[c] for c in known])[0]
-    for best in np.argsort(-sims):
-        if sims[best] < run.threshold:
-            return None
-        target = known[int(best)]
-        if not overlap[np.ix_(members, np.flatnonzero(choice == target))].any():
-            return target
-    return None
-
-
-def _same_as_absent(
-    centroid: np.ndarray, pen: PenDayInput, roster: list[str], run: RunState
-) -> str | None:
-    """Return an active animal not on the roster and not seen elsewhere today that the seed
-    matches above the threshold (the best such), if any."""
-    absent = [a for a in run.animals if _away(a, roster, run)]
-    if not absent:
-        return None
-    sims = run.pool.scores(centroid[None, :], absent)[0]
-    best = int(np.argmax(sims))
-    return absent[best] if sims[best] >= run.threshold else None
 
 
 def _feed_pool(

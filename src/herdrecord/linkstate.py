@@ -1,0 +1,72 @@
+"""The state a linking run carries across pen-days: its knobs, animals, pool and answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+
+from herdrecord.assignment import Clusters, ContinuationRule, PenDayTracklets
+from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
+from herdrecord.reid import FaissIndex
+
+
+@dataclass(frozen=True)
+class LinkingConfig:
+    """Knobs of linking; the open-set threshold itself is calibrated from the record's data."""
+
+    continuation: ContinuationRule = field(default_factory=ContinuationRule)
+    exemplars_per_animal: int = DEFAULT_EXEMPLARS_PER_ANIMAL
+    min_enrol_s: float = 7200.0  # tracked seconds a new animal needs on its first day
+    roster_absent_days: int = 3  # an animal unseen this long leaves its pen's roster
+    default_threshold: float = 0.15  # used only until the record has pairs to calibrate on
+    confident_margin: float = 0.02  # lead over the runner-up that lets a link feed the pool
+
+
+@dataclass
+class AnimalState:
+    """What linking tracks of one animal while it runs."""
+
+    pen_id: str | None
+    last_seen_day: date | None
+    tag_id: str | None
+    status: str
+
+
+@dataclass
+class RunState:
+    """Everything one linking run shares across its pen-days."""
+
+    pool: Pool
+    index: FaissIndex  # the pool's exemplars as the run found them (for wide searches)
+    owners: dict[int, str]  # exemplar id -> animal, for the index's exemplars
+    animals: dict[str, AnimalState]
+    must: dict[tuple[str, str], str]
+    must_by: dict[tuple[str, str], str]  # who gave each must-link answer
+    cannot: dict[tuple[str, str], set[str]]
+    threshold: float
+    config: LinkingConfig
+    next_number: int
+    enrolled: list[str] = field(default_factory=list)
+    seen_today: dict[str, str] = field(default_factory=dict)  # animal -> pen, for the day
+
+    def new_animal_id(self) -> str:
+        """Return the id of the next provisional animal."""
+        animal_id = f"P{self.next_number:05d}"
+        self.next_number += 1
+        return animal_id
+
+
+@dataclass(frozen=True)
+class PenDayInput:
+    """One pen-day's tracklets (descriptors centred per camera) and their continuation chains."""
+
+    pen_id: str
+    day: date
+    keys: list[tuple[str, str]]  # (device_id, track_id) per tracklet
+    tag_id: list[str | None]
+    label: np.ndarray  # cluster of each tracklet
+    clusters: Clusters
+    tracklets: PenDayTracklets
+    cliques: list[list[int]]  # maximal cliques of the clusters' time intervals, in order
