@@ -165,20 +165,28 @@ def make_clusters(t: PenDayTracklets, label: np.ndarray) -> Clusters:
 
 
 def group_sum(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Return the row sums of `values` (n, d) per group label (n,), shape (n_groups, d).
-
-    A sparse one-hot product: far faster than `np.add.at` for many rows.
-    """
+    """Return the row sums of `values` (n, d) per group label (n,), shape (n_groups, d)."""
+    if n_groups * len(groups) <= DENSE_GROUP_CELLS:
+        # Small (a pen-day's clusters): a dense one-hot product runs on the BLAS.
+        onehot = np.zeros((n_groups, len(groups)), dtype=values.dtype)
+        onehot[groups, np.arange(len(groups))] = 1.0
+        return np.asarray(onehot @ values)
+    # Large (a run's samples): a sparse one-hot product, one pass over the rows.
     onehot = sparse.csr_matrix(
-        (np.ones(len(groups)), (groups, np.arange(len(groups)))), shape=(n_groups, len(groups))
+        (np.ones(len(groups), dtype=values.dtype), (groups, np.arange(len(groups)))),
+        shape=(n_groups, len(groups)),
     )
     return np.asarray(onehot @ values)
 
 
+DENSE_GROUP_CELLS = 4_000_000
+
+
 def normalise(vectors: np.ndarray) -> np.ndarray:
-    """Return rows scaled to unit length (zero rows stay zero)."""
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return np.asarray(vectors / np.where(norms > 0, norms, 1.0))
+    """Return rows scaled to unit length (zero rows stay zero), in the input's precision."""
+    squared = np.einsum("...d,...d->...", vectors, vectors)
+    norms = np.sqrt(squared)[..., None]
+    return np.asarray(vectors / np.where(norms > 0, norms, 1).astype(vectors.dtype))
 
 
 def maximal_cliques(start_s: np.ndarray, end_s: np.ndarray) -> list[np.ndarray]:

@@ -48,7 +48,8 @@ class LinkReport:
     unknown: int
     enrolled: tuple[str, ...]
     threshold: float
-    seconds: float
+    seconds: float  # the whole run: reading, solving, writing links, pool and index
+    solve_seconds: float  # deciding alone: from descriptors in memory to decisions
 
 
 def link_pending(record: Record, config: LinkingConfig | None = None) -> LinkReport:
@@ -126,8 +127,10 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         next_number=_next_provisional_number(record),
     )
     decisions: list[dict[str, object]] = []
+    solve_started = time.perf_counter()
     for day in sorted({pen.day for pen in pen_days}):
         decisions.extend(solve_day([pen for pen in pen_days if pen.day == day], run))
+    solve_seconds = time.perf_counter() - solve_started
     _write(record, decisions, run)
     linked = sum(1 for d in decisions if d["animal_id"] is not None)
     return LinkReport(
@@ -138,6 +141,7 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         enrolled=tuple(run.enrolled),
         threshold=run.threshold,
         seconds=time.perf_counter() - started,
+        solve_seconds=solve_seconds,
     )
 
 
@@ -196,7 +200,9 @@ def _animal_states(record: Record, solving: set[tuple[str, str]]) -> dict[str, A
         row["animal_id"]: AnimalState(row["pen_id"], None, row["tag_id"], row["status"])
         for row in table.to_pylist()
     }
-    links = current_links(record)
+    links = record.table("links").to_lance().to_table(
+        columns=["device_id", "track_id", "animal_id", "decided_at"]
+    )
     if links.num_rows == 0:
         return states
     tracklets = record.read_visible("tracklets", ["device_id", "track_id", "pen_id", "start"])
@@ -208,12 +214,15 @@ def _animal_states(record: Record, solving: set[tuple[str, str]]) -> dict[str, A
         schema=pa.schema([("device_id", pa.string()), ("track_id", pa.string())]),
     )
     con.register("solving", solving_table)
+    # arg_max_null: a tracklet's latest decision counts even when it is "unknown" (NULL).
     rows = con.sql(
-        "SELECT l.animal_id, arg_max(t.pen_id, t.start) AS pen_id, "
-        "CAST(timezone('UTC', max(t.start)) AS DATE) AS day FROM links l "
+        "WITH current AS (SELECT device_id, track_id, "
+        "arg_max_null(animal_id, decided_at) AS animal_id FROM links GROUP BY ALL) "
+        "SELECT c.animal_id, arg_max(t.pen_id, t.start) AS pen_id, "
+        "CAST(timezone('UTC', max(t.start)) AS DATE) AS day FROM current c "
         "JOIN tracklets t USING (device_id, track_id) "
         "ANTI JOIN solving s USING (device_id, track_id) "
-        "WHERE l.animal_id IS NOT NULL GROUP BY l.animal_id"
+        "WHERE c.animal_id IS NOT NULL GROUP BY c.animal_id"
     ).fetchall()
     for animal_id, pen_id, day in rows:
         if animal_id in states:

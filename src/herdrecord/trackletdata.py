@@ -134,13 +134,15 @@ def _descriptors(
     owner = _row_index(tracklets, samples)
     keep = owner >= 0
     flat = samples.column("embedding").combine_chunks().flatten()
-    vectors = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)[
-        keep
-    ]
-    quality = np.asarray(samples.column("quality").to_numpy(), dtype=np.float32)[keep]
-    owner = owner[keep]
-    weighted = normalise(vectors) * quality[:, None]
-    summed = group_sum(weighted, owner, n).astype(np.float32)
+    vectors = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+    quality = np.asarray(samples.column("quality").to_numpy(), dtype=np.float32)
+    if not keep.all():
+        vectors, quality, owner = vectors[keep], quality[keep], owner[keep]
+    # Unit length times quality, in place: a run's samples are hundreds of MB as float32.
+    norms = np.sqrt(np.einsum("nd,nd->n", vectors, vectors)).astype(np.float32)
+    scale = np.asarray(quality / np.where(norms > 0, norms, np.float32(1)), dtype=np.float32)
+    vectors *= scale[:, None]
+    summed = group_sum(vectors, owner, n).astype(np.float32)
     weight = np.bincount(owner, weights=quality, minlength=n)
     return normalise(summed).astype(np.float32), weight
 
