@@ -200,8 +200,10 @@ def _animal_states(record: Record, solving: set[tuple[str, str]]) -> dict[str, A
         row["animal_id"]: AnimalState(row["pen_id"], None, row["tag_id"], row["status"])
         for row in table.to_pylist()
     }
-    links = record.table("links").to_lance().to_table(
-        columns=["device_id", "track_id", "animal_id", "decided_at"]
+    links = (
+        record.table("links")
+        .to_lance()
+        .to_table(columns=["device_id", "track_id", "animal_id", "decided_at"])
     )
     if links.num_rows == 0:
         return states
