@@ -323,7 +323,7 @@ def update_readme(result: dict[str, object]) -> None:
         "",
         f"Speed: day {speed['pool_built_over_days'] + 1} of a {speed['animals']:,}-animal barn "
         f"({speed['tracklets_linked']:,} tracklets) "
-        f"tracklets) linked in {speed['link_s']} s; a raw FAISS exact search of the same "
+        f"linked in {speed['link_s']} s; a raw FAISS exact search of the same "
         f"descriptors against the same pool ({speed['pool_exemplars']:,} exemplars) took "
         f"{speed['faiss_search_s']} s: ratio {speed['ratio_to_faiss']} for the whole run "
         f"(reading tracklets, samples and observations from Lance, solving, writing links, pool "
