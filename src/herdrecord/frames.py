@@ -75,24 +75,31 @@ def _digest_array(digest: hashlib._Hash, array: pa.Array) -> None:
     if array.null_count:
         digest.update(np.asarray(array.is_null()).tobytes())
     if pa.types.is_list(array.type) or pa.types.is_fixed_size_list(array.type):
-        lengths = pc.list_value_length(array).fill_null(0)
-        digest.update(np.asarray(lengths, dtype=np.int64).tobytes())
+        digest.update(_values(pc.list_value_length(array), pa.int64(), 0))
         _digest_array(digest, pc.list_flatten(array))
     elif pa.types.is_string(array.type) or pa.types.is_binary(array.type):
         large = array.cast(pa.large_binary())
-        lengths = pc.binary_length(large).fill_null(0)
-        digest.update(np.asarray(lengths, dtype=np.int64).tobytes())
+        digest.update(_values(pc.binary_length(large), pa.int64(), 0))
         offsets = np.frombuffer(large.buffers()[1], dtype=np.int64)
         first, last = offsets[large.offset], offsets[large.offset + len(large)]
         data = large.buffers()[2]
         if data is not None and last > first:
             digest.update(memoryview(data)[first:last])
     elif pa.types.is_timestamp(array.type):
-        digest.update(np.asarray(array.cast(UTC_TIME).cast(pa.int64()).fill_null(0)).tobytes())
+        digest.update(_values(array.cast(UTC_TIME), pa.int64(), 0))
     elif pa.types.is_floating(array.type):
-        digest.update(np.asarray(array.cast(pa.float32()).fill_null(0.0)).tobytes())
+        digest.update(_values(array, pa.float32(), 0.0))
     else:
-        digest.update(np.asarray(array.cast(pa.int64()).fill_null(0)).tobytes())
+        digest.update(_values(array, pa.int64(), 0))
+
+
+def _values(array: pa.Array, type_: pa.DataType, fill: float) -> bytes:
+    """Return an array's values as bytes of `type_`, nulls as `fill` (casts only if needed)."""
+    if array.type != type_:
+        array = array.cast(type_)
+    if array.null_count:
+        array = array.fill_null(fill)
+    return bytes(np.asarray(array).data)
 
 
 def _micros(moment: datetime) -> int:
@@ -229,8 +236,8 @@ def stored_rows(frames: BatchFrames, dim: int) -> dict[str, pa.Table]:
         n = table.num_rows
         ti = table.column("ti")
         return [
-            pa.array([h.batch_id] * n, pa.string()) if n else pa.array([], pa.string()),
-            pa.array([h.device_id] * n, pa.string()) if n else pa.array([], pa.string()),
+            pa.repeat(pa.scalar(h.batch_id, pa.string()), n),
+            pa.repeat(pa.scalar(h.device_id, pa.string()), n),
             pc.take(track_ids, ti).combine_chunks() if n else pa.array([], pa.string()),
         ]
 
