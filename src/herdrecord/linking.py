@@ -74,14 +74,21 @@ def relink_locked(
 
 
 def _pending_pen_days(record: Record) -> set[tuple[str, date]]:
-    tracklets = record.read_visible("tracklets", ["device_id", "track_id", "pen_id", "start"])
     links = record.table("links").to_lance().to_table(columns=["device_id", "track_id"])
+    return pen_days_of(record, links, listed=False)
+
+
+def pen_days_of(record: Record, keys: pa.Table, *, listed: bool = True) -> set[tuple[str, date]]:
+    """Return the (pen, UTC day) of the tracklets whose (device_id, track_id) are in `keys`,
+    or, with `listed=False`, of the committed tracklets that are not."""
+    tracklets = record.read_visible("tracklets", ["device_id", "track_id", "pen_id", "start"])
     con = duckdb.connect()
     con.register("t", tracklets)
-    con.register("l", links)
+    con.register("k", keys.select(["device_id", "track_id"]))
+    join = "SEMI JOIN" if listed else "ANTI JOIN"
     rows = con.sql(
-        "SELECT DISTINCT t.pen_id, CAST(timezone('UTC', t.start) AS DATE) AS day FROM t "
-        "ANTI JOIN l ON t.device_id = l.device_id AND t.track_id = l.track_id"
+        f"SELECT DISTINCT t.pen_id, CAST(timezone('UTC', t.start) AS DATE) AS day FROM t "
+        f"{join} k ON t.device_id = k.device_id AND t.track_id = k.track_id"
     ).fetchall()
     return {(str(pen), day) for pen, day in rows}
 

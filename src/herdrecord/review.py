@@ -8,14 +8,14 @@ pen-days involved are solved again). `history` is an animal's audit trail.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from herdrecord.errors import HerdrecordError, InvalidInput
-from herdrecord.linking import current_links, relink_locked
+from herdrecord.linking import current_links, pen_days_of, relink_locked
 from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.store import Record
@@ -422,18 +422,10 @@ def _rederive(
     """Solve again the pen-days of the answered tracklets, so everything follows the answer."""
     before = current_links(record)
     con = duckdb.connect()
-    con.register(
-        "tracklets", record.read_visible("tracklets", ["device_id", "track_id", "pen_id", "start"])
-    )
     keys = pa.table(
         {"device_id": [t.device_id for t in tracklets], "track_id": [t.track_id for t in tracklets]}
     )
-    con.register("answered", keys)
-    rows = con.sql(
-        "SELECT DISTINCT pen_id, CAST(timezone('UTC', start) AS DATE) FROM tracklets "
-        "JOIN answered USING (device_id, track_id)"
-    ).fetchall()
-    pen_days: set[tuple[str, date]] = {(str(p), d) for p, d in rows}
+    pen_days = pen_days_of(record, keys)
     relink_locked(record, pen_days)
     after = current_links(record)
     con.register("before", before)
