@@ -281,3 +281,44 @@ def test_json_batches_convert_to_the_bulk_form_unchanged(
         json_form = parse_json(json.dumps(batch).encode(), "x").frames
         assert bulk.frames is not None and json_form is not None
         assert bulk.frames.content_sha256() == json_form.content_sha256()
+
+
+def test_parquet_form_ids_follow_the_identifier_rule(
+    tmp_path: Path, batch_factory: Callable[..., dict[str, Any]]
+) -> None:
+    from herdrecord.bulk import bulk_table_from_json
+
+    batch = batch_factory()
+    batch["batch_id"] = "bad id with spaces"
+    batch["tracklets"][1]["track_id"] = ""
+    pq.write_table(bulk_table_from_json([batch]), tmp_path / "bulk.parquet")
+    (bulk,) = read_bulk(tmp_path / "bulk.parquet")
+    assert bulk.frames is not None
+    problems = check_frames(bulk.frames, expectations())
+    assert any(
+        p.startswith("batch_id: 'bad id with spaces' is not an identifier") for p in problems
+    )
+    assert any(p.startswith("tracklets[1].track_id: '' is not an identifier") for p in problems)
+
+
+def test_parquet_with_uncastable_columns_is_a_clear_problem(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from herdrecord.bulk import BULK_SCHEMA
+
+    columns = {f.name: pa.nulls(1, f.type) for f in BULK_SCHEMA}
+    columns["embedder_dim"] = pa.array(["three hundred"])
+    pq.write_table(pa.table(columns), tmp_path / "typed.parquet")
+    (bulk,) = read_bulk(tmp_path / "typed.parquet")
+    assert bulk.frames is None
+    assert bulk.problems[0].startswith("file: a column has the wrong type for the bulk form")
+
+
+def test_embedding_values_beyond_float16_are_rejected(
+    batch_factory: Callable[..., dict[str, Any]],
+) -> None:
+    batch = batch_factory()
+    batch["tracklets"][0]["samples"][0]["embedding"][3] = 1e5
+    assert problems_of(batch) == [
+        "tracklets[0].samples[0].embedding: values beyond +-65504 (send unit vectors)"
+    ]

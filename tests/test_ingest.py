@@ -255,3 +255,23 @@ def test_cli_ingest_killed_at_random_moments_keeps_only_whole_batches(
     _assert_only_whole_batches(reopened)
     assert counts(reopened)["batches"] == 40
     assert counts(reopened)["observations"] == 40 * 3 * 30
+
+
+def test_an_empty_batch_after_stored_tracklets_is_accepted(
+    record: Record, batch_factory: Factory
+) -> None:
+    ingest(record, [candidate(batch_factory("dev-01/a"))])
+    empty = batch_factory("dev-01/b", n_tracklets=0)
+    assert [o.status for o in ingest(record, [candidate(empty)]).outcomes] == ["accepted"]
+
+
+def test_a_rejected_batch_does_not_spoil_the_next_one(
+    record: Record, batch_factory: Factory
+) -> None:
+    ingest(record, [candidate(batch_factory("dev-01/a", n_tracklets=1))])
+    # b reuses the stored cam1-000000 and also carries cam1-000001; c carries cam1-000001 only.
+    spoilt = batch_factory("dev-01/b", n_tracklets=2, seed=3)
+    fine = batch_factory("dev-01/c", n_tracklets=1, seed=4, track_offset=1)
+    report = ingest(record, [candidate(spoilt), candidate(spoilt), candidate(fine)])
+    assert [o.status for o in report.outcomes] == ["rejected", "rejected", "accepted"]
+    assert "already stored for dev-01 (batch dev-01/a)" in report.outcomes[0].problems[0]

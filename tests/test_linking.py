@@ -307,3 +307,14 @@ def test_the_faiss_index_follows_the_pool_without_rebuilds(record: Record) -> No
     (record.path / INDEX_FILE).write_bytes(b"garbage")
     rebuilt = open_pool_index(record, pool)
     assert len(rebuilt) == len(pool)
+
+
+def test_answers_that_disagree_break_a_continuation_chain() -> None:
+    from herdrecord.linking import _split_at_answers
+
+    label = np.array([0, 0, 0, 1])
+    keys = [("d", "t1"), ("d", "t2"), ("d", "t3"), ("d", "t4")]
+    split = _split_at_answers(label, keys, {("d", "t1"): "A", ("d", "t3"): "B"})
+    assert split[0] == split[1] != split[2]
+    assert split[3] == 1
+    assert len(set(split.tolist())) == 3

@@ -227,7 +227,13 @@ def read_bulk(path: Path) -> Iterator[BulkBatch]:
     if problems:
         yield BulkBatch(None, None, tuple(problems))
         return
-    table = _conform(table)
+    try:
+        table = _conform(table)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        yield BulkBatch(
+            None, None, (f"file: a column has the wrong type for the bulk form ({exc})",)
+        )
+        return
     batch_ids = table.column("batch_id")
     if batch_ids.null_count:
         yield BulkBatch(None, None, ("batch_id: null on some rows",))

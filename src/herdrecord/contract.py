@@ -24,9 +24,10 @@ from pydantic import (
 
 BATCH_SCHEMA_ID = "herdrecord.edge-batch/1"
 
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
 Identifier = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"),
+    StringConstraints(min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN),
 ]
 """Ids of batches, farms, devices, cameras, pens, tracks and tags: printable, no spaces."""
 

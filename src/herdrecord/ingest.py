@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from herdrecord.frames import BatchFrames, stored_rows
 from herdrecord.intake import Candidate
@@ -87,6 +89,7 @@ class Ingestor:
         )
         self.group = _Group()
         self._outcomes: list[tuple[int, BatchOutcome]] = []
+        self._stored: dict[str, pa.Table] = {}
         self._offered = 0
 
     @property
@@ -100,16 +103,17 @@ class Ingestor:
         if candidate.frames is None:
             return self._done(candidate, "rejected", candidate.problems)
         frames = candidate.frames
-        problems = check_frames(frames, self.expect)
-        if problems:
-            return self._done(candidate, "rejected", tuple(problems))
         batch_id = frames.header.batch_id
-        sha = frames.content_sha256()
         known = self.ledger.get(batch_id) or self.group.sha256.get(batch_id)
+        sha = frames.content_sha256()
         if known is not None:
+            # Judged against what was committed, before today's rules and limits.
             if known == sha:
                 return self._done(candidate, "duplicate", ())
             return self._done(candidate, "rejected", (_conflict(batch_id, known, sha),))
+        problems = check_frames(frames, self.expect)
+        if problems:
+            return self._done(candidate, "rejected", tuple(problems))
         reused = self._reused_track_ids(frames)
         if reused:
             return self._done(candidate, "rejected", tuple(reused))
@@ -133,11 +137,9 @@ class Ingestor:
 
     def flush(self) -> list[BatchOutcome]:
         """Write the queued batches (one append per table, ledger last); return their outcomes."""
-        rejected = self._reject_stored_track_ids() if self.group.frames else []
         group = self.group
         if not group.frames:
-            self.group = _Group()
-            return rejected
+            return []
         record = self.record
         batch_ids = [frames.header.batch_id for frames in group.frames]
         _announce(record, batch_ids)
@@ -155,9 +157,10 @@ class Ingestor:
         (record.path / PENDING_FILE).unlink()
         for frames in group.frames:
             self.ledger[frames.header.batch_id] = group.sha256[frames.header.batch_id]
+            self._remember_written(frames)
         self._outcomes.extend(group.outcomes)
         self.group = _Group()
-        return rejected + [outcome for _, outcome in group.outcomes]
+        return [outcome for _, outcome in group.outcomes]
 
     def _done(
         self, candidate: Candidate, status: Status, problems: tuple[str, ...]
@@ -167,71 +170,55 @@ class Ingestor:
         return outcome
 
     def _reused_track_ids(self, frames: BatchFrames) -> list[str]:
-        """Return problems for track ids this device already sent earlier in this ingest."""
+        """Return problems for track ids this device already used, stored or queued."""
         device = frames.header.device_id
-        track_ids = frames.tracklets.column("track_id").to_pylist()
-        return [
+        track_ids = frames.tracklets.column("track_id").combine_chunks()
+        problems = [
             f"tracklets[{i}].track_id: {track_id!r} was already sent by {device} "
             "in another batch of this ingest"
-            for i, track_id in enumerate(track_ids)
+            for i, track_id in enumerate(track_ids.to_pylist())
             if (device, track_id) in self.group.track_keys
         ]
+        stored = self._stored_tracks(device)
+        if stored.num_rows:
+            where = np.asarray(
+                pc.index_in(track_ids, value_set=stored.column("track_id")).fill_null(-1)
+            )
+            owners = stored.column("batch_id")
+            for i in np.flatnonzero(where >= 0):
+                problems.append(
+                    f"tracklets[{i}].track_id: {track_ids[int(i)].as_py()!r} is already stored "
+                    f"for {device} (batch {owners[int(where[i])].as_py()}); track ids are unique "
+                    "per device"
+                )
+        return problems
 
-    def _reject_stored_track_ids(self) -> list[BatchOutcome]:
-        """Drop queued batches that reuse a stored (device, track id); return their outcomes.
+    def _stored_tracks(self, device: str) -> pa.Table:
+        """Return the device's stored (track_id, batch_id), read once per ingest."""
+        stored = self._stored.get(device)
+        if stored is None:
+            stored = (
+                self.record.table("tracklets")
+                .to_lance()
+                .to_table(columns=["track_id", "batch_id"], filter=f"device_id = {_sql(device)}")
+            )
+            self._stored[device] = stored
+        return stored
 
-        One scan of the stored keys of the group's devices per write, not one per batch.
-        """
-        group = self.group
-        keys = pa.table(
+    def _remember_written(self, frames: BatchFrames) -> None:
+        """Add a written batch's track ids to the device's cached stored keys."""
+        device = frames.header.device_id
+        if device not in self._stored:
+            return
+        n = frames.tracklets.num_rows
+        written = pa.table(
             {
-                "device_id": [
-                    f.header.device_id for f in group.frames for _ in range(f.tracklets.num_rows)
-                ],
-                "track_id": pa.concat_arrays(
-                    [f.tracklets.column("track_id").combine_chunks() for f in group.frames]
-                ),
-                "gi": [
-                    gi for gi, f in enumerate(group.frames) for _ in range(f.tracklets.num_rows)
-                ],
-                "ti": [ti for f in group.frames for ti in range(f.tracklets.num_rows)],
+                "track_id": frames.tracklets.column("track_id").combine_chunks(),
+                "batch_id": pa.repeat(pa.scalar(frames.header.batch_id, pa.string()), n),
             }
         )
-        devices = ", ".join(_sql(d) for d in sorted({f.header.device_id for f in group.frames}))
-        stored = (
-            self.record.table("tracklets")
-            .to_lance()
-            .to_table(
-                columns=["device_id", "track_id", "batch_id"], filter=f"device_id IN ({devices})"
-            )
-        )
-        if stored.num_rows == 0:
-            return []
-        clashes = keys.join(stored, ["device_id", "track_id"], join_type="inner")
-        if clashes.num_rows == 0:
-            return []
-        problems: dict[int, list[str]] = {}
-        for row in clashes.sort_by([("gi", "ascending"), ("ti", "ascending")]).to_pylist():
-            problems.setdefault(row["gi"], []).append(
-                f"tracklets[{row['ti']}].track_id: {row['track_id']!r} is already stored for "
-                f"{row['device_id']} (batch {row['batch_id']}); track ids are unique per device"
-            )
-        rejected = []
-        kept = _Group()
-        for gi, frames in enumerate(group.frames):
-            seq, accepted = group.outcomes[gi]
-            batch_id = frames.header.batch_id
-            if gi in problems:
-                outcome = BatchOutcome(accepted.source, batch_id, "rejected", tuple(problems[gi]))
-                self._outcomes.append((seq, outcome))
-                rejected.append(outcome)
-                continue
-            kept.frames.append(frames)
-            kept.outcomes.append((seq, accepted))
-            kept.sha256[batch_id] = group.sha256[batch_id]
-            kept.sources[batch_id] = group.sources[batch_id]
-        self.group = kept
-        return rejected
+        stored = self._stored[device]
+        self._stored[device] = pa.concat_tables([stored, written.cast(stored.schema)])
 
 
 def ingest(
@@ -282,6 +269,11 @@ def _announce(record: Record, batch_ids: list[str]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+    directory = os.open(record.path, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself must survive a power cut
+    finally:
+        os.close(directory)
 
 
 def _ledger_rows(group: _Group, record: Record) -> pa.Table:

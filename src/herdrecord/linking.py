@@ -120,7 +120,7 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
             must_by[key] = c["decided_by"]
         else:
             cannot[key].add(c["animal_id"])
-    pen_days = [_prepare(data, key, rows, config) for key, rows in data.pen_days()]
+    pen_days = [_prepare(data, key, rows, config, must) for key, rows in data.pen_days()]
     run = RunState(
         pool=pool,
         index=open_pool_index(record, pool),
@@ -153,15 +153,45 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
 
 
 def _prepare(
-    data: TrackletData, key: tuple[str, date], rows: np.ndarray, config: LinkingConfig
+    data: TrackletData,
+    key: tuple[str, date],
+    rows: np.ndarray,
+    config: LinkingConfig,
+    must: dict[tuple[str, str], str],
 ) -> PenDayInput:
     tracklets = centre_by_camera(data.pen_day(rows))
-    label = chain_continuations(tracklets, config.continuation)
     keys = [(data.device_id[r], data.track_id[r]) for r in rows]
+    label = _split_at_answers(chain_continuations(tracklets, config.continuation), keys, must)
     tags = [data.tag_id[r] for r in rows]
     clusters = make_clusters(tracklets, label)
     cliques = [c.tolist() for c in maximal_cliques(clusters.start_s, clusters.end_s)]
     return PenDayInput(key[0], key[1], keys, tags, label, clusters, tracklets, cliques)
+
+
+def _split_at_answers(
+    label: np.ndarray, keys: list[tuple[str, str]], must: dict[tuple[str, str], str]
+) -> np.ndarray:
+    """Break continuation chains where people's answers name different animals.
+
+    The tracker may have joined two animals; an answer is never overridden by a chain.
+    Rows are in time order, so a chain's members are visited in the order they happened.
+    """
+    label = label.copy()
+    next_label = int(label.max()) + 1 if len(label) else 0
+    for cluster in np.unique(label):
+        members = np.flatnonzero(label == cluster)
+        named = {must[keys[m]] for m in members if keys[m] in must}
+        if len(named) <= 1:
+            continue
+        current: str | None = None
+        segment = int(cluster)
+        for m in members:
+            animal = must.get(keys[m])
+            if animal is not None and current is not None and animal != current:
+                segment, next_label = next_label, next_label + 1
+            current = animal or current
+            label[m] = segment
+    return label
 
 
 def _calibrate(pen_days: list[PenDayInput], config: LinkingConfig) -> float:

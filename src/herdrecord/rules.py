@@ -6,6 +6,7 @@ with numpy: a bulk day of a 1,000-animal barn is millions of rows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,12 +16,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from herdrecord.config import Settings
-from herdrecord.contract import BATCH_SCHEMA_ID, Observation, Sample, numeric_bounds
+from herdrecord.contract import (
+    BATCH_SCHEMA_ID,
+    IDENTIFIER_PATTERN,
+    Observation,
+    Sample,
+    numeric_bounds,
+)
 from herdrecord.frames import BatchFrames
 
 JPEG_MAGIC = b"\xff\xd8\xff"
+IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+IDENTIFIER_RULE = "1-128 letters, digits and ._:/@+-, starting with a letter or digit"
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 FUTURE_TOLERANCE = timedelta(days=2)  # edge clocks drift; more than this is a wrong clock
+FLOAT16_MAX = 65504.0
 MAX_PROBLEMS = 200  # a batch with more problems than this is listed up to here
 
 
@@ -73,11 +83,33 @@ def check_frames(frames: BatchFrames, expect: Expectations) -> list[str]:
 
 
 def _all_problems(frames: BatchFrames, expect: Expectations) -> Iterator[str]:
+    yield from _identifier_problems(frames)
     yield from _header_problems(frames, expect)
     yield from _tracklet_problems(frames, expect)
     yield from _sample_problems(frames, expect)
     yield from _observation_problems(frames, expect)
     yield from _keyframe_problems(frames, expect)
+
+
+def _identifier_problems(frames: BatchFrames) -> Iterator[str]:
+    """Yield ids that break the contract's Identifier rule (the Parquet form's only check)."""
+    h = frames.header
+    for name in ("batch_id", "farm_id", "device_id", "embedder_name"):
+        value = getattr(h, name)
+        if len(value) > 128 or not IDENTIFIER.fullmatch(value):
+            yield f"{name}: {value!r} is not an identifier ({IDENTIFIER_RULE})"
+    for name in ("track_id", "camera_id", "pen_id", "tag_id"):
+        column = frames.tracklets.column(name)
+        valid = pc.and_(
+            pc.match_substring_regex(column, IDENTIFIER.pattern),
+            pc.less_equal(pc.utf8_length(column), 128),
+        )
+        bad = np.asarray(valid.fill_null(name == "tag_id"))
+        for i in _where(~bad):
+            yield (
+                f"tracklets[{i}].{name}: {column[i].as_py()!r} is not an identifier "
+                f"({IDENTIFIER_RULE})"
+            )
 
 
 def _header_problems(frames: BatchFrames, expect: Expectations) -> Iterator[str]:
@@ -142,10 +174,14 @@ def _sample_problems(frames: BatchFrames, expect: Expectations) -> Iterator[str]
         yield f"{prefix[i]}.embedding: expected {expect.embedder_dim} floats, got {got}"
     values = np.asarray(pc.list_flatten(embedding).fill_null(np.nan), dtype=np.float64)
     bad = ~np.isfinite(values)
-    if bad.any():
+    # Embeddings are stored as float16: larger magnitudes would become infinity.
+    huge = np.abs(np.where(bad, 0.0, values)) > FLOAT16_MAX
+    if bad.any() or huge.any():
         owner = np.repeat(np.arange(len(lengths)), np.maximum(lengths, 0))
         for i in np.unique(owner[bad]):
             yield f"{prefix[i]}.embedding: contains non-finite values (NaN or infinity)"
+        for i in np.unique(owner[huge]):
+            yield f"{prefix[i]}.embedding: values beyond +-{FLOAT16_MAX:g} (send unit vectors)"
     yield from _bounds(smp, Sample, prefix)
     yield from _times_within(frames, smp, prefix)
 

@@ -117,24 +117,27 @@ class Record:
         return ledger.column("batch_id").combine_chunks()
 
     def read_visible(self, name: str, columns: list[str] | None = None) -> pa.Table:
-        """Return a batch table's rows that belong to committed batches only."""
-        rows = self.table(name).to_lance().to_table(columns=columns)
-        if name not in BATCH_TABLES or not self.pending_batch_ids():
-            return rows
-        # A writer is mid-batch or died mid-batch: hide rows the ledger does not vouch for.
-        key = rows.column("batch_id") if "batch_id" in rows.column_names else None
-        if key is None:
-            with_key = self.table(name).to_lance().to_table(columns=[*(columns or []), "batch_id"])
-            mask = pc.is_in(with_key.column("batch_id"), value_set=self.committed_batch_ids())
-            return rows.filter(mask)
-        return rows.filter(pc.is_in(key, value_set=self.committed_batch_ids()))
+        """Return a table's rows; for batch tables, only rows of committed batches.
+
+        The rows are read once (with their batch_id) and the ledger after them, so a batch
+        committed in between is shown whole and one a writer is still writing, or that a
+        killed writer left behind, is never shown, whatever a concurrent writer does.
+        """
+        if name not in BATCH_TABLES:
+            return self.table(name).to_lance().to_table(columns=columns)
+        wanted = columns or self.table(name).schema.names
+        read = wanted if "batch_id" in wanted else [*wanted, "batch_id"]
+        rows = self.table(name).to_lance().to_table(columns=read)
+        rows = rows.filter(pc.is_in(rows.column("batch_id"), value_set=self.committed_batch_ids()))
+        return rows.select(wanted)
 
     def pending_batch_ids(self) -> list[str]:
         """Return the batch ids a writer announced and has not yet cleared."""
-        pending = self.path / PENDING_FILE
-        if not pending.exists():
+        try:
+            text = (self.path / PENDING_FILE).read_text()
+        except FileNotFoundError:
             return []
-        return list(json.loads(pending.read_text())["batch_ids"])
+        return list(json.loads(text)["batch_ids"])
 
     def table_info(self) -> list[TableInfo]:
         """Return rows, bytes on disk, version and fragments of every table."""
