@@ -229,7 +229,7 @@ def read_bulk(path: Path) -> Iterator[BulkBatch]:
         return
     try:
         table = _conform(table)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+    except pa.ArrowException as exc:  # a column that cannot be cast to the bulk form
         yield BulkBatch(
             None, None, (f"file: a column has the wrong type for the bulk form ({exc})",)
         )
