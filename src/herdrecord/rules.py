@@ -165,8 +165,7 @@ def _sample_problems(frames: BatchFrames, expect: Expectations) -> Iterator[str]
     smp = frames.samples
     if smp.num_rows == 0:
         return
-    ti, pos = _positions(smp)
-    prefix = _LazyPrefix(lambda i: f"tracklets[{ti[i]}].samples[{pos[i]}]")
+    prefix = _ChildPaths(smp, "samples")
     embedding = smp.column("embedding").combine_chunks()
     lengths = np.asarray(pc.list_value_length(embedding).fill_null(-1), dtype=np.int64)
     for i in _where(lengths != expect.embedder_dim):
@@ -190,64 +189,53 @@ def _observation_problems(frames: BatchFrames, expect: Expectations) -> Iterator
     obs = frames.observations
     if obs.num_rows == 0:
         return
-    ti, pos = _positions(obs)
-
-    def prefix(i: int) -> str:
-        return f"tracklets[{ti[i]}].observations[{pos[i]}]"
-
+    prefix = _ChildPaths(obs, "observations")
     vocabulary = pa.array(expect.behaviours, pa.string())
     known = np.asarray(pc.is_in(obs.column("behaviour"), value_set=vocabulary).fill_null(False))
     behaviour = obs.column("behaviour")
     for i in _where(~known):
         yield (
-            f"{prefix(i)}.behaviour: {behaviour[int(i)].as_py()!r} is not in the record's "
+            f"{prefix[i]}.behaviour: {behaviour[int(i)].as_py()!r} is not in the record's "
             f"vocabulary ({', '.join(expect.behaviours)})"
         )
-    lazy = _LazyPrefix(prefix)
-    yield from _bounds(obs, Observation, lazy)
-    yield from _bbox_problems(obs, lazy)
+    yield from _bounds(obs, Observation, prefix)
+    yield from _bbox_problems(obs, prefix)
     gait = np.asarray(obs.column("gait_score").to_numpy(zero_copy_only=False), dtype=np.float64)
     gait_null = np.asarray(obs.column("gait_score").is_null())
     for i in _where(~np.isfinite(gait) & ~gait_null):
-        yield f"{prefix(i)}.gait_score: must be a finite number or null"
-    yield from _times_within(frames, obs, lazy)
+        yield f"{prefix[i]}.gait_score: must be a finite number or null"
+    yield from _times_within(frames, obs, prefix)
 
 
 def _keyframe_problems(frames: BatchFrames, expect: Expectations) -> Iterator[str]:
     kfr = frames.keyframes
     if kfr.num_rows == 0:
         return
-    ti, pos = _positions(kfr)
-
-    def prefix(i: int) -> str:
-        return f"tracklets[{ti[i]}].keyframes[{pos[i]}]"
-
+    prefix = _ChildPaths(kfr, "keyframes")
     jpeg = kfr.column("jpeg")
     sizes = np.asarray(pc.binary_length(jpeg).fill_null(0), dtype=np.int64)
     magic = pc.binary_slice(jpeg, 0, 3)
     heads = np.asarray(pc.equal(magic, pa.scalar(JPEG_MAGIC, pa.binary())).fill_null(False))
     for i in _where(~heads):
-        yield f"{prefix(i)}.jpeg_b64: not a JPEG image"
+        yield f"{prefix[i]}.jpeg_b64: not a JPEG image"
     for i in _where(sizes > expect.max_keyframe_bytes):
         yield (
-            f"{prefix(i)}.jpeg_b64: {sizes[i]} bytes, more than the limit of "
+            f"{prefix[i]}.jpeg_b64: {sizes[i]} bytes, more than the limit of "
             f"{expect.max_keyframe_bytes}"
         )
-    lazy = _LazyPrefix(prefix)
-    yield from _bbox_problems(kfr, lazy)
-    yield from _times_within(frames, kfr, lazy)
+    yield from _bbox_problems(kfr, prefix)
+    yield from _times_within(frames, kfr, prefix)
 
 
-class _LazyPrefix:
-    """Index-to-path mapping that formats only the paths that are reported."""
+class _ChildPaths:
+    """Row index -> `tracklets[t].<kind>[k]`, formatted only for rows that are reported."""
 
-    def __init__(self, make: object) -> None:
-        self._make = make
+    def __init__(self, table: pa.Table, kind: str) -> None:
+        self._ti, self._pos = _positions(table)
+        self._kind = kind
 
     def __getitem__(self, i: int) -> str:
-        make = self._make
-        assert callable(make)
-        return str(make(int(i)))
+        return f"tracklets[{self._ti[i]}].{self._kind}[{self._pos[i]}]"
 
 
 def _positions(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
@@ -260,7 +248,7 @@ def _positions(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return ti, np.arange(len(ti)) - run_start
 
 
-def _bounds(table: pa.Table, model: type, prefix: object) -> Iterator[str]:
+def _bounds(table: pa.Table, model: type, prefix: _ChildPaths) -> Iterator[str]:
     """Yield range violations of the model's declared numeric bounds, column-wise."""
     for name, (ge, gt, le) in numeric_bounds(model).items():
         if name not in table.column_names:
@@ -279,27 +267,27 @@ def _bounds(table: pa.Table, model: type, prefix: object) -> Iterator[str]:
             if bound is not None
         )
         for i in _where(bad):
-            yield f"{prefix[i]}.{name}: {values[i]} is not a finite number {rule}"  # type: ignore[index]
+            yield f"{prefix[i]}.{name}: {values[i]} is not a finite number {rule}"
 
 
-def _bbox_problems(table: pa.Table, prefix: object) -> Iterator[str]:
+def _bbox_problems(table: pa.Table, prefix: _ChildPaths) -> Iterator[str]:
     coords = np.stack(
         [np.asarray(table.column(c).to_numpy(), dtype=np.float64) for c in _BBOX_COLUMNS], axis=1
     )
     bad = ~np.isfinite(coords).all(axis=1) | (coords[:, 2] <= 0) | (coords[:, 3] <= 0)
     for i in _where(bad):
-        yield f"{prefix[i]}.bbox: {coords[i].tolist()} needs finite x, y and width, height > 0"  # type: ignore[index]
+        yield f"{prefix[i]}.bbox: {coords[i].tolist()} needs finite x, y and width, height > 0"
 
 
 _BBOX_COLUMNS = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
 
 
-def _times_within(frames: BatchFrames, table: pa.Table, prefix: object) -> Iterator[str]:
+def _times_within(frames: BatchFrames, table: pa.Table, prefix: _ChildPaths) -> Iterator[str]:
     """Yield child rows whose time lies outside their tracklet's [start, end]."""
     ti = np.asarray(table.column("ti").to_numpy(), dtype=np.int64)
     missing = np.asarray(table.column("t").is_null())
     for i in _where(missing):
-        yield f"{prefix[i]}.t: required"  # type: ignore[index]
+        yield f"{prefix[i]}.t: required"
     t = _micros(table.column("t"))
     start = _micros(frames.tracklets.column("start"))[ti]
     end = _micros(frames.tracklets.column("end"))[ti]
@@ -307,7 +295,7 @@ def _times_within(frames: BatchFrames, table: pa.Table, prefix: object) -> Itera
     outside = ((t < start) | (t > end)) & ~missing & (end >= start)
     for i in _where(outside):
         yield (
-            f"{prefix[i]}.t: {_iso(t[i])} is outside the tracklet's "  # type: ignore[index]
+            f"{prefix[i]}.t: {_iso(t[i])} is outside the tracklet's "
             f"[{_iso(start[i])}, {_iso(end[i])}]"
         )
 
