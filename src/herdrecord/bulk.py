@@ -40,12 +40,8 @@ BULK_SCHEMA = pa.schema(
         ("device_id", pa.string()),
         ("embedder_name", pa.string()),
         ("embedder_dim", pa.int32()),
-        ("track_id", pa.string()),
-        ("camera_id", pa.string()),
-        ("pen_id", pa.string()),
-        ("start", UTC_TIME),
-        ("end", UTC_TIME),
-        ("tag_id", pa.string()),
+        # The tracklet's own fields are the columnar frame's, less the counts it derives.
+        *[field for field in TRACKLET_FRAME if not field.name.startswith("n_")],
         (
             "samples",
             pa.list_(
