@@ -8,6 +8,8 @@ import pyarrow as pa
 
 from herdrecord.migrations import MigrationContext
 from herdrecord.schema import (
+    SCHEMA_VERSION,
+    UTC_TIME,
     META_BEHAVIOURS,
     META_CREATED_AT,
     META_CREATED_BY,
@@ -19,15 +21,49 @@ from herdrecord.schema import (
 VERSION = 1
 NAME = "initial"
 
-# This migration builds the tables from `herdrecord.schema` as they are today, which is right
-# only while schema 1 is the newest. Before a change to schema.py ships, freeze the schema-1
-# shapes here and write 0002 to move records from them to the new ones.
+# This migration must always build schema 1, whatever `herdrecord.schema` says today. Tables
+# that changed after schema 1 are frozen below as they were; the others still come from
+# `herdrecord.schema`. Before a change to another table ships, freeze its schema-1 shape here.
+ADDED_LATER = frozenset({"days"})  # tables created by later migrations
+
+
+def _events_v1() -> pa.Schema:
+    def f(name: str, type_: pa.DataType, nullable: bool, doc: str) -> pa.Field:
+        return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
+
+    return pa.schema(
+        [
+            f("event_id", pa.string(), False, "unique id"),
+            f("animal_id", pa.string(), False, "animal"),
+            f("kind", pa.string(), False, "lameness, diagnosis, treatment, weight, move, ..."),
+            f("at", UTC_TIME, False, "when it happened, UTC"),
+            f("value", pa.float64(), True, "score, kg, dose ... by kind"),
+            f("scale", pa.string(), True, "scale of a score, e.g. 0-3"),
+            f("code", pa.string(), True, "diagnosis / product code"),
+            f("note", pa.string(), True, "free text"),
+            f("author", pa.string(), False, "who recorded it"),
+            f("recorded_at", UTC_TIME, False, "when it was recorded, UTC"),
+            f("supersedes", pa.string(), True, "event_id this row corrects"),
+        ]
+    ).with_metadata({"herdrecord.table": "events", "herdrecord.schema_version": "1"})
+
+
+def schemas_v1(dim: int) -> dict[str, pa.Schema]:
+    """Return the table schemas of schema 1."""
+    schemas = {
+        name: schema.with_metadata({**(schema.metadata or {}), b"herdrecord.schema_version": b"1"})
+        for name, schema in table_schemas(dim).items()
+        if name not in ADDED_LATER
+    }
+    schemas["events"] = _events_v1()
+    assert SCHEMA_VERSION >= VERSION
+    return schemas
 
 
 def apply(ctx: MigrationContext) -> None:
     """Create the tables of schema 1 (empty) and the record's metadata rows."""
     existing = set(ctx.table_names())
-    for name, schema in table_schemas(ctx.embedder_dim).items():
+    for name, schema in schemas_v1(ctx.embedder_dim).items():
         if name not in existing and name != "migrations":
             ctx.db.create_table(name, schema=schema)
     metadata = {

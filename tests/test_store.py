@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,7 +12,7 @@ import pytest
 from herdrecord.config import Settings
 from herdrecord.errors import MigrationRequired, RecordExists, RecordNotFound, SchemaTooNew
 from herdrecord.migrations import MIGRATIONS, applied, check_registry, load_migration
-from herdrecord.schema import SCHEMA_VERSION, snapshot_files, table_schemas
+from herdrecord.schema import SCHEMA_VERSION, migrations_schema, snapshot_files, table_schemas
 from herdrecord.store import Record, create_record, migrate_record, open_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,9 +71,71 @@ def test_an_older_record_asks_for_migration(record: Record) -> None:
 
 def test_migrate_logs_what_it_applied_and_is_idempotent(record: Record, settings: Settings) -> None:
     log = applied(record.db)
-    assert [(m.version, m.name) for m in log] == [(1, "0001_initial")]
+    assert [(m.version, m.name) for m in log] == [(1, "0001_initial"), (2, "0002_days_and_events")]
     assert migrate_record(str(record.path), settings) == []
-    assert len(applied(record.db)) == 1
+    assert len(applied(record.db)) == 2
+
+
+def test_a_schema_1_record_migrates_to_the_current_schema_keeping_its_rows(
+    tmp_path: Path, settings: Settings
+) -> None:
+    import lancedb
+
+    from herdrecord.migrations import MigrationContext, apply_pending
+
+    path = tmp_path / "old"
+    path.mkdir()
+    db = lancedb.connect(str(path))
+    ctx = MigrationContext(
+        db,
+        "dinov3-vits16",
+        384,
+        "cosine",
+        ("standing", "lying_sternal"),
+        "farm-a",
+        datetime.now(UTC),
+        "0.0",
+    )
+    db.create_table("migrations", schema=migrations_schema())
+    load_migration("0001_initial").apply(ctx)
+    db.open_table("migrations").add(
+        pa.table(
+            {
+                "version": [1],
+                "name": ["0001_initial"],
+                "applied_at": [datetime.now(UTC)],
+                "herdrecord_version": ["0.0"],
+            },
+            schema=migrations_schema(),
+        )
+    )
+    _set_version(Record(path, settings, db, {}), 1)
+    old_event = {
+        "event_id": "e1",
+        "animal_id": "A1",
+        "kind": "weight",
+        "at": datetime.now(UTC),
+        "value": 31.5,
+        "scale": None,
+        "code": None,
+        "note": None,
+        "author": "scale",
+        "recorded_at": datetime.now(UTC),
+        "supersedes": None,
+    }
+    events = db.open_table("events")
+    assert "unit" not in events.schema.names
+    events.add(pa.Table.from_pylist([old_event], schema=events.schema))
+    with pytest.raises(MigrationRequired):
+        open_record(str(path), settings)
+
+    assert [m.version for m in migrate_record(str(path), settings)] == [2]
+    assert [m.version for m in apply_pending(ctx)] == []
+    migrated = open_record(str(path), settings)
+    for name, schema in table_schemas(384).items():
+        assert migrated.table(name).schema.remove_metadata() == schema.remove_metadata(), name
+    (row,) = migrated.table("events").to_arrow().to_pylist()
+    assert row["value"] == 31.5 and row["author"] == "scale" and row["unit"] is None
 
 
 def test_migration_registry_is_ordered_without_gaps() -> None:

@@ -6,8 +6,11 @@ import json
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
-"""Version of the record layout this herdrecord writes; migrations move older records up."""
+SCHEMA_VERSION = 2
+"""Version of the record layout this herdrecord writes; migrations move older records up.
+
+A change to a table here needs a migration that moves records to it, and the migration that
+created the old shape must keep its own frozen copy of it (see `0001_initial.py`)."""
 
 DEFAULT_BEHAVIOURS: tuple[str, ...] = (
     "lying_lateral",
@@ -31,6 +34,8 @@ META_BEHAVIOURS = "behaviours"  # list[str]
 META_FARM_ID = "farm_id"
 META_CREATED_AT = "created_at"
 META_CREATED_BY = "created_by"  # herdrecord version that created the record
+META_WEIGHT_CALIBRATION = "weight_calibration"  # area -> weight fit, see timeline.py
+META_RETAINED_THROUGH = "retained_through"  # last day retention tiers were applied to
 
 UTC_TIME = pa.timestamp("us", tz="UTC")
 
@@ -208,13 +213,58 @@ def events_schema() -> pa.Schema:
             _f("animal_id", pa.string(), False, "animal"),
             _f("kind", pa.string(), False, "lameness, diagnosis, treatment, weight, move, ..."),
             _f("at", UTC_TIME, False, "when it happened, UTC"),
-            _f("value", pa.float64(), True, "score, kg, dose ... by kind"),
+            _f("value", pa.float64(), True, "score, kg, dose, litter size ... by kind"),
             _f("scale", pa.string(), True, "scale of a score, e.g. 0-3"),
-            _f("code", pa.string(), True, "diagnosis / product code"),
+            _f("code", pa.string(), True, "diagnosis / product / destination pen code"),
             _f("note", pa.string(), True, "free text"),
             _f("author", pa.string(), False, "who recorded it"),
             _f("recorded_at", UTC_TIME, False, "when it was recorded, UTC"),
             _f("supersedes", pa.string(), True, "event_id this row corrects"),
+            _f("unit", pa.string(), True, "unit of value: kg, ml, mg/kg, score, head"),
+            _f("result", pa.string(), True, "outcome: positive/negative, born alive ..."),
+            _f("withdrawal_days", pa.float32(), True, "treatment withdrawal period, days"),
+            _f("retracted", pa.bool_(), True, "true when this row withdraws the one it supersedes"),
+        ]
+    )
+
+
+def days_schema() -> pa.Schema:
+    """Return the schema of `days`: one animal's materialised day, derived from its links."""
+    minutes = pa.struct([("behaviour", pa.string()), ("minutes", pa.float32())])
+    keyframe_ref = pa.struct(
+        [("device_id", pa.string()), ("track_id", pa.string()), ("t", UTC_TIME)]
+    )
+    return pa.schema(
+        [
+            _f("animal_id", pa.string(), False, "animal"),
+            _f("day", pa.date32(), False, "UTC calendar day"),
+            _f("pen_id", pa.string(), False, "pen it spent most of the observed day in"),
+            _f("n_tracklets", pa.int32(), False, "tracklets linked to the animal that day"),
+            _f("observed_min", pa.float32(), False, "minutes covered by its tracklets"),
+            _f("behaviour_min", pa.list_(minutes), False, "observed minutes per behaviour class"),
+            _f("lying_min", pa.float32(), False, "observed minutes in lying classes"),
+            _f("lying_share", pa.float32(), False, "lying minutes / observed minutes, 0..1"),
+            _f("eating_min", pa.float32(), True, "observed minutes eating (null without class)"),
+            _f(
+                "activity_index",
+                pa.float32(),
+                False,
+                "share of observed time walking, eating, drinking, exploring or interacting",
+            ),
+            _f("distance_px", pa.float32(), False, "distance moved: speed x time, px"),
+            _f("mean_speed_px_s", pa.float32(), False, "distance / observed time, px/s"),
+            _f("walking_speed_px_s", pa.float32(), True, "median speed while walking, px/s"),
+            _f("lying_bouts", pa.int32(), False, "lying bouts that started that day"),
+            _f("lying_bout_mean_min", pa.float32(), True, "mean length of those bouts, min"),
+            _f("gait_mean", pa.float32(), True, "mean edge gait indicator (higher = worse)"),
+            _f("gait_n", pa.int32(), False, "observations carrying a gait indicator"),
+            _f("area_px", pa.float32(), True, "median projected area while standing, px^2"),
+            _f("weight_est_kg", pa.float32(), True, "weight from area (record's calibration)"),
+            _f("keyframes", pa.list_(keyframe_ref), False, "the day's chosen keyframes"),
+            _f("link_confidence", pa.float32(), True, "time-weighted mean link score, cosine"),
+            _f("anomaly_z", pa.float32(), True, "largest deviation behind a flag, sigma"),
+            _f("anomalies", pa.list_(pa.string()), False, "flags, e.g. lying_up, activity_down"),
+            _f("derived_at", UTC_TIME, False, "when the row was derived, UTC"),
         ]
     )
 
@@ -266,6 +316,7 @@ def table_schemas(dim: int) -> dict[str, pa.Schema]:
         "keyframes": keyframes_schema(),
         "links": links_schema(),
         "events": events_schema(),
+        "days": days_schema(),
         "pool": pool_schema(dim),
         "constraints": constraints_schema(),
     }
