@@ -42,7 +42,8 @@ from herdrecord.bulk import bulk_table_from_json
 from herdrecord.config import Settings
 from herdrecord.ingest import ingest
 from herdrecord.intake import Candidate, read_file
-from herdrecord.linking import LinkReport, current_links, link_pending
+from herdrecord.linking import LinkReport, link_pending
+from herdrecord.links import current_links
 from herdrecord.metrics import idf1, open_set_scores
 from herdrecord.pool import Pool
 from herdrecord.simulate import Simulation, SimulationConfig, simulate

@@ -8,13 +8,13 @@ import pyarrow as pa
 
 from herdrecord.migrations import MigrationContext
 from herdrecord.schema import (
-    SCHEMA_VERSION,
-    UTC_TIME,
     META_BEHAVIOURS,
     META_CREATED_AT,
     META_CREATED_BY,
     META_EMBEDDER,
     META_FARM_ID,
+    SCHEMA_VERSION,
+    UTC_TIME,
     table_schemas,
 )
 

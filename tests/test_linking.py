@@ -16,7 +16,8 @@ from scipy.optimize import linear_sum_assignment
 from herdrecord.config import Settings
 from herdrecord.ingest import ingest
 from herdrecord.intake import Candidate, parse_json
-from herdrecord.linking import current_links, link_pending, linked_counts, relink_all
+from herdrecord.linking import link_pending, linked_counts, relink_all
+from herdrecord.links import current_links
 from herdrecord.simulate import Simulation, SimulationConfig, simulate
 from herdrecord.store import Record, create_record, open_record
 

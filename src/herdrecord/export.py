@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from herdrecord import __version__
 from herdrecord.errors import InvalidInput
-from herdrecord.linking import current_links
+from herdrecord.links import current_links
 from herdrecord.store import Record
 
 

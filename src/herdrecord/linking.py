@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
 import duckdb
@@ -30,11 +30,13 @@ from herdrecord.assignment import (
     normalise,
     overlaps,
 )
+from herdrecord.links import current_links, pen_days_of
 from herdrecord.linkstate import AnimalState, LinkingConfig, PenDayInput, RunState
 from herdrecord.penday import solve_day
 from herdrecord.pool import Pool
 from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.store import Record
+from herdrecord.timeline import DaysReport, refresh_days_locked
 from herdrecord.trackletdata import TrackletData, load_tracklets
 
 
@@ -50,6 +52,7 @@ class LinkReport:
     threshold: float
     seconds: float  # the whole run: reading, solving, writing links, pool and index
     solve_seconds: float  # deciding alone: from descriptors in memory to decisions
+    days: DaysReport  # the animal-days re-derived from the new links
 
 
 def link_pending(record: Record, config: LinkingConfig | None = None) -> LinkReport:
@@ -70,38 +73,17 @@ def relink_locked(
     """Re-solve the given pen-days (all when None); the caller holds the writer lock."""
     started = time.perf_counter()
     data = load_tracklets(record, pen_days)
-    return _link(record, data, config or LinkingConfig(), started)
+    report = _link(record, data, config or LinkingConfig(), started)
+    if pen_days is None:
+        touched = {date.fromisoformat(str(d)) for d in np.unique(data.day)}
+    else:
+        touched = {day for _, day in pen_days}
+    return replace(report, days=refresh_days_locked(record, touched))
 
 
 def _pending_pen_days(record: Record) -> set[tuple[str, date]]:
     links = record.table("links").to_lance().to_table(columns=["device_id", "track_id"])
     return pen_days_of(record, links, listed=False)
-
-
-def pen_days_of(record: Record, keys: pa.Table, *, listed: bool = True) -> set[tuple[str, date]]:
-    """Return the (pen, UTC day) of the tracklets whose (device_id, track_id) are in `keys`,
-    or, with `listed=False`, of the committed tracklets that are not."""
-    tracklets = record.read_visible("tracklets", ["device_id", "track_id", "pen_id", "start"])
-    con = duckdb.connect()
-    con.register("t", tracklets)
-    con.register("k", keys.select(["device_id", "track_id"]))
-    join = "SEMI JOIN" if listed else "ANTI JOIN"
-    rows = con.sql(
-        f"SELECT DISTINCT t.pen_id, CAST(timezone('UTC', t.start) AS DATE) AS day FROM t "
-        f"{join} k ON t.device_id = k.device_id AND t.track_id = k.track_id"
-    ).fetchall()
-    return {(str(pen), day) for pen, day in rows}
-
-
-def current_links(record: Record) -> pa.Table:
-    """Return each tracklet's current link (its latest decision)."""
-    links = record.table("links").to_lance().to_table()
-    con = duckdb.connect()
-    con.register("links", links)
-    return con.sql(
-        "SELECT * FROM links QUALIFY row_number() OVER "
-        "(PARTITION BY device_id, track_id ORDER BY decided_at DESC) = 1"
-    ).to_arrow_table()
 
 
 def _link(record: Record, data: TrackletData, config: LinkingConfig, started: float) -> LinkReport:
@@ -149,6 +131,7 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         threshold=run.threshold,
         seconds=time.perf_counter() - started,
         solve_seconds=solve_seconds,
+        days=DaysReport(0, 0, 0.0),
     )
 
 

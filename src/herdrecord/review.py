@@ -15,10 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from herdrecord.errors import HerdrecordError, InvalidInput
-from herdrecord.linking import current_links, pen_days_of, relink_locked
+from herdrecord.linking import relink_locked
+from herdrecord.links import current_links, pen_days_of
 from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.store import Record
+from herdrecord.timeline import refresh_days_locked
 
 REVIEW_MARGIN = 0.05  # links that beat the runner-up by less than this are worth a look
 MIN_UNKNOWN_S = 300.0  # unknown tracklets shorter than this are not worth a person's time
@@ -218,6 +220,10 @@ def merge(record: Record, keep: str, gone: str, by: str) -> ReviewOutcome:
         pool.move(gone, keep)
         write_pool(record, pool, index)
         _update_animal(record, gone, status="merged", merged_into=keep)
+        keys = pa.table(
+            {"device_id": [t.device_id for t in moved], "track_id": [t.track_id for t in moved]}
+        )
+        refresh_days_locked(record, {day for _, day in pen_days_of(record, keys)}, {keep, gone})
         return ReviewOutcome("merge", (keep, gone), 0, len(moved))
 
 

@@ -34,7 +34,6 @@ META_BEHAVIOURS = "behaviours"  # list[str]
 META_FARM_ID = "farm_id"
 META_CREATED_AT = "created_at"
 META_CREATED_BY = "created_by"  # herdrecord version that created the record
-META_WEIGHT_CALIBRATION = "weight_calibration"  # area -> weight fit, see timeline.py
 META_RETAINED_THROUGH = "retained_through"  # last day retention tiers were applied to
 
 UTC_TIME = pa.timestamp("us", tz="UTC")
@@ -259,7 +258,6 @@ def days_schema() -> pa.Schema:
             _f("gait_mean", pa.float32(), True, "mean edge gait indicator (higher = worse)"),
             _f("gait_n", pa.int32(), False, "observations carrying a gait indicator"),
             _f("area_px", pa.float32(), True, "median projected area while standing, px^2"),
-            _f("weight_est_kg", pa.float32(), True, "weight from area (record's calibration)"),
             _f("keyframes", pa.list_(keyframe_ref), False, "the day's chosen keyframes"),
             _f("link_confidence", pa.float32(), True, "time-weighted mean link score, cosine"),
             _f("anomaly_z", pa.float32(), True, "largest deviation behind a flag, sigma"),

@@ -116,18 +116,21 @@ class Record:
         ledger = self.table("batches").to_lance().to_table(columns=["batch_id"])
         return ledger.column("batch_id").combine_chunks()
 
-    def read_visible(self, name: str, columns: list[str] | None = None) -> pa.Table:
-        """Return a table's rows; for batch tables, only rows of committed batches.
+    def read_visible(
+        self, name: str, columns: list[str] | None = None, where: str | None = None
+    ) -> pa.Table:
+        """Return a table's rows (matching the Lance filter `where`, if given); for batch
+        tables, only rows of committed batches.
 
         The rows are read once (with their batch_id) and the ledger after them, so a batch
         committed in between is shown whole and one a writer is still writing, or that a
         killed writer left behind, is never shown, whatever a concurrent writer does.
         """
         if name not in BATCH_TABLES:
-            return self.table(name).to_lance().to_table(columns=columns)
+            return self.table(name).to_lance().to_table(columns=columns, filter=where)
         wanted = columns or self.table(name).schema.names
         read = wanted if "batch_id" in wanted else [*wanted, "batch_id"]
-        rows = self.table(name).to_lance().to_table(columns=read)
+        rows = self.table(name).to_lance().to_table(columns=read, filter=where)
         rows = rows.filter(pc.is_in(rows.column("batch_id"), value_set=self.committed_batch_ids()))
         return rows.select(wanted)
 

@@ -1,0 +1,223 @@
+"""The timeline figure: a real PNG from hand-built days and events tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+from herdrecord.errors import InvalidInput
+from herdrecord.plot import _standing_events, plot_timeline
+from herdrecord.schema import DEFAULT_BEHAVIOURS, days_schema, events_schema
+
+START = date(2026, 3, 2)
+ANIMAL = "pig-0007"
+SIZE_PX = (1200, 900)
+
+
+def make_days(
+    n: int,
+    *,
+    anomaly_days: tuple[int, ...] = (),
+    weights: bool = True,
+    animal_id: str = ANIMAL,
+    seed: int = 0,
+) -> pa.Table:
+    """Return `n` stored days of a pig, more lying on flagged days; with `weights`, add the
+    `weight_est_kg` column the way `read_days` does: ~30 kg gaining 0.8 kg/day."""
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    for i in range(n):
+        flagged = i in anomaly_days
+        share = rng.dirichlet(np.ones(len(DEFAULT_BEHAVIOURS)) * 4)
+        if flagged:
+            share[0] += 1.0  # lying_lateral up
+            share /= share.sum()
+        observed = 600.0 + 200.0 * rng.random()
+        minutes = observed * share
+        lying = float(minutes[:2].sum())
+        rows.append(
+            {
+                "animal_id": animal_id,
+                "day": START + timedelta(days=i),
+                "pen_id": "pen-03",
+                "n_tracklets": 40,
+                "observed_min": observed,
+                "behaviour_min": [
+                    {"behaviour": b, "minutes": float(m)}
+                    for b, m in zip(DEFAULT_BEHAVIOURS, minutes, strict=True)
+                ],
+                "lying_min": lying,
+                "lying_share": lying / observed,
+                "eating_min": float(minutes[5]),
+                "activity_index": float(minutes[4:].sum() / observed),
+                "distance_px": 1e4,
+                "mean_speed_px_s": 3.0,
+                "walking_speed_px_s": 12.0,
+                "lying_bouts": 9,
+                "lying_bout_mean_min": 40.0,
+                "gait_mean": None,
+                "gait_n": 0,
+                "area_px": 5e4,
+                "keyframes": [],
+                "link_confidence": 0.9,
+                "anomaly_z": 3.1 if flagged else None,
+                "anomalies": ["lying_up", "activity_down"] if flagged else [],
+                "derived_at": datetime(2027, 1, 1, tzinfo=UTC),
+            }
+        )
+    table = pa.Table.from_pylist(rows, schema=days_schema())
+    if not weights:
+        return table
+    kg = 30.0 + 0.8 * np.arange(n) + rng.normal(0, 1.5, n)
+    return table.append_column(pa.field("weight_est_kg", pa.float32()), pa.array(kg, pa.float32()))
+
+
+def make_events(specs: list[tuple[int, str, float | None, str | None]]) -> pa.Table:
+    """Return events from (day index, kind, value, code), at 09:00 on that day."""
+    rows = [
+        {
+            "event_id": f"ev-{n}",
+            "animal_id": ANIMAL,
+            "kind": kind,
+            "at": datetime(START.year, START.month, START.day, 9, tzinfo=UTC) + timedelta(days=i),
+            "value": value,
+            "scale": "0-3" if kind == "lameness" else None,
+            "code": code,
+            "note": "off feed in the morning, ate by noon" if kind == "note" else None,
+            "author": "test",
+            "recorded_at": datetime(2027, 1, 1, tzinfo=UTC),
+            "supersedes": None,
+            "unit": "kg" if kind == "weight" else None,
+            "result": None,
+            "withdrawal_days": None,
+            "retracted": None,
+        }
+        for n, (i, kind, value, code) in enumerate(specs)
+    ]
+    return pa.Table.from_pylist(rows, schema=events_schema())
+
+
+def grower_events(n_days: int) -> pa.Table:
+    """Return weekly scale weights and lameness scores with one lameness episode."""
+    specs: list[tuple[int, str, float | None, str | None]] = []
+    for i in range(0, n_days, 7):
+        specs.append((i, "weight", 30.0 + 0.8 * i, None))
+        specs.append((i, "lameness", 0.0, None))
+    specs += [
+        (20, "lameness", 2.0, None),
+        (20, "diagnosis", None, "LAME-FOOT"),
+        (20, "treatment", None, "MELOXICAM"),
+        (35, "move", None, "pen-05"),
+    ]
+    return make_events(specs)
+
+
+def read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size == SIZE_PX
+        return np.asarray(image.convert("RGB"))
+
+
+def packed(pixels: np.ndarray) -> np.ndarray:
+    """Return each pixel's RGB as one integer, (pixels,) — np.unique over rows is slow."""
+    rgb = pixels.reshape(-1, 3).astype(np.uint32)
+    return np.unique((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2])
+
+
+def n_colours(pixels: np.ndarray) -> int:
+    return len(packed(pixels))
+
+
+def plot(tmp_path: Path, days: pa.Table, events: pa.Table) -> np.ndarray:
+    out = tmp_path / "timeline.png"
+    returned = plot_timeline(days, events, out, title=ANIMAL, behaviours=DEFAULT_BEHAVIOURS)
+    assert returned == out
+    return read_png(out)
+
+
+def test_a_growing_pig_draws_every_behaviour_colour(tmp_path: Path) -> None:
+    from matplotlib import colormaps
+
+    days = make_days(60, anomaly_days=(19, 20, 21, 44))
+    pixels = plot(tmp_path, days, grower_events(60))
+    assert pixels.std() > 20
+    assert n_colours(pixels) > 200
+    colours = set(packed(pixels).tolist())
+    for i, name in enumerate(DEFAULT_BEHAVIOURS):
+        r, g, b = (round(255 * c) for c in colormaps["tab10"](i)[:3])
+        assert (r << 16) | (g << 8) | b in colours, name
+
+
+def test_no_days_still_writes_a_png(tmp_path: Path) -> None:
+    pixels = plot(tmp_path, days_schema().empty_table(), events_schema().empty_table())
+    full = plot(tmp_path, make_days(30), grower_events(30))
+    assert 0 < n_colours(pixels) < n_colours(full)
+
+
+@pytest.mark.parametrize(
+    ("days", "events"),
+    [
+        pytest.param(make_days(40, weights=False), make_events([]), id="no-weights"),
+        pytest.param(
+            make_days(40, weights=False).append_column("weight_est_kg", pa.nulls(40, pa.float32())),
+            make_events([]),
+            id="uncalibrated-weights",
+        ),
+        pytest.param(make_days(1), make_events([(0, "weight", 31.0, None)]), id="single-day"),
+        pytest.param(
+            make_days(365, anomaly_days=tuple(range(100, 365, 30))),
+            grower_events(365),
+            id="full-year",
+        ),
+    ],
+)
+def test_edge_cases_render(tmp_path: Path, days: pa.Table, events: pa.Table) -> None:
+    pixels = plot(tmp_path, days, events)
+    assert n_colours(pixels) > 50
+
+
+def test_breeding_and_departure_events_render(tmp_path: Path) -> None:
+    events = make_events(
+        [
+            (3, "oestrus", None, None),
+            (4, "insemination", None, "AI"),
+            (25, "farrowing", 14.0, None),
+            (29, "death", None, "crushed"),
+            (12, "note", None, None),
+            (45, "vaccination", None, "PRRS"),  # a kind the figure has no style for
+        ]
+    )
+    pixels = plot(tmp_path, make_days(30), events)
+    assert n_colours(pixels) > 50
+
+
+def test_two_animals_are_refused(tmp_path: Path) -> None:
+    days = pa.concat_tables([make_days(3), make_days(3, animal_id="pig-0008")])
+    with pytest.raises(InvalidInput, match="one animal"):
+        plot_timeline(
+            days, make_events([]), tmp_path / "x.png", title="", behaviours=DEFAULT_BEHAVIOURS
+        )
+
+
+def test_corrected_and_withdrawn_events_are_not_drawn() -> None:
+    events = make_events(
+        [(5, "lameness", 3.0, None), (5, "lameness", 2.0, None), (9, "diagnosis", None, "X")]
+    )
+    corrections = pa.table(
+        {
+            "supersedes": pa.array([None, "ev-0", None], pa.string()),  # ev-1 corrects ev-0
+            "retracted": pa.array([None, None, True]),  # ev-2 withdraws itself (no target)
+        }
+    )
+    events = events.set_column(10, "supersedes", corrections["supersedes"])
+    events = events.set_column(14, "retracted", corrections["retracted"])
+    standing = _standing_events(events)
+    assert standing.column("event_id").to_pylist() == ["ev-1"]
+    assert standing.column("value").to_pylist() == [2.0]
