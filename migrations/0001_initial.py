@@ -25,6 +25,10 @@ NAME = "initial"
 # that changed after schema 1 are frozen below as they were; the others still come from
 # `herdrecord.schema`. Before a change to another table ships, freeze its schema-1 shape here.
 ADDED_LATER = frozenset({"days"})  # tables created by later migrations
+COLUMNS_ADDED_LATER = {  # columns added to schema-1 tables by later migrations
+    "tracklets": ("descriptor", "descriptor_weight"),
+    "observations": ("thin_s",),
+}
 
 
 def _events_v1() -> pa.Schema:
@@ -50,11 +54,15 @@ def _events_v1() -> pa.Schema:
 
 def schemas_v1(dim: int) -> dict[str, pa.Schema]:
     """Return the table schemas of schema 1."""
-    schemas = {
-        name: schema.with_metadata({**(schema.metadata or {}), b"herdrecord.schema_version": b"1"})
-        for name, schema in table_schemas(dim).items()
-        if name not in ADDED_LATER
-    }
+    schemas = {}
+    for name, schema in table_schemas(dim).items():
+        if name in ADDED_LATER:
+            continue
+        for column in COLUMNS_ADDED_LATER.get(name, ()):
+            schema = schema.remove(schema.get_field_index(column))
+        schemas[name] = schema.with_metadata(
+            {**(schema.metadata or {}), b"herdrecord.schema_version": b"1"}
+        )
     schemas["events"] = _events_v1()
     assert SCHEMA_VERSION >= VERSION
     return schemas

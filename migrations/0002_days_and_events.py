@@ -1,34 +1,114 @@
-"""Schema 2: the `days` table (materialised animal-days) and richer health events."""
+"""Schema 2: the `days` table (materialised animal-days), richer health events, tracklet
+descriptors stored with the tracklet, and the thinning level of each observation row."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from herdrecord.assignment import quality_weighted_descriptors
+from herdrecord.frames import thinning_levels
 from herdrecord.migrations import MigrationContext
-from herdrecord.schema import days_schema, events_schema
+from herdrecord.schema import days_schema, events_schema, table_schemas
 
 VERSION = 2
 NAME = "days_and_events"
 
-EVENT_COLUMNS_ADDED = ("unit", "result", "withdrawal_days", "retracted")
+COLUMNS_ADDED = {
+    "events": ("unit", "result", "withdrawal_days", "retracted"),
+    "tracklets": ("descriptor", "descriptor_weight"),
+    "observations": ("thin_s",),
+}
 
 
 def apply(ctx: MigrationContext) -> None:
-    """Add the event columns of schema 2 (null in old rows) and create `days` (empty).
+    """Add the schema-2 columns (filled from the rows already there) and create `days`.
 
-    Each step checks what is already there, so a migration cut short is finished by the
-    next `herdrecord migrate`.
+    Each step checks what is already done, so a migration cut short is finished by the next
+    `herdrecord migrate`.
     """
-    events = ctx.db.open_table("events")
-    target = events_schema()
-    missing = [target.field(n) for n in EVENT_COLUMNS_ADDED if n not in events.schema.names]
-    if missing:
-        events.add_columns(pa.schema(missing))
-    _stamp(events, "events")
+    target = table_schemas(ctx.embedder_dim)
+    target["events"] = events_schema()
+    for name, columns in COLUMNS_ADDED.items():
+        table = ctx.db.open_table(name)
+        missing = [target[name].field(c) for c in columns if c not in table.schema.names]
+        if missing:
+            table.add_columns(pa.schema(missing))
+    _fill_descriptors(ctx.db, ctx.embedder_dim)
+    _fill_thinning_levels(ctx.db)
+    for name in COLUMNS_ADDED:
+        _stamp(ctx.db.open_table(name), name)
     if "days" not in ctx.table_names():
         ctx.db.create_table("days", schema=_with_stamp(days_schema(), "days"))
+
+
+def _fill_descriptors(db: Any, dim: int) -> None:
+    """Compute each stored tracklet's descriptor from its samples, as ingest now does."""
+    tracklets = db.open_table("tracklets")
+    todo = tracklets.to_lance().to_table(
+        columns=["device_id", "track_id"], filter="descriptor IS NULL"
+    )
+    if todo.num_rows == 0:
+        return
+    samples = (
+        db.open_table("samples")
+        .to_lance()
+        .to_table(columns=["device_id", "track_id", "quality", "embedding"])
+    )
+    # Join the keys alone (Arrow joins cannot carry float16 vectors), then take the rows.
+    keys = todo.append_column("row", pa.array(np.arange(todo.num_rows)))
+    positions = samples.select(["device_id", "track_id"]).append_column(
+        "position", pa.array(np.arange(samples.num_rows))
+    )
+    owned = positions.join(keys, ["device_id", "track_id"], join_type="inner")
+    taken = samples.take(owned.column("position"))
+    flat = taken.column("embedding").combine_chunks().flatten()
+    descriptor, weight = quality_weighted_descriptors(
+        np.array(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim),
+        np.asarray(taken.column("quality").to_numpy(), dtype=np.float32),
+        np.asarray(owned.column("row").to_numpy(), dtype=np.int64),
+        todo.num_rows,
+    )
+    update = todo.append_column(
+        "descriptor",
+        pa.FixedSizeListArray.from_arrays(pa.array(descriptor.reshape(-1).astype(np.float16)), dim),
+    ).append_column("descriptor_weight", pa.array(weight, pa.float32()))
+    tracklets.merge_insert(["device_id", "track_id"]).when_matched_update_all().execute(update)
+
+
+def _fill_thinning_levels(db: Any) -> None:
+    """Compute the thinning level of each stored observation row, as ingest now does."""
+    observations = db.open_table("observations")
+    rows = observations.to_lance().to_table(
+        columns=["device_id", "track_id", "t"], filter="thin_s IS NULL"
+    )
+    if rows.num_rows == 0:
+        return
+    starts = (
+        db.open_table("tracklets").to_lance().to_table(columns=["device_id", "track_id", "start"])
+    )
+    starts = starts.append_column("owner", pa.array(np.arange(starts.num_rows)))
+    rows = rows.join(starts, ["device_id", "track_id"], join_type="left outer").filter(
+        pc.is_valid(pc.field("owner"))
+    )
+    micros = pa.timestamp("us", tz="UTC")
+    level = thinning_levels(
+        np.asarray(rows.column("owner").to_numpy(), dtype=np.int64),
+        np.asarray(rows.column("t").cast(micros).cast(pa.int64()).to_numpy(), dtype=np.int64),
+        np.asarray(starts.column("start").cast(micros).cast(pa.int64()).to_numpy(), np.int64),
+    )
+    update = rows.select(["device_id", "track_id", "t"]).append_column(
+        "thin_s", pa.array(level, pa.int32())
+    )
+    # Rows with the same key (an edge that sent one instant twice) get one level.
+    update = update.group_by(["device_id", "track_id", "t"]).aggregate([("thin_s", "max")])
+    update = update.rename_columns(["device_id", "track_id", "t", "thin_s"])
+    observations.merge_insert(["device_id", "track_id", "t"]).when_matched_update_all().execute(
+        update
+    )
 
 
 def _with_stamp(schema: pa.Schema, name: str) -> pa.Schema:

@@ -13,10 +13,18 @@ import pytest
 from typer.testing import CliRunner
 
 from herdrecord.cli import app
-from herdrecord.errors import HerdrecordError, InvalidInput
-from herdrecord.events import (
+from herdrecord.errors import HerdrecordError, InvalidInput, UnknownAnimal
+from herdrecord.eventcsv import import_events_csv
+from herdrecord.eventrules import (
+    BREEDING_KINDS,
+    DEPARTURES,
+    EVENT_KINDS,
+    PARTURITIONS,
     EventInput,
     EventsRejected,
+    parse_event,
+)
+from herdrecord.events import (
     EventSuperseded,
     UnknownEvent,
     add_events,
@@ -24,11 +32,8 @@ from herdrecord.events import (
     correct_event,
     current_events,
     event_history,
-    import_events_csv,
-    parse_event,
     retract_event,
 )
-from herdrecord.review import UnknownAnimal
 from herdrecord.schema import animals_schema
 from herdrecord.store import Record
 
@@ -164,6 +169,11 @@ def test_valid_events_of_every_kind_parse_with_their_units() -> None:
     assert event("note", note="moved feeder").kind == "note"
     with pytest.raises(Exception, match="frozen"):
         event("birth").kind = "death"  # type: ignore[misc]
+
+
+def test_the_kind_groups_name_event_kinds() -> None:
+    groups = (BREEDING_KINDS, DEPARTURES, PARTURITIONS)
+    assert all(kind in EVENT_KINDS for group in groups for kind in group)
 
 
 @pytest.mark.parametrize(

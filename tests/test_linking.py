@@ -53,7 +53,12 @@ def record(barn: tuple[Simulation, Path], tmp_path: Path) -> Record:
 def joined(record: Record) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.register("links", current_links(record))
-    con.register("tracklets", record.read_visible("tracklets"))
+    con.register(
+        "tracklets",
+        record.read_visible(
+            "tracklets", ["device_id", "track_id", "start", "end", "tag_id", "pen_id", "camera_id"]
+        ),
+    )
     return con
 
 
@@ -273,7 +278,7 @@ def test_departed_animals_stop_being_candidates(
 
 
 def test_unknown_ids_are_clear_errors(record: Record) -> None:
-    from herdrecord.review import UnknownAnimal, UnknownTracklet
+    from herdrecord.errors import UnknownAnimal, UnknownTracklet
 
     with pytest.raises(UnknownAnimal, match="no animal 'nobody'"):
         history(record, "nobody")

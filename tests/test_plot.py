@@ -12,8 +12,10 @@ import pytest
 from PIL import Image
 
 from herdrecord.errors import InvalidInput
-from herdrecord.plot import _standing_events, plot_timeline
+from herdrecord.events import current_events
+from herdrecord.plot import _events, plot_timeline
 from herdrecord.schema import DEFAULT_BEHAVIOURS, days_schema, events_schema
+from herdrecord.store import Record
 
 START = date(2026, 3, 2)
 ANIMAL = "pig-0007"
@@ -206,18 +208,20 @@ def test_two_animals_are_refused(tmp_path: Path) -> None:
         )
 
 
-def test_corrected_and_withdrawn_events_are_not_drawn() -> None:
-    events = make_events(
-        [(5, "lameness", 3.0, None), (5, "lameness", 2.0, None), (9, "diagnosis", None, "X")]
-    )
-    corrections = pa.table(
-        {
-            "supersedes": pa.array([None, "ev-0", None], pa.string()),  # ev-1 corrects ev-0
-            "retracted": pa.array([None, None, True]),  # ev-2 withdraws itself (no target)
-        }
-    )
-    events = events.set_column(10, "supersedes", corrections["supersedes"])
-    events = events.set_column(14, "retracted", corrections["retracted"])
-    standing = _standing_events(events)
-    assert standing.column("event_id").to_pylist() == ["ev-1"]
-    assert standing.column("value").to_pylist() == [2.0]
+def test_the_events_in_force_are_labelled(tmp_path: Path, record: Record) -> None:
+    """Callers pass `current_events`: a corrected score shows its new value, and an event
+    withdrawn by a retraction shows nothing."""
+    rows = make_events(
+        [
+            (5, "lameness", 3.0, None),
+            (5, "lameness", 2.0, None),  # corrects ev-0
+            (9, "diagnosis", None, "X"),
+            (9, "diagnosis", None, None),  # retracts ev-2
+        ]
+    ).to_pylist()
+    rows[1]["supersedes"] = "ev-0"
+    rows[3].update(supersedes="ev-2", retracted=True)
+    record.table("events").add(pa.Table.from_pylist(rows, schema=events_schema()))
+    in_force = current_events(record)
+    assert [e.label for e in _events(in_force)] == ["lame 2 (0-3)"]
+    assert n_colours(plot(tmp_path, make_days(30), in_force)) > 50

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from herdrecord.config import Settings
 from herdrecord.errors import MigrationRequired, RecordExists, RecordNotFound, SchemaTooNew
+from herdrecord.ingest import ingest
+from herdrecord.intake import parse_json
 from herdrecord.migrations import MIGRATIONS, applied, check_registry, load_migration
 from herdrecord.schema import SCHEMA_VERSION, migrations_schema, snapshot_files, table_schemas
 from herdrecord.store import Record, create_record, migrate_record, open_record
@@ -77,7 +82,7 @@ def test_migrate_logs_what_it_applied_and_is_idempotent(record: Record, settings
 
 
 def test_a_schema_1_record_migrates_to_the_current_schema_keeping_its_rows(
-    tmp_path: Path, settings: Settings
+    tmp_path: Path, settings: Settings, batch_factory: Callable[..., dict[str, Any]]
 ) -> None:
     import lancedb
 
@@ -126,6 +131,12 @@ def test_a_schema_1_record_migrates_to_the_current_schema_keeping_its_rows(
     events = db.open_table("events")
     assert "unit" not in events.schema.names
     events.add(pa.Table.from_pylist([old_event], schema=events.schema))
+    # Schema-1 rows of a batch: today's rows less the columns schema 2 added.
+    today = create_record(str(tmp_path / "today"), settings)
+    ingest(today, [parse_json(json.dumps(batch_factory(n_observations=30)).encode(), "b")])
+    for name in ("tracklets", "samples", "observations"):
+        v1 = db.open_table(name)
+        v1.add(today.table(name).to_arrow().select(v1.schema.names).cast(v1.schema))
     with pytest.raises(MigrationRequired):
         open_record(str(path), settings)
 
@@ -136,6 +147,20 @@ def test_a_schema_1_record_migrates_to_the_current_schema_keeping_its_rows(
         assert migrated.table(name).schema.remove_metadata() == schema.remove_metadata(), name
     (row,) = migrated.table("events").to_arrow().to_pylist()
     assert row["value"] == 31.5 and row["author"] == "scale" and row["unit"] is None
+    # The migration derives what ingest now stores: descriptors and thinning levels.
+    for name, key, derived in (
+        ("tracklets", ["track_id"], ["descriptor", "descriptor_weight"]),
+        ("observations", ["track_id", "t"], ["thin_s"]),
+    ):
+        got = migrated.table(name).to_arrow().sort_by([(k, "ascending") for k in key])
+        want = today.table(name).to_arrow().sort_by([(k, "ascending") for k in key])
+        for column in derived:
+            # From float16 samples rather than the sent float32 ones: equal to ~1e-3.
+            assert np.allclose(
+                np.asarray(got.column(column).to_pylist(), dtype=float),
+                np.asarray(want.column(column).to_pylist(), dtype=float),
+                atol=2e-3,
+            ), column
 
 
 def test_migration_registry_is_ordered_without_gaps() -> None:

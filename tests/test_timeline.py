@@ -40,7 +40,9 @@ def barn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Simulation, Path]:
     """A barn ingested and linked one day at a time, as the edge delivers it."""
     sim = simulate(CONFIG)
     path = tmp_path_factory.mktemp("days") / "herd"
-    record = create_record(str(path), Settings())
+    # Retention off: these tests compare days with the full observations (test_retention
+    # covers what days become when old detail is thinned).
+    record = create_record(str(path), Settings(retention_enabled=False))
     by_day: dict[str, list[dict[str, object]]] = {}
     for batch in sim.batches:
         by_day.setdefault(str(batch["batch_id"]).split("/")[1][:10], []).append(batch)
@@ -89,7 +91,7 @@ def _record_truth_events(record: Record, sim: Simulation) -> None:
 def record(barn: tuple[Simulation, Path], tmp_path: Path) -> Record:
     copy = tmp_path / "herd"
     shutil.copytree(barn[1], copy)
-    return open_record(str(copy), Settings(lock_timeout_s=1))
+    return open_record(str(copy), Settings(lock_timeout_s=1, retention_enabled=False))
 
 
 def _against_truth(record: Record, sim: Simulation) -> duckdb.DuckDBPyConnection:

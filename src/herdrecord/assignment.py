@@ -182,6 +182,21 @@ def group_sum(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarr
 DENSE_GROUP_CELLS = 4_000_000
 
 
+def quality_weighted_descriptors(
+    vectors: np.ndarray, quality: np.ndarray, owner: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return each of `n` tracklets' descriptor (n, d) float32, the normalised
+    quality-weighted mean of its unit sample embeddings, and its summed quality (n,).
+
+    `vectors` (m, d) float32 is scaled in place: a run's samples are hundreds of MB."""
+    norms = np.sqrt(np.einsum("nd,nd->n", vectors, vectors)).astype(np.float32)
+    scale = np.asarray(quality / np.where(norms > 0, norms, np.float32(1)), dtype=np.float32)
+    vectors *= scale[:, None]
+    summed = group_sum(vectors, owner, n).astype(np.float32)
+    weight = np.bincount(owner, weights=quality, minlength=n)
+    return normalise(summed).astype(np.float32), weight
+
+
 def normalise(vectors: np.ndarray) -> np.ndarray:
     """Return rows scaled to unit length (zero rows stay zero), in the input's precision."""
     squared = np.einsum("...d,...d->...", vectors, vectors)

@@ -292,4 +292,4 @@ def main() -> None:
 
 
 # The identity commands live in their own module and register themselves on `app`.
-from herdrecord import cli_events, cli_review  # noqa: E402, F401
+from herdrecord import cli_budget, cli_events, cli_review, cli_timeline  # noqa: E402, F401

@@ -12,14 +12,13 @@ from rich.table import Table
 
 from herdrecord.cli import RecordPath, app, console, open_from_cli
 from herdrecord.errors import InvalidInput
+from herdrecord.eventcsv import import_events_csv
+from herdrecord.eventrules import EVENT_KINDS, describe_event, parse_event
 from herdrecord.events import (
-    EVENT_KINDS,
     add_events,
     amended_event,
     correct_event,
     current_events,
-    import_events_csv,
-    parse_event,
     retract_event,
 )
 
@@ -128,7 +127,7 @@ def event_list(
             f"{row['at']:%Y-%m-%d %H:%M}",
             row["animal_id"],
             row["kind"],
-            _details(row),
+            describe_event(row),
             row["author"],
             row["event_id"],
         )
@@ -193,27 +192,3 @@ def _author(author: str | None) -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         raise InvalidInput("cannot tell who you are from the system; pass --author NAME") from None
-
-
-def _details(row: dict[str, Any]) -> str:
-    """Return an event's fields in a short line: `Draxxin 2.5 ml, withdrawal 28 d; left hind`."""
-    parts = [row["code"]] if row["code"] else []
-    if row["value"] is not None:
-        value = f"{row['value']:g}"
-        if row["scale"]:
-            value += f" on {row['scale']}"
-        elif row["unit"]:
-            value += f" {row['unit']}"
-        parts.append(value)
-    if row["result"]:
-        parts.append(
-            f"born alive {row['result']}"
-            if row["kind"] in ("farrowing", "calving")
-            else row["result"]
-        )
-    text = " ".join(parts)
-    if row["withdrawal_days"] is not None:
-        text += f", withdrawal {row['withdrawal_days']:g} d"
-    if row["note"]:
-        text += f"; {row['note']}" if text else row["note"]
-    return text

@@ -67,3 +67,55 @@ class Settings(BaseSettings):
         description="Days that old table versions are kept after compaction, for recovery "
         "and consistent backups.",
     )
+    keyframes_per_day: int = Field(
+        default=6,
+        gt=0,
+        le=64,
+        description="Keyframes chosen for each animal-day (by quality, spread over the day and "
+        "its behaviours); older keyframes are thinned to these.",
+    )
+    budget_mb_per_animal_year: float = Field(
+        default=94.0,
+        gt=0.0,
+        description="Storage budget per animal per year, MB (10^6 bytes), that "
+        "`herdrecord budget` checks the record against.",
+    )
+    retention_enabled: bool = Field(
+        default=True,
+        description="Apply the retention tiers automatically each time linking closes a new "
+        "day (off: only `herdrecord compact` applies them).",
+    )
+    retain_full_observations_days: float = Field(
+        default=14.0,
+        ge=0.0,
+        description="Days observations are kept at the edge's full rate; older ones are "
+        "thinned to one per HERDRECORD_THIN_OBSERVATIONS_TO_S per tracklet.",
+    )
+    thin_observations_to_s: int = Field(
+        default=120,
+        description="Seconds between kept observations after the full-rate days: 60, 120, "
+        "600, 1200 or 3600.",
+    )
+    retain_thinned_observations_days: float = Field(
+        default=90.0,
+        ge=0.0,
+        description="Days thinned observations are kept at that rate; older ones are thinned "
+        "again to one per HERDRECORD_THIN_OLD_OBSERVATIONS_TO_S.",
+    )
+    thin_old_observations_to_s: int = Field(
+        default=600,
+        description="Seconds between kept observations in the oldest tier: 60, 120, 600, "
+        "1200 or 3600.",
+    )
+    retain_samples_days: float = Field(
+        default=30.0,
+        ge=0.0,
+        description="Days sample embeddings are kept; older ones are dropped (each tracklet "
+        "keeps its descriptor, which is what linking reads).",
+    )
+    retain_keyframes_days: float = Field(
+        default=7.0,
+        ge=0.0,
+        description="Days all keyframes are kept; older ones are thinned to those the "
+        "animal-days chose.",
+    )

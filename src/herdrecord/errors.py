@@ -92,3 +92,20 @@ class BatchConflict(HerdrecordError):
 
 class InvalidInput(HerdrecordError):
     """An argument, file or setting given by a person is not usable."""
+
+
+class UnknownAnimal(HerdrecordError):
+    """No animal with that id in the record."""
+
+    def __init__(self, animal_id: str) -> None:
+        self.animal_id = animal_id
+        super().__init__(f"no animal {animal_id!r} in the record — `herdrecord animals` lists them")
+
+
+class UnknownTracklet(HerdrecordError):
+    """No tracklet with that device and track id in the record."""
+
+    def __init__(self, device_id: str, track_id: str) -> None:
+        self.device_id = device_id
+        self.track_id = track_id
+        super().__init__(f"no tracklet {device_id}:{track_id} in the record")

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from herdrecord import __version__
 from herdrecord.errors import InvalidInput
 from herdrecord.links import current_links
+from herdrecord.schema import tabular_columns
 from herdrecord.store import Record
 
 
@@ -29,7 +30,8 @@ def export_parquet(record: Record, out_dir: Path) -> ExportResult:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise InvalidInput(f"{out_dir} exists and is not empty; choose a new directory")
     con = duckdb.connect()
-    con.register("t", record.read_visible("tracklets"))
+    columns = tabular_columns(record.table("tracklets").schema)
+    con.register("t", record.read_visible("tracklets", columns))
     con.register("l", current_links(record))
     tracklets = con.sql(
         """

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from herdrecord.assignment import quality_weighted_descriptors
 from herdrecord.contract import EdgeBatch
 from herdrecord.schema import UTC_TIME, embedding_type
 
@@ -100,6 +101,38 @@ def _values(array: pa.Array, type_: pa.DataType, fill: float) -> bytes:
     if array.null_count:
         array = array.fill_null(fill)
     return bytes(np.asarray(array).data)
+
+
+THINNING_STEPS_S: tuple[int, ...] = (60, 120, 600, 1200, 3600)
+"""Intervals retention may thin observations to; each divides the next, so levels nest."""
+
+
+def thinning_levels(owner: np.ndarray, t_us: np.ndarray, start_us: np.ndarray) -> np.ndarray:
+    """Return, per observation row, the coarsest step of `THINNING_STEPS_S` it survives
+    (0 if none): at a step of I seconds a tracklet keeps its first row in each I-second slice
+    from its start, and its last row, so thinning never empties a tracklet or moves its ends.
+
+    `owner` (n,) is each row's tracklet index, `t_us` (n,) its time and `start_us` (k,) each
+    tracklet's start, microseconds; rows may come in any order."""
+    n = len(owner)
+    level = np.zeros(n, dtype=np.int32)
+    if n == 0:
+        return level
+    order = np.lexsort((t_us, owner))
+    o, t = owner[order], t_us[order]
+    last = np.ones(n, dtype=bool)
+    last[:-1] = o[1:] != o[:-1]
+    offset = t - start_us[o]
+    for step in THINNING_STEPS_S:
+        slot = offset // (step * 1_000_000)
+        first = np.ones(n, dtype=bool)
+        first[1:] = (o[1:] != o[:-1]) | (slot[1:] != slot[:-1])
+        level[order[first | last]] = step
+    return level
+
+
+def _micros_of(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    return np.asarray(column.cast(UTC_TIME).cast(pa.int64()).to_numpy(), dtype=np.int64)
 
 
 def _micros(moment: datetime) -> int:
@@ -243,6 +276,14 @@ def stored_rows(frames: BatchFrames, dim: int) -> dict[str, pa.Table]:
 
     key_names = ["batch_id", "device_id", "track_id"]
     trk = frames.tracklets
+    smp = frames.samples
+    flat32 = pc.list_flatten(smp.column("embedding")).cast(pa.float32()).combine_chunks()
+    descriptor, weight = quality_weighted_descriptors(
+        np.array(flat32.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim),
+        np.asarray(smp.column("quality").to_numpy(), dtype=np.float32),
+        np.asarray(smp.column("ti").to_numpy(), dtype=np.int64),
+        n_trk,
+    )
     tracklets = pa.Table.from_arrays(
         [
             pa.array([h.batch_id] * n_trk, pa.string()),
@@ -250,20 +291,42 @@ def stored_rows(frames: BatchFrames, dim: int) -> dict[str, pa.Table]:
             trk.column("track_id"),
             pa.array([h.farm_id] * n_trk, pa.string()),
             *[trk.column(name) for name in _TRACKLET_COLUMNS[1:]],
+            pa.FixedSizeListArray.from_arrays(
+                pa.array(descriptor.reshape(-1).astype(np.float16)), dim
+            ),
+            pa.array(weight, pa.float32()),
         ],
-        names=["batch_id", "device_id", "track_id", "farm_id", *_TRACKLET_COLUMNS[1:]],
+        names=[
+            "batch_id",
+            "device_id",
+            "track_id",
+            "farm_id",
+            *_TRACKLET_COLUMNS[1:],
+            "descriptor",
+            "descriptor_weight",
+        ],
     )
-    smp = frames.samples
-    flat = pc.list_flatten(smp.column("embedding")).cast(pa.float16())
-    embedding = pa.FixedSizeListArray.from_arrays(flat.combine_chunks(), dim)
+    flat = flat32.cast(pa.float16())
+    embedding = pa.FixedSizeListArray.from_arrays(flat, dim)
     samples = pa.Table.from_arrays(
         [*keyed(smp), smp.column("t"), smp.column("quality"), embedding],
         names=[*key_names, "t", "quality", "embedding"],
     )
     obs = frames.observations
     observations = pa.Table.from_arrays(
-        [*keyed(obs), *[obs.column(c) for c in _OBSERVATION_COLUMNS[1:]]],
-        names=[*key_names, *_OBSERVATION_COLUMNS[1:]],
+        [
+            *keyed(obs),
+            *[obs.column(c) for c in _OBSERVATION_COLUMNS[1:]],
+            pa.array(
+                thinning_levels(
+                    np.asarray(obs.column("ti").to_numpy(), dtype=np.int64),
+                    _micros_of(obs.column("t")),
+                    _micros_of(trk.column("start")),
+                ),
+                pa.int32(),
+            ),
+        ],
+        names=[*key_names, *_OBSERVATION_COLUMNS[1:], "thin_s"],
     )
     kfr = frames.keyframes
     keyframes = pa.Table.from_arrays(

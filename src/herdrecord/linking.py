@@ -35,6 +35,7 @@ from herdrecord.linkstate import AnimalState, LinkingConfig, PenDayInput, RunSta
 from herdrecord.penday import solve_day
 from herdrecord.pool import Pool
 from herdrecord.poolindex import open_pool_index, write_pool
+from herdrecord.retention import RetentionReport, retain_locked
 from herdrecord.store import Record
 from herdrecord.timeline import DaysReport, refresh_days_locked
 from herdrecord.trackletdata import TrackletData, load_tracklets
@@ -53,12 +54,17 @@ class LinkReport:
     seconds: float  # the whole run: reading, solving, writing links, pool and index
     solve_seconds: float  # deciding alone: from descriptors in memory to decisions
     days: DaysReport  # the animal-days re-derived from the new links
+    retention: RetentionReport | None = None  # the tiers applied as days closed
 
 
 def link_pending(record: Record, config: LinkingConfig | None = None) -> LinkReport:
-    """Re-solve every pen-day that has a tracklet without a current link."""
+    """Re-solve every pen-day that has a tracklet without a current link; then, when a new
+    day closed, apply the retention tiers (unless the settings turn that off)."""
     with record.writer():
-        return relink_locked(record, _pending_pen_days(record), config)
+        report = relink_locked(record, _pending_pen_days(record), config)
+        if record.settings.retention_enabled:
+            report = replace(report, retention=retain_locked(record))
+        return report
 
 
 def relink_all(record: Record, config: LinkingConfig | None = None) -> LinkReport:

@@ -19,6 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from herdrecord.errors import InvalidInput
+from herdrecord.eventrules import BREEDING_KINDS, DEPARTURES
 
 FIGSIZE_IN = (12.0, 9.0)
 DPI = 100
@@ -45,13 +46,14 @@ _STYLES = {
     "treatment": _EventStyle("#1f77b4", "P", "treatment"),
     "move": _EventStyle("#7f7f7f", ">", "move"),
     "breeding": _EventStyle("#e377c2", "*", "breeding"),
-    "departure": _EventStyle("#000000", "X", "death, sale"),
+    "departure": _EventStyle("#000000", "X", ", ".join(DEPARTURES)),
     "other": _EventStyle("#8c564b", "o", "other"),
     "sound": _EventStyle("#a0a0a0", "v", "score 0"),
 }
-_BREEDING = ("oestrus", "insemination", "pregnancy_check", "farrowing", "calving", "weaning",
-             "abortion")  # fmt: skip
-_GROUP_OF_KIND = {**dict.fromkeys(_BREEDING, "breeding"), "death": "departure", "sale": "departure"}
+_GROUP_OF_KIND = {
+    **dict.fromkeys(BREEDING_KINDS, "breeding"),
+    **dict.fromkeys(DEPARTURES, "departure"),
+}
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,9 @@ def plot_timeline(
     """Draw one animal's days and events as a PNG at `out`; return `out`.
 
     `days` holds rows of `days_schema()` of one animal, with the `weight_est_kg` column
-    `read_days` adds where it is there; `events` holds rows of `events_schema()` (their
-    `animal_id` is not checked: an animal's events include those of ids merged into it).
+    `read_days` adds where it is there; `events` holds the animal's events in force, as
+    `current_events(record, animal_id)` returns them (their `animal_id` is not checked: an
+    animal's events include those of ids merged into it).
     """
     animals = set(days.column("animal_id").to_pylist())
     if len(animals) > 1:
@@ -107,7 +110,7 @@ def plot_timeline(
         ax.set_axis_off()
         ax.text(0.5, 0.5, "no days recorded", ha="center", va="center", fontsize=14, color="0.4")
     else:
-        _draw_panels(fig, _days_arrays(days, behaviours), _standing_events(events))
+        _draw_panels(fig, _days_arrays(days, behaviours), events)
     fig.savefig(out, format="png", dpi=DPI)
     return out
 
@@ -181,16 +184,6 @@ def _date_numbers(times: pa.ChunkedArray) -> np.ndarray:
 
 def _floats(table: pa.Table, name: str) -> np.ndarray:
     return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=float)
-
-
-def _standing_events(events: pa.Table) -> pa.Table:
-    """Return the events in force: not superseded by a correction, not withdrawals."""
-    superseded = events.column("supersedes").drop_null().combine_chunks()
-    keep = pc.and_(
-        pc.invert(pc.is_in(events.column("event_id"), value_set=superseded)),
-        pc.invert(pc.fill_null(events.column("retracted"), False)),
-    )
-    return events.filter(keep).sort_by("at")
 
 
 def _events(events: pa.Table) -> list[_Event]:

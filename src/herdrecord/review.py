@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord.errors import HerdrecordError, InvalidInput
+from herdrecord.errors import InvalidInput, UnknownAnimal, UnknownTracklet
 from herdrecord.linking import relink_locked
 from herdrecord.links import current_links, pen_days_of
 from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
@@ -24,23 +24,6 @@ from herdrecord.timeline import refresh_days_locked
 
 REVIEW_MARGIN = 0.05  # links that beat the runner-up by less than this are worth a look
 MIN_UNKNOWN_S = 300.0  # unknown tracklets shorter than this are not worth a person's time
-
-
-class UnknownAnimal(HerdrecordError):
-    """No animal with that id in the record."""
-
-    def __init__(self, animal_id: str) -> None:
-        self.animal_id = animal_id
-        super().__init__(f"no animal {animal_id!r} in the record — `herdrecord animals` lists them")
-
-
-class UnknownTracklet(HerdrecordError):
-    """No tracklet with that device and track id in the record."""
-
-    def __init__(self, device_id: str, track_id: str) -> None:
-        self.device_id = device_id
-        self.track_id = track_id
-        super().__init__(f"no tracklet {device_id}:{track_id} in the record")
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ def animals_schema() -> pa.Schema:
     )
 
 
-def tracklets_schema() -> pa.Schema:
+def tracklets_schema(dim: int) -> pa.Schema:
     """Return the schema of `tracklets`: one continuous track of one unknown animal."""
     return pa.schema(
         [
@@ -138,8 +138,22 @@ def tracklets_schema() -> pa.Schema:
             _f("n_samples", pa.int32(), False, "embedding samples"),
             _f("n_observations", pa.int32(), False, "observation rows"),
             _f("n_keyframes", pa.int32(), False, "keyframes"),
+            *tracklet_descriptor_fields(dim),
         ]
     )
+
+
+def tracklet_descriptor_fields(dim: int) -> list[pa.Field]:
+    """Return the fields of a tracklet's re-ID descriptor, derived from its samples at ingest."""
+    return [
+        _f(
+            "descriptor",
+            embedding_type(dim),
+            True,
+            "quality-weighted mean of the unit sample embeddings, L2-normalised, float16",
+        ),
+        _f("descriptor_weight", pa.float32(), True, "summed sample quality behind the descriptor"),
+    ]
 
 
 def samples_schema(dim: int) -> pa.Schema:
@@ -166,6 +180,14 @@ def observations_schema() -> pa.Schema:
             _f("behaviour_conf", pa.float32(), False, "classifier confidence, 0..1"),
             _f("speed_px_s", pa.float32(), False, "speed of the bbox centre, px/s"),
             _f("gait_score", pa.float32(), True, "edge gait indicator when walking, else null"),
+            _f(
+                "thin_s",
+                pa.int32(),
+                True,
+                "coarsest thinning the row survives, s: a retention tier of I seconds keeps "
+                "rows with thin_s >= I (each tracklet's first row per I-second step and its "
+                "last row)",
+            ),
         ]
     )
 
@@ -260,7 +282,13 @@ def days_schema() -> pa.Schema:
             _f("area_px", pa.float32(), True, "median projected area while standing, px^2"),
             _f("keyframes", pa.list_(keyframe_ref), False, "the day's chosen keyframes"),
             _f("link_confidence", pa.float32(), True, "time-weighted mean link score, cosine"),
-            _f("anomaly_z", pa.float32(), True, "largest deviation behind a flag, sigma"),
+            _f(
+                "anomaly_z",
+                pa.float32(),
+                True,
+                "largest deviation over the measures (mean of own and pen-mate z), sigma; "
+                "flags are raised at 2.5",
+            ),
             _f("anomalies", pa.list_(pa.string()), False, "flags, e.g. lying_up, activity_down"),
             _f("derived_at", UTC_TIME, False, "when the row was derived, UTC"),
         ]
@@ -297,6 +325,11 @@ def constraints_schema() -> pa.Schema:
     )
 
 
+def tabular_columns(schema: pa.Schema) -> list[str]:
+    """Return the columns of `schema` that are not vectors (DuckDB cannot read float16)."""
+    return [f.name for f in schema if not pa.types.is_fixed_size_list(f.type)]
+
+
 BATCH_TABLES: tuple[str, ...] = ("tracklets", "samples", "observations", "keyframes")
 """Tables whose rows arrive in edge batches and carry their batch_id."""
 
@@ -308,7 +341,7 @@ def table_schemas(dim: int) -> dict[str, pa.Schema]:
         "migrations": migrations_schema(),
         "batches": batches_schema(),
         "animals": animals_schema(),
-        "tracklets": tracklets_schema(),
+        "tracklets": tracklets_schema(dim),
         "samples": samples_schema(dim),
         "observations": observations_schema(),
         "keyframes": keyframes_schema(),

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from herdrecord.anomalies import AnomalyConfig, flag_days
 from herdrecord.daykeyframes import choose_keyframes
+from herdrecord.events import current_events
 from herdrecord.links import current_links
 from herdrecord.schema import days_schema
 from herdrecord.store import Record
@@ -33,6 +34,7 @@ from herdrecord.weights import WeightCalibration, calibrate, calibration_pairs
 ACTIVE_BEHAVIOURS = frozenset({"walking", "eating", "drinking", "exploring", "interacting"})
 BOUT_GAP_S = 15 * 60  # a lying bout survives a gap in tracking this long
 BOUT_MIN_S = 120  # shorter lying runs are classifier flicker, not bouts
+BOUT_BREAK_S = 60  # this long up (rows between lying rows) ends a bout
 CHUNK_DAYS = 14
 
 
@@ -62,7 +64,7 @@ def refresh_days_locked(
     """Re-derive the given days (of the given animals, or of every animal) from the current
     links, and the anomaly flags that depend on them; the caller holds the writer lock."""
     started = time.perf_counter()
-    config = config or DaysConfig()
+    config = config or DaysConfig(keyframes_per_day=record.settings.keyframes_per_day)
     wanted = sorted(set(days))
     animal_set = None if animals is None else set(animals)
     rows = 0
@@ -162,21 +164,8 @@ def weight_calibration(record: Record) -> WeightCalibration | None:
 
 
 def scale_weights(record: Record) -> pa.Table:
-    """Return the `weight` events in force (not superseded, not retracted)."""
-    events = (
-        record.table("events")
-        .to_lance()
-        .to_table(
-            columns=["event_id", "animal_id", "kind", "at", "value", "supersedes", "retracted"]
-        )
-    )
-    con = duckdb.connect()
-    con.register("e", events)
-    return con.sql(
-        "SELECT animal_id, \"at\", value FROM e WHERE kind = 'weight' "
-        "AND NOT coalesce(retracted, false) "
-        "AND event_id NOT IN (SELECT supersedes FROM e WHERE supersedes IS NOT NULL)"
-    ).to_arrow_table()
+    """Return (animal_id, at, value) of the `weight` events in force."""
+    return current_events(record, kind="weight").select(["animal_id", "at", "value"])
 
 
 def derive_figures(
@@ -278,15 +267,20 @@ def _lying_bouts(con: duckdb.DuckDBPyConnection, lying: list[str]) -> pa.Table:
     group = rows.column("g").to_numpy()
     ts = rows.column("ts").to_numpy()
     w = rows.column("w").to_numpy()
-    lying_rows = np.flatnonzero(np.asarray(rows.column("lying").to_numpy(zero_copy_only=False)))
+    is_lying = np.asarray(rows.column("lying").to_numpy(zero_copy_only=False), dtype=bool)
+    lying_rows = np.flatnonzero(is_lying)
     counts = np.zeros(keys.num_rows, dtype=np.int32)
     total_s = np.zeros(keys.num_rows)
     if len(lying_rows):
-        # Consecutive lying rows of one animal-day stay in one bout unless more than one
-        # non-lying row (the rows in between) or a long tracking gap separates them.
+        # Consecutive lying rows of one animal-day stay in one bout unless the rows between
+        # them (all non-lying) stand for a minute or more, or tracking lost the animal for
+        # long: a minute, not a row count, so thinned old rows give the same bouts.
+        not_lying_s = np.cumsum(np.where(is_lying, 0.0, w))
         nxt, prev = lying_rows[1:], lying_rows[:-1]
         breaks = (
-            (group[nxt] != group[prev]) | (nxt - prev - 1 >= 2) | (ts[nxt] - ts[prev] > BOUT_GAP_S)
+            (group[nxt] != group[prev])
+            | (not_lying_s[nxt - 1] - not_lying_s[prev] >= BOUT_BREAK_S)
+            | (ts[nxt] - ts[prev] > BOUT_GAP_S)
         )
         first = np.concatenate([[0], np.flatnonzero(breaks) + 1])
         last = np.concatenate([np.flatnonzero(breaks), [len(lying_rows) - 1]])

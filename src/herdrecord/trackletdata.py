@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord.assignment import PenDayTracklets, group_sum, normalise
+from herdrecord.assignment import PenDayTracklets
 from herdrecord.store import Record
 
 
@@ -60,19 +60,31 @@ class TrackletData:
 
 def load_tracklets(record: Record, pen_days: set[tuple[str, date]] | None) -> TrackletData:
     """Return the committed tracklets of the given pen-days (all when None), with features."""
-    columns = ["batch_id", "device_id", "track_id", "camera_id", "pen_id", "start", "end", "tag_id"]
+    columns = [
+        "batch_id",
+        "device_id",
+        "track_id",
+        "camera_id",
+        "pen_id",
+        "start",
+        "end",
+        "tag_id",
+        "descriptor",
+        "descriptor_weight",
+    ]
     tracklets = record.read_visible("tracklets", columns)
     day = pc.cast(pc.floor_temporal(tracklets.column("start"), unit="day"), pa.date32())
     tracklets = tracklets.append_column("day", day)
     if pen_days is not None:
-        wanted = pa.table(
-            {"pen_id": [p for p, _ in pen_days], "day": [d for _, d in pen_days]},
-            schema=pa.schema([("pen_id", pa.string()), ("day", pa.date32())]),
+        # A filter, not a join: Arrow's joins cannot carry the float16 descriptor column.
+        key = pc.binary_join_element_wise(
+            tracklets.column("pen_id"), pc.cast(tracklets.column("day"), pa.string()), "|"
         )
-        tracklets = tracklets.join(wanted, ["pen_id", "day"], join_type="inner")
+        wanted = pa.array([f"{pen}|{day.isoformat()}" for pen, day in pen_days], pa.string())
+        tracklets = tracklets.filter(pc.is_in(key, value_set=wanted))
     tracklets = tracklets.sort_by([("pen_id", "ascending"), ("start", "ascending")])
     batch_ids = pc.unique(tracklets.column("batch_id"))
-    descriptor, weight = _descriptors(record, tracklets, batch_ids)
+    descriptor, weight = _descriptors(record, tracklets)
     first_xy, last_xy = _endpoints(record, tracklets, batch_ids)
     return TrackletData(
         device_id=tracklets.column("device_id").to_pylist(),
@@ -118,33 +130,13 @@ def _row_index(tracklets: pa.Table, rows: pa.Table) -> np.ndarray:
     return np.asarray(joined.column("row").fill_null(-1).to_numpy(), dtype=np.int64)
 
 
-def _descriptors(
-    record: Record, tracklets: pa.Table, batch_ids: pa.Array
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return each tracklet's quality-weighted mean of unit sample embeddings, and its weight."""
+def _descriptors(record: Record, tracklets: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Return each tracklet's stored descriptor (n, d) float32 and its weight (n,)."""
     dim = record.embedder.dim
-    n = tracklets.num_rows
-    samples = (
-        record.table("samples")
-        .to_lance()
-        .to_table(
-            columns=["device_id", "track_id", "quality", "embedding"], filter=_in_batches(batch_ids)
-        )
-    )
-    owner = _row_index(tracklets, samples)
-    keep = owner >= 0
-    flat = samples.column("embedding").combine_chunks().flatten()
+    flat = tracklets.column("descriptor").combine_chunks().flatten()
     vectors = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
-    quality = np.asarray(samples.column("quality").to_numpy(), dtype=np.float32)
-    if not keep.all():
-        vectors, quality, owner = vectors[keep], quality[keep], owner[keep]
-    # Unit length times quality, in place: a run's samples are hundreds of MB as float32.
-    norms = np.sqrt(np.einsum("nd,nd->n", vectors, vectors)).astype(np.float32)
-    scale = np.asarray(quality / np.where(norms > 0, norms, np.float32(1)), dtype=np.float32)
-    vectors *= scale[:, None]
-    summed = group_sum(vectors, owner, n).astype(np.float32)
-    weight = np.bincount(owner, weights=quality, minlength=n)
-    return normalise(summed).astype(np.float32), weight
+    weight = np.asarray(tracklets.column("descriptor_weight").to_numpy(), dtype=np.float64)
+    return vectors, weight
 
 
 def _endpoints(

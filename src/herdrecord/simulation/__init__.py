@@ -11,14 +11,16 @@ from herdrecord.simulation.files import (
     write_batches,
     write_simulation,
 )
-from herdrecord.simulation.run import Simulation, iter_batches, simulate
+from herdrecord.simulation.run import DayOutput, Simulation, iter_batches, iter_days, simulate
 
 __all__ = [
+    "DayOutput",
     "Simulation",
     "SimulationConfig",
     "SimulationFiles",
     "batch_file_name",
     "iter_batches",
+    "iter_days",
     "simulate",
     "write_batch",
     "write_batches",

@@ -55,6 +55,26 @@ def iter_batches(config: SimulationConfig) -> Iterator[BatchDict]:
         yield from day_batches(day.edge, config)
 
 
+@dataclass(frozen=True)
+class DayOutput:
+    """One simulated day: its batches and the ground truth of its tracklets and animal-days."""
+
+    batches: list[BatchDict]
+    truth_tracklets: pa.Table
+    truth_days: pa.Table
+
+
+def iter_days(config: SimulationConfig) -> Iterator[DayOutput]:
+    """Yield each day's batches with their ground truth, one day in memory at a time (the
+    truth of a long run, without holding its batches)."""
+    for day in _days(build_world(config)):
+        yield DayOutput(
+            day_batches(day.edge, config),
+            truth.tracklets_table(day, config),
+            truth.days_table(day),
+        )
+
+
 def _days(world: World) -> Iterator[SimulatedDay]:
     """Yield the simulated days in order, carrying each device's track numbers over."""
     next_number = np.ones(world.config.n_pens, dtype=np.int64)

@@ -1,0 +1,99 @@
+"""Import of health and production events from a CSV file: all of its rows, or none."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from pathlib import Path
+
+from herdrecord.errors import InvalidInput
+from herdrecord.eventrules import EventInput, EventsRejected, parse_event
+from herdrecord.events import add_labelled_events
+from herdrecord.store import Record
+
+CSV_COLUMNS = (
+    "animal_id",
+    "kind",
+    "at",
+    "value",
+    "scale",
+    "code",
+    "note",
+    "author",
+    "unit",
+    "result",
+    "withdrawal_days",
+)
+CSV_REQUIRED = ("animal_id", "kind", "at", "author")
+
+
+def import_events_csv(record: Record, path: Path, *, now: datetime | None = None) -> list[str]:
+    """Store every event of a CSV file (header row, empty cell = null) or none of them."""
+    header, *rows = _csv_rows(_read_text(path), path)
+    names = _csv_header(header[1], path)
+    if not rows:
+        raise InvalidInput(f"{path}: no events below the header")
+    events: list[tuple[int, str, EventInput]] = []
+    problems: list[tuple[int, str]] = []
+    for ordinal, (line, cells) in enumerate(rows, start=1):
+        label = f"row {ordinal} (line {line}): "
+        if len(cells) != len(names):
+            problems.append((ordinal, f"{label}{len(cells)} cells; the header has {len(names)}"))
+            continue
+        data = {name: cell.strip() or None for name, cell in zip(names, cells, strict=True)}
+        try:
+            events.append((ordinal, label, parse_event(data)))
+        except EventsRejected as exc:
+            problems += [(ordinal, label + p) for p in exc.problems]
+    return add_labelled_events(record, events, problems, now=now)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such file") from None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise InvalidInput(f"{path}: cannot be read ({exc.strerror})") from None
+    if b"\x00" in data:
+        raise InvalidInput(f"{path}: holds NUL bytes, so it is not a CSV text file")
+    try:
+        return data.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InvalidInput(f"{path}: not UTF-8 text (line {line}); save it as CSV UTF-8") from None
+
+
+def _csv_rows(text: str, path: Path) -> list[tuple[int, list[str]]]:
+    """Return (first line, cells) of every row that is not blank."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows = []
+    line = 1
+    try:
+        for cells in reader:
+            if any(cell.strip() for cell in cells):
+                rows.append((line, cells))
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise InvalidInput(f"{path}: line {reader.line_num}: {exc}") from None
+    if not rows:
+        raise InvalidInput(f"{path}: empty; the first row must name the columns")
+    return rows
+
+
+def _csv_header(cells: list[str], path: Path) -> list[str]:
+    header = [cell.strip() for cell in cells]
+    unknown = [name for name in header if name not in CSV_COLUMNS]
+    if unknown:
+        raise InvalidInput(
+            f"{path}: unknown column(s) {', '.join(unknown)}; the columns are "
+            f"{', '.join(CSV_COLUMNS)}"
+        )
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise InvalidInput(f"{path}: column(s) {', '.join(repeated)} appear more than once")
+    missing = [name for name in CSV_REQUIRED if name not in header]
+    if missing:
+        raise InvalidInput(f"{path}: the header lacks the column(s) {', '.join(missing)}")
+    return header
