@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
+from herdrecord.query import data_dictionary, data_dictionary_markdown
 from herdrecord.schema import snapshot_files
+
+
+def all_snapshot_files() -> dict[str, str]:
+    """Return the generated content of `schemas/`: table and batch schemas, and the data
+    dictionary of the query views (Markdown for people, JSON for programs)."""
+    files = snapshot_files()
+    files["data-dictionary.md"] = data_dictionary_markdown()
+    dictionary = {
+        view: [asdict(column) for column in columns] for view, columns in data_dictionary().items()
+    }
+    files["data-dictionary.json"] = json.dumps(dictionary, indent=2) + "\n"
+    return files
 
 
 def write_snapshots(root: Path) -> list[Path]:
     """Write every snapshot file under `root`; return the paths written."""
     written = []
-    for name, text in snapshot_files().items():
+    for name, text in all_snapshot_files().items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

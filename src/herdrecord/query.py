@@ -1,0 +1,171 @@
+"""DuckDB over the record: documented views of the Lance tables, for people's questions.
+
+Each Lance table is registered with DuckDB as a dataset (the Arrow route), so a query's
+filters and column choices are pushed down into Lance and only the rows and columns it needs
+are read; the record is never copied. Vector columns (float16 embeddings, which DuckDB cannot
+read) are left out of every view. Rows of batches not yet in the ledger are hidden, as
+everywhere else.
+
+Views: `animals`, `tracklets` (with the current animal), `links` (the full decision history),
+`observations` (with the current animal), `days` (with `weight_est_kg` from the record's
+area -> weight calibration), `events` (in force), `events_history` (every row),
+`keyframes` (metadata, not the JPEG bytes), `batches` (the ledger), `pool` (exemplar
+metadata). Their columns are described in `schemas/data-dictionary.md`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import lance
+import pyarrow as pa
+
+from herdrecord.config import Settings
+from herdrecord.schema import table_schemas
+from herdrecord.store import Record, create_record
+from herdrecord.timeline import weight_calibration
+
+
+class TabularDataset(lance.LanceDataset):
+    """A Lance dataset that shows DuckDB only its non-vector columns (DuckDB 2.0 cannot
+    read Arrow float16); scans still push DuckDB's filters and projections into Lance."""
+
+    @property
+    def schema(self) -> pa.Schema:
+        """Return the dataset's schema without vector columns."""
+        full = super().schema
+        return pa.schema([f for f in full if not pa.types.is_fixed_size_list(f.type)])
+
+    def scanner(  # type: ignore[override]
+        self, columns: list[str] | None = None, **options: Any
+    ) -> lance.LanceScanner:
+        """Return a Lance scanner; by default over the non-vector columns only."""
+        return super().scanner(columns=columns or self.schema.names, **options)
+
+
+@dataclass(frozen=True)
+class ViewColumn:
+    """One column of a view, for the data dictionary."""
+
+    name: str
+    type: str
+    doc: str
+
+
+# Columns the views add to their tables' own, with what they mean.
+ADDED_COLUMNS: dict[str, dict[str, str]] = {
+    "tracklets": {
+        "animal_id": "current animal of the tracklet (its latest link); null when unknown",
+        "link_score": "similarity of the tracklet to that animal, cosine",
+        "link_method": "how the current link was decided: auto, tag, anchored, review",
+        "duration_s": "end - start, seconds",
+        "day": "UTC day of the start",
+    },
+    "observations": {
+        "animal_id": "current animal of the observation's tracklet; null when unknown",
+        "pen_id": "pen of the tracklet",
+        "day": "UTC day of the observation",
+    },
+    "days": {"weight_est_kg": "weight from standing area, kg (null without a calibration)"},
+    "keyframes": {"animal_id": "current animal of the keyframe's tracklet; null when unknown"},
+}
+
+_VIEW_SQL = {
+    "animals": "SELECT * FROM _animals",
+    "batches": "SELECT * FROM _batches",
+    "links": "SELECT * FROM _links",
+    "_current": (
+        "SELECT device_id, track_id, animal_id, score, method FROM _links "
+        "QUALIFY row_number() OVER (PARTITION BY device_id, track_id ORDER BY decided_at DESC) = 1"
+    ),
+    "_tracklet_pens": "SELECT device_id, track_id, pen_id FROM _tracklets",
+    "tracklets": (
+        "SELECT t.* EXCLUDE (batch_id), c.animal_id, c.score AS link_score, "
+        'c.method AS link_method, epoch(t."end") - epoch(t.start) AS duration_s, '
+        "CAST(timezone('UTC', t.start) AS DATE) AS day "
+        "FROM _tracklets t LEFT JOIN _current c USING (device_id, track_id) "
+        "WHERE t.batch_id IN (SELECT batch_id FROM _batches)"
+    ),
+    "observations": (
+        "SELECT o.* EXCLUDE (batch_id), c.animal_id, k.pen_id, "
+        "CAST(timezone('UTC', o.t) AS DATE) AS day "
+        "FROM _observations o JOIN _tracklet_pens k USING (device_id, track_id) "
+        "LEFT JOIN _current c USING (device_id, track_id) "
+        "WHERE o.batch_id IN (SELECT batch_id FROM _batches)"
+    ),
+    "keyframes": (
+        "SELECT k.* EXCLUDE (batch_id, jpeg), c.animal_id "
+        "FROM _keyframes k LEFT JOIN _current c USING (device_id, track_id) "
+        "WHERE k.batch_id IN (SELECT batch_id FROM _batches)"
+    ),
+    "events_history": "SELECT * FROM _events",
+    "events": (
+        "SELECT * EXCLUDE (retracted) FROM _events WHERE NOT coalesce(retracted, false) "
+        "AND event_id NOT IN (SELECT supersedes FROM _events WHERE supersedes IS NOT NULL)"
+    ),
+    "pool": "SELECT * FROM _pool",
+    "days": (
+        "SELECT *, CAST(round(exp($intercept + $slope * ln(area_px)), 1) AS FLOAT) "
+        "AS weight_est_kg FROM _days"
+    ),
+}
+VIEWS: tuple[str, ...] = tuple(name for name in _VIEW_SQL if not name.startswith("_"))
+
+
+def connect(record: Record) -> duckdb.DuckDBPyConnection:
+    """Return an in-memory DuckDB connection with the record's views."""
+    con = duckdb.connect()
+    for name in sorted(record.db.list_tables(limit=10_000).tables):
+        dataset = record.table(name).to_lance()
+        con.register(f"_{name}", TabularDataset(dataset.uri, version=dataset.version))
+    calibration = weight_calibration(record)
+    for name, sql in _VIEW_SQL.items():
+        if name == "days":
+            # A view cannot take parameters: the fit's two numbers are written into it.
+            intercept = calibration.intercept if calibration else "NULL"
+            slope = calibration.slope if calibration else "NULL"
+            sql = sql.replace("$intercept", f"{intercept}").replace("$slope", f"{slope}")
+        con.sql(f"CREATE VIEW {name} AS {sql}")
+    return con
+
+
+def data_dictionary(dim: int = 384) -> dict[str, list[ViewColumn]]:
+    """Return every view's columns (name, DuckDB type, meaning), from the table schemas."""
+    docs = {
+        (table, field.name): (field.metadata or {}).get(b"doc", b"").decode()
+        for table, schema in table_schemas(dim).items()
+        for field in schema
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        record = create_record(str(Path(tmp) / "empty"), Settings(), embedder_dim=dim)
+        con = connect(record)
+        result: dict[str, list[ViewColumn]] = {}
+        for view in VIEWS:
+            table = "events" if view == "events_history" else view
+            added = ADDED_COLUMNS.get(view, {})
+            result[view] = [
+                ViewColumn(str(name), str(type_), added.get(name) or docs.get((table, name), ""))
+                for name, type_, *_ in con.sql(f"DESCRIBE {view}").fetchall()
+            ]
+        con.close()
+    return result
+
+
+def data_dictionary_markdown(dim: int = 384) -> str:
+    """Return the data dictionary as Markdown, one table per view."""
+    lines = [
+        "# Data dictionary",
+        "",
+        "The views `herdrecord query`, `herdrecord sql` and the Parquet export show, with every",
+        "column's type and meaning. Times are UTC; `_px` columns are pixels of the camera frame.",
+        "Generated from `src/herdrecord/schema.py` and `src/herdrecord/query.py` by",
+        "`make schemas`; do not edit by hand.",
+    ]
+    for view, columns in data_dictionary(dim).items():
+        lines += ["", f"## `{view}`", "", "| column | type | meaning |", "|---|---|---|"]
+        lines += [f"| `{c.name}` | {c.type} | {c.doc} |" for c in columns]
+    return "\n".join(lines) + "\n"
