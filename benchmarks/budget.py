@@ -1,8 +1,10 @@
 """Benchmark the storage budget: a simulated year of a barn, with and without retention.
 
-A barn (default 20 pigs in 2 pens, arrivals replacing the pigs sold, 365 days, edge rates:
-an observation every 30 s, a sample every 10 min, 1-2 JPEG keyframes per tracklet) is
-delivered day by day, as the edge does, to two records side by side in the same run:
+A breeding herd (default 20 sows in 2 pens, present all year through heats, inseminations,
+pregnancies, farrowings and weanings; 365 days at edge rates: an observation every 30 s, a
+sample every 10 min, 1-2 JPEG keyframes per tracklet) is delivered day by day, as the edge
+does, to two records side by side in the same run (sows, because growers are sold within
+about 100 days and a year of the same animals is what the budget is about):
 
   retained   the default retention tiers, applied as each day closes;
   raw        retention off: every row the edge sent is kept (the baseline).
@@ -78,7 +80,16 @@ def main() -> None:
 
 def run(animals: int, pens: int, days: int, seed: int, work: Path) -> dict[str, object]:
     """Deliver the simulated year to both records; measure bytes and identity accuracy."""
-    config = SimulationConfig(animals=animals, pens=pens, days=days, seed=seed)
+    config = SimulationConfig(
+        animals=0,
+        pens=1,
+        breeding=True,
+        sows=animals,
+        sow_pens=pens,
+        arrival_rate_per_day=0.0,
+        days=days,
+        seed=seed,
+    )
     records = {
         "retained": create_record(str(work / "retained"), Settings(keep_versions_days=0)),
         "raw": create_record(
@@ -113,7 +124,7 @@ def run(animals: int, pens: int, days: int, seed: int, work: Path) -> dict[str, 
         relink_all(record)
         relinked[name] = _idf1(record, true_tracklets)
     return {
-        "data": {"animals_at_start": animals, "pens": pens, "days": days, "seed": seed},
+        "data": {"sows": animals, "pens": pens, "days": days, "seed": seed},
         "seconds_ingest_and_link": {n: round(s, 1) for n, s in seconds.items()},
         "tables": {name: _tables(report) for name, report in budgets.items()},
         "summary": {
@@ -193,8 +204,8 @@ def write_readme_table(result: dict[str, object]) -> None:
     assert isinstance(data, dict)
     lines = [
         "<!-- budget:start -->",
-        f"A simulated year: {data['animals_at_start']} pigs in {data['pens']} pens (arrivals "
-        f"replace sales), {data['days']} days at edge rates, delivered day by day.",
+        f"A simulated year: {data['sows']} sows in {data['pens']} pens, {data['days']} days at "
+        "edge rates, delivered day by day.",
         "",
         "| | retained (default tiers) | raw (no retention) |",
         "|---|---:|---:|",

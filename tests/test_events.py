@@ -50,12 +50,13 @@ def add_animal(
     merged_into: str | None = None,
     birth_date: date | None = None,
     pen_id: str = "pen-1",
+    tag_id: str | None = None,
 ) -> None:
     """Append one animal row, as enrolment would."""
     row = {
         "animal_id": animal_id,
         "display_name": None,
-        "tag_id": None,
+        "tag_id": tag_id,
         "species": "pig",
         "sex": "female",
         "birth_date": birth_date,
@@ -366,6 +367,25 @@ def test_csv_import_stores_every_row(herd: Record, tmp_path: Path) -> None:
     assert rows[0]["note"] == "stiff, left hind" and rows[0]["code"] is None
     assert rows[1]["withdrawal_days"] == 28 and rows[1]["unit"] == "ml"
     assert (rows[2]["value"], rows[2]["result"], rows[2]["unit"]) == (14, "12", "head")
+
+
+def test_csv_rows_may_name_animals_by_their_ear_tag(herd: Record, tmp_path: Path) -> None:
+    add_animal(herd, "A4", tag_id="TAG-0004")
+    csv_file = tmp_path / "events.csv"
+    csv_file.write_text(
+        "tag_id,animal_id,kind,at,value,author\n"
+        + f"TAG-0004,,weight,{AT},101.5,scale\n"
+        + f",A2,weight,{AT},99,scale\n"
+    )
+    import_events_csv(herd, csv_file, now=NOW)
+    rows = current_events(herd, kind="weight").to_pylist()
+    assert sorted((r["animal_id"], r["value"]) for r in rows) == [("A2", 99.0), ("A4", 101.5)]
+    csv_file.write_text(f"tag_id,kind,at,value,author\nTAG-9999,weight,{AT},101.5,scale\n")
+    with pytest.raises(EventsRejected, match="no animal in the record carries TAG-9999"):
+        import_events_csv(herd, csv_file, now=NOW)
+    csv_file.write_text(f"kind,at,value,author\nweight,{AT},101.5,scale\n")
+    with pytest.raises(InvalidInput, match=r"lacks the column\(s\) animal_id \(or tag_id\)"):
+        import_events_csv(herd, csv_file, now=NOW)
 
 
 def test_a_csv_with_one_bad_row_stores_nothing_and_names_the_row(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput
@@ -51,3 +55,67 @@ def prepare_demo(
         truth_dir=files.truth_dir,
         batches=len(simulation.batches),
     )
+
+
+def write_farm_events(truth_dir: Path, record: Record, out: Path) -> tuple[Path, int]:
+    """Write the simulator's health and production events as the farm's management software
+    would export them (a CSV keyed by ear tag) for the animals whose tag the record has read;
+    return the file and how many events were left out for tags not seen."""
+    events = pq.read_table(truth_dir / "events.parquet")
+    animals = pq.read_table(truth_dir / "animals.parquet")
+    tag_of = dict(
+        zip(
+            animals.column("animal_id").to_pylist(),
+            animals.column("tag_id").to_pylist(),
+            strict=True,
+        )
+    )
+    known = set(
+        record.table("animals").to_lance().to_table(columns=["tag_id"]).column("tag_id").to_pylist()
+    )
+    rows, left_out = [], 0
+    for event in events.to_pylist():
+        row = _farm_row(event, tag_of[event["animal_id"]])
+        if row is None:
+            continue
+        if row["tag_id"] not in known:
+            left_out += 1
+            continue
+        rows.append(row)
+    with out.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(FARM_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out, left_out
+
+
+FARM_COLUMNS = ("tag_id", "kind", "at", "value", "scale", "code", "note", "author", "result")
+
+
+def _farm_row(event: dict[str, object], tag: str) -> dict[str, object] | None:
+    """Return one simulator event as a farm CSV row (None for kinds a farm does not record)."""
+    kind = str(event["kind"])
+    if kind == "arrival":
+        return None  # the animal's first day in the record is its arrival
+    at = event["at"]
+    assert isinstance(at, datetime)
+    row: dict[str, object] = {
+        "tag_id": tag,
+        "kind": kind,
+        "at": at.isoformat(),
+        "value": event["value"],
+        "scale": event["scale"],
+        "code": event["code"],
+        "note": event["note"],
+        "author": event["author"] or "farm",
+        "result": None,
+    }
+    if kind == "death":
+        row["value"] = None  # the simulator's carcass weight; the event records the cause
+    elif kind == "pregnancy_check":
+        row.update(
+            value=None, code=None, result="positive" if event["code"] == "POS" else "negative"
+        )
+    elif kind == "farrowing":
+        row.update(result=event["note"], note=None)
+    return row

@@ -14,6 +14,7 @@ from herdrecord.store import Record
 
 CSV_COLUMNS = (
     "animal_id",
+    "tag_id",
     "kind",
     "at",
     "value",
@@ -25,15 +26,19 @@ CSV_COLUMNS = (
     "result",
     "withdrawal_days",
 )
-CSV_REQUIRED = ("animal_id", "kind", "at", "author")
+CSV_REQUIRED = ("kind", "at", "author")  # and animal_id or tag_id
 
 
 def import_events_csv(record: Record, path: Path, *, now: datetime | None = None) -> list[str]:
-    """Store every event of a CSV file (header row, empty cell = null) or none of them."""
+    """Store every event of a CSV file (header row, empty cell = null) or none of them.
+
+    Rows name their animal by `animal_id`, or by `tag_id` (the ear tag or RFID a farm's
+    management software knows it by), resolved to the animal the record links to that tag."""
     header, *rows = _csv_rows(_read_text(path), path)
     names = _csv_header(header[1], path)
     if not rows:
         raise InvalidInput(f"{path}: no events below the header")
+    tagged = _animals_by_tag(record) if "tag_id" in names else {}
     events: list[tuple[int, str, EventInput]] = []
     problems: list[tuple[int, str]] = []
     for ordinal, (line, cells) in enumerate(rows, start=1):
@@ -42,6 +47,12 @@ def import_events_csv(record: Record, path: Path, *, now: datetime | None = None
             problems.append((ordinal, f"{label}{len(cells)} cells; the header has {len(names)}"))
             continue
         data = {name: cell.strip() or None for name, cell in zip(names, cells, strict=True)}
+        tag = data.pop("tag_id", None)
+        if tag is not None and data.get("animal_id") is None:
+            if tag not in tagged:
+                problems.append((ordinal, f"{label}tag_id: no animal in the record carries {tag}"))
+                continue
+            data["animal_id"] = tagged[tag]
         try:
             events.append((ordinal, label, parse_event(data)))
         except EventsRejected as exc:
@@ -94,6 +105,22 @@ def _csv_header(cells: list[str], path: Path) -> list[str]:
     if repeated:
         raise InvalidInput(f"{path}: column(s) {', '.join(repeated)} appear more than once")
     missing = [name for name in CSV_REQUIRED if name not in header]
+    if "animal_id" not in header and "tag_id" not in header:
+        missing.insert(0, "animal_id (or tag_id)")
     if missing:
         raise InvalidInput(f"{path}: the header lacks the column(s) {', '.join(missing)}")
     return header
+
+
+def _animals_by_tag(record: Record) -> dict[str, str]:
+    """Return tag -> animal for the animals that carry a tag (merged ones left out)."""
+    animals = (
+        record.table("animals")
+        .to_lance()
+        .to_table(columns=["animal_id", "tag_id", "status"], filter="tag_id IS NOT NULL")
+    )
+    return {
+        row["tag_id"]: row["animal_id"]
+        for row in sorted(animals.to_pylist(), key=lambda r: r["status"] == "active")
+        if row["status"] != "merged"
+    }
