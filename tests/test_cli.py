@@ -148,6 +148,17 @@ def test_identity_commands_work_end_to_end(tmp_path: Path) -> None:
     } <= set(tracklets.column_names)
     assert tracklets.num_rows == sim.truth_tracklets.num_rows
     assert pq.read_table(out / "animals").num_rows >= 8
-    assert b"herdrecord.embedder" in (
-        pq.read_schema(out / "tracklets" / "part-0.parquet").metadata or {}
-    )
+    first_file = sorted((out / "tracklets").glob("month=*/*.parquet"))[0]
+    assert b"herdrecord.embedder" in (pq.read_schema(first_file).metadata or {})
+
+
+def test_demo_builds_a_record_with_days_and_farm_events(tmp_path: Path) -> None:
+    demo_dir = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", str(demo_dir), "--animals", "6", "--days", "2"])
+    assert result.exit_code == 0, result.output
+    assert "imported" in result.output and "farm events" in result.output
+    record = demo_dir / "record"
+    result = runner.invoke(app, ["days", str(record)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["event", "list", str(record), "--kind", "weight"])
+    assert result.exit_code == 0 and "weight" in result.output

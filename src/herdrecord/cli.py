@@ -268,7 +268,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
     """Simulate a small herd, ingest it into a fresh record with progress, and show it."""
-    from herdrecord.demo import prepare_demo
+    from herdrecord.demo import prepare_demo, write_farm_events
+    from herdrecord.eventcsv import import_events_csv
 
     with console.status(f"simulating {animals} animals for {days} days"):
         prepared = prepare_demo(path, animals=animals, days=days, seed=seed, settings=_settings())
@@ -279,9 +280,19 @@ def demo(
     report = ingest_with_progress(prepared.record, [str(prepared.batches_dir)])
     _print_report(report)
     _link_after_ingest(prepared.record)
+    farm_csv, left_out = write_farm_events(
+        prepared.truth_dir, prepared.record, prepared.batches_dir.parent / "farm-events.csv"
+    )
+    stored = import_events_csv(prepared.record, farm_csv)
+    console.print(
+        f"imported {len(stored)} farm events (scale weights, lameness scores, diagnoses, "
+        f"treatments, moves, sales) from {farm_csv}, matched by ear tag"
+        + (f"; {left_out} of animals whose tag was never read left out" if left_out else "")
+    )
     info(prepared.record.path)
     console.print(
-        f"next: [bold]herdrecord info {prepared.record.path}[/], or ingest the same batches "
+        f"next: [bold]herdrecord timeline {prepared.record.path} P00001 --plot p1.png[/], "
+        f"[bold]herdrecord budget {prepared.record.path}[/], or ingest the same batches "
         "again to see them reported as duplicates"
     )
 
@@ -292,4 +303,12 @@ def main() -> None:
 
 
 # The identity commands live in their own module and register themselves on `app`.
-from herdrecord import cli_budget, cli_events, cli_review, cli_timeline  # noqa: E402, F401
+from herdrecord import (  # noqa: E402, F401
+    cli_budget,
+    cli_events,
+    cli_export,
+    cli_query,
+    cli_review,
+    cli_sql,
+    cli_timeline,
+)

@@ -1,15 +1,13 @@
-"""Commands about identities: link, animals, review, history, export."""
+"""Commands about identities: link, animals, review, history."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from herdrecord.cli import RecordPath, app, console, open_from_cli
-from herdrecord.export import export_parquet
 from herdrecord.linking import LinkReport, link_pending, relink_all
 from herdrecord.review import (
     ReviewOutcome,
@@ -193,14 +191,3 @@ def history_command(path: RecordPath, animal: Animal) -> None:
             "yes" if e.current else "",
         )
     console.print(table)
-
-
-@app.command(name="export")
-def export_command(
-    path: RecordPath,
-    out: Annotated[Path, typer.Option(help="New directory to write the Parquet datasets into.")],
-) -> None:
-    """Export tracklets (with their current animal) and animals as Parquet."""
-    result = export_parquet(open_from_cli(path), out)
-    for name, file in result.files.items():
-        console.print(f"{name}: {result.rows[name]:,} rows → {file}")

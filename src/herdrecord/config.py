@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -119,3 +121,56 @@ class Settings(BaseSettings):
         description="Days all keyframes are kept; older ones are thinned to those the "
         "animal-days chose.",
     )
+    sql_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        description="Seconds one `herdrecord sql` query may run; its process is then stopped "
+        "and the query fails.",
+    )
+    sql_memory_limit: str = Field(
+        default="1GB",
+        description="Memory one `herdrecord sql` query may use, in DuckDB's syntax (512MB, "
+        "2GiB; at least 64MB); nothing spills to disk, so a query that needs more fails.",
+    )
+    sql_max_rows: int = Field(
+        default=100_000,
+        gt=0,
+        description="Most rows one `herdrecord sql` query returns; a longer result is cut "
+        "there, with a notice.",
+    )
+    sql_threads: int = Field(
+        default=4,
+        gt=0,
+        le=1024,
+        description="Threads DuckDB may use for one `herdrecord sql` query.",
+    )
+
+    @field_validator("sql_memory_limit")
+    @classmethod
+    def _memory_size(cls, value: str) -> str:
+        """Accept a DuckDB memory size of at least 64 MB; return it without spaces around."""
+        if memory_bytes(value) < 64 * 10**6:
+            raise ValueError(f"{value!r} is below the minimum, 64MB")
+        return value.strip()
+
+
+_MEMORY_UNITS = {
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def memory_bytes(text: str) -> int:
+    """Return the bytes of a DuckDB memory size such as 512MB or 2GiB (ValueError if not one)."""
+    # DuckDB itself is looser (it reads '-1GB' as 16 EiB), so sizes are checked here.
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*", text)
+    unit = found.group(2).lower() if found else ""
+    if not found or unit not in _MEMORY_UNITS:
+        raise ValueError(f"{text!r} is not a memory size: expected e.g. 512MB, 1GB or 2GiB")
+    return int(float(found.group(1)) * _MEMORY_UNITS[unit])

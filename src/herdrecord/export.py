@@ -1,72 +1,386 @@
-"""Parquet export for outcome studies: tracklets with their current animal, and animals."""
+"""Parquet export for outcome studies: the record's views as hive-partitioned Parquet with
+their provenance in every file, the data dictionary and a manifest beside them.
+
+An export directory:
+
+    animals/animals.parquet                                 all, or those the export mentions
+    tracklets/month=2026-09/tracklets-2026-09.parquet       one file per table and month
+    links/ days/ events/ events_history/                    likewise
+    observations/ keyframes/ descriptors/                   when asked for
+    data-dictionary.md                                      every column's type and meaning
+    manifest.json                                           tables, files, rows, filters, provenance
+
+A time-based table is split by the month of its own time column (tracklets `start`,
+observations and keyframes `t`, days `day`, events `at`; links and descriptors go with their
+tracklet's day); pyarrow, pandas, polars and DuckDB read a table's directory with `month` as
+a column. Each table is filtered on its own time column, so an observation just inside the
+window may belong to a tracklet that started just before it. Chosen animals include the ids
+merged into them; with any filter, `animals` holds the chosen animals and every animal an
+exported row mentions. A table without rows has no files (the manifest lists it with none).
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
-from dataclasses import dataclass
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
-import pyarrow.parquet as pq
+import pyarrow as pa
 
 from herdrecord import __version__
-from herdrecord.errors import InvalidInput
-from herdrecord.links import current_links
-from herdrecord.schema import tabular_columns
+from herdrecord.errors import HerdrecordError, InvalidInput, UnknownAnimal
+from herdrecord.exporttables import (
+    EXPORT_COLUMNS,
+    TIME_TABLES,
+    ExportedFile,
+    ExportedTable,
+    column_docs,
+    create_export_views,
+    month_rows,
+    months_of,
+    write_part,
+)
+from herdrecord.query import connect, data_dictionary_markdown
 from herdrecord.store import Record
+
+MANIFEST_FORMAT = "herdrecord-export/1"
+
+
+@dataclass(frozen=True)
+class ExportFilters:
+    """Which rows an export holds: a window of UTC days, and listed animals or a cohort's."""
+
+    first_day: date | None = None  # inclusive, UTC
+    last_day: date | None = None  # inclusive, UTC
+    animal_ids: tuple[str, ...] | None = None
+    cohort: str | None = None  # a named query of herdrecord.cohorts
+    cohort_params: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.first_day and self.last_day and self.first_day > self.last_day:
+            raise InvalidInput(
+                f"from {self.first_day} is after to {self.last_day}: the window is empty"
+            )
+        if self.animal_ids is not None and self.cohort is not None:
+            raise InvalidInput("choose animals by a list or by a cohort, not both")
+        if self.animal_ids is not None and not self.animal_ids:
+            raise InvalidInput("the list of animals is empty; give at least one animal id")
+        if self.cohort_params and self.cohort is None:
+            raise InvalidInput("cohort parameters were given without a cohort")
+
+    def to_json(self) -> dict[str, object]:
+        """Return the filters as JSON-able values (null: not filtered)."""
+        return {
+            "from": self.first_day.isoformat() if self.first_day else None,
+            "to": self.last_day.isoformat() if self.last_day else None,
+            "animals": list(self.animal_ids) if self.animal_ids is not None else None,
+            "cohort": (
+                {"name": self.cohort, "params": dict(self.cohort_params)} if self.cohort else None
+            ),
+        }
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Which optional tables an export adds."""
+
+    observations: bool = False
+    keyframes: bool = False  # with the JPEG bytes
+    embeddings: bool = False  # tracklet descriptors as float32, with the embedder
+
+
+@dataclass(frozen=True)
+class ExportProgress:
+    """How far the export of one table is: files written of its months."""
+
+    table: str
+    done: int
+    total: int
+    rows: int
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    """Files written by an export and their row counts."""
+    """What an export wrote."""
 
     out_dir: Path
-    files: dict[str, Path]
-    rows: dict[str, int]
+    tables: dict[str, ExportedTable]
+    seconds: float
+
+    @property
+    def files(self) -> int:
+        """Return the number of Parquet files."""
+        return sum(len(t.files) for t in self.tables.values())
+
+    @property
+    def size_bytes(self) -> int:
+        """Return the bytes of the Parquet files."""
+        return sum(t.size_bytes for t in self.tables.values())
 
 
-def export_parquet(record: Record, out_dir: Path) -> ExportResult:
-    """Write `tracklets/` and `animals/` Parquet datasets under `out_dir`."""
-    if out_dir.exists() and any(out_dir.iterdir()):
+def export_parquet(
+    record: Record,
+    out_dir: Path,
+    filters: ExportFilters | None = None,
+    options: ExportOptions | None = None,
+    on_progress: Callable[[ExportProgress], None] | None = None,
+) -> ExportResult:
+    """Export the record's tables, filtered, as Parquet under the new or empty `out_dir`."""
+    started = time.monotonic()
+    filters = filters or ExportFilters()
+    options = options or ExportOptions()
+    out_dir = out_dir.expanduser().resolve()
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise InvalidInput(f"{out_dir} exists and is not empty; choose a new directory")
-    con = duckdb.connect()
-    columns = tabular_columns(record.table("tracklets").schema)
-    con.register("t", record.read_visible("tracklets", columns))
-    con.register("l", current_links(record))
-    tracklets = con.sql(
-        """
-        SELECT t.farm_id, t.device_id, t.track_id, t.camera_id, t.pen_id, t.start, t."end",
-               t.tag_id, l.animal_id, l.score AS link_score, l.margin AS link_margin,
-               l.method AS link_method, l.decided_at AS linked_at
-        FROM t LEFT JOIN l USING (device_id, track_id)
-        ORDER BY t.start, t.device_id, t.track_id
-        """
-    ).to_arrow_table()
-    animals = record.table("animals").to_lance().to_table().sort_by("animal_id")
-    provenance = _provenance(record)
-    files = {}
-    rows = {}
-    for name, table in (("tracklets", tracklets), ("animals", animals)):
-        folder = out_dir / name
-        folder.mkdir(parents=True)
-        path = folder / "part-0.parquet"
-        pq.write_table(table.replace_schema_metadata(provenance), path, compression="zstd")
-        files[name] = path
-        rows[name] = table.num_rows
-    return ExportResult(out_dir, files, rows)
+    selected = selected_animals(record, filters)
+    info = provenance(record, filters.to_json(), datetime.now(UTC))
+    # Files are written beside the target and moved in at the end: a failed export leaves
+    # nothing that looks like a finished one.
+    staging = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    filtered = filters != ExportFilters()
+    dim = record.embedder.dim
+    docs = column_docs(dim)
+    try:
+        con = connect(record)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            create_export_views(con, filters.first_day, filters.last_day, selected)
+            tables = _write_time_tables(record, con, staging, info, docs, options, on_progress)
+            kept = _mentioned_animals(con, tables, selected) if filtered else None
+            animals = _write_animals(con, staging, info, docs["animals"], kept, on_progress)
+            tables = {"animals": animals, **tables}
+        finally:
+            con.close()
+        write_dictionary(staging, dim)
+        write_manifest(staging, info, tables.values())
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        out_dir.rmdir()
+    staging.rename(out_dir)
+    return ExportResult(out_dir, tables, time.monotonic() - started)
 
 
-def _provenance(record: Record) -> dict[str, str]:
-    """Return the metadata that tells what an exported file is."""
+def selected_animals(record: Record, filters: ExportFilters) -> tuple[str, ...] | None:
+    """Return the animals the filters choose (None: all), with those merged into them."""
+    if filters.cohort is not None:
+        chosen = _cohort_animals(record, filters.cohort, filters.cohort_params)
+    elif filters.animal_ids is not None:
+        chosen = list(dict.fromkeys(filters.animal_ids))
+    else:
+        return None
+    animals = record.table("animals").to_lance().to_table(columns=["animal_id", "merged_into"])
+    merged_into = dict(
+        zip(animals["animal_id"].to_pylist(), animals["merged_into"].to_pylist(), strict=True)
+    )
+    unknown = [a for a in chosen if a not in merged_into]
+    if len(unknown) == 1:
+        raise UnknownAnimal(unknown[0])
+    if unknown:
+        raise InvalidInput(
+            f"no animals {', '.join(unknown)} in the record — `herdrecord animals` lists them"
+        )
+    # An animal's past includes the ids merged into it (events stay under the old id).
+    result = set(chosen)
+    while grown := {a for a, into in merged_into.items() if into in result} - result:
+        result |= grown
+    return tuple(sorted(result))
+
+
+def _cohort_animals(record: Record, name: str, params: Mapping[str, str]) -> list[str]:
+    """Return the animals of the named cohort query (herdrecord.cohorts)."""
+    try:
+        cohorts: Any = importlib.import_module("herdrecord.cohorts")
+    except ModuleNotFoundError as exc:
+        if exc.name != "herdrecord.cohorts":
+            raise
+        raise InvalidInput(
+            "named cohorts are not available in this herdrecord (no herdrecord.cohorts); "
+            "list the animals with --animals instead"
+        ) from None
+    table: pa.Table = cohorts.run_query(record, name, dict(params))
+    if "animal_id" not in table.column_names:
+        raise HerdrecordError(f"cohort {name!r} returned no animal_id column; cannot export it")
+    return sorted({str(a) for a in table.column("animal_id").to_pylist() if a is not None})
+
+
+def _write_time_tables(
+    record: Record,
+    con: duckdb.DuckDBPyConnection,
+    root: Path,
+    info: Mapping[str, object],
+    docs: Mapping[str, Mapping[str, str]],
+    options: ExportOptions,
+    on_progress: Callable[[ExportProgress], None] | None,
+) -> dict[str, ExportedTable]:
+    """Write the time-based tables, one file per month of each."""
+    optional = {
+        "observations": options.observations,
+        "keyframes": options.keyframes,
+        "descriptors": options.embeddings,
+    }
+    tables: dict[str, ExportedTable] = {}
+    for table in TIME_TABLES:
+        if not optional.get(table.name, True):
+            continue
+        months = months_of(con, table)
+        files: list[ExportedFile] = []
+        _report(on_progress, table.name, files, len(months))
+        for month in months:
+            part = write_part(
+                root,
+                f"{table.name}/month={month}/{table.name}-{month}.parquet",
+                month_rows(record, con, table, month),
+                file_metadata(info, table.name),
+                docs[table.name],
+            )
+            files += [part] if part else []
+            _report(on_progress, table.name, files, len(months))
+        tables[table.name] = ExportedTable(table.name, "month", tuple(files))
+    return tables
+
+
+def _write_animals(
+    con: duckdb.DuckDBPyConnection,
+    root: Path,
+    info: Mapping[str, object],
+    docs: Mapping[str, str],
+    animal_ids: list[str] | None,
+    on_progress: Callable[[ExportProgress], None] | None,
+) -> ExportedTable:
+    """Write the animals with the given ids (None: all) into one file."""
+    _report(on_progress, "animals", [], 1)
+    where = ""
+    if animal_ids is not None:
+        con.register("_export_animals", pa.table({"animal_id": pa.array(animal_ids, pa.string())}))
+        where = "WHERE animal_id IN (SELECT animal_id FROM _export_animals)"
+    part = write_part(
+        root,
+        "animals/animals.parquet",
+        con.sql(f"SELECT * FROM animals {where} ORDER BY animal_id").to_arrow_reader(),
+        file_metadata(info, "animals"),
+        docs,
+    )
+    animals = ExportedTable("animals", None, (part,) if part else ())
+    _report(on_progress, "animals", list(animals.files), 1)
+    return animals
+
+
+def _mentioned_animals(
+    con: duckdb.DuckDBPyConnection, tables: Iterable[str], selected: tuple[str, ...] | None
+) -> list[str]:
+    """Return the animals chosen and those the exported tables mention, with the animals
+    merged ones went into, so that every animal id in the export is described."""
+    views = [t.view for t in TIME_TABLES if t.name in tables and t.name != "descriptors"]
+    sql = " UNION ".join(f"SELECT animal_id FROM {view}" for view in views)
+    ids = {a for (a,) in con.sql(sql).fetchall() if a is not None} | set(selected or ())
+    merged_into = dict(con.sql("SELECT animal_id, merged_into FROM animals").fetchall())
+    while grown := {merged_into.get(a) for a in ids} - ids - {None}:
+        ids |= {str(a) for a in grown}
+    return sorted(ids)
+
+
+def provenance(record: Record, filters: Mapping[str, object], now: datetime) -> dict[str, object]:
+    """Return what an export is: versions, farm, embedder, vocabulary, time and filters."""
     embedder = record.embedder
     return {
-        "herdrecord.version": __version__,
-        "herdrecord.schema_version": str(record.schema_version),
-        "herdrecord.farm_id": record.farm_id,
-        "herdrecord.embedder": json.dumps(
-            {"name": embedder.name, "dim": embedder.dim, "metric": embedder.metric}
-        ),
+        "herdrecord_version": __version__,
+        "schema_version": record.schema_version,
+        "farm_id": record.farm_id,
+        "embedder": {"name": embedder.name, "dim": embedder.dim, "metric": embedder.metric},
+        "behaviours": list(record.behaviours),
+        "exported_at": now.isoformat(timespec="seconds"),
+        "filters": dict(filters),
     }
 
 
-__all__ = ["ExportResult", "export_parquet"]
+def file_metadata(info: Mapping[str, object], table: str) -> dict[str, str]:
+    """Return one file's key-value metadata: `herdrecord.<key>`, JSON where not text."""
+    names = {"herdrecord_version": "version"}
+    metadata = {
+        f"herdrecord.{names.get(k, k)}": v if isinstance(v, str) else json.dumps(v)
+        for k, v in info.items()
+    }
+    return {**metadata, "herdrecord.table": table}
+
+
+def write_manifest(root: Path, info: Mapping[str, object], tables: Iterable[ExportedTable]) -> Path:
+    """Write `manifest.json`: provenance, filters, and every table's files and rows."""
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        **info,
+        "tables": {
+            table.name: {
+                "rows": table.rows,
+                "partitioning": table.partitioning,
+                "files": [
+                    {"path": f.path, "rows": f.rows, "size_bytes": f.size_bytes}
+                    for f in table.files
+                ],
+            }
+            for table in tables
+        },
+    }
+    path = root / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+def write_dictionary(root: Path, dim: int) -> Path:
+    """Write `data-dictionary.md`: the views' columns, then what the export adds."""
+    lines = [
+        "",
+        "## The export",
+        "",
+        "An export holds `animals/animals.parquet` and, for each time-based table, one file",
+        "per month: `TABLE/month=YYYY-MM/TABLE-YYYY-MM.parquet` (hive partitioning: readers",
+        "show `month` as a column). `links` holds the decisions about the exported tracklets,",
+        "`events` the events in force, `events_history` every row; `descriptors` (one row per",
+        f"exported tracklet: `device_id`, `track_id`, `day`, `descriptor` FLOAT[{dim}]) comes",
+        "with --with-embeddings. Columns the export adds to the views above:",
+        "",
+        "| table | column | meaning |",
+        "|---|---|---|",
+        *(
+            f"| `{table}` | `{column}` | {doc} |"
+            for table, columns in EXPORT_COLUMNS.items()
+            for column, doc in columns.items()
+        ),
+    ]
+    path = root / "data-dictionary.md"
+    path.write_text(data_dictionary_markdown(dim) + "\n".join(lines) + "\n")
+    return path
+
+
+def _report(
+    on_progress: Callable[[ExportProgress], None] | None,
+    table: str,
+    files: list[ExportedFile],
+    total: int,
+) -> None:
+    if on_progress is not None:
+        on_progress(ExportProgress(table, len(files), total, sum(f.rows for f in files)))
+
+
+__all__ = [
+    "ExportFilters",
+    "ExportOptions",
+    "ExportProgress",
+    "ExportResult",
+    "ExportedFile",
+    "ExportedTable",
+    "export_parquet",
+    "file_metadata",
+    "provenance",
+    "selected_animals",
+]

@@ -1,0 +1,121 @@
+"""The `export` command: Parquet for outcome studies, with progress per table."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+from herdrecord.cli import RecordPath, app, console, errors, open_from_cli
+from herdrecord.errors import InvalidInput
+from herdrecord.export import (
+    ExportFilters,
+    ExportOptions,
+    ExportProgress,
+    ExportResult,
+    export_parquet,
+)
+
+
+@app.command(name="export")
+def export_command(
+    path: RecordPath,
+    out: Annotated[Path, typer.Option(help="New (or empty) directory to write the export into.")],
+    first_day: Annotated[
+        str | None, typer.Option("--from", help="First UTC day to export, YYYY-MM-DD.")
+    ] = None,
+    last_day: Annotated[
+        str | None, typer.Option("--to", help="Last UTC day to export (included), YYYY-MM-DD.")
+    ] = None,
+    animals: Annotated[
+        str | None, typer.Option(help="Export only these animals: ids, comma-separated.")
+    ] = None,
+    cohort: Annotated[
+        str | None, typer.Option(help="Export only the animals of this named cohort query.")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="Parameter of the cohort query, KEY=VALUE; repeatable."),
+    ] = None,
+    with_observations: Annotated[
+        bool, typer.Option("--with-observations", help="Add the observation rows.")
+    ] = False,
+    with_keyframes: Annotated[
+        bool, typer.Option("--with-keyframes", help="Add the keyframes with their JPEG bytes.")
+    ] = False,
+    with_embeddings: Annotated[
+        bool,
+        typer.Option(
+            "--with-embeddings", help="Add the tracklet descriptors (float32) with the embedder."
+        ),
+    ] = False,
+) -> None:
+    """Export the record as Parquet for outcome studies, readable without herdrecord."""
+    filters = ExportFilters(
+        first_day=_parse_day("--from", first_day),
+        last_day=_parse_day("--to", last_day),
+        animal_ids=_parse_animals(animals),
+        cohort=cohort,
+        cohort_params=_parse_params(param or []),
+    )
+    options = ExportOptions(with_observations, with_keyframes, with_embeddings)
+    record = open_from_cli(path)
+    progress = Progress(
+        TextColumn("{task.description:<15}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rows]:>12,} rows"),
+        console=errors,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def on_progress(step: ExportProgress) -> None:
+        if not tasks:
+            progress.start()  # on the first table: a refused export prints only its error
+        if step.table not in tasks:
+            tasks[step.table] = progress.add_task(step.table, total=step.total, rows=0)
+        progress.update(tasks[step.table], completed=step.done, rows=step.rows)
+
+    try:
+        result = export_parquet(record, out, filters, options, on_progress)
+    finally:
+        progress.stop()
+    console.print(_summary(result), soft_wrap=True)
+
+
+def _summary(result: ExportResult) -> str:
+    counts = ", ".join(f"{t.rows:,} {name}" for name, t in result.tables.items())
+    return (
+        f"exported {counts} to {result.out_dir}: {result.files} files, "
+        f"{result.size_bytes / 1e6:.1f} MB in {result.seconds:.1f} s"
+    )
+
+
+def _parse_day(option: str, text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{option} {text!r}: expected a date as YYYY-MM-DD") from None
+
+
+def _parse_animals(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(a.strip() for a in text.split(",") if a.strip())
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--param {item!r}: expected KEY=VALUE")
+        if key.strip() in params:
+            raise InvalidInput(f"--param {key.strip()!r} is given twice")
+        params[key.strip()] = value
+    return params
