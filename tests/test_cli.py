@@ -28,6 +28,13 @@ COMMANDS = [
     "review",
     "history",
     "export",
+    "event",
+    "timeline",
+    "days",
+    "budget",
+    "compact",
+    "query",
+    "sql",
 ]
 
 
