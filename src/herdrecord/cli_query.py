@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-import io
-import json
 import math
-from datetime import date, datetime
-from enum import StrEnum
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import pyarrow as pa
-import pyarrow.csv as pcsv
-import pyarrow.parquet as pq
 import typer
 from rich import box
 from rich.markup import escape
 from rich.table import Table
 
 from herdrecord.cli import RecordPath, app, console, errors, open_from_cli
+from herdrecord.cli_rows import RowFormat, check_output, write_rows
 from herdrecord.cohorts import NamedQuery, get_query, list_queries, run_query
 from herdrecord.errors import InvalidInput
 
 COLUMN_GAP = 3  # padding and rule rich puts between two columns
-
-
-class QueryFormat(StrEnum):
-    """How `herdrecord query` writes its rows."""
-
-    table = "table"
-    csv = "csv"
-    json = "json"
-    parquet = "parquet"
 
 
 @app.command(name="query")
@@ -51,13 +38,13 @@ def query_command(
         ),
     ] = None,
     output_format: Annotated[
-        QueryFormat,
+        RowFormat,
         typer.Option(
             "--format",
             help="table (on the terminal), csv, json (one object per line) or parquet "
             "(needs --out).",
         ),
-    ] = QueryFormat.table,
+    ] = RowFormat.table,
     out: Annotated[
         Path | None,
         typer.Option(help="File to write the rows to (csv, json, parquet) instead of stdout."),
@@ -72,13 +59,10 @@ def query_command(
         return
     if name is None:
         raise InvalidInput("give a query name, or --list to see the named queries")
-    if output_format is QueryFormat.parquet and out is None:
-        raise InvalidInput("--format parquet writes a file: give it with --out FILE")
-    if output_format is QueryFormat.table and out is not None:
-        raise InvalidInput("--out needs --format csv, json or parquet")
+    check_output(output_format, out)
     rows = run_query(open_from_cli(path), name, _params(param or []))
     count = f"{rows.num_rows:,} animal{'s' if rows.num_rows != 1 else ''}"
-    if output_format is QueryFormat.table:
+    if output_format is RowFormat.table:
         table, left_out = _rows_table(rows, console.width)
         console.print(table)
         if left_out:
@@ -87,9 +71,9 @@ def query_command(
                 "every column)"
             )
     else:
-        _write(rows, output_format, out)
+        write_rows(rows, output_format, out)
     # The note goes to stderr when rows go to stdout, so that stdout stays pure CSV or JSON.
-    notes = console if output_format is QueryFormat.table or out is not None else errors
+    notes = console if output_format is RowFormat.table or out is not None else errors
     notes.print(count + (f", written to {escape(str(out))}" if out else ""), highlight=False)
 
 
@@ -156,31 +140,3 @@ def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M")  # the views give UTC
     return escape(str(value))
-
-
-def _write(rows: pa.Table, output_format: QueryFormat, out: Path | None) -> None:
-    if output_format is QueryFormat.parquet:
-        assert out is not None
-        pq.write_table(rows, out)  # the schema metadata names the query and its parameters
-        return
-    if output_format is QueryFormat.csv:
-        buffer = io.BytesIO()
-        pcsv.write_csv(rows, buffer)
-        text = buffer.getvalue().decode()
-    else:
-        text = "".join(json.dumps(_json_ready(row)) + "\n" for row in rows.to_pylist())
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        out.write_text(text)
-
-
-def _json_ready(row: dict[str, Any]) -> dict[str, Any]:
-    def plain(value: Any) -> Any:
-        if isinstance(value, datetime | date):
-            return value.isoformat()
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        return value
-
-    return {key: plain(value) for key, value in row.items()}
