@@ -116,3 +116,19 @@ def write_json(batch: dict[str, Any], path: Path) -> Path:
     """Write a batch dict to a JSON file and return the path."""
     path.write_text(json.dumps(batch))
     return path
+
+
+def deliver_day_by_day(record: Record, batches: list[dict[str, Any]]) -> None:
+    """Ingest simulated batches one day at a time, linking after each day, as the edge does."""
+    from herdrecord.ingest import ingest
+    from herdrecord.intake import parse_json
+    from herdrecord.linking import link_pending
+
+    by_day: dict[str, list[dict[str, Any]]] = {}
+    for batch in batches:
+        by_day.setdefault(str(batch["batch_id"]).split("/")[1][:10], []).append(batch)
+    for day in sorted(by_day):
+        ingest(
+            record, (parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in by_day[day])
+        )
+        link_pending(record)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,13 +12,12 @@ import pyarrow.compute as pc
 import pytest
 from typer.testing import CliRunner
 
+from conftest import deliver_day_by_day
 from herdrecord.budget import measure_budget
 from herdrecord.cli import app
 from herdrecord.config import Settings
 from herdrecord.frames import THINNING_STEPS_S, thinning_levels
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending, relink_all
+from herdrecord.linking import relink_all
 from herdrecord.links import current_links
 from herdrecord.retention import compact
 from herdrecord.simulate import Simulation, SimulationConfig, simulate
@@ -55,14 +53,7 @@ def test_thinning_levels_keep_the_first_row_per_step_and_the_last() -> None:
 
 def _build(sim: Simulation, path: Path, settings: Settings) -> Record:
     record = create_record(str(path), settings)
-    by_day: dict[str, list[dict[str, object]]] = {}
-    for batch in sim.batches:
-        by_day.setdefault(str(batch["batch_id"]).split("/")[1][:10], []).append(batch)
-    for day in sorted(by_day):
-        ingest(
-            record, (parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in by_day[day])
-        )
-        link_pending(record)
+    deliver_day_by_day(record, sim.batches)
     return record
 
 
