@@ -77,9 +77,13 @@ def test_an_older_record_asks_for_migration(record: Record) -> None:
 
 def test_migrate_logs_what_it_applied_and_is_idempotent(record: Record, settings: Settings) -> None:
     log = applied(record.db)
-    assert [(m.version, m.name) for m in log] == [(1, "0001_initial"), (2, "0002_days_and_events")]
+    assert [(m.version, m.name) for m in log] == [
+        (1, "0001_initial"),
+        (2, "0002_days_and_events"),
+        (3, "0003_api_keys"),
+    ]
     assert migrate_record(str(record.path), settings) == []
-    assert len(applied(record.db)) == 2
+    assert len(applied(record.db)) == 3
 
 
 def test_a_schema_1_record_migrates_to_the_current_schema_keeping_its_rows(
@@ -141,7 +145,7 @@ def test_a_schema_1_record_migrates_to_the_current_schema_keeping_its_rows(
     with pytest.raises(MigrationRequired):
         open_record(str(path), settings)
 
-    assert [m.version for m in migrate_record(str(path), settings)] == [2]
+    assert [m.version for m in migrate_record(str(path), settings)] == [2, 3]
     assert [m.version for m in apply_pending(ctx)] == []
     migrated = open_record(str(path), settings)
     for name, schema in table_schemas(384).items():

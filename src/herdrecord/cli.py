@@ -309,6 +309,7 @@ from herdrecord import (  # noqa: E402, F401
     cli_export,
     cli_query,
     cli_review,
+    cli_serve,
     cli_sql,
     cli_timeline,
 )

@@ -45,11 +45,11 @@ def write_rows(rows: pa.Table, output_format: RowFormat, out: Path | None) -> No
         return
     if output_format is RowFormat.csv:
         buffer = io.BytesIO()
-        pcsv.write_csv(_flat(rows), buffer)
+        pcsv.write_csv(flat_for_csv(rows), buffer)
         text = buffer.getvalue().decode()
     else:
         text = "".join(
-            json.dumps(_json_ready(row), ensure_ascii=False) + "\n" for row in rows.to_pylist()
+            json.dumps(json_ready(row), ensure_ascii=False) + "\n" for row in rows.to_pylist()
         )
     if out is None:
         typer.echo(text, nl=False)
@@ -57,7 +57,7 @@ def write_rows(rows: pa.Table, output_format: RowFormat, out: Path | None) -> No
         out.write_text(text)
 
 
-def _flat(rows: pa.Table) -> pa.Table:
+def flat_for_csv(rows: pa.Table) -> pa.Table:
     """Return the rows with what CSV cannot hold as text: nested values (lists, structs, maps)
     as JSON, bytes as base64, intervals and other types as Python writes them."""
     columns = []
@@ -90,20 +90,20 @@ def _csv_writable(type_: pa.DataType) -> bool:
 
 def _csv_text(value: Any) -> str:
     if isinstance(value, list | dict):
-        return json.dumps(_json_ready(value), ensure_ascii=False)
+        return json.dumps(json_ready(value), ensure_ascii=False)
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
     return str(value)
 
 
-def _json_ready(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """Return the value with what JSON lacks (times, bytes, decimals, NaN) made plain."""
     if isinstance(value, pa.MonthDayNano):  # an interval
         return {"months": value.months, "days": value.days, "nanoseconds": value.nanoseconds}
     if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, timedelta):

@@ -144,6 +144,41 @@ class Settings(BaseSettings):
         le=1024,
         description="Threads DuckDB may use for one `herdrecord sql` query.",
     )
+    record: str | None = Field(
+        default=None,
+        description="The record `herdrecord serve` serves (a directory); the command's PATH "
+        "argument sets it, and `create_app` reads it from here.",
+    )
+    api_max_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="Largest HTTP request body the service reads, in bytes as sent (gzip "
+        "counts compressed); a larger one is refused with 413 before it is stored.",
+    )
+    api_link_idle_s: float = Field(
+        default=2.0,
+        ge=0.0,
+        description="After uploads, the service links new tracklets once no write has "
+        "arrived for this many seconds.",
+    )
+    api_link_max_delay_s: float = Field(
+        default=300.0,
+        gt=0.0,
+        description="Longest the service leaves uploaded tracklets unlinked while uploads "
+        "keep arriving; linking then runs between two writes.",
+    )
+    api_key_cache_s: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="Seconds the service trusts its copy of the API keys before checking "
+        "the record for added or revoked keys.",
+    )
+    api_page_limit: int = Field(
+        default=1000,
+        gt=0,
+        description="Most rows one HTTP list response returns (animals, events, "
+        "keyframes); page with limit and offset.",
+    )
 
     @field_validator("sql_memory_limit")
     @classmethod

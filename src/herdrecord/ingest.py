@@ -131,6 +131,25 @@ class Ingestor:
         )
         return None
 
+    def mark(self) -> int:
+        """Return a mark to `rollback` to: the batches queued so far stay queued."""
+        return len(self.group.frames)
+
+    def rollback(self, mark: int) -> None:
+        """Un-queue the batches offered since `mark`; they will not be written."""
+        group = self.group
+        for frames in group.frames[mark:]:
+            batch_id = frames.header.batch_id
+            del group.sha256[batch_id]
+            del group.sources[batch_id]
+            device = frames.header.device_id
+            group.track_keys.difference_update(
+                (device, t) for t in frames.tracklets.column("track_id").to_pylist()
+            )
+            group.observation_rows -= frames.observations.num_rows
+        del group.frames[mark:]
+        del group.outcomes[mark:]
+
     def group_full(self) -> bool:
         """Return whether the queued batches should be written now."""
         return self.group.observation_rows >= self.record.settings.write_group_rows

@@ -20,7 +20,7 @@ import pyarrow as pa
 from herdrecord.errors import HerdrecordError
 from herdrecord.schema import META_SCHEMA_VERSION, migrations_schema
 
-MIGRATIONS: tuple[str, ...] = ("0001_initial", "0002_days_and_events")
+MIGRATIONS: tuple[str, ...] = ("0001_initial", "0002_days_and_events", "0003_api_keys")
 """Every migration, in the order it applies; the number in each name is its version."""
 
 

@@ -6,7 +6,7 @@ import json
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the record layout this herdrecord writes; migrations move older records up.
 
 A change to a table here needs a migration that moves records to it, and the migration that
@@ -325,6 +325,21 @@ def constraints_schema() -> pa.Schema:
     )
 
 
+def api_keys_schema() -> pa.Schema:
+    """Return the schema of `api_keys`: who may use the HTTP service, with which role."""
+    return pa.schema(
+        [
+            _f("name", pa.string(), False, "the principal: a device, a person, a program"),
+            _f("role", pa.string(), False, "edge, vet, analyst or admin"),
+            _f("key_id", pa.string(), False, "public part of the key, to find its hash"),
+            _f("key_sha256", pa.string(), False, "SHA-256 of the whole key (hex); never the key"),
+            _f("created_at", UTC_TIME, False, "when the key was made, UTC"),
+            _f("created_by", pa.string(), False, "who made it"),
+            _f("revoked_at", UTC_TIME, True, "when it was revoked, UTC; null while valid"),
+        ]
+    )
+
+
 def tabular_columns(schema: pa.Schema) -> list[str]:
     """Return the columns of `schema` that are not vectors (DuckDB cannot read float16)."""
     return [f.name for f in schema if not pa.types.is_fixed_size_list(f.type)]
@@ -350,6 +365,7 @@ def table_schemas(dim: int) -> dict[str, pa.Schema]:
         "days": days_schema(),
         "pool": pool_schema(dim),
         "constraints": constraints_schema(),
+        "api_keys": api_keys_schema(),
     }
     return {
         name: schema.with_metadata(

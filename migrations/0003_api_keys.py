@@ -1,0 +1,18 @@
+"""Schema 3: the `api_keys` table, the principals the HTTP service lets in (hashed keys)."""
+
+from __future__ import annotations
+
+from herdrecord.migrations import MigrationContext
+from herdrecord.schema import api_keys_schema
+
+VERSION = 3
+NAME = "api_keys"
+
+
+def apply(ctx: MigrationContext) -> None:
+    """Create `api_keys`, empty (a record made before it has no keys yet)."""
+    if "api_keys" not in ctx.table_names():
+        schema = api_keys_schema().with_metadata(
+            {"herdrecord.table": "api_keys", "herdrecord.schema_version": str(VERSION)}
+        )
+        ctx.db.create_table("api_keys", schema=schema)

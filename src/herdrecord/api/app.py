@@ -1,0 +1,76 @@
+"""The HTTP service: `create_app(settings)` builds it; `herdrecord serve` runs it in uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from herdrecord import __version__
+from herdrecord.api import routes_analysis, routes_animals, routes_batches, routes_people
+from herdrecord.api.models import Health
+from herdrecord.api.problems import ErrorBody, install_handlers
+from herdrecord.api.writer import Writer
+from herdrecord.config import Settings
+from herdrecord.errors import InvalidInput
+from herdrecord.keys import KeyRing
+from herdrecord.store import open_record
+
+DESCRIPTION = """\
+The record of every animal in a herd, over HTTP. Send an API key made with
+`herdrecord keys add PATH NAME --role ROLE` as `Authorization: Bearer hr_...`.
+
+Roles: **edge** uploads batches; **vet** reads, runs named queries, records events and
+answers review items; **analyst** reads, runs named queries and free SQL, and exports;
+**admin** does everything and manages keys. Every error has the shape `{"error": {"status",
+"code", "message", "problems"}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Return the service for the record named by `settings.record`."""
+    settings = settings or Settings()
+    if not settings.record:
+        raise InvalidInput("no record to serve: give its path (HERDRECORD_RECORD)")
+    uri = settings.record
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        record = open_record(uri, settings)
+        app.state.record = record
+        app.state.settings = settings
+        app.state.keys = KeyRing(record, settings.api_key_cache_s)
+        writer = Writer(record)
+        app.state.writer = writer
+        writer.start()
+        try:
+            yield
+        finally:
+            await writer.close()
+
+    app = FastAPI(
+        title="herdrecord",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses={500: {"model": ErrorBody, "description": "A fault of the service."}},
+    )
+    install_handlers(app)
+
+    @app.get("/healthz", tags=["service"], summary="Is the service up (no key needed)")
+    def healthz(request: Request) -> Health:
+        record = request.app.state.record
+        writer: Writer = request.app.state.writer
+        return Health(
+            status="ok",
+            record=record.uri,
+            farm_id=record.farm_id,
+            schema_version=record.schema_version,
+            queued_writes=writer.stats.queued,
+            unlinked=writer.stats.unlinked_since is not None,
+        )
+
+    for module in (routes_batches, routes_animals, routes_people, routes_analysis):
+        app.include_router(module.router, prefix="/v1")
+    return app

@@ -1,0 +1,167 @@
+"""One JSON shape for every error the service returns, and the handlers that make it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from herdrecord.cohorts import UnknownQuery
+from herdrecord.contract import format_loc
+from herdrecord.errors import (
+    HerdrecordError,
+    InvalidInput,
+    RecordLocked,
+    UnknownAnimal,
+    UnknownTracklet,
+)
+from herdrecord.events import EventSuperseded, UnknownEvent
+from herdrecord.sqlsandbox import SqlError
+
+log = logging.getLogger("herdrecord.api")
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, for a person and for a program."""
+
+    status: int = Field(description="The HTTP status code, repeated.")
+    code: str = Field(description="A stable machine-readable code, e.g. `batch_rejected`.")
+    message: str = Field(description="One readable line.")
+    problems: list[str] = Field(
+        default_factory=list, description="Every problem found, by field, when there are some."
+    )
+
+
+class ErrorBody(BaseModel):
+    """Every error response of the service has this shape."""
+
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    """An error a route raises on purpose, with its status, code and problems."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        problems: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or CODES.get(status, "error")
+        self.message = message
+        self.problems = problems or []
+        self.headers = headers
+
+
+def error_response(
+    status: int,
+    message: str,
+    code: str | None = None,
+    problems: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """Return the one error shape as a response."""
+    body = ErrorBody(
+        error=ErrorDetail(
+            status=status,
+            code=code or CODES.get(status, "error"),
+            message=message,
+            problems=problems or [],
+        )
+    )
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Return the OpenAPI `responses` entries of the error statuses a route can give."""
+    described = {
+        400: "The request cannot be read.",
+        401: "No API key, or one that is unknown or revoked.",
+        403: "The key's role may not do this.",
+        404: "No such animal, event, tracklet, query or keyframe.",
+        409: "It conflicts with what the record holds.",
+        413: "The body is larger than the service accepts.",
+        415: "The body is not in a format this endpoint reads.",
+        422: "The input is invalid; `problems` lists every problem.",
+        503: "The record is busy (another writer) or the service is shutting down; retry.",
+    }
+    return {
+        status: {"model": ErrorBody, "description": described[status]}
+        for status in sorted({401, 403, 422, 503, *statuses})
+    }
+
+
+def _status_of(exc: HerdrecordError) -> tuple[int, str]:
+    if isinstance(exc, UnknownAnimal | UnknownTracklet | UnknownEvent | UnknownQuery):
+        return 404, "not_found"
+    if isinstance(exc, RecordLocked):
+        return 503, "record_locked"
+    if isinstance(exc, EventSuperseded):
+        return 409, "event_superseded"
+    if isinstance(exc, SqlError):
+        return 422, type(exc).__name__.removeprefix("Sql").lower()
+    if isinstance(exc, InvalidInput):
+        return 422, "invalid_input"
+    return 500, "internal_error"
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Make every error, ours or the framework's, answer in the one shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.code, exc.problems, exc.headers)
+
+    @app.exception_handler(HerdrecordError)
+    async def _herdrecord_error(request: Request, exc: HerdrecordError) -> JSONResponse:
+        status, code = _status_of(exc)
+        if status == 500:
+            log.error(
+                "unexpected %s on %s %s: %s",
+                type(exc).__name__,
+                request.method,
+                request.url.path,
+                exc,
+            )
+            return error_response(500, "internal error; the service log has the details")
+        problems = [str(p) for p in getattr(exc, "problems", [])]
+        message = str(exc).splitlines()[0]
+        headers = {"Retry-After": "5"} if status == 503 else None
+        return error_response(status, message, code, problems, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{format_loc(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
+        return error_response(422, "the request is invalid", "invalid_request", problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal error; the service log has the details")

@@ -1,0 +1,91 @@
+"""Commands of the HTTP service: `serve`, and `keys add|list|revoke` for its API keys."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from herdrecord.cli import RecordPath, _settings, app, console, errors, open_from_cli
+from herdrecord.keys import ROLES, add_key, list_keys, revoke_key
+
+keys_app = typer.Typer(
+    help="API keys of the HTTP service: add (shown once), list, revoke.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+
+@app.command()
+def serve(
+    path: RecordPath,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8000,
+    log_level: Annotated[
+        str, typer.Option(help="uvicorn's log level: critical, error, warning, info, debug.")
+    ] = "info",
+) -> None:
+    """Serve the record over HTTP (OpenAPI at /docs); Ctrl-C stops it after in-flight writes."""
+    import uvicorn
+
+    from herdrecord.api import create_app
+
+    if log_level not in ("critical", "error", "warning", "info", "debug"):
+        raise typer.BadParameter(f"{log_level!r} is not a log level", param_hint="--log-level")
+    settings = _settings().model_copy(update={"record": str(path)})
+    open_from_cli(path)  # a missing or unmigrated record fails here, in one line
+    if not list_keys(open_from_cli(path)):
+        errors.print(
+            "[yellow]warning:[/] the record has no API keys yet; make one with "
+            f"`herdrecord keys add {path} NAME --role admin`"
+        )
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    console.print(f"serving {path} on http://{host}:{port} (OpenAPI: /docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+@keys_app.command("add")
+def keys_add(
+    path: RecordPath,
+    name: Annotated[str, typer.Argument(help="Who the key is for (a device, person, program).")],
+    role: Annotated[str, typer.Option(help=f"One of {', '.join(ROLES)}.")],
+    by: Annotated[str | None, typer.Option(help="Who makes it (default: your login).")] = None,
+) -> None:
+    """Make a key; it is printed once, here, and stored only as a hash."""
+    key, text = add_key(open_from_cli(path), name, role, by or getpass.getuser())
+    console.print(
+        f"made a {key.role} key for [bold]{key.name}[/] (id {key.key_id}); it is shown "
+        "once, keep it now:",
+        highlight=False,
+    )
+    typer.echo(text)
+
+
+@keys_app.command("list")
+def keys_list(path: RecordPath) -> None:
+    """List every key ever made (never the keys themselves)."""
+    table = Table()
+    for column in ("name", "role", "key id", "created", "by", "revoked"):
+        table.add_column(column)
+    for key in list_keys(open_from_cli(path)):
+        table.add_row(
+            key.name,
+            key.role,
+            key.key_id,
+            f"{key.created_at:%Y-%m-%d %H:%M}",
+            key.created_by,
+            "" if key.revoked_at is None else f"{key.revoked_at:%Y-%m-%d %H:%M}",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    path: RecordPath,
+    name: Annotated[str, typer.Argument(help="Whose key to revoke.")],
+) -> None:
+    """Revoke a principal's key; a running service refuses it within a second."""
+    key = revoke_key(open_from_cli(path), name)
+    console.print(f"revoked {key.name}'s {key.role} key (id {key.key_id})")
