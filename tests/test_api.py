@@ -181,9 +181,7 @@ def test_every_endpoint_refuses_no_key_a_bad_key_and_the_wrong_role(served: Serv
     }
     covered = set()
     for method, path, kwargs, allowed in _endpoints(served):
-        template = next(
-            p for m, p in routes if m == method and _matches(p, path.split("?")[0])
-        )
+        template = next(p for m, p in routes if m == method and _matches(p, path.split("?")[0]))
         covered.add((method, template))
         assert _error(client.request(method, path, **kwargs), 401)["code"] == "unauthorized"
         bad = {"Authorization": "Bearer hr_000000000000_" + "x" * 43}
@@ -238,8 +236,9 @@ def test_a_re_upload_is_200_duplicate_and_stores_nothing_new(served: Service) ->
     assert response.status_code == 200
     assert response.json() == {
         "status": "duplicate",
-        "batches": [{"batch_id": batch["batch_id"], "status": "duplicate", "rows": 0,
-                     "problems": []}],
+        "batches": [
+            {"batch_id": batch["batch_id"], "status": "duplicate", "rows": 0, "problems": []}
+        ],
     }
     assert _ledger(served.record) == before
 
@@ -356,9 +355,7 @@ def test_timeline_has_the_days_events_and_links_of_the_animal(served: Service) -
     response = served.client.get(f"/v1/animals/{animal_id}/timeline", headers=served.as_("vet"))
     assert response.status_code == 200, response.text
     timeline = response.json()
-    stored = served.record.table("days").to_lance().to_table(
-        filter=f"animal_id = '{animal_id}'"
-    )
+    stored = served.record.table("days").to_lance().to_table(filter=f"animal_id = '{animal_id}'")
     assert [d["day"] for d in timeline["days"]] == sorted(
         d.isoformat() for d in stored.column("day").to_pylist()
     )
@@ -432,8 +429,7 @@ def test_bad_events_are_422_with_every_problem_and_none_stored(served: Service) 
     events = [
         {"animal_id": _busiest(served), "kind": "weight", "at": at, "value": 80},
         {"animal_id": "NOPE", "kind": "weight", "at": at, "value": 80},
-        {"animal_id": _busiest(served), "kind": "lameness", "at": at, "scale": "0-3",
-         "value": 7},
+        {"animal_id": _busiest(served), "kind": "lameness", "at": at, "scale": "0-3", "value": 7},
     ]
     error = _error(client.post("/v1/events", json={"events": events}, headers=vet), 422)
     assert any(p.startswith("events[1]") and "NOPE" in p for p in error["problems"])
@@ -516,12 +512,14 @@ def test_named_queries_are_listed_and_run_as_json_csv_and_parquet(served: Servic
 
 def test_free_sql_is_sandboxed_and_limited(served: Service) -> None:
     client, analyst = served.client, served.as_("analyst")
-    ok = client.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM animals"},
-                     headers=analyst)
+    ok = client.post("/v1/sql", json={"sql": "SELECT count(*) AS n FROM animals"}, headers=analyst)
     assert ok.status_code == 200, ok.text
     assert ok.json()["rows"][0][0] >= SIM.animals
-    for statement in ("DROP TABLE animals", "COPY animals TO '/tmp/x.csv'",
-                      "SELECT * FROM read_csv('/etc/passwd')"):
+    for statement in (
+        "DROP TABLE animals",
+        "COPY animals TO '/tmp/x.csv'",
+        "SELECT * FROM read_csv('/etc/passwd')",
+    ):
         error = _error(client.post("/v1/sql", json={"sql": statement}, headers=analyst), 422)
         assert error["code"] in ("rejected", "failed"), error
 
@@ -539,8 +537,9 @@ def test_export_streams_a_zip_of_parquet_with_its_size(served: Service) -> None:
     table = pq.read_table(io.BytesIO(archive.read(animals[0])))
     assert table.num_rows >= SIM.animals
     assert json.loads(archive.read("manifest.json"))["tables"]
-    empty = served.client.get("/v1/export?from=2026-09-03&to=2026-09-01",
-                              headers=served.as_("analyst"))
+    empty = served.client.get(
+        "/v1/export?from=2026-09-03&to=2026-09-01", headers=served.as_("analyst")
+    )
     assert _error(empty, 422)
 
 
@@ -608,8 +607,9 @@ def test_uploads_queued_together_are_each_whole_or_nothing(record: Record) -> No
     b2 = make_batch("dev-01/b2", track_offset=20)
     b2["embedder"]["dim"] = 3
     c = make_batch("dev-01/c", track_offset=30)
-    results = commit_uploads(record, [[candidate(a)], [candidate(b1), candidate(b2)],
-                                      [candidate(c), candidate(a)]])
+    results = commit_uploads(
+        record, [[candidate(a)], [candidate(b1), candidate(b2)], [candidate(c), candidate(a)]]
+    )
     assert [[o.status for o in r] for r in results] == [
         ["accepted"],
         ["rejected", "rejected"],
@@ -622,8 +622,7 @@ def test_uploads_queued_together_are_each_whole_or_nothing(record: Record) -> No
 
 
 def test_closing_the_writer_finishes_every_queued_upload(record: Record) -> None:
-    batches = [make_batch(f"dev-02/{i}", device_id="dev-02", track_offset=10 * i)
-               for i in range(6)]
+    batches = [make_batch(f"dev-02/{i}", device_id="dev-02", track_offset=10 * i) for i in range(6)]
 
     async def scenario() -> list[str]:
         writer = Writer(record)

@@ -31,6 +31,7 @@ from herdrecord.api.models import (
 from herdrecord.api.problems import ApiError, responses
 from herdrecord.api.routes_animals import _event_rows, _record
 from herdrecord.api.writer import Writer
+from herdrecord.contract import IDENTIFIER_PATTERN
 from herdrecord.eventrules import EVENT_KINDS, EventInput, EventsRejected, parse_event
 from herdrecord.events import add_labelled_events, current_events, retract_event
 from herdrecord.keys import ApiKey, Principal, add_key, list_keys, revoke_key
@@ -58,11 +59,13 @@ def _writer(request: Request) -> Writer:
     return writer
 
 
-@events.get("/events", summary="Events in force", responses=responses())
+@events.get("/events", summary="Events in force", responses=responses(404))
 def list_events(
     request: Request,
     principal: Reader,
-    animal_id: Annotated[str | None, Query(max_length=128)] = None,
+    animal_id: Annotated[
+        str | None, Query(pattern=IDENTIFIER_PATTERN, max_length=128, description="One animal.")
+    ] = None,
     kind: Annotated[str | None, Query(pattern="^(" + "|".join(EVENT_KINDS) + ")$")] = None,
     start: Annotated[date | None, Query(alias="from", description="First UTC day.")] = None,
     end: Annotated[date | None, Query(alias="to", description="Last UTC day.")] = None,
