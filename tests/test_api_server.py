@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-from conftest import make_batch
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 
+from conftest import make_batch
 from herdrecord.config import Settings
 from herdrecord.ingest import ingest
 from herdrecord.intake import parse_json
