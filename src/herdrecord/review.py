@@ -230,24 +230,53 @@ def depart(record: Record, animal_id: str, by: str) -> ReviewOutcome:
 def history(record: Record, animal_id: str) -> list[HistoryEntry]:
     """Return every link decision about the animal's tracklets, oldest first."""
     _require_animal(record, animal_id)
-    con = duckdb.connect()
-    links = record.table("links").to_lance().to_table()
-    con.register("links", links)
-    rows = con.sql(
-        """
-        WITH mine AS (SELECT DISTINCT device_id, track_id FROM links WHERE animal_id = $animal),
-        ranked AS (SELECT l.*, row_number() OVER (PARTITION BY device_id, track_id
-                   ORDER BY decided_at DESC) = 1 AS current
-                   FROM links l JOIN mine USING (device_id, track_id))
-        SELECT decided_at, device_id, track_id, animal_id, method, decided_by, score, current
-        FROM ranked ORDER BY decided_at, device_id, track_id
-        """,
-        params={"animal": animal_id},
-    ).fetchall()
-    return [
-        HistoryEntry(at, TrackletRef(d, t), a, m, by, score, bool(cur))
-        for at, d, t, a, m, by, score, cur in rows
-    ]
+    table = record.table("links").to_lance()
+    mine = table.to_table(
+        columns=["device_id", "track_id"], filter=f"animal_id = {_sql(animal_id)}"
+    )
+    tracks = sorted(set(mine.column("track_id").to_pylist()))
+    if not tracks:
+        return []
+    # Read only the decisions about those track ids, then keep the exact (device, track) pairs.
+    links = table.to_table(
+        columns=[
+            "decided_at",
+            "device_id",
+            "track_id",
+            "animal_id",
+            "method",
+            "decided_by",
+            "score",
+        ],
+        filter=f"track_id IN ({', '.join(_sql(t) for t in tracks)})",
+    )
+    pairs = set(
+        zip(mine.column("device_id").to_pylist(), mine.column("track_id").to_pylist(), strict=True)
+    )
+    rows = [row for row in links.to_pylist() if (row["device_id"], row["track_id"]) in pairs]
+    newest: dict[tuple[str, str], datetime] = {}
+    for row in rows:
+        key = (row["device_id"], row["track_id"])
+        newest[key] = max(newest.get(key, row["decided_at"]), row["decided_at"])
+    rows.sort(key=lambda r: (r["decided_at"], r["device_id"], r["track_id"]))
+    entries, seen_current = [], set()
+    for row in reversed(rows):  # newest first, so ties in time mark one row current
+        key = (row["device_id"], row["track_id"])
+        current = key not in seen_current and row["decided_at"] == newest[key]
+        if current:
+            seen_current.add(key)
+        entries.append(
+            HistoryEntry(
+                row["decided_at"],
+                TrackletRef(*key),
+                row["animal_id"],
+                row["method"],
+                row["decided_by"],
+                row["score"],
+                current,
+            )
+        )
+    return entries[::-1]
 
 
 def _connect_links(record: Record) -> duckdb.DuckDBPyConnection:

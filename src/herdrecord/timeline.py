@@ -159,8 +159,31 @@ def read_days(
 def weight_calibration(record: Record) -> WeightCalibration | None:
     """Return the area -> weight fit from the record's scale weights and days (None with
     fewer than a handful of weighings)."""
-    days = record.table("days").to_lance().to_table(columns=["animal_id", "day", "area_px"])
-    return calibrate(calibration_pairs(days, scale_weights(record)))
+    return calibration_and_weighings(record)[0]
+
+
+_CALIBRATIONS: dict[tuple[str, int, int], tuple[WeightCalibration | None, int]] = {}
+_CALIBRATIONS_KEPT = 16
+
+
+def calibration_and_weighings(record: Record) -> tuple[WeightCalibration | None, int]:
+    """Return the area -> weight fit and the weighings it rests on.
+
+    The fit is cross-validated, so it is computed once per version of `days` and `events`
+    (what it is made of) and reused: a timeline read does not refit it.
+    """
+    days_table, events_table = record.table("days"), record.table("events")
+    key = (record.uri, days_table.version, events_table.version)
+    found = _CALIBRATIONS.get(key)
+    if found is not None:
+        return found
+    days = days_table.to_lance().to_table(columns=["animal_id", "day", "area_px"])
+    pairs = calibration_pairs(days, scale_weights(record))
+    found = (calibrate(pairs), pairs.num_rows)
+    if len(_CALIBRATIONS) >= _CALIBRATIONS_KEPT:
+        _CALIBRATIONS.pop(next(iter(_CALIBRATIONS)), None)
+    _CALIBRATIONS[key] = found
+    return found
 
 
 def scale_weights(record: Record) -> pa.Table:

@@ -17,8 +17,8 @@ import pyarrow as pa
 from herdrecord.errors import InvalidInput, UnknownAnimal
 from herdrecord.events import current_events
 from herdrecord.store import Record
-from herdrecord.timeline import read_days, scale_weights
-from herdrecord.weights import MIN_WEIGHINGS, WeightCalibration, calibrate, calibration_pairs
+from herdrecord.timeline import calibration_and_weighings, read_days
+from herdrecord.weights import MIN_WEIGHINGS, WeightCalibration
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,8 @@ class DaysSummary:
 
 def calibration_status(record: Record) -> CalibrationStatus:
     """Return the record's current weight calibration and the weighings behind it."""
-    days = record.table("days").to_lance().to_table(columns=["animal_id", "day", "area_px"])
-    pairs = calibration_pairs(days, scale_weights(record))
-    return CalibrationStatus(calibrate(pairs), pairs.num_rows)
+    calibration, weighings = calibration_and_weighings(record)
+    return CalibrationStatus(calibration, weighings)
 
 
 def animal_timeline(
@@ -127,18 +126,17 @@ def _animal(record: Record, animal_id: str) -> dict[str, Any]:
 
 def _with_scale_weights(days: pa.Table, events: pa.Table) -> pa.Table:
     """Return `days` with `scale_weight_kg`: the day's last scale weight (UTC day), else null."""
-    con = duckdb.connect()
-    con.register("d", days.select(["day"]))
-    con.register("e", events.select(["kind", "at", "value"]))
-    weights = con.sql(
-        "SELECT d.day, w.kg FROM d LEFT JOIN (SELECT CAST(timezone('UTC', \"at\") AS DATE) AS day, "
-        "arg_max(value, \"at\") AS kg FROM e WHERE kind = 'weight' GROUP BY 1) w USING (day) "
-        "ORDER BY d.day"
-    ).to_arrow_table()
-    # `days` is sorted by day and holds each day once: the join keeps its order.
+    last: dict[date, tuple[datetime, float]] = {}
+    for row in events.select(["kind", "at", "value"]).to_pylist():
+        if row["kind"] != "weight" or row["value"] is None:
+            continue
+        day = row["at"].astimezone(UTC).date()
+        if day not in last or row["at"] >= last[day][0]:
+            last[day] = (row["at"], row["value"])
+    kg = [last[d][1] if d in last else None for d in days.column("day").to_pylist()]
     return days.append_column(
         pa.field("scale_weight_kg", pa.float32(), metadata={"doc": "scale weight that day, kg"}),
-        weights.column("kg").cast(pa.float32()),
+        pa.array(kg, pa.float32()),
     )
 
 

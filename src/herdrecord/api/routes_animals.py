@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from herdrecord.api.auth import READERS, allow
@@ -222,10 +224,20 @@ def keyframe_image(
 
 
 def _animal(record: Record, animal_id: str) -> Animal:
-    rows = _animal_rows(record, "a.animal_id = $id", {"id": animal_id})
+    if not re.match(IDENTIFIER_PATTERN, animal_id) or len(animal_id) > 128:
+        raise ApiError(404, f"no animal {animal_id!r} in the record")
+    where = f"animal_id = '{animal_id}'"  # an identifier holds no quote
+    rows = record.table("animals").to_lance().to_table(filter=where).to_pylist()
     if not rows:
         raise ApiError(404, f"no animal {animal_id!r} in the record")
-    return Animal(**rows[0])
+    seen = record.table("days").to_lance().to_table(columns=["day"], filter=where)
+    days = seen.column("day")
+    return Animal(
+        **rows[0],
+        first_day=pc.min(days).as_py(),
+        last_day=pc.max(days).as_py(),
+        days=seen.num_rows,
+    )
 
 
 def _animal_rows(record: Record, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
