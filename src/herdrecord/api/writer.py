@@ -24,6 +24,7 @@ from herdrecord.store import Record
 
 log = logging.getLogger("herdrecord.api")
 T = TypeVar("T")
+COMPACT_CHECK_EVERY = 16
 
 WITHDRAWN = (
     "not stored: another batch of the same upload was rejected, and an upload is stored "
@@ -70,6 +71,7 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._held: _Upload | _Job | None = None
+        self._since_compact_check = 0
 
     def start(self, link_pending_now: bool = True) -> None:
         """Start the writer task (linking whatever an earlier run left unlinked, when idle)."""
@@ -83,6 +85,8 @@ class Writer:
         if self._task is not None:
             await self._queue.put(None)
             await self._task
+            if self._since_compact_check:
+                await self._compact()
         self._executor.shutdown(wait=True)
 
     async def upload(self, candidates: Sequence[Candidate]) -> list[BatchOutcome]:
@@ -161,7 +165,18 @@ class Writer:
                 if not self._closing:
                     await self._link()
 
+    async def _compact(self) -> None:
+        """Compact fragmented tables (the check skipped by recent commits)."""
+        self._since_compact_check = 0
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, _compact_locked, self.record)
+        except Exception:
+            log.exception("compaction failed; it is tried again after later uploads")
+
     async def _link(self) -> None:
+        if self._since_compact_check:
+            await self._compact()
         loop = asyncio.get_running_loop()
         try:
             report = await loop.run_in_executor(self._executor, link_pending, self.record)
@@ -191,9 +206,19 @@ class Writer:
     async def _commit(self, uploads: list[_Upload]) -> None:
         self.stats.queued -= len(uploads)
         loop = asyncio.get_running_loop()
+        # Counting every table's fragments costs a quarter of a small commit: check every
+        # COMPACT_CHECK_EVERY commits (one fragment each), so at most that many past the limit.
+        self._since_compact_check += 1
+        compact = self._since_compact_check >= COMPACT_CHECK_EVERY
+        if compact:
+            self._since_compact_check = 0
         try:
             results = await loop.run_in_executor(
-                self._executor, commit_uploads, self.record, [u.candidates for u in uploads]
+                self._executor,
+                commit_uploads,
+                self.record,
+                [u.candidates for u in uploads],
+                compact,
             )
         except BaseException as exc:
             log.exception(
@@ -223,6 +248,11 @@ def _settle(
         future.set_result(result)
 
 
+def _compact_locked(record: Record) -> None:
+    with record.writer():
+        compact_if_fragmented(record)
+
+
 def _withdrawn(
     outcomes: list[BatchOutcome | None], candidates: Sequence[Candidate]
 ) -> list[BatchOutcome | None]:
@@ -238,7 +268,7 @@ def _withdrawn(
 
 
 def commit_uploads(
-    record: Record, uploads: Sequence[Sequence[Candidate]]
+    record: Record, uploads: Sequence[Sequence[Candidate]], compact: bool = True
 ) -> list[list[BatchOutcome]]:
     """Commit uploads together, each whole or not at all; return each one's batch outcomes.
 
@@ -259,7 +289,8 @@ def commit_uploads(
             if ingestor.group_full():
                 written.update((o.batch_id or "", o) for o in ingestor.flush())
         written.update((o.batch_id or "", o) for o in ingestor.flush())
-        compact_if_fragmented(record)
+        if compact:
+            compact_if_fragmented(record)
     return [
         [
             o if o is not None else written[c.batch_id or ""]
