@@ -32,6 +32,7 @@ slow: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/linking.py
+	$(BIN)/python benchmarks/api.py
 
 schemas: $(VENV)/.installed
 	$(BIN)/python -m herdrecord.snapshots schemas

@@ -293,7 +293,9 @@ def demo(
     console.print(
         f"next: [bold]herdrecord timeline {prepared.record.path} P00001 --plot p1.png[/], "
         f"[bold]herdrecord budget {prepared.record.path}[/], or ingest the same batches "
-        "again to see them reported as duplicates"
+        "again to see them reported as duplicates; to serve it over HTTP: "
+        f"[bold]herdrecord keys add {prepared.record.path} me --role admin[/] then "
+        f"[bold]herdrecord serve {prepared.record.path}[/]"
     )
 
 

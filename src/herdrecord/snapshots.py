@@ -12,15 +12,26 @@ from herdrecord.schema import snapshot_files
 
 
 def all_snapshot_files() -> dict[str, str]:
-    """Return the generated content of `schemas/`: table and batch schemas, and the data
-    dictionary of the query views (Markdown for people, JSON for programs)."""
+    """Return the generated content of `schemas/`: table and batch schemas, the data
+    dictionary of the query views (Markdown for people, JSON for programs), and the HTTP
+    service's OpenAPI document."""
     files = snapshot_files()
     files["data-dictionary.md"] = data_dictionary_markdown()
     dictionary = {
         view: [asdict(column) for column in columns] for view, columns in data_dictionary().items()
     }
     files["data-dictionary.json"] = json.dumps(dictionary, indent=2) + "\n"
+    files["openapi.json"] = json.dumps(openapi_document(), indent=2) + "\n"
     return files
+
+
+def openapi_document() -> dict[str, object]:
+    """Return the HTTP service's OpenAPI document (built without opening a record)."""
+    from herdrecord.api import create_app
+    from herdrecord.config import Settings
+
+    document: dict[str, object] = create_app(Settings(record="unused")).openapi()
+    return document
 
 
 def write_snapshots(root: Path) -> list[Path]:
