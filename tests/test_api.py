@@ -369,6 +369,13 @@ def test_timeline_has_the_days_events_and_links_of_the_animal(served: Service) -
         headers=served.as_("vet"),
     ).json()
     assert [d["day"] for d in window["days"]] == [last_day]
+    # Unchanged data: the ETag comes back and the client is told 304, with no body.
+    tag = response.headers["etag"]
+    unchanged = served.client.get(
+        f"/v1/animals/{animal_id}/timeline",
+        headers={**served.as_("vet"), "If-None-Match": tag},
+    )
+    assert unchanged.status_code == 304 and unchanged.content == b""
     swapped = served.client.get(
         f"/v1/animals/{animal_id}/timeline",
         params={"from": "2026-09-03", "to": "2026-09-01"},
@@ -412,6 +419,9 @@ def test_events_are_added_by_the_caller_listed_and_retracted(served: Service) ->
     ).json()["events"]
     mine = [e for e in listed if e["event_id"] == event_id]
     assert mine and mine[0]["author"] == "vet-1" and mine[0]["value"] == 2
+    # The new event changes the timeline: its cached answer and its ETag are not reused.
+    timeline = client.get(f"/v1/animals/{animal_id}/timeline", headers=vet).json()
+    assert event_id in {e["event_id"] for e in timeline["events"]}
     retracted = client.post(
         f"/v1/events/{event_id}/retract", json={"reason": "wrong pig"}, headers=vet
     )

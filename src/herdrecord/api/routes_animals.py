@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from herdrecord.api.auth import READERS, allow
+from herdrecord.api.cache import VersionedCache, etag, table_versions
 from herdrecord.api.models import (
     Animal,
     AnimalPage,
@@ -87,21 +88,49 @@ def get_animal(request: Request, principal: Reader, animal_id: str) -> Animal:
     return _animal(_record(request), animal_id)
 
 
+TIMELINE_TABLES = ("animals", "days", "events", "links")
+_timelines: VersionedCache[Timeline] = VersionedCache(512)
+
+
 @router.get(
     "/animals/{animal_id}/timeline",
     summary="An animal's days, events and link history",
-    responses=responses(404),
+    response_model=Timeline,
+    responses={
+        304: {"description": "Unchanged since the ETag sent in If-None-Match."},
+        **responses(404),
+    },
 )
 def get_timeline(
     request: Request,
+    response: Response,
     principal: Reader,
     animal_id: str,
     start: Annotated[date | None, Query(alias="from", description="First UTC day.")] = None,
     end: Annotated[date | None, Query(alias="to", description="Last UTC day.")] = None,
     links: Annotated[int, Query(ge=0, le=100_000, description="Most link decisions.")] = 200,
-) -> Timeline:
-    """Return the animal's days (one row per UTC day), events in force and link history."""
+) -> Timeline | Response:
+    """Return the animal's days (one row per UTC day), events in force and link history.
+
+    The answer carries an ETag; send it back in If-None-Match to get 304 while nothing it
+    is made of has changed."""
     record = _record(request)
+    versions = table_versions(record, TIMELINE_TABLES)
+    tag = etag(animal_id, start, end, links, versions)
+    headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
+    if tag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    timeline = _timelines.get_or_make(
+        (record.uri, animal_id, start, end, links, versions),
+        lambda: _timeline(record, animal_id, start, end, links),
+    )
+    response.headers.update(headers)
+    return timeline
+
+
+def _timeline(
+    record: Record, animal_id: str, start: date | None, end: date | None, links: int
+) -> Timeline:
     animal = _animal(record, animal_id)
     if animal.status == "merged":
         raise ApiError(
