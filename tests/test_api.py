@@ -672,12 +672,12 @@ def test_a_closed_writer_refuses_new_writes_with_503(record: Record) -> None:
 def test_an_unreadable_table_in_the_record_is_a_500_in_the_one_shape(
     served: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from herdrecord.api import routes_animals
+    from herdrecord.api.routes import animals
 
     def broken(*args: object, **kwargs: object) -> pa.Table:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(routes_animals, "_animal_rows", broken)
+    monkeypatch.setattr(animals, "find_animals", broken)
     client = TestClient(served.client.app, raise_server_exceptions=False)
     error = _error(client.get("/v1/animals", headers=served.as_("vet")), 500)
     assert "disk" not in error["message"]

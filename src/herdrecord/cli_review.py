@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from herdrecord.animals import find_animals
 from herdrecord.cli import RecordPath, app, console, open_from_cli
 from herdrecord.linking import LinkReport, link_pending, relink_all
 from herdrecord.review import (
@@ -56,21 +57,29 @@ def link(
 
 
 @app.command()
-def animals(path: RecordPath) -> None:
-    """List the record's animals."""
-    record = open_from_cli(path)
-    rows = record.table("animals").to_lance().to_table().sort_by("animal_id").to_pylist()
-    table = Table(title=f"{len(rows)} animals")
-    for column in ("animal", "name", "tag", "pen", "status", "provisional"):
-        table.add_column(column)
-    for row in rows:
+def animals(
+    path: RecordPath,
+    pen: Annotated[str | None, typer.Option(help="Only this pen.")] = None,
+    status: Annotated[str | None, typer.Option(help="active, departed or merged.")] = None,
+    search: Annotated[
+        str | None, typer.Option(help="Part of the id, name or ear tag (any case).")
+    ] = None,
+) -> None:
+    """List the record's animals, with the days each was seen."""
+    found = find_animals(open_from_cli(path), pen, status, search)
+    table = Table(title=f"{len(found)} animals")
+    for column in ("animal", "name", "tag", "pen", "status", "provisional", "days", "last seen"):
+        table.add_column(column, justify="right" if column == "days" else "left")
+    for animal in found:
         table.add_row(
-            row["animal_id"],
-            row["display_name"] or "",
-            row["tag_id"] or "",
-            row["pen_id"] or "",
-            row["status"] + (f" → {row['merged_into']}" if row["merged_into"] else ""),
-            "yes" if row["provisional"] else "",
+            animal.animal_id,
+            animal.display_name or "",
+            animal.tag_id or "",
+            animal.pen_id or "",
+            animal.status + (f" → {animal.merged_into}" if animal.merged_into else ""),
+            "yes" if animal.provisional else "",
+            str(animal.days),
+            str(animal.last_day or ""),
         )
     console.print(table)
 

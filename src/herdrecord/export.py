@@ -26,6 +26,7 @@ import json
 import shutil
 import time
 import uuid
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -384,3 +385,23 @@ __all__ = [
     "provenance",
     "selected_animals",
 ]
+
+
+def export_zip(
+    record: Record,
+    work_dir: Path,
+    filters: ExportFilters | None = None,
+    options: ExportOptions | None = None,
+) -> Path:
+    """Export into `work_dir` and pack the files into one zip there; return the zip's path.
+
+    The zip stores the files as they are (Parquet is already zstd-compressed), so packing
+    costs a copy, not a recompression.
+    """
+    result = export_parquet(record, work_dir / "export", filters, options)
+    archive = work_dir / f"herdrecord-export-{record.farm_id}.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as out:
+        for path in sorted(result.out_dir.rglob("*")):
+            if path.is_file():
+                out.write(path, path.relative_to(result.out_dir).as_posix())
+    return archive

@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from herdrecord import __version__
-from herdrecord.api import routes_analysis, routes_animals, routes_batches, routes_people
 from herdrecord.api.models import Health
 from herdrecord.api.problems import ErrorBody, install_handlers
+from herdrecord.api.routes import router
 from herdrecord.api.writer import Writer
 from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput
@@ -71,6 +71,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             unlinked=writer.stats.unlinked_since is not None,
         )
 
-    for module in (routes_batches, routes_animals, routes_people, routes_analysis):
-        app.include_router(module.router, prefix="/v1")
+    app.include_router(router)
     return app

@@ -21,6 +21,7 @@ from herdrecord.errors import (
     UnknownTracklet,
 )
 from herdrecord.events import EventSuperseded, UnknownEvent
+from herdrecord.keyframes import UnknownKeyframe
 from herdrecord.sqlsandbox import SqlError
 
 log = logging.getLogger("herdrecord.api")
@@ -115,7 +116,9 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _status_of(exc: HerdrecordError) -> tuple[int, str]:
-    if isinstance(exc, UnknownAnimal | UnknownTracklet | UnknownEvent | UnknownQuery):
+    if isinstance(
+        exc, UnknownAnimal | UnknownTracklet | UnknownEvent | UnknownQuery | UnknownKeyframe
+    ):
         return 404, "not_found"
     if isinstance(exc, RecordLocked):
         return 503, "record_locked"

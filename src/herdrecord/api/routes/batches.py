@@ -6,19 +6,16 @@ import asyncio
 import io
 import tempfile
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from herdrecord.api.auth import ADMINS, EDGE, allow
+from herdrecord.api.deps import CurrentSettings, CurrentWriter, Edge
 from herdrecord.api.models import BatchResult, LinkResult, UploadResult
 from herdrecord.api.problems import ApiError, responses
-from herdrecord.api.writer import Writer
 from herdrecord.bulk import read_bulk
 from herdrecord.contract import edge_batch_json_schema
 from herdrecord.ingest import BatchOutcome
 from herdrecord.intake import GZIP_MAGIC, PARQUET_MAGIC, Candidate, read_bytes
-from herdrecord.keys import Principal
 
 router = APIRouter(tags=["edge"])
 
@@ -51,14 +48,15 @@ BINARY = {"type": "string", "format": "binary"}
     },
 )
 async def upload_batch(
+    principal: Edge,
     request: Request,
     response: Response,
-    principal: Annotated[Principal, Depends(allow(*EDGE))],
+    settings: CurrentSettings,
+    writer: CurrentWriter,
 ) -> UploadResult:
     """Store the upload's batches through the writer: 201 when stored, 200 when every batch
     was already stored (a re-send), 422 with every problem when any batch is invalid (then
     nothing of the upload is stored)."""
-    settings = request.app.state.settings
     body = await read_body(request, settings.api_max_body_bytes)
     # Parsing and checking a batch takes CPU time: off the event loop, so reads go on.
     candidates = await asyncio.to_thread(
@@ -69,7 +67,6 @@ async def upload_batch(
         settings.max_batch_bytes,
         principal.name,
     )
-    writer: Writer = request.app.state.writer
     outcomes = await writer.upload(candidates)
     results = [_result(outcome) for outcome in outcomes]
     if any(r.status == "rejected" for r in results):
@@ -90,12 +87,9 @@ async def upload_batch(
     summary="Link every unlinked tracklet now",
     responses=responses(),
 )
-async def link_now(
-    request: Request, principal: Annotated[Principal, Depends(allow(*EDGE, *ADMINS))]
-) -> LinkResult:
+async def link_now(principal: Edge, writer: CurrentWriter) -> LinkResult:
     """Run linking now instead of waiting for the uploads to pause (the service links by
     itself `HERDRECORD_API_LINK_IDLE_S` after the last upload)."""
-    writer: Writer = request.app.state.writer
     report = await writer.link_now()
     return LinkResult(
         pen_days=report.pen_days,

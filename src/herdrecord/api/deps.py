@@ -1,4 +1,4 @@
-"""Who may call what: API keys in `Authorization: Bearer`, checked against the record's keys."""
+"""Typed dependencies of the routes: who is calling (and may they), the record, the writer."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from herdrecord.animals import AnimalSummary, get_animal
 from herdrecord.api.problems import ApiError
+from herdrecord.api.writer import Writer
+from herdrecord.config import Settings
 from herdrecord.keys import KeyRing, Principal, Role
+from herdrecord.store import Record
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -47,7 +51,42 @@ def allow(*roles: Role) -> Callable[..., Principal]:
                 403,
                 f"{principal.name} has role {principal.role}; this needs {' or '.join(roles)}",
             )
-        request.state.principal = principal
         return principal
 
     return check
+
+
+def current_record(request: Request) -> Record:
+    """Return the record the service serves."""
+    record: Record = request.app.state.record
+    return record
+
+
+def current_settings(request: Request) -> Settings:
+    """Return the service's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def current_writer(request: Request) -> Writer:
+    """Return the service's one writer."""
+    writer: Writer = request.app.state.writer
+    return writer
+
+
+def existing_animal(
+    animal_id: str, record: Annotated[Record, Depends(current_record)]
+) -> AnimalSummary:
+    """Return the animal named in the path (404 when the record has none of that id)."""
+    return get_animal(record, animal_id)
+
+
+Edge = Annotated[Principal, Depends(allow(*EDGE))]
+Reader = Annotated[Principal, Depends(allow(*READERS))]
+Vet = Annotated[Principal, Depends(allow(*VETS))]
+Analyst = Annotated[Principal, Depends(allow(*ANALYSTS))]
+Admin = Annotated[Principal, Depends(allow(*ADMINS))]
+CurrentRecord = Annotated[Record, Depends(current_record)]
+CurrentSettings = Annotated[Settings, Depends(current_settings)]
+CurrentWriter = Annotated[Writer, Depends(current_writer)]
+ExistingAnimal = Annotated[AnimalSummary, Depends(existing_animal)]

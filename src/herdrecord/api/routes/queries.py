@@ -1,0 +1,63 @@
+"""Named cohort queries: list them with their parameters, run one."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from herdrecord.api.deps import CurrentRecord, Reader
+from herdrecord.api.models import NamedQuery, QueryIn, QueryList, QueryParam, Rows
+from herdrecord.api.problems import responses
+from herdrecord.api.rows import TABLE_CONTENT, RowFormat, render_rows
+from herdrecord.cli_rows import json_ready
+from herdrecord.cohorts import NamedQuery as LibraryQuery
+from herdrecord.cohorts import list_queries, run_query
+
+router = APIRouter(tags=["queries"])
+
+
+@router.get("/queries", summary="The named cohort queries", responses=responses())
+def get_queries(principal: Reader) -> QueryList:
+    """Return every named query with what it answers and its parameters."""
+    return QueryList(queries=[_described(q) for q in list_queries()])
+
+
+@router.post(
+    "/queries/{name}",
+    summary="Run a named query",
+    response_model=Rows,
+    responses={200: {"content": TABLE_CONTENT, "description": "The rows."}, **responses(404)},
+)
+def post_query(
+    principal: Reader,
+    record: CurrentRecord,
+    name: str,
+    body: QueryIn,
+    format: Annotated[RowFormat, Query(description="json (default), csv or parquet")] = "json",
+) -> Rows | Response:
+    """Run the query with the given parameters (text, checked against its header)."""
+    started = time.monotonic()
+    rows = run_query(record, name, body.params)
+    return render_rows(rows, False, time.monotonic() - started, format, name)
+
+
+def _described(query: LibraryQuery) -> NamedQuery:
+    return NamedQuery(
+        name=query.name,
+        description=query.description,
+        params=[
+            QueryParam(
+                name=p.name,
+                type=str(p.type),
+                meaning=p.meaning,
+                required=p.required,
+                default=json_ready(p.default),
+                low=p.low,
+                high=p.high,
+                choices=list(p.choices),
+            )
+            for p in query.params
+        ],
+    )

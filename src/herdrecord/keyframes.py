@@ -1,0 +1,65 @@
+"""The visual record: an animal's chosen keyframes by day, and a keyframe's JPEG."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from herdrecord.contract import IDENTIFIER_PATTERN
+from herdrecord.errors import HerdrecordError
+from herdrecord.store import Record
+from herdrecord.timeline import read_days
+
+
+class UnknownKeyframe(HerdrecordError):
+    """No keyframe of that tracklet at that time."""
+
+    def __init__(self, device_id: str, track_id: str, t: datetime) -> None:
+        self.device_id = device_id
+        self.track_id = track_id
+        self.t = t
+        super().__init__(f"no keyframe of {device_id}:{track_id} at {t.isoformat()}")
+
+
+@dataclass(frozen=True)
+class KeyframeRef:
+    """One keyframe an animal-day chose."""
+
+    day: date
+    device_id: str
+    track_id: str
+    t: datetime  # frame time, UTC
+
+
+def animal_keyframes(
+    record: Record, animal_id: str, start: date | None = None, end: date | None = None
+) -> list[KeyframeRef]:
+    """Return the keyframes the animal's days chose within [start, end], newest day first."""
+    days = read_days(record, animal_id, start, end).select(["day", "keyframes"])
+    return [
+        KeyframeRef(row["day"], ref["device_id"], ref["track_id"], ref["t"])
+        for row in reversed(days.to_pylist())
+        for ref in row["keyframes"]
+    ]
+
+
+def keyframe_jpeg(record: Record, device_id: str, track_id: str, t: datetime) -> bytes:
+    """Return the JPEG bytes of one keyframe."""
+    if t.tzinfo is None:
+        raise UnknownKeyframe(device_id, track_id, t)
+    for part in (device_id, track_id):
+        if len(part) > 128 or not re.match(IDENTIFIER_PATTERN, part):
+            raise UnknownKeyframe(device_id, track_id, t)
+    moment = t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # Identifiers hold no quote, so the literals below cannot be broken out of.
+    rows = record.read_visible(
+        "keyframes",
+        ["jpeg"],
+        where=f"device_id = '{device_id}' AND track_id = '{track_id}' "
+        f"AND t = arrow_cast('{moment}', 'Timestamp(Microsecond, Some(\"UTC\"))')",
+    )
+    if rows.num_rows == 0:
+        raise UnknownKeyframe(device_id, track_id, t)
+    jpeg: bytes = rows.column("jpeg")[0].as_py()
+    return jpeg
