@@ -11,7 +11,7 @@ import logging
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -401,6 +401,25 @@ def test_keyframes_are_listed_by_day_and_served_as_jpeg(served: Service) -> None
         headers=served.as_("vet"),
     )
     assert _error(missing, 404)
+    # Any time schemathesis may send is a clean 404 (once a year-336 time was a 500).
+    odd = served.client.get(
+        "/v1/keyframes/image",
+        params={"device_id": "YFb", "track_id": "m26Aj@f0", "t": "0336-09-20T00:48:57+15:29"},
+        headers=served.as_("vet"),
+    )
+    assert _error(odd, 404)
+    same_moment = served.client.get(
+        "/v1/keyframes/image",
+        params={
+            "device_id": keyframes[0]["device_id"],
+            "track_id": keyframes[0]["track_id"],
+            "t": datetime.fromisoformat(keyframes[0]["t"])
+            .astimezone(timezone(timedelta(hours=2)))
+            .isoformat(),
+        },
+        headers=served.as_("vet"),
+    )
+    assert same_moment.content == image.content  # the same instant in another zone
 
 
 # --- events and review --------------------------------------------------------------------

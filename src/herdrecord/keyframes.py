@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from herdrecord.contract import IDENTIFIER_PATTERN
 from herdrecord.errors import HerdrecordError
@@ -51,15 +51,15 @@ def keyframe_jpeg(record: Record, device_id: str, track_id: str, t: datetime) ->
     for part in (device_id, track_id):
         if len(part) > 128 or not re.match(IDENTIFIER_PATTERN, part):
             raise UnknownKeyframe(device_id, track_id, t)
-    moment = t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    # Identifiers hold no quote, so the literals below cannot be broken out of.
+    # A tracklet has a handful of keyframes: read them (identifiers hold no quote, so the
+    # literals cannot be broken out of) and match the time here, exactly.
     rows = record.read_visible(
         "keyframes",
-        ["jpeg"],
-        where=f"device_id = '{device_id}' AND track_id = '{track_id}' "
-        f"AND t = arrow_cast('{moment}', 'Timestamp(Microsecond, Some(\"UTC\"))')",
+        ["t", "jpeg"],
+        where=f"device_id = '{device_id}' AND track_id = '{track_id}'",
     )
-    if rows.num_rows == 0:
-        raise UnknownKeyframe(device_id, track_id, t)
-    jpeg: bytes = rows.column("jpeg")[0].as_py()
-    return jpeg
+    for stored, jpeg in zip(rows.column("t").to_pylist(), rows.column("jpeg"), strict=True):
+        if stored == t:
+            found: bytes = jpeg.as_py()
+            return found
+    raise UnknownKeyframe(device_id, track_id, t)
