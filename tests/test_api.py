@@ -28,6 +28,7 @@ from herdrecord.api.writer import Writer, commit_uploads
 from herdrecord.bulk import bulk_table_from_json
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
+from herdrecord.ingest import ingest
 from herdrecord.intake import parse_json
 from herdrecord.keys import add_key, list_keys
 from herdrecord.simulate import SimulationConfig, simulate
@@ -241,6 +242,20 @@ def test_a_re_upload_is_200_duplicate_and_stores_nothing_new(served: Service) ->
         ],
     }
     assert _ledger(served.record) == before
+
+
+def test_a_batch_another_writer_stored_meanwhile_is_a_duplicate(served: Service) -> None:
+    edge = served.as_("edge")
+    first = make_batch("dev-07/2026-11-21T06", device_id="dev-07")
+    assert served.client.post("/v1/batches", json=first, headers=edge).status_code == 201
+    # The CLI (another writer) ingests a batch between two of the service's commits.
+    other = make_batch("dev-07/2026-11-21T12", device_id="dev-07", track_offset=10)
+    ingest(served.record, [parse_json(json.dumps(other).encode(), "cli")])
+    again = served.client.post("/v1/batches", json=other, headers=edge)
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    reused = make_batch("dev-07/2026-11-22T00", device_id="dev-07", track_offset=10)
+    error = _error(served.client.post("/v1/batches", json=reused, headers=edge), 422)
+    assert any("already stored" in p for p in error["problems"])
 
 
 def test_a_new_batch_is_201_with_its_rows(served: Service) -> None:

@@ -79,7 +79,9 @@ class Ingestor:
         self.expect = Expectations.for_record(
             record.embedder.name, record.embedder.dim, record.behaviours, record.settings, now
         )
-        ledger = record.table("batches").to_lance().to_table(columns=["batch_id", "content_sha256"])
+        batches = record.table("batches")
+        self.ledger_version = int(batches.version)  # the ledger as read (and then written)
+        ledger = batches.to_lance().to_table(columns=["batch_id", "content_sha256"])
         self.ledger: dict[str, str] = dict(
             zip(
                 ledger.column("batch_id").to_pylist(),
@@ -90,6 +92,17 @@ class Ingestor:
         self.group = _Group()
         self._outcomes: list[tuple[int, BatchOutcome]] = []
         self._stored: dict[str, pa.Table] = {}
+        self._offered = 0
+
+    def renew(self, now: datetime | None = None) -> None:
+        """Start a new ingest with what this one knows (the ledger, the devices' track ids):
+        a new clock for the checks, nothing queued. Only while no other writer wrote."""
+        record = self.record
+        self.expect = Expectations.for_record(
+            record.embedder.name, record.embedder.dim, record.behaviours, record.settings, now
+        )
+        self.group = _Group()
+        self._outcomes = []
         self._offered = 0
 
     @property
@@ -172,7 +185,9 @@ class Ingestor:
             rows = pa.concat_tables(per_table[name]).cast(table.schema)
             if rows.num_rows:
                 table.add(rows)
-        record.table("batches").add(_ledger_rows(group, record))  # the commit point
+        ledger = record.table("batches")
+        ledger.add(_ledger_rows(group, record))  # the commit point
+        self.ledger_version = int(ledger.version)
         (record.path / PENDING_FILE).unlink()
         for frames in group.frames:
             self.ledger[frames.header.batch_id] = group.sha256[frames.header.batch_id]

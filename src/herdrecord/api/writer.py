@@ -44,6 +44,10 @@ class _Job:
     future: asyncio.Future[Any]
 
 
+class _Stop:
+    """Put last on the queue by `close`: the writer stops once it reaches it."""
+
+
 @dataclass
 class WriterStats:
     """What the writer has done since the service started."""
@@ -66,12 +70,13 @@ class Writer:
     def __init__(self, record: Record) -> None:
         self.record = record
         self.stats = WriterStats()
-        self._queue: asyncio.Queue[_Upload | _Job | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Upload | _Job | _Stop] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herdrecord-writer")
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._held: _Upload | _Job | None = None
+        self._held: _Upload | _Job | _Stop | None = None
         self._since_compact_check = 0
+        self._ingestor: list[Ingestor] = []  # the last commit's, while the ledger is unchanged
 
     def start(self, link_pending_now: bool = True) -> None:
         """Start the writer task (linking whatever an earlier run left unlinked, when idle)."""
@@ -83,7 +88,7 @@ class Writer:
         """Refuse new writes, finish every queued one, then stop."""
         self._closing = True
         if self._task is not None:
-            await self._queue.put(None)
+            await self._queue.put(_Stop())
             await self._task
             if self._since_compact_check:
                 await self._compact()
@@ -119,34 +124,24 @@ class Writer:
         await self._queue.put(item)
 
     async def _loop(self) -> None:
-        stopping = False
-        while not stopping or self._held is not None:
-            item = self._held
+        while True:
+            item = self._held if self._held is not None else await self._next()
             self._held = None
-            if item is None:
-                item = await self._next()
-                if item is None:
-                    if self._queue.empty():
-                        break
-                    stopping = True
-                    continue
-            if isinstance(item, _Upload):
-                uploads = [item]
-                while not self._queue.empty():
-                    more = self._queue.get_nowait()
-                    if more is None:
-                        stopping = True
-                        continue
-                    if isinstance(more, _Upload):
-                        uploads.append(more)
-                    else:
-                        self._held = more
-                        break
-                await self._commit(uploads)
-            else:
+            if isinstance(item, _Stop):
+                return
+            if isinstance(item, _Job):
                 await self._job(item)
+                continue
+            uploads = [item]
+            while not self._queue.empty():  # group the uploads waiting behind this one
+                more = self._queue.get_nowait()
+                if not isinstance(more, _Upload):
+                    self._held = more  # a job, or the stop: after this group, in order
+                    break
+                uploads.append(more)
+            await self._commit(uploads)
 
-    async def _next(self) -> _Upload | _Job | None:
+    async def _next(self) -> _Upload | _Job | _Stop:
         """Wait for the next write; link when the uploads pause or linking is overdue."""
         while True:
             since = self.stats.unlinked_since
@@ -219,11 +214,13 @@ class Writer:
                 self.record,
                 [u.candidates for u in uploads],
                 compact,
+                self._ingestor,
             )
         except BaseException as exc:
             log.exception(
                 "a group of %d uploads failed; nothing of it was acknowledged", len(uploads)
             )
+            self._ingestor.clear()  # its view of the ledger may be off: read it afresh
             for upload in uploads:
                 _settle(upload.future, exc=exc)
             return
@@ -248,6 +245,18 @@ def _settle(
         future.set_result(result)
 
 
+def _ingestor(record: Record, known: list[Ingestor] | None) -> Ingestor:
+    """Return an ingestor for this commit: the last one, renewed, while the ledger is still
+    the version it wrote (no other process ingested since), else a new one."""
+    if known and known[0].ledger_version == int(record.table("batches").version):
+        known[0].renew()
+        return known[0]
+    ingestor = Ingestor(record)
+    if known is not None:
+        known[:] = [ingestor]
+    return ingestor
+
+
 def _compact_locked(record: Record) -> None:
     with record.writer():
         compact_if_fragmented(record)
@@ -268,16 +277,20 @@ def _withdrawn(
 
 
 def commit_uploads(
-    record: Record, uploads: Sequence[Sequence[Candidate]], compact: bool = True
+    record: Record,
+    uploads: Sequence[Sequence[Candidate]],
+    compact: bool = True,
+    known: list[Ingestor] | None = None,
 ) -> list[list[BatchOutcome]]:
     """Commit uploads together, each whole or not at all; return each one's batch outcomes.
 
     A batch of an upload is written only if no batch of the same upload is rejected, so a
     client that sees 422 knows nothing of its upload was stored (duplicates stay stored).
+    `known` carries the previous commit's ingestor (its copy of the ledger) to the next.
     """
     results: list[list[BatchOutcome | None]] = []
     with record.writer():
-        ingestor = Ingestor(record)
+        ingestor = _ingestor(record, known)
         written: dict[str, BatchOutcome] = {}
         for candidates in uploads:
             mark = ingestor.mark()
