@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import tempfile
-from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 
 from herdrecord.api.deps import CurrentSettings, CurrentWriter, Edge
 from herdrecord.api.models import BatchResult, LinkResult, UploadResult
 from herdrecord.api.problems import ApiError, responses
-from herdrecord.bulk import read_bulk
+from herdrecord.api.uploads import GZIP_TYPES, PARQUET_TYPES, UploadRefused, parse_upload
 from herdrecord.contract import edge_batch_json_schema
 from herdrecord.ingest import BatchOutcome
-from herdrecord.intake import GZIP_MAGIC, PARQUET_MAGIC, Candidate, read_bytes
 
 router = APIRouter(tags=["edge"])
 
-JSON_TYPES = ("application/json",)
-GZIP_TYPES = ("application/gzip", "application/x-gzip")
-PARQUET_TYPES = ("application/vnd.apache.parquet", "application/x-parquet")
 BINARY = {"type": "string", "format": "binary"}
 
 
@@ -58,15 +51,20 @@ async def upload_batch(
     was already stored (a re-send), 422 with every problem when any batch is invalid (then
     nothing of the upload is stored)."""
     body = await read_body(request, settings.api_max_body_bytes)
-    # Parsing and checking a batch takes CPU time: off the event loop, so reads go on.
-    candidates = await asyncio.to_thread(
-        _candidates,
+    # Parsing and checking takes CPU time: on a thread, so the event loop goes on meanwhile.
+    # (Worker processes were tried: moving the frames back costs more than the GIL does.)
+    parsed = await asyncio.to_thread(
+        parse_upload,
         request.headers.get("content-type", ""),
         request.headers.get("content-encoding", ""),
         body,
         settings.max_batch_bytes,
-        principal.name,
+        f"upload by {principal.name}",
     )
+    if isinstance(parsed, UploadRefused):
+        code = "batch_rejected" if parsed.status == 422 else None
+        raise ApiError(parsed.status, parsed.message, code, parsed.problems)
+    candidates = parsed
     outcomes = await writer.upload(candidates)
     results = [_result(outcome) for outcome in outcomes]
     if any(r.status == "rejected" for r in results):
@@ -121,42 +119,6 @@ def _too_large(limit: int) -> ApiError:
         f"the body is larger than the limit of {limit} bytes (HERDRECORD_API_MAX_BODY_BYTES); "
         "split it into smaller batches",
     )
-
-
-def _candidates(
-    content_type: str, content_encoding: str, body: bytes, max_batch_bytes: int, who: str
-) -> list[Candidate]:
-    kind = content_type.split(";")[0].strip().lower()
-    known = ("", "application/octet-stream", *JSON_TYPES, *GZIP_TYPES, *PARQUET_TYPES)
-    if kind not in known:
-        raise ApiError(
-            415,
-            f"cannot read a body of type {kind!r}; send application/json, application/gzip "
-            "or application/vnd.apache.parquet",
-        )
-    source = f"upload by {who}"
-    if not body:
-        raise ApiError(
-            422, "the body is empty; send one batch", "batch_rejected", ["batch: the body is empty"]
-        )
-    if body[:4] == PARQUET_MAGIC:
-        with tempfile.TemporaryDirectory(prefix="herdrecord-upload-") as tmp:
-            path = Path(tmp) / "upload.parquet"
-            path.write_bytes(body)
-            return [Candidate(source, b.batch_id, b.frames, b.problems) for b in read_bulk(path)]
-    if kind in PARQUET_TYPES:
-        raise ApiError(
-            422,
-            "the body is not a Parquet file",
-            "batch_rejected",
-            ["file: not a Parquet file (it does not start with PAR1)"],
-        )
-    gzipped = content_encoding.strip().lower() == "gzip" or kind in GZIP_TYPES
-    if gzipped and body[:2] != GZIP_MAGIC:
-        raise ApiError(
-            422, "the body is not gzip", "batch_rejected", ["file: not valid gzip (no gzip header)"]
-        )
-    return [read_bytes(io.BytesIO(body), source, max_batch_bytes)]
 
 
 def _result(outcome: BatchOutcome) -> BatchResult:
