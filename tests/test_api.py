@@ -617,7 +617,7 @@ def test_keys_never_reach_the_logs(served: Service, caplog: pytest.LogCaptureFix
             served.client.post("/v1/batches", content=b"{", headers=served.as_(role))
     text = caplog.text
     assert all(key not in text for key in served.keys.values())
-    assert all(key.split("_")[2] not in text for key in served.keys.values())
+    assert all(key.split("_", 2)[2] not in text for key in served.keys.values())
 
 
 def test_keys_commands_add_list_and_revoke(tmp_path: Path) -> None:
