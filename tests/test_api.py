@@ -209,6 +209,9 @@ def test_health_needs_no_key_and_says_what_is_served(served: Service) -> None:
     assert health.status_code == 200
     assert health.json()["schema_version"] == served.record.schema_version
     assert health.json()["farm_id"] == "farm-a"
+    # The barn's day-3 Parquet upload held several batches: uploads and commits are counted.
+    assert 0 < health.json()["commits"] <= health.json()["uploads"]
+    assert health.json()["links"] >= 1 and health.json()["last_link_error"] is None
 
 
 def test_errors_have_one_shape_even_from_the_framework(served: Service) -> None:

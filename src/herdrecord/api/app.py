@@ -69,6 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             schema_version=record.schema_version,
             queued_writes=writer.stats.queued,
             unlinked=writer.stats.unlinked_since is not None,
+            uploads=writer.stats.uploads,
+            commits=writer.stats.commits,
+            links=writer.stats.links,
+            last_link_error=writer.stats.last_link_error,
         )
 
     app.include_router(router)

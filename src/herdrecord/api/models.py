@@ -27,6 +27,10 @@ class Health(BaseModel):
     schema_version: int
     queued_writes: int = Field(description="Writes waiting for the writer.")
     unlinked: bool = Field(description="Uploaded tracklets are waiting to be linked.")
+    uploads: int = Field(description="Uploads answered since the service started.")
+    commits: int = Field(description="Group commits that stored them (fewer: grouped).")
+    links: int = Field(description="Linking runs since the service started.")
+    last_link_error: str | None = Field(description="Why the last linking run failed, if it did.")
 
 
 class BatchResult(BaseModel):
