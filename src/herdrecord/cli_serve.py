@@ -35,8 +35,8 @@ def serve(
     if log_level not in ("critical", "error", "warning", "info", "debug"):
         raise typer.BadParameter(f"{log_level!r} is not a log level", param_hint="--log-level")
     settings = _settings().model_copy(update={"record": str(path)})
-    open_from_cli(path)  # a missing or unmigrated record fails here, in one line
-    if not list_keys(open_from_cli(path)):
+    record = open_from_cli(path)  # a missing or unmigrated record fails here, in one line
+    if not list_keys(record):
         errors.print(
             "[yellow]warning:[/] the record has no API keys yet; make one with "
             f"`herdrecord keys add {path} NAME --role admin`"

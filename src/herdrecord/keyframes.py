@@ -52,14 +52,22 @@ def keyframe_jpeg(record: Record, device_id: str, track_id: str, t: datetime) ->
         if len(part) > 128 or not re.match(IDENTIFIER_PATTERN, part):
             raise UnknownKeyframe(device_id, track_id, t)
     # A tracklet has a handful of keyframes: read them (identifiers hold no quote, so the
-    # literals cannot be broken out of) and match the time here, exactly.
-    rows = record.read_visible(
-        "keyframes",
-        ["t", "jpeg"],
-        where=f"device_id = '{device_id}' AND track_id = '{track_id}'",
+    # literals cannot be broken out of), match the time here, exactly, and show the one found
+    # only if its batch is committed (one keyed lookup, not a read of the whole ledger).
+    rows = (
+        record.table("keyframes")
+        .to_lance()
+        .to_table(
+            columns=["t", "jpeg", "batch_id"],
+            filter=f"device_id = '{device_id}' AND track_id = '{track_id}'",
+        )
     )
-    for stored, jpeg in zip(rows.column("t").to_pylist(), rows.column("jpeg"), strict=True):
-        if stored == t:
-            found: bytes = jpeg.as_py()
+    for row in range(rows.num_rows):
+        if rows.column("t")[row].as_py() != t:
+            continue
+        batch_id = str(rows.column("batch_id")[row].as_py()).replace("'", "''")
+        ledger = record.table("batches").to_lance()
+        if ledger.count_rows(filter=f"batch_id = '{batch_id}'"):
+            found: bytes = rows.column("jpeg")[row].as_py()
             return found
     raise UnknownKeyframe(device_id, track_id, t)

@@ -21,12 +21,20 @@ from typing import Literal, get_args
 import pyarrow as pa
 
 from herdrecord.contract import IDENTIFIER_PATTERN
-from herdrecord.errors import InvalidInput
+from herdrecord.errors import HerdrecordError, InvalidInput
 from herdrecord.store import Record
 
 Role = Literal["edge", "vet", "analyst", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
 KEY_PATTERN = re.compile(r"^hr_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
+
+
+class UnknownKey(HerdrecordError):
+    """The principal has no active key."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"{name} has no active key — `herdrecord keys list` shows the keys")
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,7 @@ def revoke_key(record: Record, name: str) -> ApiKey:
     with record.writer():
         active = [key for key in _rows(record) if key.name == name and key.active]
         if not active:
-            raise InvalidInput(f"{name} has no active key")
+            raise UnknownKey(name)
         now = datetime.now(UTC)
         record.table("api_keys").update(
             where=f"name = '{name}' AND revoked_at IS NULL", values={"revoked_at": now}

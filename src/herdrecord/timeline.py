@@ -137,6 +137,17 @@ def read_days(
 ) -> pa.Table:
     """Return stored days (of one animal, within [start, end]) sorted by animal and day, with
     `weight_est_kg` from the record's current calibration (null without one)."""
+    return read_days_calibrated(record, weight_calibration(record), animal_id, start, end)
+
+
+def read_days_calibrated(
+    record: Record,
+    calibration: WeightCalibration | None,
+    animal_id: str | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> pa.Table:
+    """Return stored days as `read_days` does, with weights from the calibration given."""
     where = []
     if animal_id is not None:
         where.append(f"animal_id = {_sql(animal_id)}")
@@ -146,7 +157,6 @@ def read_days(
         where.append(f"day <= date '{end.isoformat()}'")
     rows = record.table("days").to_lance().to_table(filter=" AND ".join(where) or None)
     rows = rows.sort_by([("animal_id", "ascending"), ("day", "ascending")])
-    calibration = weight_calibration(record)
     area = rows.column("area_px").to_numpy(zero_copy_only=False)
     area = np.asarray([np.nan if a is None else a for a in area], dtype=np.float64)
     estimate = calibration.estimate_kg(area) if calibration else np.full(len(area), np.nan)

@@ -17,7 +17,7 @@ import pyarrow as pa
 from herdrecord.errors import InvalidInput, UnknownAnimal
 from herdrecord.events import current_events
 from herdrecord.store import Record
-from herdrecord.timeline import calibration_and_weighings, read_days
+from herdrecord.timeline import calibration_and_weighings, read_days_calibrated
 from herdrecord.weights import MIN_WEIGHINGS, WeightCalibration
 
 
@@ -90,7 +90,8 @@ def animal_timeline(
         start=None if start is None else datetime.combine(start, time(), UTC),
         end=None if end is None else datetime.combine(end + timedelta(days=1), time(), UTC),
     )
-    days = read_days(record, animal_id, start, end)
+    calibration = calibration_status(record)  # once: the days' weights and the header
+    days = read_days_calibrated(record, calibration.calibration, animal_id, start, end)
     return AnimalTimeline(
         animal_id=animal_id,
         display_name=animal["display_name"],
@@ -101,7 +102,7 @@ def animal_timeline(
         end=end,
         days=_with_scale_weights(days, events),
         events=events,
-        calibration=calibration_status(record),
+        calibration=calibration,
         behaviours=record.behaviours,
     )
 

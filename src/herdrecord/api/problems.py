@@ -22,6 +22,7 @@ from herdrecord.errors import (
 )
 from herdrecord.events import EventSuperseded, UnknownEvent
 from herdrecord.keyframes import UnknownKeyframe
+from herdrecord.keys import UnknownKey
 from herdrecord.sqlsandbox import SqlError
 
 log = logging.getLogger("herdrecord.api")
@@ -115,9 +116,25 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+NOT_FOUND = (
+    UnknownAnimal,
+    UnknownTracklet,
+    UnknownEvent,
+    UnknownQuery,
+    UnknownKeyframe,
+    UnknownKey,
+)
+
+
 def _status_of(exc: HerdrecordError) -> tuple[int, str]:
     if isinstance(
-        exc, UnknownAnimal | UnknownTracklet | UnknownEvent | UnknownQuery | UnknownKeyframe
+        exc,
+        UnknownAnimal
+        | UnknownTracklet
+        | UnknownEvent
+        | UnknownQuery
+        | UnknownKeyframe
+        | UnknownKey,
     ):
         return 404, "not_found"
     if isinstance(exc, RecordLocked):

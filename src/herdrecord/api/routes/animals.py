@@ -22,7 +22,7 @@ from herdrecord.api.models import (
     Tracklet,
 )
 from herdrecord.api.problems import ApiError, responses
-from herdrecord.cli_rows import json_ready
+from herdrecord.plainvalues import json_ready
 from herdrecord.review import history
 from herdrecord.store import Record
 from herdrecord.timelineview import animal_timeline
