@@ -179,6 +179,18 @@ class Settings(BaseSettings):
         description="Most rows one HTTP list response returns (animals, events, "
         "keyframes); page with limit and offset.",
     )
+    ui_session_hours: float = Field(
+        default=12.0,
+        gt=0.0,
+        le=24 * 90,
+        description="Hours a sign-in to the web pages lasts before the person signs in "
+        "again with their key.",
+    )
+    ui_allow_http: bool = Field(
+        default=False,
+        description="Let people sign in to the pages over plain HTTP from other machines "
+        "(keys then cross the network readable); off, only HTTPS or this machine may.",
+    )
 
     @field_validator("sql_memory_limit")
     @classmethod

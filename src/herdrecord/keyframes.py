@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from herdrecord.contract import IDENTIFIER_PATTERN
-from herdrecord.errors import HerdrecordError
+from herdrecord.errors import HerdrecordError, UnknownTracklet
 from herdrecord.store import Record
 from herdrecord.timeline import read_days
 
@@ -44,13 +44,22 @@ def animal_keyframes(
     ]
 
 
+def tracklet_keyframes(record: Record, device_id: str, track_id: str) -> list[KeyframeRef]:
+    """Return every stored keyframe of one tracklet, oldest first (`day` is its UTC day)."""
+    _check_identifiers(device_id, track_id)
+    rows = (
+        record.table("keyframes")
+        .to_lance()
+        .to_table(columns=["t"], filter=f"device_id = '{device_id}' AND track_id = '{track_id}'")
+    )
+    times = sorted(rows.column("t").to_pylist())
+    return [KeyframeRef(t.astimezone(UTC).date(), device_id, track_id, t) for t in times]
+
+
 def keyframe_jpeg(record: Record, device_id: str, track_id: str, t: datetime) -> bytes:
     """Return the JPEG bytes of one keyframe."""
-    if t.tzinfo is None:
+    if t.tzinfo is None or not _identifiers(device_id, track_id):
         raise UnknownKeyframe(device_id, track_id, t)
-    for part in (device_id, track_id):
-        if len(part) > 128 or not re.match(IDENTIFIER_PATTERN, part):
-            raise UnknownKeyframe(device_id, track_id, t)
     # A tracklet has a handful of keyframes: read them (identifiers hold no quote, so the
     # literals cannot be broken out of), match the time here, exactly, and show the one found
     # only if its batch is committed (one keyed lookup, not a read of the whole ledger).
@@ -71,3 +80,13 @@ def keyframe_jpeg(record: Record, device_id: str, track_id: str, t: datetime) ->
             found: bytes = rows.column("jpeg")[row].as_py()
             return found
     raise UnknownKeyframe(device_id, track_id, t)
+
+
+def _identifiers(*parts: str) -> bool:
+    """Whether every part is an identifier (which holds no quote: safe in a Lance filter)."""
+    return all(len(part) <= 128 and re.match(IDENTIFIER_PATTERN, part) for part in parts)
+
+
+def _check_identifiers(device_id: str, track_id: str) -> None:
+    if not _identifiers(device_id, track_id):
+        raise UnknownTracklet(device_id, track_id)

@@ -127,6 +127,12 @@ class KeyRing:
 
     def principal(self, presented: str) -> Principal | None:
         """Return who the key belongs to, or None for a malformed, unknown or revoked key."""
+        found = self.identify(presented)
+        return None if found is None else found[1]
+
+    def identify(self, presented: str) -> tuple[str, Principal] | None:
+        """Return the key's id and who it belongs to, or None for a malformed, unknown or
+        revoked key."""
         found = KEY_PATTERN.match(presented)
         if found is None:
             return None
@@ -134,7 +140,13 @@ class KeyRing:
         entry = self._by_id.get(found.group(1))
         if entry is None or not hmac.compare_digest(entry[0], _digest(presented)):
             return None
-        return entry[1]
+        return found.group(1), entry[1]
+
+    def active(self, key_id: str) -> Principal | None:
+        """Return who the key of that id belongs to while it is not revoked, else None."""
+        self._refresh()
+        entry = self._by_id.get(key_id)
+        return None if entry is None else entry[1]
 
     def _refresh(self) -> None:
         if time.monotonic() - self._loaded_at < self._max_age_s:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -83,6 +84,50 @@ class HistoryEntry:
     decided_by: str
     score: float | None
     current: bool
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An animal a tracklet may show, with how alike they look."""
+
+    animal_id: str
+    score: float | None  # best cosine of the tracklet's descriptor to the animal's exemplars
+    current: bool  # the animal the tracklet is linked to now
+
+
+def candidates(record: Record, tracklet: TrackletRef, k: int = 4) -> list[Candidate]:
+    """Return the tracklet's current animal and the `k` animals of its pen whose re-ID
+    exemplars look most like it, most alike first (what a reviewer compares it with)."""
+    rows = (
+        record.table("tracklets")
+        .to_lance()
+        .to_table(columns=["pen_id", "descriptor"], filter=_tracklet_filter(tracklet))
+    )
+    if rows.num_rows == 0:
+        raise UnknownTracklet(tracklet.device_id, tracklet.track_id)
+    current = _current_animal(record, tracklet)
+    pen_id = rows.column("pen_id")[0].as_py()
+    pool = record.table("pool").to_lance()
+    where = f"pen_id = {_sql(pen_id)}"
+    if current is not None:
+        where += f" OR animal_id = {_sql(current)}"
+    exemplars = pool.to_table(columns=["animal_id", "embedding"], filter=where)
+    scores: dict[str, float] = {}
+    descriptor = rows.column("descriptor")[0].as_py()
+    if descriptor is not None and exemplars.num_rows:
+        query = np.asarray(descriptor, dtype=np.float32)
+        flat = exemplars.column("embedding").combine_chunks().flatten()
+        vectors = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32)
+        similarity = vectors.reshape(exemplars.num_rows, -1) @ query
+        for animal_id, value in zip(
+            exemplars.column("animal_id").to_pylist(), similarity.tolist(), strict=True
+        ):
+            scores[animal_id] = max(value, scores.get(animal_id, -1.0))
+    ranked = sorted(scores, key=lambda a: -scores[a])
+    chosen = [a for a in ranked if a != current][:k]
+    if current is not None:
+        chosen.insert(0, current)
+    return [Candidate(a, scores.get(a), a == current) for a in chosen]
 
 
 def review_queue(record: Record, limit: int = 50) -> list[ReviewItem]:

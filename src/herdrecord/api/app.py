@@ -16,6 +16,9 @@ from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput
 from herdrecord.keys import KeyRing
 from herdrecord.store import open_record
+from herdrecord.web.pages import error_page as page_error
+from herdrecord.web.pages import install_pages
+from herdrecord.web.session import Sessions
 
 DESCRIPTION = """\
 The record of every animal in a herd, over HTTP. Send an API key made with
@@ -41,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.record = record
         app.state.settings = settings
         app.state.keys = KeyRing(record, settings.api_key_cache_s)
+        app.state.sessions = Sessions(app.state.keys, settings.ui_session_hours * 3600)
         writer = Writer(record)
         app.state.writer = writer
         writer.start()
@@ -56,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         responses={500: {"model": ErrorBody, "description": "A fault of the service."}},
     )
-    install_handlers(app)
+    install_handlers(app, page_error)
 
     @app.get("/healthz", tags=["service"], summary="Is the service up (no key needed)")
     def healthz(request: Request) -> Health:
@@ -76,4 +80,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.include_router(router)
+    install_pages(app)
     return app

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -148,15 +149,33 @@ def _status_of(exc: HerdrecordError) -> tuple[int, str]:
     return 500, "internal_error"
 
 
-def install_handlers(app: FastAPI) -> None:
-    """Make every error, ours or the framework's, answer in the one shape."""
+API_PATHS = ("/v1/", "/healthz", "/docs", "/redoc", "/openapi.json")
+PageError = Callable[[Request, int, str], Response]
+
+
+def install_handlers(app: FastAPI, page_error: PageError | None = None) -> None:
+    """Make every error, ours or the framework's, answer in the one shape; on a page (any
+    path outside the API's) answer with `page_error`'s HTML instead, when given."""
+
+    def answer(
+        request: Request,
+        status: int,
+        message: str,
+        code: str | None = None,
+        problems: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        if page_error is not None and not request.url.path.startswith(API_PATHS):
+            shown = message + "".join(f"; {p}" for p in (problems or [])[:5])
+            return page_error(request, status, shown)
+        return error_response(status, message, code, problems, headers)
 
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.code, exc.problems, exc.headers)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return answer(request, exc.status, exc.message, exc.code, exc.problems, exc.headers)
 
     @app.exception_handler(HerdrecordError)
-    async def _herdrecord_error(request: Request, exc: HerdrecordError) -> JSONResponse:
+    async def _herdrecord_error(request: Request, exc: HerdrecordError) -> Response:
         status, code = _status_of(exc)
         if status == 500:
             log.error(
@@ -166,22 +185,22 @@ def install_handlers(app: FastAPI) -> None:
                 request.url.path,
                 exc,
             )
-            return error_response(500, "internal error; the service log has the details")
+            return answer(request, 500, "internal error; the service log has the details")
         problems = [str(p) for p in getattr(exc, "problems", [])]
         message = str(exc).splitlines()[0]
         headers = {"Retry-After": "5"} if status == 503 else None
-        return error_response(status, message, code, problems, headers)
+        return answer(request, status, message, code, problems, headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
         problems = [f"{format_loc(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
-        return error_response(422, "the request is invalid", "invalid_request", problems)
+        return answer(request, 422, "the request is invalid", "invalid_request", problems)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return answer(request, exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal error; the service log has the details")
+        return answer(request, 500, "internal error; the service log has the details")

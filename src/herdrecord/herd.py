@@ -1,0 +1,109 @@
+"""The herd at a glance: every pen's animals with their latest day, link confidence and what
+needs a look (anomaly flags, open review items, recent events)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import pyarrow.compute as pc
+
+from herdrecord.animals import AnimalSummary, find_animals
+from herdrecord.events import current_events
+from herdrecord.review import review_queue
+from herdrecord.store import Record
+
+RECENT_DAYS = 7  # flags and events this close to the latest day count as recent
+REVIEW_SCAN = 10_000  # review items read to count each animal's open ones
+
+
+@dataclass(frozen=True)
+class HerdAnimal:
+    """One animal's line on the herd page."""
+
+    animal: AnimalSummary
+    days_since_seen: int | None  # days between its last day and the record's latest day
+    link_confidence: float | None  # on its last day
+    anomalies: tuple[str, ...]  # flags raised within the recent days, most frequent first
+    review_items: int  # open review items linked to it
+    recent_events: tuple[str, ...]  # kinds of events within the recent days, newest first
+
+
+@dataclass(frozen=True)
+class Pen:
+    """A pen and its animals, by id."""
+
+    pen_id: str
+    animals: list[HerdAnimal]
+
+    @property
+    def flagged(self) -> int:
+        """Return how many of its animals carry a recent anomaly flag."""
+        return sum(1 for a in self.animals if a.anomalies)
+
+
+@dataclass(frozen=True)
+class Herd:
+    """The herd as of the record's latest day."""
+
+    as_of: date | None  # the latest day any animal was seen
+    pens: list[Pen]
+
+    @property
+    def animals(self) -> int:
+        """Return how many animals the pens hold."""
+        return sum(len(p.animals) for p in self.pens)
+
+
+def herd_overview(
+    record: Record,
+    search: str | None = None,
+    pen_id: str | None = None,
+    include_departed: bool = False,
+    recent_days: int = RECENT_DAYS,
+) -> Herd:
+    """Return the animals (active ones unless `include_departed`) matching `search` in
+    `pen_id`, grouped by pen, with what needs a look in the last `recent_days` days."""
+    status = None if include_departed else "active"
+    animals = [a for a in find_animals(record, pen_id, status, search) if a.status != "merged"]
+    days = record.table("days").to_lance()
+    latest = pc.max(days.to_table(columns=["day"]).column("day")).as_py()
+    flags: dict[str, Counter[str]] = defaultdict(Counter)
+    confidence: dict[str, tuple[date, float | None]] = {}
+    events: dict[str, list[str]] = defaultdict(list)
+    if latest is not None:
+        since = latest - timedelta(days=recent_days - 1)
+        recent = days.to_table(
+            columns=["animal_id", "day", "link_confidence", "anomalies"],
+            filter=f"day >= date '{since.isoformat()}'",
+        )
+        for row in recent.to_pylist():
+            flags[row["animal_id"]].update(row["anomalies"])
+            seen = confidence.get(row["animal_id"])
+            if seen is None or row["day"] > seen[0]:
+                confidence[row["animal_id"]] = (row["day"], row["link_confidence"])
+        in_force = current_events(record, start=datetime.combine(since, time(), UTC))
+        for row in sorted(
+            in_force.select(["animal_id", "kind", "at"]).to_pylist(),
+            key=lambda r: r["at"],
+            reverse=True,
+        ):
+            if row["kind"] not in events[row["animal_id"]]:
+                events[row["animal_id"]].append(row["kind"])
+    review = Counter(item.animal_id for item in review_queue(record, REVIEW_SCAN))
+    by_pen: dict[str, list[HerdAnimal]] = defaultdict(list)
+    for animal in animals:
+        last = animal.last_day
+        by_pen[animal.pen_id or "no pen"].append(
+            HerdAnimal(
+                animal=animal,
+                days_since_seen=None if last is None or latest is None else (latest - last).days,
+                link_confidence=confidence.get(animal.animal_id, (None, None))[1],
+                anomalies=tuple(f for f, _ in flags[animal.animal_id].most_common()),
+                review_items=review[animal.animal_id],
+                recent_events=tuple(events[animal.animal_id]),
+            )
+        )
+    pens = [Pen(pen, by_pen[pen]) for pen in sorted(by_pen)]
+    return Herd(latest, pens)
