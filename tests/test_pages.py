@@ -1,0 +1,421 @@
+"""The web pages through the ASGI client: sign-in and sessions, who may do what, forms that
+store (or refuse and store nothing), downloads, and charts that stay small for a year.
+
+The real browser drives the same pages in test_browser.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+
+from herdrecord.api import create_app
+from herdrecord.cohorts import run_query
+from herdrecord.config import Settings
+from herdrecord.events import current_events
+from herdrecord.ingest import ingest
+from herdrecord.intake import parse_json
+from herdrecord.keys import add_key, revoke_key
+from herdrecord.linking import link_pending
+from herdrecord.review import enrol_new, history, review_queue
+from herdrecord.simulate import SimulationConfig, simulate
+from herdrecord.store import Record, create_record
+from herdrecord.web.charts import BUDGET_BARS, GROWTH_POINTS, budget_chart, growth_chart
+from herdrecord.web.session import COOKIE
+
+SIM = SimulationConfig(
+    animals=8,
+    pens=2,
+    days=3,
+    seed=5,
+    arrival_rate_per_day=0.0,
+    lameness_rate_per_day=0.05,
+    obs_interval_s=120.0,
+)
+PAGES = ("/herd", "/cohorts", "/review", "/animals/P00001")
+
+
+@dataclass
+class Site:
+    """A served record, its client (HTTPS, as the pages expect) and a key per role."""
+
+    client: TestClient
+    record: Record
+    keys: dict[str, str]
+    path: Path
+
+    def sign_in(self, role: str) -> TestClient:
+        self.client.cookies.clear()
+        response = self.client.post(
+            "/sign-in", data={"key": self.keys[role], "next": "/herd"}, follow_redirects=False
+        )
+        assert response.status_code == 303, response.text
+        return self.client
+
+    def csrf(self, page: str = "/herd") -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', self.client.get(page).text)
+        assert found is not None
+        return found.group(1)
+
+
+def settings_for(path: Path, **changes: Any) -> Settings:
+    base = {
+        "record": str(path),
+        "lock_timeout_s": 5.0,
+        "api_key_cache_s": 0.0,
+        "api_link_idle_s": 3600.0,
+        "retention_enabled": False,
+    }
+    return Settings(**{**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    path = tmp_path_factory.mktemp("pages") / "herd"
+    settings = settings_for(path)
+    record = create_record(str(path), settings)
+    batches = simulate(SIM).batches
+    ingest(record, [parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in batches])
+    link_pending(record)
+    keys = {
+        role: add_key(record, f"{role}-1", role, "test")[1]
+        for role in ("edge", "vet", "analyst", "admin")
+    }
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        yield Site(client, record, keys, path)
+
+
+def _animal_ids(html: str) -> list[str]:
+    return re.findall(r'<tr data-animal="([^"]+)"', html)
+
+
+def test_every_page_sends_a_stranger_to_sign_in_and_back(site: Site) -> None:
+    site.client.cookies.clear()
+    for page in (*PAGES, "/frames?device_id=a&track_id=b&t=2026-09-01T00:00:00Z"):
+        response = site.client.get(page, follow_redirects=False)
+        assert response.status_code == 303, page
+        assert response.headers["location"].startswith("/sign-in?next=")
+    response = site.client.get("/animals/P00001?from=2026-09-01")
+    assert "Sign in" in response.text
+    signed = site.client.post(
+        "/sign-in",
+        data={"key": site.keys["vet"], "next": "/animals/P00001?from=2026-09-01"},
+        follow_redirects=False,
+    )
+    assert signed.headers["location"] == "/animals/P00001?from=2026-09-01"
+    cookie = signed.headers["set-cookie"]
+    for flag in ("HttpOnly", "SameSite=strict", "Secure", "Path=/"):
+        assert flag in cookie
+    assert site.keys["vet"] not in cookie  # the cookie names a session, never the key
+
+
+def test_a_post_without_a_session_changes_nothing(site: Site) -> None:
+    site.client.cookies.clear()
+    before = current_events(site.record).num_rows
+    response = site.client.post(
+        "/animals/P00001/events",
+        data={"csrf": "x", "kind": "note", "at": "2026-09-02T10:00", "note": "hello"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert current_events(site.record).num_rows == before
+
+
+@pytest.mark.parametrize(
+    ("key", "status", "says"),
+    [
+        ("hr_000000000000_" + "a" * 43, 401, "unknown or revoked"),
+        ("not a key", 401, "unknown or revoked"),
+        ("edge", 403, "for edge devices"),
+    ],
+)
+def test_sign_in_refusals_say_why(site: Site, key: str, status: int, says: str) -> None:
+    site.client.cookies.clear()
+    response = site.client.post("/sign-in", data={"key": site.keys.get(key, key)})
+    assert response.status_code == status
+    assert says in response.text
+    assert COOKIE not in response.headers.get("set-cookie", "")
+
+
+def test_sign_in_never_redirects_to_another_site(site: Site) -> None:
+    site.client.cookies.clear()
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+        response = site.client.post(
+            "/sign-in", data={"key": site.keys["vet"], "next": target}, follow_redirects=False
+        )
+        assert response.headers["location"] == "/herd"
+
+
+def test_plain_http_from_another_machine_is_refused_unless_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "herd"
+    record = create_record(str(path), settings_for(path))
+    _, key = add_key(record, "vet-2", "vet", "test")
+    with TestClient(create_app(settings_for(path)), base_url="http://farm-office") as client:
+        refused = client.post("/sign-in", data={"key": key})
+        assert refused.status_code == 400
+        assert "HTTPS" in refused.text
+    allowed = settings_for(path, ui_allow_http=True)
+    with TestClient(create_app(allowed), base_url="http://farm-office") as client:
+        response = client.post("/sign-in", data={"key": key}, follow_redirects=False)
+        assert response.status_code == 303
+
+
+def test_sign_out_ends_the_session_on_the_server(site: Site) -> None:
+    client = site.sign_in("vet")
+    token = client.cookies[COOKIE]
+    response = client.post("/sign-out", data={"csrf": site.csrf()}, follow_redirects=False)
+    assert response.headers["location"] == "/sign-in"
+    client.cookies.set(COOKIE, token, domain="testserver")  # a copy of the old cookie
+    assert client.get("/herd", follow_redirects=False).status_code == 303
+
+
+def test_revoking_a_key_ends_its_sessions(tmp_path: Path) -> None:
+    path = tmp_path / "herd"
+    record = create_record(str(path), settings_for(path))
+    _, key = add_key(record, "vet-3", "vet", "test")
+    with TestClient(create_app(settings_for(path)), base_url="https://testserver") as client:
+        client.post("/sign-in", data={"key": key})
+        assert client.get("/herd", follow_redirects=False).status_code == 200
+        revoke_key(record, "vet-3")
+        assert client.get("/herd", follow_redirects=False).status_code == 303
+
+
+def test_herd_lists_every_active_animal_by_pen_and_searches(site: Site) -> None:
+    client = site.sign_in("vet")
+    page = client.get("/herd")
+    assert page.status_code == 200
+    active = {
+        row["animal_id"]
+        for row in site.record.table("animals").to_lance().to_table().to_pylist()
+        if row["status"] == "active"
+    }
+    assert set(_animal_ids(page.text)) == active
+    assert re.findall(r'<section class="pen" data-pen="([^"]+)"', page.text) == sorted(
+        {row["pen_id"] for row in site.record.table("days").to_lance().to_table().to_pylist()}
+    )
+    one = sorted(active)[0]
+    found = client.get(f"/herd?q={one.lower()}", follow_redirects=False)
+    assert found.headers["location"] == f"/animals/{one}"  # a single match opens it
+    assert "No animals match" in client.get("/herd?q=zzz-none").text
+
+
+def test_review_counts_on_the_herd_page_match_the_queue(site: Site) -> None:
+    client = site.sign_in("analyst")
+    page = client.get("/herd").text
+    expected: dict[str, int] = {}
+    for item in review_queue(site.record, 10_000):
+        if item.animal_id:
+            expected[item.animal_id] = expected.get(item.animal_id, 0) + 1
+    for animal_id, count in expected.items():
+        row = re.search(rf'<tr data-animal="{animal_id}">(.*?)</tr>', page, re.S)
+        assert row is not None and f"{count} to review" in row.group(1)
+
+
+def test_animal_page_shows_its_days_charts_and_history(site: Site) -> None:
+    client = site.sign_in("vet")
+    page = client.get("/animals/P00001").text
+    days = site.record.table("days").to_lance().to_table(filter="animal_id = 'P00001'")
+    assert f"{days.num_rows} days with records" in page
+    assert page.count('class="day') >= 1
+    assert 'data-chart="growth"' in page and 'data-chart="budget"' in page
+    frames = re.findall(r'src="(/frames\?[^"]+)"', page)
+    image = client.get(frames[0].replace("&amp;", "&"))
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert image.content[:2] == b"\xff\xd8"
+    decisions = len(history(site.record, "P00001"))
+    assert f"{decisions} decisions" in page
+
+
+def test_animal_page_errors_are_pages(site: Site) -> None:
+    client = site.sign_in("vet")
+    missing = client.get("/animals/NOPE")
+    assert missing.status_code == 404 and "no animal NOPE" in missing.text
+    assert missing.headers["content-type"].startswith("text/html")
+    swapped = client.get("/animals/P00001?from=2026-09-03&to=2026-09-01")
+    assert swapped.status_code == 422 and "after it ends" in swapped.text
+    bad = client.get("/animals/P00001?from=yesterday")
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html")
+    api = client.get("/v1/animals")  # the API keeps its JSON errors and ignores the cookie
+    assert api.status_code == 401 and api.json()["error"]["code"] == "unauthorized"
+
+
+def test_a_vet_records_an_event_from_the_animal_page(site: Site) -> None:
+    client = site.sign_in("vet")
+    csrf = site.csrf("/animals/P00002")
+    form = {"csrf": csrf, "kind": "lameness", "at": "2026-09-02T10:30", "tz_offset": "-60"}
+    response = client.post("/animals/P00002/events", data={**form, "value": "2", "scale": "0-3"})
+    assert "recorded lameness for P00002" in response.text
+    stored = current_events(site.record, "P00002", kind="lameness").to_pylist()[-1]
+    assert stored["author"] == "vet-1" and stored["value"] == 2.0
+    assert stored["at"].isoformat() == "2026-09-02T09:30:00+00:00"  # local 10:30 at UTC+1
+    assert "2026-09-02 lameness 2 score (0-3)" in response.text
+
+
+def test_an_invalid_event_is_explained_and_stores_nothing(site: Site) -> None:
+    client = site.sign_in("vet")
+    before = current_events(site.record).num_rows
+    csrf = site.csrf("/animals/P00002")
+    response = client.post(
+        "/animals/P00002/events",
+        data={"csrf": csrf, "kind": "lameness", "at": "2026-09-02T10:30", "value": "7"},
+    )
+    assert "the event was not recorded" in response.text
+    assert "scale" in response.text
+    assert current_events(site.record).num_rows == before
+
+
+def test_forms_need_the_sessions_token_and_a_vet(site: Site) -> None:
+    before = current_events(site.record).num_rows
+    client = site.sign_in("vet")
+    note = {"kind": "note", "at": "2026-09-02T10:30", "note": "from another site"}
+    forged = client.post("/animals/P00002/events", data={**note, "csrf": "forged"})
+    assert forged.status_code == 403 and "another site" in forged.text
+    analyst = site.sign_in("analyst")
+    csrf = site.csrf("/animals/P00002")
+    refused = analyst.post("/animals/P00002/events", data={**note, "csrf": csrf})
+    assert refused.status_code == 403 and "needs vet or admin" in refused.text
+    assert "Add an event" not in analyst.get("/animals/P00002").text
+    item = review_queue(site.record, 1)[0]
+    answer = {
+        "csrf": csrf,
+        "action": "confirm",
+        "device_id": item.tracklet.device_id,
+        "track_id": item.tracklet.track_id,
+    }
+    assert analyst.post("/review/answer", data=answer).status_code == 403
+    assert current_events(site.record).num_rows == before
+    assert review_queue(site.record, 1)[0] == item
+
+
+def test_cohort_runs_and_downloads_match_the_query(site: Site) -> None:
+    client = site.sign_in("analyst")
+    listing = client.get("/cohorts").text
+    for name in ("growth", "lameness", "disease", "lookalikes"):
+        assert f"/cohorts?query={name}" in listing
+    form = client.get("/cohorts?query=growth").text
+    assert 'name="from"' in form or 'name="start"' in form or "<input" in form
+    page = client.get("/cohorts?query=growth&run=1")
+    expected = run_query(site.record, "growth", {})
+    assert f"{expected.num_rows} rows" in page.text
+    if "animal_id" in expected.column_names and expected.num_rows:
+        first = expected.column("animal_id")[0].as_py()
+        assert f'href="/animals/{first}"' in page.text
+    csv = client.get("/cohorts/download?query=growth&format=csv")
+    assert csv.headers["content-disposition"] == 'attachment; filename="growth.csv"'
+    assert pcsv.read_csv(io.BytesIO(csv.content)).num_rows == expected.num_rows
+    parquet = client.get("/cohorts/download?query=growth&format=parquet")
+    assert pq.read_table(io.BytesIO(parquet.content)).equals(expected)
+
+
+def test_cohort_parameter_problems_are_shown(site: Site) -> None:
+    client = site.sign_in("vet")
+    page = client.get("/cohorts?query=lookalikes&run=1")
+    assert 'id="problem"' in page.text and "animal is required" in page.text
+    assert client.get("/cohorts?query=nope").status_code == 404
+
+
+def test_review_answer_from_the_page_changes_the_history(site: Site) -> None:
+    client = site.sign_in("vet")
+    queue = review_queue(site.record, 50)
+    item = next(i for i in queue if i.animal_id)
+    key = f"{item.tracklet.device_id}:{item.tracklet.track_id}"
+    page = client.get(f"/review?item={key}").text
+    assert f'data-track="{key}"' in page
+    others = re.findall(r'name="action" value="reassign">.*?name="animal_id" value="([^"]+)"', page)
+    assert others, "the page offers other candidates"
+    csrf = site.csrf(f"/review?item={key}")
+    response = client.post(
+        "/review/answer",
+        data={
+            "csrf": csrf,
+            "action": "reassign",
+            "device_id": item.tracklet.device_id,
+            "track_id": item.tracklet.track_id,
+            "animal_id": others[0],
+        },
+    )
+    assert f"reassign: {key} → " in response.text
+    entries = [e for e in history(site.record, others[0]) if e.current]
+    assert any(e.tracklet == item.tracklet and e.method == "review" for e in entries)
+    assert key not in [
+        f"{i.tracklet.device_id}:{i.tracklet.track_id}" for i in review_queue(site.record, 50)
+    ]
+    animal_page = client.get(f"/animals/{others[0]}").text
+    row = re.search(
+        rf'<tr data-track="{key}" data-method="review"[^>]*>(.*?)</tr>', animal_page, re.S
+    )
+    assert row is not None and "vet-1" in row.group(1)
+
+
+def test_names_are_escaped_in_pages(site: Site) -> None:
+    item = review_queue(site.record, 50)[-1]
+    outcome = enrol_new(site.record, [item.tracklet], "test", "<script>alert(1)</script>")
+    client = site.sign_in("vet")
+    page = client.get(f"/herd?q={outcome.animals[0]}", follow_redirects=True).text
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_pages_serve_only_local_assets(site: Site) -> None:
+    client = site.sign_in("vet")
+    for page in PAGES:
+        html = client.get(page).text
+        for url in re.findall(r'(?:src|href)="([^"]+)"', html):
+            assert url.startswith(("/", "?", "#")), f"{page} loads {url}"
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/app.css").status_code == 200
+
+
+def _year(animal: str = "A") -> list[dict[str, Any]]:
+    first = date(2026, 1, 1)
+    return [
+        {
+            "day": first + timedelta(days=i),
+            "weight_est_kg": 30.0 + i * 0.5,
+            "scale_weight_kg": 31.0 + i * 0.5 if i % 30 == 0 else None,
+            "behaviour_min": [
+                {"behaviour": "lying_sternal", "minutes": 600.0},
+                {"behaviour": "eating", "minutes": 100.0 + i % 7},
+                {"behaviour": "walking", "minutes": 60.0},
+            ],
+            "anomalies": ["lying_up"] if i in (100, 101, 200) else [],
+        }
+        for i in range(365)
+    ]
+
+
+def test_charts_of_a_year_stay_within_their_mark_budget() -> None:
+    rows = _year()
+    start, end = rows[0]["day"], rows[-1]["day"]
+    growth = str(growth_chart(rows, [], start, end))
+    points = re.search(r'<polyline class="estimate" points="([^"]+)"', growth)
+    assert points is not None and len(points.group(1).split()) <= GROWTH_POINTS
+    assert growth.count('class="scale"') == 13  # every scale weight is drawn
+    assert growth.count('class="anomaly"') == 2  # days 100-101 are one band, 200 another
+    behaviours = ["lying_sternal", "eating", "walking"]
+    budget = str(budget_chart(rows, behaviours, [], start, end))
+    assert budget.count('class="bar"') <= BUDGET_BARS * len(behaviours)
+    assert budget.count('class="bar"') == 92 * len(behaviours)  # 4-day buckets
+    shares = [float(s) for s in re.findall(r"lying_sternal (\d+)%", budget)]
+    assert all(75 <= s <= 80 for s in shares)  # 600 of ~763 minutes
+
+
+def test_a_month_draws_every_day() -> None:
+    rows = _year()[:30]
+    budget = str(
+        budget_chart(
+            rows, ["lying_sternal", "eating", "walking"], [], rows[0]["day"], rows[-1]["day"]
+        )
+    )
+    assert budget.count('class="bar"') == 30 * 3
+    assert "2026-01-05: eating" in budget
