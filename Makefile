@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test lint pytest slow bench schemas clean
+.PHONY: demo test lint pytest slow bench schemas screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/linking.py
 	$(BIN)/python benchmarks/api.py
+	$(BIN)/python benchmarks/pages.py
+
+# The pages' screenshots in docs/screenshots/, taken by the browser tests (needs chromium).
+screenshots: $(VENV)/.installed
+	HERDRECORD_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_browser.py
 
 schemas: $(VENV)/.installed
 	$(BIN)/python -m herdrecord.snapshots schemas

@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
+import pyarrow.compute as pc
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -28,7 +29,7 @@ from herdrecord.cohorts import get_query, list_queries, run_query
 from herdrecord.config import Settings
 from herdrecord.errors import HerdrecordError, InvalidInput, UnknownAnimal
 from herdrecord.eventrules import EVENT_KINDS, EventsRejected, parse_event
-from herdrecord.events import add_events
+from herdrecord.events import add_events, current_events
 from herdrecord.herd import herd_overview
 from herdrecord.keyframes import (
     KeyframeRef,
@@ -311,7 +312,8 @@ def animal_page(
     if animal.status == "merged":
         session.note(f"{animal_id} was merged into {animal.merged_into}; showing that animal")
         return _back(f"/animals/{quote(str(animal.merged_into))}")
-    start, end = _period(animal, start, end)
+    last = _last_day(animal, _latest_event_day(record, animal_id))
+    start, end = _period(last, animal.first_day, start, end)
     if start > end:
         return error_page(request, 422, f"the period starts on {start} after it ends on {end}")
     timeline = animal_timeline(record, animal_id, start, end)
@@ -342,7 +344,7 @@ def animal_page(
         animal=animal,
         start=start,
         end=end,
-        presets=_presets(animal),
+        presets=_presets(animal.first_day, last),
         rows=rows,
         strip=_strip(rows),
         strip_every=max(1, -(-sum(1 for r in rows if r["keyframes"]) // STRIP_DAYS)),
@@ -360,22 +362,34 @@ def animal_page(
     )
 
 
-def _period(animal: AnimalSummary, start: date | None, end: date | None) -> tuple[date, date]:
-    last = animal.last_day or datetime.now(UTC).date()
+def _period(
+    last: date, first: date | None, start: date | None, end: date | None
+) -> tuple[date, date]:
+    """Return the period asked for; by default the DEFAULT_DAYS up to `last`."""
     end = end or last
     if start is None:
         start = end - timedelta(days=DEFAULT_DAYS - 1)
-        if animal.first_day is not None and animal.first_day <= end:
-            start = max(start, animal.first_day)
+        if first is not None and first <= end:
+            start = max(start, first)
     return start, end
 
 
-def _presets(animal: AnimalSummary) -> list[tuple[str, str]]:
-    last = animal.last_day or datetime.now(UTC).date()
-    first = animal.first_day or last
+def _last_day(animal: AnimalSummary, latest_event: date | None) -> date:
+    """Return the animal's last day seen or its latest event's, whichever is later (so an
+    event just recorded shows), else today."""
+    known = [d for d in (animal.last_day, latest_event) if d is not None]
+    return max(known) if known else datetime.now(UTC).date()
+
+
+def _latest_event_day(record: Record, animal_id: str) -> date | None:
+    at = current_events(record, animal_id).column("at")
+    return None if len(at) == 0 else pc.max(at).as_py().astimezone(UTC).date()
+
+
+def _presets(first: date | None, last: date) -> list[tuple[str, str]]:
     spans = [("30 days", 30), ("90 days", 90), ("1 year", 365)]
     out = [(label, f"from={last - timedelta(days=days - 1)}&to={last}") for label, days in spans]
-    out.append(("all", f"from={first}&to={last}"))
+    out.append(("all", f"from={first or last}&to={last}"))
     return out
 
 

@@ -1,0 +1,242 @@
+"""The pages in a real browser: headless Chromium (Debian's package, driven by Playwright)
+against `herdrecord serve` on a demo record.
+
+`.ci/run` installs Chromium and sets HERDRECORD_REQUIRE_BROWSER=1, so there a missing browser
+fails; elsewhere these tests skip without one. With HERDRECORD_SCREENSHOTS=DIR the tests also
+save their screenshots there (`make screenshots` refreshes docs/screenshots/).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from herdrecord.cli import app as cli_app
+from herdrecord.keys import add_key
+from herdrecord.store import open_record
+from servers import start_server, stop_server
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = os.environ.get("HERDRECORD_CHROMIUM", "/usr/bin/chromium")
+# Headless, no sandbox (CI runs as root), and nothing that reaches for Google's servers.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1280, "height": 900}
+
+
+@dataclass
+class Demo:
+    """A served demo record and a key per person."""
+
+    url: str
+    keys: dict[str, str]
+
+
+def _chromium() -> str:
+    found = shutil.which(CHROMIUM) or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    if found is None:
+        if os.environ.get("HERDRECORD_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"no Chromium at {CHROMIUM}: `apt-get install chromium` (see .ci/run)")
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The browser's executable (before the demo is built: a skip costs nothing)."""
+    return _chromium()
+
+
+@pytest.fixture(scope="module")
+def demo(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    folder = tmp_path_factory.mktemp("browser")
+    made = CliRunner().invoke(
+        cli_app, ["demo", str(folder / "demo"), "--animals", "12", "--days", "10"]
+    )
+    assert made.exit_code == 0, made.output
+    record_path = folder / "demo" / "record"
+    record = open_record(str(record_path))
+    keys = {
+        name: add_key(record, name, role, "test")[1]
+        for name, role in (("dr-okafor", "vet"), ("analyst-lee", "analyst"))
+    }
+    url, process = start_server(record_path, folder / "serve.log")
+    try:
+        yield Demo(url, keys)
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str, demo: Demo) -> Iterator[playwright.Browser]:
+    with playwright.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: playwright.Browser) -> Iterator[playwright.Page]:
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    opened = context.new_page()
+    problems: list[str] = []
+    opened.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    opened.on(
+        "response",
+        lambda r: (
+            problems.append(f"{r.status} for {r.url}")
+            if r.status >= 400 and r.request.resource_type != "document"
+            else None
+        ),
+    )
+    yield opened
+    context.close()
+    assert problems == [], f"a script failed or a picture, style or script did not load: {problems}"
+
+
+def sign_in(page: playwright.Page, demo: Demo, who: str = "dr-okafor", to: str = "/herd") -> None:
+    page.goto(demo.url + to)
+    page.fill("#key", demo.keys[who])
+    page.click("#sign-in")
+    page.wait_for_url(re.compile(re.escape(demo.url + to.split("?")[0])))
+
+
+def shoot(page: playwright.Page, name: str, tmp_path: Path, full_page: bool = False) -> None:
+    """Save a screenshot in the test's folder, and in HERDRECORD_SCREENSHOTS when set."""
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    assert path.stat().st_size > 10_000  # a rendered page, not a blank one
+    target = os.environ.get("HERDRECORD_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(target) / path.name)
+
+
+def images_loaded(page: playwright.Page, selector: str) -> list[int]:
+    """Return the natural widths of the images `selector` matches, once each has loaded."""
+    page.wait_for_function(
+        "s => [...document.querySelectorAll(s)].every(i => i.complete)", arg=selector
+    )
+    widths: list[int] = page.eval_on_selector_all(selector, "els => els.map(i => i.naturalWidth)")
+    return widths
+
+
+def test_no_page_without_signing_in(page: playwright.Page, demo: Demo, tmp_path: Path) -> None:
+    for path in ("/herd", "/animals/P00001", "/cohorts", "/review"):
+        page.goto(demo.url + path)
+        assert "/sign-in?next=" in page.url
+        assert page.locator("h1").inner_text() == "Sign in"
+    page.fill("#key", "hr_000000000000_" + "x" * 43)
+    page.click("#sign-in")
+    assert "unknown or revoked" in page.locator("#problem").inner_text()
+    shoot(page, "sign-in", tmp_path)
+    page.fill("#key", demo.keys["dr-okafor"])
+    page.click("#sign-in")
+    page.wait_for_url(re.compile(r".*/review$"))  # back to the page asked for
+    page.click("#sign-out")
+    page.wait_for_url(re.compile(r".*/sign-in$"))
+    page.goto(demo.url + "/herd")
+    assert "/sign-in?next=" in page.url
+
+
+def test_herd_then_an_animal_with_pictures_and_charts(
+    page: playwright.Page, demo: Demo, tmp_path: Path
+) -> None:
+    sign_in(page, demo)
+    assert page.locator("section.pen").count() >= 2
+    shoot(page, "herd", tmp_path)
+    first = page.locator("tr[data-animal] a").first
+    animal_id = first.inner_text()
+    first.click()
+    page.wait_for_url(re.compile(rf".*/animals/{animal_id}$"))
+    assert page.locator("h1").inner_text().startswith(animal_id)
+    strip = images_loaded(page, ".strip img")
+    assert strip and all(w > 0 for w in strip), "every day's picture loads"
+    assert all(w > 0 for w in images_loaded(page, "#day-frames img"))
+    days = page.locator(".strip .day")
+    assert days.count() >= 5
+    days.nth(3).click()
+    assert page.locator("#day-title").inner_text() == days.nth(3).get_attribute("data-day")
+    assert all(w > 0 for w in images_loaded(page, "#day-frames img"))
+    growth = page.locator('svg[data-chart="growth"]')
+    assert growth.bounding_box()["height"] > 150  # type: ignore[index]
+    assert len(growth.locator("polyline.estimate").first.get_attribute("points").split()) >= 5  # type: ignore[union-attr]
+    assert growth.locator("circle.scale").count() >= 1  # the demo's scale weights
+    budget = page.locator('svg[data-chart="budget"]')
+    assert budget.locator("rect.bar").count() >= 5 * 3
+    assert budget.bounding_box()["width"] > 600  # type: ignore[index]
+    shoot(page, "animal", tmp_path, full_page=True)
+    page.click("#period a.preset >> text=30 days")
+    assert "from=" in page.url
+    assert page.locator('svg[data-chart="growth"]').count() == 1
+
+
+def test_a_vet_adds_an_event_on_the_animal_page(page: playwright.Page, demo: Demo) -> None:
+    sign_in(page, demo, to="/animals/P00002")
+    page.click("#add-event summary")
+    page.select_option("#event-kind", "note")
+    page.fill("input[name=note]", "limping on the left hind, watch")
+    page.click("#event-save")
+    page.wait_for_url(re.compile(r".*/animals/P00002(#events)?$"))
+    assert "recorded note for P00002" in page.locator(".note").inner_text()
+    assert page.locator("ul.events").inner_text().count("limping on the left hind") == 1
+
+
+def test_a_cohort_query_and_a_result_followed(
+    page: playwright.Page, demo: Demo, tmp_path: Path
+) -> None:
+    sign_in(page, demo, who="analyst-lee", to="/cohorts")
+    page.select_option("#query", "growth")  # submits the choice
+    page.wait_for_url(re.compile(r".*query=growth"))
+    page.click("#run")
+    page.wait_for_selector("#results")
+    summary = page.locator("#result-summary").inner_text()
+    rows = int(summary.split()[0])
+    assert rows > 0 and page.locator("#results tbody tr").count() == min(rows, 500)
+    shoot(page, "cohorts", tmp_path)
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    saved = tmp_path / "growth.csv"
+    download.value.save_as(saved)
+    assert len(saved.read_text().splitlines()) == rows + 1
+    link = page.locator("#results tbody a").first
+    animal_id = link.inner_text()
+    link.click()
+    page.wait_for_url(re.compile(rf".*/animals/{animal_id}$"))
+    assert page.locator("h1").inner_text().startswith(animal_id)
+
+
+def test_a_review_answer_shows_in_the_animals_history(
+    page: playwright.Page, demo: Demo, tmp_path: Path
+) -> None:
+    sign_in(page, demo, to="/review")
+    item = page.locator("#item")
+    track = item.get_attribute("data-track")
+    assert track
+    assert all(w > 0 for w in images_loaded(page, ".candidate img"))
+    shoot(page, "review", tmp_path)
+    other = page.locator(".candidate:not(.linked)").first
+    animal_id = other.get_attribute("data-animal")
+    number = other.locator(".shortcut").inner_text()
+    page.keyboard.press(number)  # the shortcut of "this one"
+    page.wait_for_selector(".note")
+    assert f"reassign: {track} → {animal_id}" in page.locator(".note").inner_text()
+    assert page.locator("#item").get_attribute("data-track") != track  # the queue moved on
+    page.goto(f"{demo.url}/animals/{animal_id}")
+    row = page.locator(f'#links tr[data-track="{track}"][data-method="review"]')
+    assert row.count() == 1
+    assert "dr-okafor" in row.inner_text() and "✓" in row.inner_text()
