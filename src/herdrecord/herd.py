@@ -70,25 +70,26 @@ def herd_overview(
     days = record.table("days").to_lance()
     latest = pc.max(days.to_table(columns=["day"]).column("day")).as_py()
     flags: dict[str, Counter[str]] = defaultdict(Counter)
-    confidence: dict[str, tuple[date, float | None]] = {}
+    confidence: dict[str, float | None] = {}
     events: dict[str, list[str]] = defaultdict(list)
     if latest is not None:
         since = latest - timedelta(days=recent_days - 1)
         recent = days.to_table(
             columns=["animal_id", "day", "link_confidence", "anomalies"],
             filter=f"day >= date '{since.isoformat()}'",
-        )
-        for row in recent.to_pylist():
-            flags[row["animal_id"]].update(row["anomalies"])
-            seen = confidence.get(row["animal_id"])
-            if seen is None or row["day"] > seen[0]:
-                confidence[row["animal_id"]] = (row["day"], row["link_confidence"])
-        in_force = current_events(record, start=datetime.combine(since, time(), UTC))
-        for row in sorted(
-            in_force.select(["animal_id", "kind", "at"]).to_pylist(),
-            key=lambda r: r["at"],
-            reverse=True,
+        ).sort_by([("animal_id", "ascending"), ("day", "ascending")])
+        ids = recent.column("animal_id").to_pylist()
+        # Sorted by animal and day: an animal's last row holds its latest confidence.
+        confidence = dict(zip(ids, recent.column("link_confidence").to_pylist(), strict=True))
+        anomalies = recent.column("anomalies").combine_chunks()
+        owners = pc.take(recent.column("animal_id"), pc.list_parent_indices(anomalies))
+        for owner, flag in zip(
+            owners.to_pylist(), pc.list_flatten(anomalies).to_pylist(), strict=True
         ):
+            flags[owner][flag] += 1
+        in_force = current_events(record, start=datetime.combine(since, time(), UTC))
+        newest_first = in_force.select(["animal_id", "kind"]).to_pylist()[::-1]
+        for row in newest_first:  # current_events sorts by `at`
             if row["kind"] not in events[row["animal_id"]]:
                 events[row["animal_id"]].append(row["kind"])
     review = Counter(item.animal_id for item in review_queue(record, REVIEW_SCAN))
@@ -99,7 +100,7 @@ def herd_overview(
             HerdAnimal(
                 animal=animal,
                 days_since_seen=None if last is None or latest is None else (latest - last).days,
-                link_confidence=confidence.get(animal.animal_id, (None, None))[1],
+                link_confidence=confidence.get(animal.animal_id),
                 anomalies=tuple(f for f, _ in flags[animal.animal_id].most_common()),
                 review_items=review[animal.animal_id],
                 recent_events=tuple(events[animal.animal_id]),

@@ -16,8 +16,6 @@ from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput
 from herdrecord.keys import KeyRing
 from herdrecord.store import open_record
-from herdrecord.web.pages import error_page as page_error
-from herdrecord.web.pages import install_pages
 from herdrecord.web.session import Sessions
 
 DESCRIPTION = """\
@@ -33,6 +31,9 @@ answers review items; **analyst** reads, runs named queries and free SQL, and ex
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Return the service for the record named by `settings.record`."""
+    # The pages use the API's dependencies: imported here, not at the top (no import cycle).
+    from herdrecord.web.pages import error_page, install_pages
+
     settings = settings or Settings()
     if not settings.record:
         raise InvalidInput("no record to serve: give its path (HERDRECORD_RECORD)")
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         responses={500: {"model": ErrorBody, "description": "A fault of the service."}},
     )
-    install_handlers(app, page_error)
+    install_handlers(app, error_page)
 
     @app.get("/healthz", tags=["service"], summary="Is the service up (no key needed)")
     def healthz(request: Request) -> Health:

@@ -69,6 +69,7 @@ STRIP_DAYS = 60  # most days in the keyframe strip; longer periods show every k-
 SHOWN_ROWS = 500  # cohort rows shown in the page; downloads carry all
 HISTORY_SHOWN = 100
 QUEUE_SHOWN = 50
+ANIMAL_COLUMNS = ("animal_id", "case_id")  # cohort columns that name an animal: linked
 VETS: tuple[Role, ...] = ("vet", "admin")
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
@@ -520,7 +521,7 @@ def cohorts_page(
         shown=SHOWN_ROWS,
         seconds=seconds,
         download=urlencode({"query": query or "", **params}),
-        animal_columns={c for c in columns if c in ("animal_id", "keep", "like_animal_id")},
+        animal_columns={c for c in columns if c in ANIMAL_COLUMNS},
     )
 
 
