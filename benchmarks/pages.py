@@ -200,7 +200,10 @@ def _shape(page: Page) -> dict[str, int]:
             """() => ({
                  growth_points: document.querySelector('svg[data-chart=growth] polyline')
                    .getAttribute('points').trim().split(/\\s+/).length,
-                 budget_bars: document.querySelectorAll('svg[data-chart=budget] rect.bar').length,
+                 budget_bars: new Set([...document.querySelectorAll(
+                   'svg[data-chart=budget] rect.bar')].map(r => r.getAttribute('x'))).size,
+                 budget_rects: document.querySelectorAll('svg[data-chart=budget] rect.bar')
+                   .length,
                  strip_days: document.querySelectorAll('.strip .day').length,
                  images_loaded: performance.getEntriesByType('resource')
                    .filter(e => e.name.includes('/frames?')).length,
@@ -375,8 +378,9 @@ def update_readme(result: dict[str, Any]) -> None:
         f"Ratio animal page / raw read: **{s['ratio_page_to_raw']}**. What the browser holds "
         f"for the year: HTML {s['page_html_kb']} KB (the API's JSON of the same year: "
         f"{s['api_json_kb']} KB), {s['growth_points']} points in the growth line, "
-        f"{s['budget_bars']} bars in the time budget, {s['strip_days']} days in the picture "
-        f"strip, {s['images_loaded']} pictures requested at load; herd page HTML "
+        f"{s['budget_bars']} bars ({s['budget_rects']} coloured segments) in the time "
+        f"budget, {s['strip_days']} days in the picture strip, {s['images_loaded']} pictures "
+        "requested at load; herd page HTML "
         f"{s['herd_html_kb']} KB.",
         "<!-- pages:end -->",
     ]

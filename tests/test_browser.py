@@ -96,6 +96,10 @@ def page(browser: playwright.Browser) -> Iterator[playwright.Page]:
     problems: list[str] = []
     opened.on("pageerror", lambda error: problems.append(f"script error: {error}"))
     opened.on(
+        "console",
+        lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    opened.on(
         "response",
         lambda r: (
             problems.append(f"{r.status} for {r.url}")
@@ -105,7 +109,7 @@ def page(browser: playwright.Browser) -> Iterator[playwright.Page]:
     )
     yield opened
     context.close()
-    assert problems == [], f"a script failed or a picture, style or script did not load: {problems}"
+    assert problems == [], f"a script failed, an asset did not load or broke the policy: {problems}"
 
 
 def sign_in(page: playwright.Page, demo: Demo, who: str = "dr-okafor", to: str = "/herd") -> None:

@@ -368,8 +368,14 @@ def test_names_are_escaped_in_pages(site: Site) -> None:
 
 def test_pages_serve_only_local_assets(site: Site) -> None:
     client = site.sign_in("vet")
-    for page in PAGES:
-        html = client.get(page).text
+    for page in (*PAGES, "/animals/NOPE"):
+        response = client.get(page)
+        policy = response.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+        assert "script-src 'self';" in policy  # no inline script, nothing from elsewhere
+        assert response.headers["cache-control"] == "no-store"
+        html = response.text
+        assert " on" + "change=" not in html and "<script>" not in html
         for url in re.findall(r'(?:src|href)="([^"]+)"', html):
             assert url.startswith(("/", "?", "#")), f"{page} loads {url}"
     assert client.get("/static/app.js").status_code == 200

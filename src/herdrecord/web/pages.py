@@ -72,6 +72,15 @@ QUEUE_SHOWN = 50
 ANIMAL_COLUMNS = ("animal_id", "case_id")  # cohort columns that name an animal: linked
 VETS: tuple[Role, ...] = ("vet", "admin")
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+PAGE_HEADERS = {
+    # Style attributes carry chart and chip colours; no inline script anywhere.
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "style-src-attr 'unsafe-inline'; img-src 'self'; connect-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",  # pages hold health records: not kept on shared PCs
+}
 
 templates = Jinja2Templates(directory=str(resources.files("herdrecord.web") / "templates"))
 router = APIRouter(include_in_schema=False)
@@ -103,16 +112,25 @@ def install_pages(app: FastAPI) -> None:
         return error_page(request, 403, str(exc))
 
 
+def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+    """Return a rendered page with the headers every page carries: the browser may load
+    only this service's own scripts, styles, pictures and forms, and no site may frame it."""
+    response = templates.TemplateResponse(request, name, context, status_code=status)
+    response.headers.update(PAGE_HEADERS)
+    return response
+
+
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     """Return the page that says what went wrong, in one line."""
     sessions: Sessions = request.app.state.sessions
     session = sessions.get(request.cookies.get(COOKIE))
-    return templates.TemplateResponse(
-        request,
-        "error.html",
-        {"session": session, "status": status, "message": message, "notes": []},
-        status_code=status,
-    )
+    context: dict[str, Any] = {
+        "session": session,
+        "status": status,
+        "message": message,
+        "notes": [],
+    }
+    return render(request, "error.html", context, status)
 
 
 def signed_in(request: Request) -> Session:
@@ -134,9 +152,7 @@ Csrf = Annotated[str, Form(max_length=100)]
 
 def _page(request: Request, session: Session | None, name: str, **context: Any) -> HTMLResponse:
     notes = session.take_notes() if session else []
-    return templates.TemplateResponse(
-        request, name, {"session": session, "notes": notes, **context}
-    )
+    return render(request, name, {"session": session, "notes": notes, **context})
 
 
 def _check_form(session: Session, csrf: str, *roles: Role) -> None:
@@ -213,12 +229,8 @@ def sign_in(
 
 
 def _refuse_sign_in(request: Request, target: str, problem: str, status: int) -> HTMLResponse:
-    return templates.TemplateResponse(
-        request,
-        "sign_in.html",
-        {"session": None, "notes": [], "next": target, "problem": problem},
-        status_code=status,
-    )
+    context: dict[str, Any] = {"session": None, "notes": [], "next": target, "problem": problem}
+    return render(request, "sign_in.html", context, status)
 
 
 @router.post("/sign-out")

@@ -64,5 +64,8 @@ document.addEventListener("DOMContentLoaded", () => {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
   }
+  for (const select of document.querySelectorAll("select[data-submit]")) {
+    select.addEventListener("change", () => select.form.submit());
+  }
   if (document.getElementById("item")) document.addEventListener("keydown", reviewKey);
 });
