@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from herdrecord.cli import app as cli_app
+from herdrecord.events import current_events
 from herdrecord.keys import add_key
 from herdrecord.store import open_record
 from servers import start_server, stop_server
@@ -44,6 +45,7 @@ class Demo:
 
     url: str
     keys: dict[str, str]
+    record: str
 
 
 def _chromium() -> str:
@@ -76,7 +78,7 @@ def demo(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[De
     }
     url, process = start_server(record_path, folder / "serve.log")
     try:
-        yield Demo(url, keys)
+        yield Demo(url, keys, str(record_path))
     finally:
         stop_server(process)
 
@@ -198,6 +200,29 @@ def test_a_vet_adds_an_event_on_the_animal_page(page: playwright.Page, demo: Dem
     page.wait_for_url(re.compile(r".*/animals/P00002(#events)?$"))
     assert "recorded note for P00002" in page.locator(".note").inner_text()
     assert page.locator("ul.events").inner_text().count("limping on the left hind") == 1
+
+
+def test_an_event_time_is_read_in_the_browsers_time_zone(
+    browser: playwright.Browser, demo: Demo
+) -> None:
+    """A vet in Berlin in November types a September time: summer time (UTC+2) applies to
+    that date, not the winter offset of the day the page was opened."""
+    context = browser.new_context(viewport=VIEWPORT, timezone_id="Europe/Berlin")
+    page = context.new_page()
+    try:
+        sign_in(page, demo, to="/animals/P00003")
+        page.click("#add-event summary")
+        page.select_option("#event-kind", "note")
+        page.fill("#event-at", "2026-09-09T10:30")
+        page.fill("input[name=note]", "seen by the vet in Berlin")
+        page.click("#event-save")
+        page.wait_for_url(re.compile(r".*/animals/P00003(#events)?$"))
+        assert "recorded note for P00003" in page.locator(".note").inner_text()
+    finally:
+        context.close()
+    notes = current_events(open_record(demo.record), "P00003", kind="note").to_pylist()
+    stored = [e["at"] for e in notes if e["note"] == "seen by the vet in Berlin"]
+    assert [t.isoformat() for t in stored] == ["2026-09-09T08:30:00+00:00"]
 
 
 def test_a_cohort_query_and_a_result_followed(

@@ -9,6 +9,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from herdrecord.animals import get_animal
 from herdrecord.api import create_app
 from herdrecord.cohorts import run_query
 from herdrecord.config import Settings
@@ -95,6 +97,23 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         yield Site(client, record, keys, path)
 
 
+@contextmanager
+def fresh_site(tmp_path: Path) -> Iterator[tuple[TestClient, Record, str]]:
+    """A fresh copy of the simulated barn served, a vet signed in, and the form token."""
+    path = tmp_path / "herd"
+    settings = settings_for(path)
+    record = create_record(str(path), settings)
+    batches = simulate(SIM).batches
+    ingest(record, [parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in batches])
+    link_pending(record)
+    _, key = add_key(record, "vet-4", "vet", "test")
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        client.post("/sign-in", data={"key": key})
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/herd").text)
+        assert csrf is not None
+        yield client, record, csrf.group(1)
+
+
 def _animal_ids(html: str) -> list[str]:
     return re.findall(r'<tr data-animal="([^"]+)"', html)
 
@@ -168,6 +187,26 @@ def test_plain_http_from_another_machine_is_refused_unless_allowed(tmp_path: Pat
     with TestClient(create_app(allowed), base_url="http://farm-office") as client:
         response = client.post("/sign-in", data={"key": key}, follow_redirects=False)
         assert response.status_code == 303
+        assert "Secure" not in response.headers["set-cookie"]  # a browser would drop it
+        assert client.get("/herd", follow_redirects=False).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}],
+)
+def test_another_site_cannot_sign_a_person_in(site: Site, headers: dict[str, str]) -> None:
+    site.client.cookies.clear()
+    response = site.client.post("/sign-in", data={"key": site.keys["vet"]}, headers=headers)
+    assert response.status_code == 403
+    assert COOKIE not in response.headers.get("set-cookie", "")
+    same = site.client.post(
+        "/sign-in",
+        data={"key": site.keys["vet"]},
+        headers={"Sec-Fetch-Site": "same-origin", "Origin": "https://testserver"},
+        follow_redirects=False,
+    )
+    assert same.status_code == 303
 
 
 def test_sign_out_ends_the_session_on_the_server(site: Site) -> None:
@@ -303,7 +342,9 @@ def test_cohort_runs_and_downloads_match_the_query(site: Site) -> None:
     for name in ("growth", "lameness", "disease", "lookalikes"):
         assert f"/cohorts?query={name}" in listing
     form = client.get("/cohorts?query=growth").text
-    assert 'name="from"' in form or 'name="start"' in form or "<input" in form
+    for param in ("days", "as_of", "slow_percentile", "min_days"):
+        assert f'name="{param}"' in form  # a field per parameter of the query's header
+    assert 'type="date" name="as_of"' in form and 'min="7" max="365"' in form
     page = client.get("/cohorts?query=growth&run=1")
     expected = run_query(site.record, "growth", {})
     assert f"{expected.num_rows} rows" in page.text
@@ -357,13 +398,115 @@ def test_review_answer_from_the_page_changes_the_history(site: Site) -> None:
     assert row is not None and "vet-1" in row.group(1)
 
 
-def test_names_are_escaped_in_pages(site: Site) -> None:
+def test_names_and_notes_are_escaped_in_pages(site: Site) -> None:
     item = review_queue(site.record, 50)[-1]
     outcome = enrol_new(site.record, [item.tracklet], "test", "<script>alert(1)</script>")
+    animal_id = outcome.animals[0]
     client = site.sign_in("vet")
-    page = client.get(f"/herd?q={outcome.animals[0]}", follow_redirects=True).text
-    assert "<script>alert(1)</script>" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    csrf = site.csrf(f"/animals/{animal_id}")
+    client.post(
+        f"/animals/{animal_id}/events",
+        data={
+            "csrf": csrf,
+            "kind": "diagnosis",
+            "code": "<i>PRRS</i>",
+            "at": "2026-09-02T10:30",
+            "tz_offset": "0",
+            "note": "</title><script>alert(2)</script>",
+        },
+    )
+    herd = client.get(f"/herd?q={animal_id}", follow_redirects=True).text
+    animal = client.get(f"/animals/{animal_id}").text
+    review = client.get("/review").text
+    for page in (herd, animal, review):
+        assert "<script>alert" not in page and "<i>PRRS" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in herd
+    assert "&lt;/title&gt;&lt;script&gt;alert(2)" in animal  # the list and the chart markers
+    assert animal.count("&lt;i&gt;PRRS&lt;/i&gt;") >= 2
+
+
+def test_the_review_actions_from_the_page(tmp_path: Path) -> None:
+    with fresh_site(tmp_path) as (client, record, csrf):
+        first = next(i for i in review_queue(record, 50) if i.animal_id)
+
+        def answer(action: str, item: Any, **more: str) -> str:
+            ref = {"device_id": item.tracklet.device_id, "track_id": item.tracklet.track_id}
+            data = {"csrf": csrf, "action": action, **ref, **more}
+            return client.post("/review/answer", data=data).text
+
+        assert "confirm: " in answer("confirm", first)
+        confirmed = [e for e in history(record, str(first.animal_id)) if e.current]
+        assert any(e.tracklet == first.tracklet and e.method == "review" for e in confirmed)
+        assert first.tracklet not in [i.tracklet for i in review_queue(record, 50)]
+        owner = "P00003"
+        split_off = next(e for e in history(record, owner) if e.current and e.method == "auto")
+        assert "split: " in answer("split", split_off, name="Split-Off")
+        now_linked = [e for e in history(record, owner) if e.current and e.animal_id == owner]
+        assert split_off.tracklet not in [e.tracklet for e in now_linked]
+        unknown = next(i for i in review_queue(record, 50) if i.animal_id is None)
+        page = answer("new", unknown, name="Newcomer")
+        assert (
+            "new: " in page
+            and "Newcomer" in client.get("/herd?q=Newcomer", follow_redirects=True).text
+        )
+        assert unknown.tracklet not in [i.tracklet for i in review_queue(record, 50)]
+
+
+def test_same_animal_merges_the_newer_id_and_settles_the_item(tmp_path: Path) -> None:
+    with fresh_site(tmp_path) as (client, record, csrf):
+        queue = review_queue(record, 50)
+        item = next(i for i in queue if i.animal_id)
+        # Another fragment of the same animal, taken for a newcomer: one animal, two ids.
+        fragment = next(
+            e.tracklet
+            for e in history(record, str(item.animal_id))
+            if e.current and e.animal_id == item.animal_id and e.tracklet != item.tracklet
+        )
+        newcomer = enrol_new(record, [fragment], "test").animals[0]
+        ref = {"device_id": item.tracklet.device_id, "track_id": item.tracklet.track_id}
+        page = client.post(
+            "/review/answer",
+            data={"csrf": csrf, "action": "merge", "animal_id": newcomer, **ref},
+        ).text
+        # The linked animal was enrolled by linking (provisional), the newcomer by a person:
+        # the person's id is kept, the provisional one goes.
+        assert get_animal(record, str(item.animal_id)).provisional
+        kept, gone = newcomer, str(item.animal_id)
+        key = f"{item.tracklet.device_id}:{item.tracklet.track_id}"
+        notes = re.findall(r'<p class="note"[^>]*>(.*?)</p>', page)
+        assert any(f"merge: {key} → {kept}, {gone}" in n for n in notes), notes
+        moved = client.get(f"/animals/{gone}", follow_redirects=False)
+        assert moved.headers["location"] == f"/animals/{kept}"
+        assert f"{gone} was merged into {kept}" in client.get(f"/animals/{kept}").text
+        assert item.tracklet not in [i.tracklet for i in review_queue(record, 50)]
+
+
+def test_an_empty_record_renders_every_page(tmp_path: Path) -> None:
+    path = tmp_path / "herd"
+    record = create_record(str(path), settings_for(path))
+    _, key = add_key(record, "vet-5", "vet", "test")
+    with TestClient(create_app(settings_for(path)), base_url="https://testserver") as client:
+        client.post("/sign-in", data={"key": key})
+        assert "No animals match" in client.get("/herd").text
+        assert "Nothing to review" in client.get("/review").text
+        assert "0 rows" in client.get("/cohorts?query=growth&run=1").text
+
+
+def test_odd_form_and_date_input_is_refused_cleanly(site: Site) -> None:
+    client = site.sign_in("vet")
+    before = current_events(site.record).num_rows
+    note = {"kind": "note", "at": "2026-09-02T10:30", "note": "x"}
+    odd = client.post("/animals/P00002/events", data={**note, "csrf": "é" * 10})
+    assert odd.status_code == 403
+    csrf = site.csrf("/animals/P00002")
+    no_zone = client.post("/animals/P00002/events", data={**note, "csrf": csrf})
+    assert "did not say its time zone" in no_zone.text
+    assert current_events(site.record).num_rows == before
+    for query in ("to=0001-01-01", "from=9999-12-31", "from=2026-09-03&to=2026-09-01"):
+        response = client.get(f"/animals/P00002?{query}")
+        assert response.status_code == 422, query
+    later = client.get("/animals/P00002?from=2026-12-01")  # after its last day: still a page
+    assert later.status_code == 200 and "0 days with records" in later.text
 
 
 def test_pages_serve_only_local_assets(site: Site) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import shutil
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -42,7 +42,11 @@ def prepare_demo(
         shutil.rmtree(path)
     path.mkdir(parents=True)
     (path / DEMO_MARKER).write_text("made by `herdrecord demo`; safe to delete\n")
-    config = SimulationConfig(animals=animals, pens=max(1, animals // 6), days=days, seed=seed)
+    # The herd's days run up to yesterday (UTC), as a barn's record would on the day it is read.
+    start = datetime.now(UTC).date() - timedelta(days=days)
+    config = SimulationConfig(
+        animals=animals, pens=max(1, animals // 6), days=days, seed=seed, start=start
+    )
     simulation = simulate(config)
     files = write_simulation(simulation, path / "edge")
     record_path = path / "record"

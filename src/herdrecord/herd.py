@@ -89,9 +89,11 @@ def herd_overview(
             flags[owner][flag] += 1
         in_force = current_events(record, start=datetime.combine(since, time(), UTC))
         newest_first = in_force.select(["animal_id", "kind"]).to_pylist()[::-1]
+        now_known_as = _merged_into(record)
         for row in newest_first:  # current_events sorts by `at`
-            if row["kind"] not in events[row["animal_id"]]:
-                events[row["animal_id"]].append(row["kind"])
+            animal_id = now_known_as.get(row["animal_id"], row["animal_id"])
+            if row["kind"] not in events[animal_id]:
+                events[animal_id].append(row["kind"])
     review = Counter(item.animal_id for item in review_queue(record, REVIEW_SCAN))
     by_pen: dict[str, list[HerdAnimal]] = defaultdict(list)
     for animal in animals:
@@ -108,3 +110,27 @@ def herd_overview(
         )
     pens = [Pen(pen, by_pen[pen]) for pen in sorted(by_pen)]
     return Herd(latest, pens)
+
+
+def _merged_into(record: Record) -> dict[str, str]:
+    """Return the id each merged animal is known by now (following merges of merges)."""
+    rows = (
+        record.table("animals")
+        .to_lance()
+        .to_table(columns=["animal_id", "merged_into"], filter="merged_into IS NOT NULL")
+    )
+    into = dict(
+        zip(
+            rows.column("animal_id").to_pylist(),
+            rows.column("merged_into").to_pylist(),
+            strict=True,
+        )
+    )
+    resolved = {}
+    for animal_id in into:
+        target, seen = into[animal_id], {animal_id}
+        while target in into and target not in seen:
+            seen.add(target)
+            target = into[target]
+        resolved[animal_id] = target
+    return resolved

@@ -91,13 +91,14 @@ class Candidate:
     """An animal a tracklet may show, with how alike they look."""
 
     animal_id: str
-    score: float | None  # best cosine of the tracklet's descriptor to the animal's exemplars
+    score: float | None  # similarity as linking scores it (mean of its best exemplars)
     current: bool  # the animal the tracklet is linked to now
 
 
 def candidates(record: Record, tracklet: TrackletRef, k: int = 4) -> list[Candidate]:
-    """Return the tracklet's current animal and the `k` animals of its pen whose re-ID
-    exemplars look most like it, most alike first (what a reviewer compares it with)."""
+    """Return the tracklet's current animal and the `k` active animals of its pen that look
+    most like it (scored as linking scores them), most alike first: what a reviewer compares
+    it with."""
     rows = (
         record.table("tracklets")
         .to_lance()
@@ -107,22 +108,25 @@ def candidates(record: Record, tracklet: TrackletRef, k: int = 4) -> list[Candid
         raise UnknownTracklet(tracklet.device_id, tracklet.track_id)
     current = _current_animal(record, tracklet)
     pen_id = rows.column("pen_id")[0].as_py()
-    pool = record.table("pool").to_lance()
-    where = f"pen_id = {_sql(pen_id)}"
-    if current is not None:
-        where += f" OR animal_id = {_sql(current)}"
-    exemplars = pool.to_table(columns=["animal_id", "embedding"], filter=where)
-    scores: dict[str, float] = {}
+    roster = (
+        record.table("animals")
+        .to_lance()
+        .to_table(columns=["animal_id"], filter=f"status = 'active' AND pen_id = {_sql(pen_id)}")
+        .column("animal_id")
+        .to_pylist()
+    )
+    if current is not None and current not in roster:
+        roster.append(current)
     descriptor = rows.column("descriptor")[0].as_py()
-    if descriptor is not None and exemplars.num_rows:
-        query = np.asarray(descriptor, dtype=np.float32)
-        flat = exemplars.column("embedding").combine_chunks().flatten()
-        vectors = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32)
-        similarity = vectors.reshape(exemplars.num_rows, -1) @ query
-        for animal_id, value in zip(
-            exemplars.column("animal_id").to_pylist(), similarity.tolist(), strict=True
-        ):
-            scores[animal_id] = max(value, scores.get(animal_id, -1.0))
+    scores: dict[str, float] = {}
+    if descriptor is not None and roster:
+        listed = ", ".join(_sql(a) for a in roster)
+        exemplars = record.table("pool").to_lance().to_table(filter=f"animal_id IN ({listed})")
+        pool = Pool.from_arrow(exemplars, record.embedder.dim, DEFAULT_EXEMPLARS_PER_ANIMAL)
+        query = np.asarray(descriptor, dtype=np.float32)[None, :]
+        for animal_id, score in zip(roster, pool.scores(query, roster)[0].tolist(), strict=True):
+            if animal_id in pool.animals:
+                scores[animal_id] = score
     ranked = sorted(scores, key=lambda a: -scores[a])
     chosen = [a for a in ranked if a != current][:k]
     if current is not None:
@@ -216,6 +220,31 @@ def split(
         answers += [(t, animal_id, "cannot_link") for t in tracklets]
         _constrain(record, answers, by)
         return _rederive(record, "split", (animal_id, new_id), tracklets)
+
+
+def same_animal(record: Record, tracklet: TrackletRef, other: str, by: str) -> ReviewOutcome:
+    """Answer a review item with "the tracklet's animal and `other` are one animal": merge
+    the newer of the two (a provisional one before a named one, else the later enrolled)
+    into the other, and confirm the tracklet's link to the one kept."""
+    current = _current_animal(record, tracklet)
+    if current is None:
+        raise InvalidInput(
+            f"{tracklet.device_id}:{tracklet.track_id} is linked to no animal: link it to "
+            f"{other} (reassign) instead"
+        )
+    if current == other:
+        raise InvalidInput(f"{tracklet.device_id}:{tracklet.track_id} is already {other}'s")
+    first, second = (_require_animal(record, a) for a in (current, other))
+    ordered = sorted([first, second], key=lambda r: (bool(r["provisional"]), r["created_at"]))
+    keep, gone = str(ordered[0]["animal_id"]), str(ordered[1]["animal_id"])
+    merged = merge(record, keep, gone, by)
+    confirmed = confirm(record, tracklet, by)
+    return ReviewOutcome(
+        "merge",
+        merged.animals,
+        merged.relinked_pen_days + confirmed.relinked_pen_days,
+        merged.changed_links + confirmed.changed_links,
+    )
 
 
 def merge(record: Record, keep: str, gone: str, by: str) -> ReviewOutcome:
@@ -332,6 +361,11 @@ def _connect_links(record: Record) -> duckdb.DuckDBPyConnection:
         record.read_visible("tracklets", ["device_id", "track_id", "pen_id", "start", "end"]),
     )
     return con
+
+
+def linked_animal(record: Record, tracklet: TrackletRef) -> str | None:
+    """Return the animal the tracklet is linked to now (None: unknown animal)."""
+    return _current_animal(record, tracklet)
 
 
 def _current_animal(record: Record, tracklet: TrackletRef) -> str | None:

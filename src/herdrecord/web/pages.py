@@ -7,7 +7,7 @@ service's one writer, and every form carries the session's CSRF token.
 
 from __future__ import annotations
 
-import json
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,9 +23,10 @@ from fastapi.templating import Jinja2Templates
 
 from herdrecord.animals import AnimalSummary, get_animal
 from herdrecord.api.deps import current_record, current_settings, current_writer
+from herdrecord.api.models import Rows
 from herdrecord.api.rows import render_rows
 from herdrecord.api.writer import Writer
-from herdrecord.cohorts import get_query, list_queries, run_query
+from herdrecord.cohorts import NamedQuery, get_query, list_queries, run_query
 from herdrecord.config import Settings
 from herdrecord.errors import HerdrecordError, InvalidInput, UnknownAnimal
 from herdrecord.eventrules import EVENT_KINDS, EventsRejected, parse_event
@@ -39,7 +40,6 @@ from herdrecord.keyframes import (
     tracklet_keyframes,
 )
 from herdrecord.keys import Role
-from herdrecord.plainvalues import json_ready
 from herdrecord.review import (
     ReviewOutcome,
     TrackletRef,
@@ -47,9 +47,10 @@ from herdrecord.review import (
     confirm,
     enrol_new,
     history,
-    merge,
+    linked_animal,
     reassign,
     review_queue,
+    same_animal,
     split,
 )
 from herdrecord.store import Record
@@ -65,6 +66,7 @@ from herdrecord.web.charts import (
 from herdrecord.web.session import COOKIE, NotForPages, Session, Sessions
 
 DEFAULT_DAYS = 90  # the animal page opens on its last 90 days
+EARLIEST, LATEST = date(1900, 1, 1), date(2999, 12, 31)  # dates a period may name
 STRIP_DAYS = 60  # most days in the keyframe strip; longer periods show every k-th day
 SHOWN_ROWS = 500  # cohort rows shown in the page; downloads carry all
 HISTORY_SHOWN = 100
@@ -196,6 +198,8 @@ def sign_in(
     next: Annotated[str, Form(max_length=2000)] = "/herd",
 ) -> Response:
     target = _safe_next(next)
+    if not _same_site(request):
+        return _refuse_sign_in(request, target, "sign-in must come from this service's page", 403)
     secure = request.url.scheme == "https"
     local = request.client is not None and request.client.host in _LOOPBACK
     if not secure and not local and not settings.ui_allow_http:
@@ -222,10 +226,20 @@ def sign_in(
         max_age=int(settings.ui_session_hours * 3600),
         httponly=True,
         samesite="strict",
-        secure=secure or not local,
+        secure=secure or local,  # browsers keep Secure cookies of http://localhost too
         path="/",
     )
     return response
+
+
+def _same_site(request: Request) -> bool:
+    """Whether a form post came from this service's own page (no other site may sign a
+    person in under its own key): the browser's Sec-Fetch-Site, else Origin, says so."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
 
 
 def _refuse_sign_in(request: Request, target: str, problem: str, status: int) -> HTMLResponse:
@@ -265,7 +279,9 @@ def frame(
     except UnknownKeyframe:
         return Response(status_code=404)
     return Response(
-        jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=31536000"}
+        jpeg,
+        media_type="image/jpeg",
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
     )
 
 
@@ -282,6 +298,7 @@ def herd_page(
     departed: bool = False,
 ) -> Response:
     herd = herd_overview(record, q or None, pen or None, departed)
+    today = datetime.now(UTC).date()
     if q and herd.animals == 1:
         only = herd.pens[0].animals[0].animal
         return _back(f"/animals/{quote(only.animal_id)}")
@@ -294,6 +311,10 @@ def herd_page(
         pen=pen or "",
         departed=departed,
         event_colours=EVENT_COLOURS,
+        today=today,
+        stale_days=0
+        if herd.as_of is None or (today - herd.as_of).days <= 1
+        else (today - herd.as_of).days,
     )
 
 
@@ -325,6 +346,9 @@ def animal_page(
     if animal.status == "merged":
         session.note(f"{animal_id} was merged into {animal.merged_into}; showing that animal")
         return _back(f"/animals/{quote(str(animal.merged_into))}")
+    for given in (start, end):
+        if given is not None and not EARLIEST <= given <= LATEST:
+            return error_page(request, 422, f"{given} is out of range: give {EARLIEST} to {LATEST}")
     last = _last_day(animal, _latest_event_day(record, animal_id))
     start, end = _period(last, animal.first_day, start, end)
     if start > end:
@@ -349,6 +373,7 @@ def animal_page(
     ).to_pylist()
     events = timeline.events.to_pylist()
     entries = list(reversed(history(record, animal_id)))
+    strip, every = _strip(rows)
     behaviours = list(timeline.behaviours)
     return _page(
         request,
@@ -359,8 +384,8 @@ def animal_page(
         end=end,
         presets=_presets(animal.first_day, last),
         rows=rows,
-        strip=_strip(rows),
-        strip_every=max(1, -(-sum(1 for r in rows if r["keyframes"]) // STRIP_DAYS)),
+        strip=strip,
+        strip_every=every,
         growth=growth_chart(rows, events, start, end),
         budget=budget_chart(rows, behaviours, events, start, end),
         legend=[(b, BEHAVIOUR_COLOURS.get(b, OTHER_COLOUR)) for b in behaviours],
@@ -378,8 +403,10 @@ def animal_page(
 def _period(
     last: date, first: date | None, start: date | None, end: date | None
 ) -> tuple[date, date]:
-    """Return the period asked for; by default the DEFAULT_DAYS up to `last`."""
-    end = end or last
+    """Return the period asked for; by default the DEFAULT_DAYS up to `last` (a start
+    alone runs to `last`, or DEFAULT_DAYS on when it is later)."""
+    if end is None:
+        end = last if start is None or start <= last else start + timedelta(DEFAULT_DAYS - 1)
     if start is None:
         start = end - timedelta(days=DEFAULT_DAYS - 1)
         if first is not None and first <= end:
@@ -406,12 +433,12 @@ def _presets(first: date | None, last: date) -> list[tuple[str, str]]:
     return out
 
 
-def _strip(rows: list[dict[str, Any]]) -> list[StripDay]:
-    """Return the keyframe strip, newest day first, at most STRIP_DAYS days (every k-th day
-    of a longer period, always the newest)."""
+def _strip(rows: list[dict[str, Any]]) -> tuple[list[StripDay], int]:
+    """Return the keyframe strip, newest day first, at most STRIP_DAYS days: every k-th day
+    of a longer period (always the newest), and k."""
     days = [r for r in reversed(rows) if r["keyframes"]]
     every = max(1, -(-len(days) // STRIP_DAYS))
-    return [
+    strip = [
         StripDay(
             r["day"],
             [
@@ -422,6 +449,7 @@ def _strip(rows: list[dict[str, Any]]) -> list[StripDay]:
         )
         for r in days[::every]
     ]
+    return strip, every
 
 
 @router.post("/animals/{animal_id}/events")
@@ -440,13 +468,21 @@ async def add_event(
     code: Annotated[str, Form(max_length=64)] = "",
     result: Annotated[str, Form(max_length=64)] = "",
     note: Annotated[str, Form(max_length=2000)] = "",
-    tz_offset: Annotated[int, Form(ge=-16 * 60, le=16 * 60)] = 0,
+    tz_offset: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     _check_form(session, csrf, *VETS)
+    back = f"/animals/{quote(animal_id)}"
+    offset = _minutes(tz_offset)
+    if offset is None:
+        session.note(
+            "the event was not recorded: the page did not say its time zone (is JavaScript "
+            "off?); reload the page and try again"
+        )
+        return _back(back + "#add-event")
     fields: dict[str, object] = {
         "animal_id": animal_id,
         "kind": kind,
-        "at": _aware(at, tz_offset),
+        "at": _aware(at, offset),
         "author": session.name,
     }
     for name, text in (
@@ -459,7 +495,6 @@ async def add_event(
     ):
         if text.strip():
             fields[name] = text.strip()
-    back = f"/animals/{quote(animal_id)}"
     try:
         event = parse_event(fields)
         ids = await writer.run(lambda: add_events(record, [event]))
@@ -473,9 +508,18 @@ async def add_event(
     return _back(back + "#events")
 
 
+def _minutes(text: str) -> int | None:
+    """Return a time-zone offset in minutes (within ±16 h) from form text, else None."""
+    text = text.strip()
+    if not re.fullmatch(r"[+-]?[0-9]{1,4}", text) or abs(int(text)) > 16 * 60:
+        return None
+    return int(text)
+
+
 def _aware(text: str, tz_offset: int) -> str:
     """Return a form's datetime-local value (the browser's wall clock) as UTC ISO text;
-    `tz_offset` is the browser's `getTimezoneOffset()`: UTC minus local, in minutes."""
+    `tz_offset` is `getTimezoneOffset()` of that date in the browser (UTC minus local, in
+    minutes, daylight saving included)."""
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -503,8 +547,7 @@ def cohorts_page(
             chosen = get_query(query)
         except InvalidInput as exc:
             return error_page(request, 404, str(exc))
-        declared = {p.name for p in chosen.params}
-        params = {k: v for k, v in request.query_params.items() if k in declared and v.strip()}
+        params = _params(request, chosen)
         if "run" in request.query_params:
             started = time.monotonic()
             try:
@@ -515,10 +558,9 @@ def cohorts_page(
     rows: list[list[Any]] = []
     columns: list[str] = []
     if table is not None:
-        columns = table.column_names
-        rows = [
-            [json_ready(v) for v in row.values()] for row in table.slice(0, SHOWN_ROWS).to_pylist()
-        ]
+        shown = render_rows(table.slice(0, SHOWN_ROWS), False, seconds, "json", query or "")
+        assert isinstance(shown, Rows)
+        columns, rows = shown.columns, shown.rows
     return _page(
         request,
         session,
@@ -537,6 +579,12 @@ def cohorts_page(
     )
 
 
+def _params(request: Request, query: NamedQuery) -> dict[str, str]:
+    """Return the query's parameters given (not blank) in the URL."""
+    declared = {p.name for p in query.params}
+    return {k: v for k, v in request.query_params.items() if k in declared and v.strip()}
+
+
 @router.get("/cohorts/download")
 def cohort_download(
     request: Request,
@@ -546,8 +594,7 @@ def cohort_download(
     format: Annotated[str, Query(pattern="^(csv|parquet)$")] = "csv",
 ) -> Response:
     chosen = get_query(query)
-    declared = {p.name for p in chosen.params}
-    params = {k: v for k, v in request.query_params.items() if k in declared and v.strip()}
+    params = _params(request, chosen)
     try:
         table = run_query(record, chosen.name, params)
     except InvalidInput as exc:
@@ -610,7 +657,6 @@ async def review_answer(
     device_id: Annotated[str, Form(max_length=128)],
     track_id: Annotated[str, Form(max_length=128)],
     animal_id: Annotated[str, Form(max_length=128)] = "",
-    current: Annotated[str, Form(max_length=128)] = "",
     name: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     _check_form(session, csrf, *VETS)
@@ -624,9 +670,10 @@ async def review_answer(
         if action == "reassign":
             return reassign(record, ref, animal_id, by)
         if action == "merge":
-            return merge(record, current, animal_id, by)
-        if action == "split":
-            return split(record, current, [ref], by, label)
+            return same_animal(record, ref, animal_id, by)
+        linked = linked_animal(record, ref)
+        if action == "split" and linked is not None:
+            return split(record, linked, [ref], by, label)
         return enrol_new(record, [ref], by, label)
 
     try:
@@ -642,10 +689,4 @@ async def review_answer(
     return _back("/review")
 
 
-def json_attr(value: object) -> str:
-    """Return a value as JSON for a data- attribute (Jinja escapes it)."""
-    return json.dumps(value)
-
-
-templates.env.filters["json_attr"] = json_attr
 templates.env.globals["quote"] = quote

@@ -54,7 +54,7 @@ class Session:
 
     def csrf_ok(self, presented: str | None) -> bool:
         """Whether a form carried this session's token."""
-        return presented is not None and hmac.compare_digest(presented, self.csrf)
+        return presented is not None and hmac.compare_digest(presented.encode(), self.csrf.encode())
 
 
 class Sessions:

@@ -1,5 +1,6 @@
 // herdrecord pages: the keyframe strip, the event form's time zone, review shortcuts.
-// Everything works without it except the shortcuts; nothing here talks to another site.
+// Reading works without it; recording an event needs it (the form sends the browser's time
+// zone). Nothing here talks to another site.
 "use strict";
 
 function showDay(button) {
@@ -56,8 +57,13 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const input of document.querySelectorAll("input[data-now]")) {
     if (!input.value) input.value = localNow();
   }
-  for (const input of document.querySelectorAll("input[data-tz-offset]")) {
-    input.value = String(new Date().getTimezoneOffset());
+  for (const form of document.querySelectorAll("form.event-form")) {
+    // The offset of the date typed in (daylight saving included), not of today.
+    form.addEventListener("submit", () => {
+      const moment = new Date(form.querySelector("input[data-now]").value);
+      const offset = isNaN(moment) ? new Date().getTimezoneOffset() : moment.getTimezoneOffset();
+      form.querySelector("input[data-tz-offset]").value = String(offset);
+    });
   }
   for (const form of document.querySelectorAll("form[data-confirm]")) {
     form.addEventListener("submit", (event) => {
