@@ -25,6 +25,7 @@ from herdrecord.api import create_app
 from herdrecord.cohorts import run_query
 from herdrecord.config import Settings
 from herdrecord.events import current_events
+from herdrecord.herd import herd_overview
 from herdrecord.ingest import ingest
 from herdrecord.intake import parse_json
 from herdrecord.keys import add_key, revoke_key
@@ -242,6 +243,11 @@ def test_herd_lists_every_active_animal_by_pen_and_searches(site: Site) -> None:
     assert re.findall(r'<section class="pen" data-pen="([^"]+)"', page.text) == sorted(
         {row["pen_id"] for row in site.record.table("days").to_lance().to_table().to_pylist()}
     )
+    # The simulated barn's days are in September: the page says nothing came in since.
+    assert 'id="stale"' in page.text and "Is the edge still uploading?" in page.text
+    herd = herd_overview(site.record, today=date(2026, 9, 4))
+    last_seen = {a.animal.animal_id: a.days_since_seen for p in herd.pens for a in p.animals}
+    assert last_seen["P00001"] == 1  # seen on 3 September, the barn's last day
     one = sorted(active)[0]
     found = client.get(f"/herd?q={one.lower()}", follow_redirects=False)
     assert found.headers["location"] == f"/animals/{one}"  # a single match opens it

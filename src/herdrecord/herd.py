@@ -23,7 +23,7 @@ class HerdAnimal:
     """One animal's line on the herd page."""
 
     animal: AnimalSummary
-    days_since_seen: int | None  # days between its last day and the record's latest day
+    days_since_seen: int | None  # days between its last day seen and today (UTC)
     link_confidence: float | None  # on its last day
     anomalies: tuple[str, ...]  # flags raised within the recent days, most frequent first
     review_items: int  # open review items linked to it
@@ -62,9 +62,12 @@ def herd_overview(
     pen_id: str | None = None,
     include_departed: bool = False,
     recent_days: int = RECENT_DAYS,
+    today: date | None = None,
 ) -> Herd:
     """Return the animals (active ones unless `include_departed`) matching `search` in
-    `pen_id`, grouped by pen, with what needs a look in the last `recent_days` days."""
+    `pen_id`, grouped by pen, with what needs a look in the last `recent_days` days of the
+    record (to its latest day); `today` (UTC, by default) dates "last seen"."""
+    today = today or datetime.now(UTC).date()
     status = None if include_departed else "active"
     animals = [a for a in find_animals(record, pen_id, status, search) if a.status != "merged"]
     days = record.table("days").to_lance()
@@ -101,7 +104,7 @@ def herd_overview(
         by_pen[animal.pen_id or "no pen"].append(
             HerdAnimal(
                 animal=animal,
-                days_since_seen=None if last is None or latest is None else (latest - last).days,
+                days_since_seen=None if last is None else (today - last).days,
                 link_confidence=confidence.get(animal.animal_id),
                 anomalies=tuple(f for f, _ in flags[animal.animal_id].most_common()),
                 review_items=review[animal.animal_id],

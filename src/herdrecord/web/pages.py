@@ -297,8 +297,8 @@ def herd_page(
     pen: Annotated[str | None, Query(max_length=128)] = None,
     departed: bool = False,
 ) -> Response:
-    herd = herd_overview(record, q or None, pen or None, departed)
     today = datetime.now(UTC).date()
+    herd = herd_overview(record, q or None, pen or None, departed, today=today)
     if q and herd.animals == 1:
         only = herd.pens[0].animals[0].animal
         return _back(f"/animals/{quote(only.animal_id)}")
