@@ -132,3 +132,23 @@ def deliver_day_by_day(record: Record, batches: list[dict[str, Any]]) -> None:
             record, (parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in by_day[day])
         )
         link_pending(record)
+
+
+def save_tiny_dinov3(folder: Path, seed: int = 0) -> Path:
+    """Save a randomly initialised DINOv3 ViT (384-d, one layer) as real weights are saved:
+    config.json and model.safetensors in `folder`; return the folder."""
+    import torch
+    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
+    torch.manual_seed(seed)
+    config = DINOv3ViTConfig(
+        hidden_size=384,
+        num_hidden_layers=1,
+        num_attention_heads=6,
+        intermediate_size=384,
+        image_size=64,
+        patch_size=16,
+        num_register_tokens=4,
+    )
+    DINOv3ViTModel(config).save_pretrained(folder)
+    return folder

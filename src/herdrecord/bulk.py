@@ -40,6 +40,7 @@ BULK_SCHEMA = pa.schema(
         ("device_id", pa.string()),
         ("embedder_name", pa.string()),
         ("embedder_dim", pa.int32()),
+        ("embedder_weights", pa.string()),  # optional: SHA-256 of the model's weights
         # The tracklet's own fields are the columnar frame's, less the counts it derives.
         *[field for field in TRACKLET_FRAME if not field.name.startswith("n_")],
         (
@@ -125,6 +126,7 @@ def bulk_table_from_json(batches: Iterable[dict[str, Any]]) -> pa.Table:
             "device_id": batch["device_id"],
             "embedder_name": batch["embedder"]["name"],
             "embedder_dim": batch["embedder"]["dim"],
+            "embedder_weights": batch["embedder"].get("weights_sha256"),
         }
         for tracklet in batch["tracklets"]:
             keyframes = [
@@ -163,6 +165,7 @@ def bulk_table(frames: BatchFrames) -> pa.Table:
         "device_id": pa.array([h.device_id] * n, pa.string()),
         "embedder_name": pa.array([h.embedder_name] * n, pa.string()),
         "embedder_dim": pa.array([h.embedder_dim] * n, pa.int32()),
+        "embedder_weights": pa.array([h.embedder_weights] * n, pa.string()),
     }
     columns: dict[str, pa.Array | pa.ChunkedArray] = dict(header)
     for name in ("track_id", "camera_id", "pen_id", "start", "end", "tag_id"):
@@ -299,6 +302,7 @@ def _frames_of(batch_id: str, rows: pa.Table) -> BulkBatch:
         device_id=headers["device_id"],
         embedder_name=headers["embedder_name"],
         embedder_dim=int(headers["embedder_dim"]),
+        embedder_weights=_one_or_none(rows.column("embedder_weights")),
     )
     samples = rows.column("samples").combine_chunks()
     observations = rows.column("observations").combine_chunks()
@@ -362,3 +366,9 @@ def _bbox_columns(bbox: pa.Array) -> dict[str, pa.Array]:
         )
         coords[ok] = values.reshape(-1, 4)
     return {name: pa.array(coords[:, i]) for i, name in enumerate(_BBOX)}
+
+
+def _one_or_none(column: pa.ChunkedArray) -> str | None:
+    """Return an optional header column's value (the first non-null; rules check the rest)."""
+    values = [v for v in column.unique().to_pylist() if v is not None]
+    return str(values[0]) if values else None

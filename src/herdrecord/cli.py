@@ -67,11 +67,27 @@ def init(
     dim: Annotated[
         int, typer.Option(help="Dimension of the embedder's vectors.", min=1, max=8192)
     ] = 384,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="Pin the record to the model in this directory (its dimension and the "
+            "SHA-256 of its weights)."
+        ),
+    ] = None,
 ) -> None:
     """Create a new, empty record at PATH."""
+    identity = None
+    if weights is not None:
+        from herdrecord.embed import Embedder
+
+        with console.status(f"loading the model in {weights}"):
+            identity = Embedder.load(weights, embedder, "cpu").identity
+        dim = identity.dim
     record = create_record(
         str(path), _settings(), farm_id=farm, embedder_name=embedder, embedder_dim=dim
     )
+    if identity is not None and identity.weights_sha256:
+        record.pin_embedder(identity.weights_sha256)
     console.print(
         f"created record [bold]{record.path}[/] (schema {record.schema_version}, "
         f"embedder {record.embedder.name}/{record.embedder.dim}, farm {record.farm_id})"
@@ -307,6 +323,7 @@ def main() -> None:
 # The identity commands live in their own module and register themselves on `app`.
 from herdrecord import (  # noqa: E402, F401
     cli_budget,
+    cli_embed,
     cli_events,
     cli_export,
     cli_query,

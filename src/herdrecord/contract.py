@@ -48,6 +48,12 @@ class EmbedderSpec(_Contract):
 
     name: Identifier = Field(description="embedder name, e.g. dinov3-vits16")
     dim: int = Field(ge=1, le=8192, description="embedding dimension, e.g. 384")
+    weights_sha256: str | None = Field(
+        default=None,
+        pattern="^[0-9a-f]{64}$",
+        description="SHA-256 of the model's weights (`herdrecord embed` prints it); when "
+        "given it must be the record's",
+    )
 
 
 class Sample(_Contract):

@@ -27,6 +27,7 @@ class BatchHeader:
     device_id: str
     embedder_name: str
     embedder_dim: int
+    embedder_weights: str | None = None  # SHA-256 of the model's weights, when stated
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class BatchFrames:
         for part in (h.schema_id, h.batch_id, h.farm_id, h.device_id, h.embedder_name):
             digest.update(part.encode() + b"\0")
         digest.update(str(h.embedder_dim).encode() + b"\0")
+        if h.embedder_weights is not None:  # batches without it hash as before
+            digest.update(h.embedder_weights.encode() + b"\0")
         for table in (self.tracklets, self.samples, self.observations, self.keyframes):
             for name in table.column_names:
                 digest.update(name.encode() + b"\0")
@@ -192,6 +195,7 @@ def frames_from_model(batch: EdgeBatch) -> BatchFrames:
         device_id=batch.device_id,
         embedder_name=batch.embedder.name,
         embedder_dim=batch.embedder.dim,
+        embedder_weights=batch.embedder.weights_sha256,
     )
     samples = pa.table(
         {

@@ -77,7 +77,12 @@ class Ingestor:
     def __init__(self, record: Record, now: datetime | None = None) -> None:
         self.record = record
         self.expect = Expectations.for_record(
-            record.embedder.name, record.embedder.dim, record.behaviours, record.settings, now
+            record.embedder.name,
+            record.embedder.dim,
+            record.behaviours,
+            record.settings,
+            now,
+            embedder_weights=record.embedder.weights_sha256,
         )
         batches = record.table("batches")
         self.ledger_version = int(batches.version)  # the ledger as read (and then written)
@@ -99,7 +104,12 @@ class Ingestor:
         a new clock for the checks, nothing queued. Only while no other writer wrote."""
         record = self.record
         self.expect = Expectations.for_record(
-            record.embedder.name, record.embedder.dim, record.behaviours, record.settings, now
+            record.embedder.name,
+            record.embedder.dim,
+            record.behaviours,
+            record.settings,
+            now,
+            embedder_weights=record.embedder.weights_sha256,
         )
         self.group = _Group()
         self._outcomes = []

@@ -40,6 +40,7 @@ class Expectations:
 
     embedder_name: str
     embedder_dim: int
+    embedder_weights: str | None  # the record's pinned weights, if any
     behaviours: tuple[str, ...]
     max_tracklets: int
     max_samples: int
@@ -56,11 +57,13 @@ class Expectations:
         behaviours: tuple[str, ...],
         settings: Settings,
         now: datetime | None = None,
+        embedder_weights: str | None = None,
     ) -> Expectations:
         """Return the expectations of a record under the given settings."""
         return cls(
             embedder_name=embedder_name,
             embedder_dim=embedder_dim,
+            embedder_weights=embedder_weights,
             behaviours=behaviours,
             max_tracklets=settings.max_tracklets_per_batch,
             max_samples=settings.max_samples_per_tracklet,
@@ -116,12 +119,24 @@ def _header_problems(frames: BatchFrames, expect: Expectations) -> Iterator[str]
     h = frames.header
     if h.schema_id != BATCH_SCHEMA_ID:
         yield f"schema: expected {BATCH_SCHEMA_ID!r}, got {h.schema_id!r}"
-    if (h.embedder_name, h.embedder_dim) != (expect.embedder_name, expect.embedder_dim):
-        yield (
-            f"embedder: the record holds {expect.embedder_name}/{expect.embedder_dim} vectors, "
-            f"this batch has {h.embedder_name}/{h.embedder_dim}; send vectors from the "
-            "record's embedder or re-embed the record to the new model"
+    pinned = expect.embedder_weights
+    stated = h.embedder_weights
+    if (h.embedder_name, h.embedder_dim) != (expect.embedder_name, expect.embedder_dim) or (
+        pinned is not None and stated is not None and stated != pinned
+    ):
+        expected = f"{expect.embedder_name}/{expect.embedder_dim}" + (
+            f" (weights {pinned[:12]})" if pinned else ""
         )
+        got = f"{h.embedder_name}/{h.embedder_dim}" + (
+            f" (weights {stated[:12]})" if stated else ""
+        )
+        yield (
+            f"embedder: the record holds {expected} vectors, this batch has {got}; vectors "
+            "of two models never mix: send the record's model's vectors, or move the record "
+            "to the new model first (herdrecord reembed RECORD --weights DIR)"
+        )
+    if h.embedder_weights is not None and len(h.embedder_weights) != 64:
+        yield "embedder.weights_sha256: expected 64 hex digits"
 
 
 def _tracklet_problems(frames: BatchFrames, expect: Expectations) -> Iterator[str]:

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -59,6 +60,7 @@ class EmbedderInfo:
     name: str
     dim: int
     metric: str
+    weights_sha256: str | None = None  # the model's weights, once pinned
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,39 @@ class Record:
     def embedder(self) -> EmbedderInfo:
         """Return the embedder the record's vectors come from."""
         spec = self.metadata[META_EMBEDDER]
-        return EmbedderInfo(name=spec["name"], dim=int(spec["dim"]), metric=spec["metric"])
+        return EmbedderInfo(
+            name=spec["name"],
+            dim=int(spec["dim"]),
+            metric=spec["metric"],
+            weights_sha256=spec.get("weights_sha256"),
+        )
+
+    def pin_embedder(self, weights_sha256: str) -> None:
+        """Pin the record's embedder to these weights (a record made without them); from
+        then on a batch stating other weights is refused. Pinning other weights than the
+        pinned ones is refused: that is a new model, which `reembed` moves a record to."""
+        if not re.fullmatch("[0-9a-f]{64}", weights_sha256):
+            raise InvalidInput("weights_sha256 must be 64 hex digits")
+        with self.writer():
+            table = self.table("metadata")
+            rows = table.to_lance().to_table(filter=f"key = '{META_EMBEDDER}'").to_pylist()
+            spec = json.loads(rows[0]["value"])
+            pinned = spec.get("weights_sha256")
+            if pinned == weights_sha256:
+                return
+            if pinned is not None:
+                raise InvalidInput(
+                    f"the record's {spec['name']} is pinned to weights {pinned[:12]}, not "
+                    f"{weights_sha256[:12]}: move it to the new model with herdrecord reembed"
+                )
+            spec["weights_sha256"] = weights_sha256
+            row = pa.table(
+                {"key": [META_EMBEDDER], "value": [json.dumps(spec)]}, schema=table.schema
+            )
+            table.merge_insert(
+                "key"
+            ).when_matched_update_all().when_not_matched_insert_all().execute(row)
+            self.metadata = {**self.metadata, META_EMBEDDER: spec}
 
     @property
     def behaviours(self) -> tuple[str, ...]:
