@@ -74,6 +74,21 @@ def test_preprocessing_rescales_resizes_and_normalises_as_the_model_expects(
     ramp = np.tile(np.linspace(0, 255, 300, dtype=np.float32), (20, 1)).astype(np.uint8)
     row = embedder.pixel_values([Image.fromarray(ramp).convert("RGB")])[0, 0, 100]
     assert bool(torch.all(row[1:] >= row[:-1] - 1e-4))
+    # Pillow's resize is the processor's (torch's antialiased bilinear) to within rounding.
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(0)
+    for h, w in ((90, 140), (400, 300)):
+        base = rng.integers(0, 255, (h // 6 + 1, w // 6 + 1, 3), dtype=np.uint8)
+        image = Image.fromarray(base).resize((w, h), Image.Resampling.BILINEAR)
+        tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
+        reference = F.interpolate(
+            tensor, size=(224, 224), mode="bilinear", antialias=True, align_corners=False
+        )[0]
+        mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        ours = embedder.pixel_values([image])[0]
+        assert float((ours - (reference - mean) / std).abs().max()) < 0.03  # ~1 grey level
     (tmp_path / "preprocessor_config.json").write_text(
         json.dumps(
             {"size": {"height": 112, "width": 96}, "image_mean": [0.5] * 3, "image_std": [0.25] * 3}

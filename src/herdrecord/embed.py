@@ -4,9 +4,10 @@ weights, and the identity (name, dimension, metric, SHA-256 of the weights) a re
 The public checkpoint is gated, so nothing here downloads: the weights are a directory the
 farm copied once (`config.json`, `model.safetensors`, optionally `preprocessor_config.json`),
 loaded with `local_files_only`. Crops are prepared as the model's own image processor does
-(rescale to 0..1, resize to its input size with antialiased bilinear filtering, normalise with
-its mean and std) without torchvision, in torch; the pooled output (the class token after
-the final layer norm) is L2-normalised.
+(resize to its input size with bilinear filtering, antialiased when shrinking; rescale to
+0..1; normalise with its mean and std) without torchvision: Pillow resizes, torch does the
+arithmetic on the model's device. The pooled output (the class token after the final layer
+norm) is L2-normalised.
 """
 
 from __future__ import annotations
@@ -155,28 +156,28 @@ class Embedder:
         """Return the dimension of the vectors."""
         return self.identity.dim
 
-    def pixel_values(self, images: Sequence[Image.Image]) -> Any:
+    def pixel_values(self, images: Sequence[Image.Image], device: str = "cpu") -> Any:
         """Return the model input (n, 3, H, W) float32 of crops, as its processor makes it:
-        rescale to 0..1, resize (bilinear, antialiased), normalise."""
+        resize to the input size (bilinear, antialiased when shrinking: Pillow's filter),
+        rescale to 0..1, normalise with the model's mean and std. The resized crops travel
+        to `device` as one uint8 block; the arithmetic runs there."""
         import torch
-        import torch.nn.functional as F
 
         p = self.preprocessing
-        mean = torch.tensor(p.mean).view(3, 1, 1)
-        std = torch.tensor(p.std).view(3, 1, 1)
-        batch = []
-        for image in images:
-            array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-            tensor = torch.from_numpy(array).permute(2, 0, 1)[None]
-            resized = F.interpolate(
-                tensor,
-                size=(p.height, p.width),
-                mode="bilinear",
-                antialias=True,
-                align_corners=False,
-            )[0]
-            batch.append((resized - mean) / std)
-        return torch.stack(batch)
+        size = (p.width, p.height)
+        block = np.stack(
+            [
+                np.asarray(image.convert("RGB").resize(size, Image.Resampling.BILINEAR))
+                for image in images
+            ]
+        )
+        pixels = torch.from_numpy(block)
+        if device.startswith("cuda"):
+            pixels = pixels.pin_memory()
+        pixels = pixels.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(p.mean, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(p.std, device=device).view(1, 3, 1, 1)
+        return (pixels - mean) / std
 
     def forward(self, pixel_values: Any) -> Any:
         """Return the model's pooled output for prepared input (the raw forward)."""
@@ -193,7 +194,8 @@ class Embedder:
             raise InvalidInput(f"batch size {batch_size} must be at least 1")
         out = np.zeros((len(images), self.dim), dtype=np.float32)
         for start in range(0, len(images), batch_size):
-            pooled = self.forward(self.pixel_values(images[start : start + batch_size]))
+            chunk = images[start : start + batch_size]
+            pooled = self.forward(self.pixel_values(chunk, self.device))
             vectors = pooled.float().cpu().numpy()
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             out[start : start + len(vectors)] = vectors / np.maximum(norms, 1e-12)

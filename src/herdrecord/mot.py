@@ -227,13 +227,17 @@ def mot_batches(
             }
         )
     prefix = batch_id_prefix or f"{device_id}/mot"
+    spec: dict[str, Any] = {"name": embedder.identity.name, "dim": embedder.dim}
+    if embedder.identity.weights_sha256 is not None:
+        # Stated, so that a record pinned to other weights refuses these vectors.
+        spec["weights_sha256"] = embedder.identity.weights_sha256
     return [
         {
             "schema": BATCH_SCHEMA_ID,
             "batch_id": f"{prefix}/{hour:%Y-%m-%dT%H}",
             "farm_id": farm_id,
             "device_id": device_id,
-            "embedder": {"name": embedder.identity.name, "dim": embedder.dim},
+            "embedder": spec,
             "tracklets": tracklets,
         }
         for hour, tracklets in sorted(by_hour.items())
@@ -451,6 +455,6 @@ def _frame_time(start: datetime, fps: float, frame: int) -> datetime:
 
 
 def _rfc3339(moment: datetime) -> str:
-    """Return a UTC time as RFC 3339, with microseconds only where it has them."""
-    timespec = "microseconds" if moment.microsecond else "seconds"
-    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+    """Return a time as RFC 3339 in UTC, always with microseconds (so that times sort as
+    text: "06:59:58.000000Z" before "06:59:58.500000Z")."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
