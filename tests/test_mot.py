@@ -14,14 +14,17 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from typer.testing import CliRunner
 
+from conftest import save_tiny_dinov3
+from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
 from herdrecord.embed import Embedder
 from herdrecord.errors import InvalidInput
 from herdrecord.ingest import ingest
 from herdrecord.intake import parse_json
 from herdrecord.mot import MotBox, frame_files, mot_batches, read_mot
-from herdrecord.store import create_record
+from herdrecord.store import create_record, open_record
 
 FPS = 10.0
 N_FRAMES = 40
@@ -81,22 +84,12 @@ def sequence(tmp_path_factory: pytest.TempPathFactory) -> Sequence:
 
 
 @pytest.fixture(scope="module")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    import torch
-    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_dinov3(tmp_path_factory.mktemp("weights") / "dinov3")
 
-    torch.manual_seed(0)
-    weights = tmp_path_factory.mktemp("weights")
-    cfg = DINOv3ViTConfig(
-        hidden_size=384,
-        num_hidden_layers=1,
-        num_attention_heads=6,
-        intermediate_size=384,
-        image_size=64,
-        patch_size=16,
-        num_register_tokens=4,
-    )
-    DINOv3ViTModel(cfg).save_pretrained(weights)
+
+@pytest.fixture(scope="module")
+def embedder(weights: Path) -> Embedder:
     return Embedder.load(weights)
 
 
@@ -325,3 +318,42 @@ def test_a_record_pinned_to_other_weights_refuses_the_batches(
         "embedder: the record holds dinov3-vits16/384 (weights 000000000000)"
         in (report.outcomes[0].problems[0])
     )
+
+
+def test_import_mot_command_ingests_and_links_the_sequence(
+    sequence: Sequence, weights: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "herd"
+    create_record(str(path), Settings(retention_enabled=False))
+    arguments = [
+        "import-mot",
+        str(path),
+        "--tracks",
+        str(sequence.tracks_file),
+        "--frames",
+        str(sequence.img1),
+        "--pen",
+        "pen-3",
+        "--camera",
+        "cam2",
+        "--device",
+        "dev-09",
+        "--weights",
+        str(weights),
+        "--start",
+        START.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "--fps",
+        str(FPS),
+        "--out",
+        str(tmp_path / "batches"),
+    ]
+    first = CliRunner().invoke(cli_app, arguments)
+    assert first.exit_code == 0, first.output
+    record = open_record(str(path))
+    assert record.table("tracklets").count_rows() == 3
+    assert record.table("links").count_rows() >= 3  # linked as the edge's own
+    assert len(list((tmp_path / "batches").glob("*.json.gz"))) == 2
+    again = CliRunner().invoke(cli_app, arguments)
+    assert again.exit_code == 0 and record.table("tracklets").count_rows() == 3
+    missing = CliRunner().invoke(cli_app, [*arguments[:4], str(tmp_path / "nope"), *arguments[5:]])
+    assert missing.exit_code != 0 and "Traceback" not in missing.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -137,3 +138,77 @@ def embedder_command(
         console.print(f"weights_sha256 {info.weights_sha256} (edge batches may state it)")
     else:
         console.print("not pinned to weights: pin it with --pin DIR")
+
+
+@app.command(name="import-mot")
+def import_mot(
+    path: RecordPath,
+    tracks: Annotated[
+        Path, typer.Option("--tracks", help="MOTChallenge tracks file (frame,id,x,y,w,h,conf,...).")
+    ],
+    frames: Annotated[
+        Path, typer.Option("--frames", help="The sequence's frame images (000001.jpg ...).")
+    ],
+    pen: Annotated[str, typer.Option("--pen", help="Pen the camera watches.")],
+    camera: Annotated[str, typer.Option("--camera", help="Camera id.")],
+    device: Annotated[str, typer.Option("--device", help="Edge device id the batches carry.")],
+    weights: WeightsDir,
+    start: Annotated[
+        datetime,
+        typer.Option(
+            help="Time of frame 1, with its UTC offset (e.g. 2026-11-20T06:00:00+00:00).",
+            formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"],
+        ),
+    ],
+    fps: Annotated[float, typer.Option(min=0.01, max=1000.0, help="Frames per second.")] = 25.0,
+    behaviour: Annotated[
+        str, typer.Option(help="Behaviour to record (a tracker classifies none).")
+    ] = "standing",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Also keep the batches there as .json.gz (default: not kept)."),
+    ] = None,
+    torch_device: Annotated[
+        str, typer.Option(help="Where the model runs: auto, cpu, cuda, cuda:N.")
+    ] = "auto",
+) -> None:
+    """Import a tracker's MOTChallenge output and its frames: crop and embed every track,
+    write edge batches, ingest and link them as the edge's own."""
+    import gzip
+    import json
+    import tempfile
+
+    from herdrecord.cli import _link_after_ingest, _print_report, ingest_with_progress
+    from herdrecord.mot import frame_files, mot_batches, read_mot
+
+    record = open_from_cli(path)
+    boxes = read_mot(tracks)
+    images = frame_files(frames)
+    embedder = load_for_record(record, weights, torch_device)
+    with console.status(f"cropping and embedding {len({b.track for b in boxes})} tracks"):
+        batches = mot_batches(
+            boxes,
+            images,
+            embedder,
+            farm_id=record.farm_id,
+            device_id=device,
+            camera_id=camera,
+            pen_id=pen,
+            start=start,
+            fps=fps,
+            behaviour=behaviour,
+            max_samples=min(8, record.settings.max_samples_per_tracklet),
+            max_keyframes=min(4, record.settings.max_keyframes_per_tracklet),
+            max_observations=record.settings.max_observations_per_tracklet,
+        )
+    with tempfile.TemporaryDirectory(prefix="herdrecord-mot-") as scratch:
+        folder = out or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        for batch in batches:
+            name = str(batch["batch_id"]).replace("/", "_") + ".json.gz"
+            (folder / name).write_bytes(gzip.compress(json.dumps(batch).encode()))
+        report = ingest_with_progress(record, [str(folder)])
+    _print_report(report)
+    if report.count("rejected"):
+        raise typer.Exit(1)
+    _link_after_ingest(record)

@@ -17,6 +17,7 @@ import io
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,8 @@ class Embedder:
         self.preprocessing = preprocessing
         self.identity = identity
         self.device = device
+        self._pool: ThreadPoolExecutor | None = None
+        self._constants: dict[str, Any] = {}  # mean and std, on each device used
 
     @classmethod
     def load(
@@ -161,22 +164,30 @@ class Embedder:
         resize to the input size (bilinear, antialiased when shrinking: Pillow's filter),
         rescale to 0..1, normalise with the model's mean and std. The resized crops travel
         to `device` as one uint8 block; the arithmetic runs there."""
+        return self._normalised([self._resized(image) for image in images], device)
+
+    def _resized(self, image: Image.Image) -> np.ndarray:
+        p = self.preprocessing
+        resized = image.convert("RGB").resize((p.width, p.height), Image.Resampling.BILINEAR)
+        return np.asarray(resized)
+
+    def _normalised(self, crops: Sequence[np.ndarray], device: str) -> Any:
         import torch
 
         p = self.preprocessing
-        size = (p.width, p.height)
-        block = np.stack(
-            [
-                np.asarray(image.convert("RGB").resize(size, Image.Resampling.BILINEAR))
-                for image in images
-            ]
-        )
-        pixels = torch.from_numpy(block)
-        if device.startswith("cuda"):
-            pixels = pixels.pin_memory()
-        pixels = pixels.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-        mean = torch.tensor(p.mean, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(p.std, device=device).view(1, 3, 1, 1)
+        cuda = device.startswith("cuda")
+        # Page-locked on CUDA (PyTorch caches those buffers): the copy then runs beside the
+        # model instead of waiting for it.
+        block = torch.empty((len(crops), p.height, p.width, 3), dtype=torch.uint8, pin_memory=cuda)
+        view = block.numpy()
+        for i, crop in enumerate(crops):
+            view[i] = crop
+        pixels = block.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        if device not in self._constants:
+            mean = torch.tensor(p.mean, device=device).view(1, 3, 1, 1)
+            std = torch.tensor(p.std, device=device).view(1, 3, 1, 1)
+            self._constants[device] = (mean, std)
+        mean, std = self._constants[device]
         return (pixels - mean) / std
 
     def forward(self, pixel_values: Any) -> Any:
@@ -189,17 +200,37 @@ class Embedder:
             return self.model(pixel_values=inputs).pooler_output
 
     def embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
-        """Return (n, dim) float32 unit vectors of the crops, `batch_size` at a time."""
+        """Return (n, dim) float32 unit vectors of the crops, `batch_size` at a time.
+
+        Pillow resizes the next batch's crops in worker threads (it lets go of the GIL)
+        while the model runs on this one; the vectors stay on the device until the end."""
+        import torch
+
         if batch_size < 1:
             raise InvalidInput(f"batch size {batch_size} must be at least 1")
-        out = np.zeros((len(images), self.dim), dtype=np.float32)
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            pooled = self.forward(self.pixel_values(chunk, self.device))
-            vectors = pooled.float().cpu().numpy()
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            out[start : start + len(vectors)] = vectors / np.maximum(norms, 1e-12)
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
+        pool = self._workers()
+        ahead = [pool.submit(self._resized, image) for image in batches[0]]
+        pooled = []
+        for k in range(len(batches)):
+            crops = [future.result() for future in ahead]
+            if k + 1 < len(batches):
+                ahead = [pool.submit(self._resized, image) for image in batches[k + 1]]
+            pooled.append(self.forward(self._normalised(crops, self.device)))
+        with torch.inference_mode():
+            vectors = torch.cat(pooled).float()
+            vectors = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            out: np.ndarray = vectors.cpu().numpy()
         return out
+
+    def _workers(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="herdrecord-resize"
+            )
+        return self._pool
 
     def embed_jpegs(self, jpegs: Iterable[bytes], batch_size: int = 32) -> np.ndarray:
         """Return unit vectors of JPEG crops (keyframe bytes)."""
