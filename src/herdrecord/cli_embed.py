@@ -212,3 +212,66 @@ def import_mot(
     if report.count("rejected"):
         raise typer.Exit(1)
     _link_after_ingest(record)
+
+
+@app.command(name="reembed")
+def reembed_command(
+    path: RecordPath,
+    weights: WeightsDir,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Switch the record to the new model once linked.")
+    ] = False,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Throw away the work of an earlier run.")
+    ] = False,
+    name: Annotated[
+        str | None, typer.Option(help="Name of the new embedder (default: the record's).")
+    ] = None,
+    chunk: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Tracklets embedded per commit.")
+    ] = 256,
+    torch_device: Annotated[
+        str, typer.Option(help="Where the model runs: auto, cpu, cuda, cuda:N.")
+    ] = "auto",
+) -> None:
+    """Move a record to a new embedder: re-embed its keyframes, re-link in a shadow, show
+    which tracklets would change animal; --apply switches over (resumable: run it again)."""
+    from herdrecord.reembed import apply_reembed, reembed
+
+    record = open_from_cli(path)
+    with console.status(f"loading the model in {weights}"):
+        embedder = Embedder.load(weights, name or record.embedder.name, torch_device)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("re-embedding keyframes", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = reembed(record, embedder, chunk=chunk, restart=restart, progress=advance)
+    console.print(
+        f"{report.tracklets} tracklets: {report.reembedded} re-embedded with "
+        f"{embedder.identity.describe()}, {report.kept} without a keyframe kept on their "
+        f"animal; linked {report.linked_before} before, {report.linked_after} after"
+    )
+    console.print(
+        f"[bold]{len(report.changed)}[/] tracklets would change animal "
+        f"({report.changed_share:.1%} of those linked); {report.new_animals} new animals"
+    )
+    table = Table("tracklet", "animal now", "with the new model")
+    for change in report.changed[:30]:
+        table.add_row(
+            f"{change.device_id}:{change.track_id}", change.before or "-", change.after or "-"
+        )
+    if report.changed:
+        console.print(table)
+    if not apply:
+        console.print(
+            f"the record is unchanged; the shadow is in {report.shadow}. Switch with "
+            f"herdrecord reembed {path} --weights {weights} --apply"
+        )
+        return
+    final = apply_reembed(record.path)
+    console.print(
+        f"switched {path} to {embedder.identity.describe()}; the old record is kept in "
+        f"{final.backup} until you delete it"
+    )
