@@ -89,6 +89,9 @@ def test_preprocessing_rescales_resizes_and_normalises_as_the_model_expects(
         std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
         ours = embedder.pixel_values([image])[0]
         assert float((ours - (reference - mean) / std).abs().max()) < 0.03  # ~1 grey level
+        # The GPU path resizes with the processor's own operation (tried here on the CPU).
+        on_device = embedder._device_resized([image], "cpu")[0]
+        assert torch.allclose(on_device, (reference - mean) / std, atol=1e-5)
     (tmp_path / "preprocessor_config.json").write_text(
         json.dumps(
             {"size": {"height": 112, "width": 96}, "image_mean": [0.5] * 3, "image_std": [0.25] * 3}

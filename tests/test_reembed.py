@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import save_tiny_dinov3
+from conftest import make_batch, save_tiny_dinov3
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
 from herdrecord.embed import Embedder
 from herdrecord.errors import InvalidInput
 from herdrecord.eventrules import parse_event
-from herdrecord.events import add_events
+from herdrecord.events import add_events, current_events
 from herdrecord.ingest import ingest
 from herdrecord.intake import parse_json
 from herdrecord.linking import link_pending
@@ -53,6 +53,11 @@ def _barn(path: Path) -> Record:
     ingest(record, [parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in batches])
     link_pending(record)
     return record
+
+
+def _new_batch() -> bytes:
+    """A batch from a device the record has not heard from."""
+    return json.dumps(make_batch("dev-77/2026-11-21T06", device_id="dev-77")).encode()
 
 
 def _links(record: Record) -> dict[tuple[str, str], str | None]:
@@ -115,6 +120,15 @@ def test_reembed_links_a_shadow_reports_the_diff_then_switches(
     switched = open_record(str(path), SETTINGS)
     assert switched.embedder.weights_sha256 == embedder.identity.weights_sha256
     assert _links(switched) == after
+    for key in unchanged:  # the ids of animals the new model agrees on stay
+        assert after.get(key) == before[key]
+    # From now on a batch must say which weights made its vectors.
+    batch = json.loads(_new_batch())
+    refused = ingest(switched, [parse_json(json.dumps(batch).encode(), "unstated")])
+    assert "weights_sha256: required" in " ".join(refused.outcomes[0].problems)
+    batch["embedder"]["weights_sha256"] = embedder.identity.weights_sha256
+    accepted = ingest(switched, [parse_json(json.dumps(batch).encode(), "stated")])
+    assert accepted.outcomes[0].status == "accepted", accepted.outcomes[0].problems
     assert open_record(str(final.backup), SETTINGS).embedder.weights_sha256 is None
     with pytest.raises(InvalidInput, match="already holds"):
         reembed(switched, embedder)
@@ -138,6 +152,33 @@ def test_the_switch_is_refused_when_the_record_changed_since(
     with pytest.raises(InvalidInput, match="written to since the shadow"):
         apply_reembed(path)
     assert open_record(str(path)).embedder.weights_sha256 is None  # nothing switched
+    redone = reembed(record, embedder, chunk=100)  # as the message says: run it again
+    assert redone.stage == "linked"
+    assert apply_reembed(path).stage == "applied"
+    notes = current_events(open_record(str(path)), kind="note").to_pylist()
+    assert [n["note"] for n in notes] == ["written after the shadow"]  # nothing lost
+
+
+def test_a_switch_killed_between_its_renames_is_finished_by_the_next_run(
+    tmp_path: Path, embedder: Embedder, weights: Path
+) -> None:
+    path = tmp_path / "herd"
+    record = _barn(path)
+    reembed(record, embedder, chunk=100)
+    shadow = shadow_of(path)
+    state = json.loads((shadow / "state.json").read_text())
+    backup = path.with_name(
+        f"{path.name}.before-reembed-{state['embedder']['weights_sha256'][:12]}"
+    )
+    state.update(stage="switching", backup=str(backup))
+    (shadow / "state.json").write_text(json.dumps(state))
+    os.rename(path, backup)  # killed here: the record is aside, the shadow not yet in place
+    done = CliRunner().invoke(
+        cli_app, ["reembed", str(path), "--weights", str(weights)], env={"HF_HUB_OFFLINE": "1"}
+    )
+    assert done.exit_code == 0, done.output
+    assert "finished the switch" in done.output
+    assert open_record(str(path)).embedder.weights_sha256 == embedder.identity.weights_sha256
 
 
 def test_a_run_killed_halfway_resumes_and_applies(tmp_path: Path, weights: Path) -> None:

@@ -369,6 +369,9 @@ def _bbox_columns(bbox: pa.Array) -> dict[str, pa.Array]:
 
 
 def _one_or_none(column: pa.ChunkedArray) -> str | None:
-    """Return an optional header column's value (the first non-null; rules check the rest)."""
-    values = [v for v in column.unique().to_pylist() if v is not None]
-    return str(values[0]) if values else None
+    """Return an optional header column's one value for the batch (None when absent); two
+    different values, or a value on some rows only, become a non-hash the rules refuse."""
+    values = column.unique().to_pylist()
+    if len(values) > 1:
+        return "mixed values in one batch"
+    return None if not values or values[0] is None else str(values[0])

@@ -236,8 +236,15 @@ def reembed_command(
 ) -> None:
     """Move a record to a new embedder: re-embed its keyframes, re-link in a shadow, show
     which tracklets would change animal; --apply switches over (resumable: run it again)."""
-    from herdrecord.reembed import apply_reembed, reembed
+    from herdrecord.reembed import apply_reembed, finish_switch, reembed
 
+    finished = finish_switch(path.expanduser().resolve())
+    if finished is not None:
+        console.print(
+            f"finished the switch an earlier --apply left halfway: {path} holds the new "
+            f"model's record; the old one is in {finished.backup}"
+        )
+        return
     record = open_from_cli(path)
     with console.status(f"loading the model in {weights}"):
         embedder = Embedder.load(weights, name or record.embedder.name, torch_device)

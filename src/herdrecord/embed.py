@@ -85,10 +85,12 @@ class Preprocessing:
 
 
 def weights_sha256(weights: Path) -> str:
-    """Return the SHA-256 over the model's config and weight files (names and bytes, in name
-    order): the identity a record pins."""
+    """Return the SHA-256 over the model's config, preprocessing and weight files (names and
+    bytes, in name order): the identity a record pins."""
     files = sorted(
-        p for p in weights.iterdir() if p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES
+        p
+        for p in weights.iterdir()
+        if p.name in ("config.json", "preprocessor_config.json") or p.suffix in WEIGHT_SUFFIXES
     )
     digest = hashlib.sha256()
     for path in files:
@@ -148,6 +150,10 @@ class Embedder:
                 f"{weights}: model_type is {config.model_type!r}, not a DINOv3 ViT (dinov3_vit)"
             )
         chosen = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        if chosen.startswith("cuda") and not torch.cuda.is_available():
+            raise InvalidInput(f"device {chosen}: no CUDA GPU is available here; use cpu")
+        if chosen != "cpu" and not chosen.startswith("cuda"):
+            raise InvalidInput(f"device {chosen!r}: give auto, cpu, cuda or cuda:N")
         model: Any = DINOv3ViTModel.from_pretrained(weights, local_files_only=True)
         half = chosen.startswith("cuda") if half is None else half
         model = model.to(chosen, dtype=torch.float16 if half else torch.float32).eval()
@@ -163,12 +169,15 @@ class Embedder:
         """Return the model input (n, 3, H, W) float32 of crops, as its processor makes it:
         resize to the input size (bilinear, antialiased when shrinking: Pillow's filter),
         rescale to 0..1, normalise with the model's mean and std. The resized crops travel
-        to `device` as one uint8 block; the arithmetic runs there."""
+        to `device` as one uint8 block; the arithmetic runs there. On CUDA the crops are
+        resized there instead (`_device_resized`)."""
+        if device.startswith("cuda"):
+            return self._device_resized(images, device)
         return self._normalised([self._resized(image) for image in images], device)
 
     def _resized(self, image: Image.Image) -> np.ndarray:
         p = self.preprocessing
-        resized = image.convert("RGB").resize((p.width, p.height), Image.Resampling.BILINEAR)
+        resized = _rgb(image).resize((p.width, p.height), Image.Resampling.BILINEAR)
         return np.asarray(resized)
 
     def _normalised(self, crops: Sequence[np.ndarray], device: str) -> Any:
@@ -183,11 +192,7 @@ class Embedder:
         for i, crop in enumerate(crops):
             view[i] = crop
         pixels = block.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-        if device not in self._constants:
-            mean = torch.tensor(p.mean, device=device).view(1, 3, 1, 1)
-            std = torch.tensor(p.std, device=device).view(1, 3, 1, 1)
-            self._constants[device] = (mean, std)
-        mean, std = self._constants[device]
+        mean, std = self._mean_std(device)
         return (pixels - mean) / std
 
     def forward(self, pixel_values: Any) -> Any:
@@ -204,13 +209,15 @@ class Embedder:
 
         Pillow resizes the next batch's crops in worker threads (it lets go of the GIL)
         while the model runs on this one; the vectors stay on the device until the end."""
-        import torch
 
         if batch_size < 1:
             raise InvalidInput(f"batch size {batch_size} must be at least 1")
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         batches = [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
+        if self.device.startswith("cuda"):
+            pooled = [self.forward(self._device_resized(batch, self.device)) for batch in batches]
+            return self._unit(pooled)
         pool = self._workers()
         ahead = [pool.submit(self._resized, image) for image in batches[0]]
         pooled = []
@@ -219,11 +226,64 @@ class Embedder:
             if k + 1 < len(batches):
                 ahead = [pool.submit(self._resized, image) for image in batches[k + 1]]
             pooled.append(self.forward(self._normalised(crops, self.device)))
+        return self._unit(pooled)
+
+    @staticmethod
+    def _unit(pooled: list[Any]) -> np.ndarray:
+        import torch
+
         with torch.inference_mode():
             vectors = torch.cat(pooled).float()
             vectors = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
             out: np.ndarray = vectors.cpu().numpy()
         return out
+
+    def _device_resized(self, images: Sequence[Image.Image], device: str) -> Any:
+        """Return the model input of crops resized on `device` exactly as the processor
+        does (torch's antialiased bilinear): the crops travel as one page-locked block of
+        bytes, one copy, and are resized there (on a GPU, where host threads would fight
+        the model's kernel launches for the interpreter)."""
+        import torch
+        import torch.nn.functional as F
+
+        p = self.preprocessing
+        arrays = [np.asarray(_rgb(image)) for image in images]
+        cuda = device.startswith("cuda")
+        block = torch.empty(sum(a.size for a in arrays), dtype=torch.uint8, pin_memory=cuda)
+        flat = block.numpy()
+        offsets = [0]
+        for array in arrays:
+            flat[offsets[-1] : offsets[-1] + array.size] = array.reshape(-1)
+            offsets.append(offsets[-1] + array.size)
+        on_device = block.to(device, non_blocking=True)
+        resized = []
+        with torch.inference_mode():
+            for array, start in zip(arrays, offsets, strict=False):
+                crop = on_device[start : start + array.size].view(array.shape)
+                crop = crop.permute(2, 0, 1)[None].float()
+                resized.append(
+                    F.interpolate(
+                        crop,
+                        size=(p.height, p.width),
+                        mode="bilinear",
+                        antialias=True,
+                        align_corners=False,
+                    )
+                )
+            pixels = torch.cat(resized).div_(255.0)
+            mean, std = self._mean_std(device)
+            return (pixels - mean) / std
+
+    def _mean_std(self, device: str) -> tuple[Any, Any]:
+        import torch
+
+        if device not in self._constants:
+            p = self.preprocessing
+            mean = torch.tensor(p.mean, device=device).view(1, 3, 1, 1)
+            std = torch.tensor(p.std, device=device).view(1, 3, 1, 1)
+            self._constants[device] = (mean, std)
+        found: tuple[Any, Any] = self._constants[device]
+        return found
 
     def _workers(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -235,6 +295,11 @@ class Embedder:
     def embed_jpegs(self, jpegs: Iterable[bytes], batch_size: int = 32) -> np.ndarray:
         """Return unit vectors of JPEG crops (keyframe bytes)."""
         return self.embed_images([decode(b) for b in jpegs], batch_size)
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """Return the image in RGB (itself when it is already: no copy)."""
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def decode(data: bytes) -> Image.Image:

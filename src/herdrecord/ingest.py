@@ -83,6 +83,7 @@ class Ingestor:
             record.settings,
             now,
             embedder_weights=record.embedder.weights_sha256,
+            embedder_weights_required=record.embedder.weights_required,
         )
         batches = record.table("batches")
         self.ledger_version = int(batches.version)  # the ledger as read (and then written)
@@ -110,6 +111,7 @@ class Ingestor:
             record.settings,
             now,
             embedder_weights=record.embedder.weights_sha256,
+            embedder_weights_required=record.embedder.weights_required,
         )
         self.group = _Group()
         self._outcomes = []

@@ -226,7 +226,8 @@ def mot_batches(
                 "keyframes": _keyframes(plan, crops, times),
             }
         )
-    prefix = batch_id_prefix or f"{device_id}/mot"
+    # The camera and the sequence's start keep two sequences of one device apart.
+    prefix = batch_id_prefix or f"{device_id}/mot/{camera_id}/{start.astimezone(UTC):%Y%m%dT%H%M%S}"
     spec: dict[str, Any] = {"name": embedder.identity.name, "dim": embedder.dim}
     if embedder.identity.weights_sha256 is not None:
         # Stated, so that a record pinned to other weights refuses these vectors.

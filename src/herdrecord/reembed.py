@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -41,13 +41,7 @@ from herdrecord.linking import relink_all
 from herdrecord.links import current_links
 from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.poolindex import INDEX_FILE, open_pool_index, write_pool
-from herdrecord.schema import (
-    META_EMBEDDER,
-    embedding_type,
-    pool_schema,
-    samples_schema,
-    tracklets_schema,
-)
+from herdrecord.schema import META_EMBEDDER, embedding_type, table_schemas
 from herdrecord.store import LOCK_FILE, PENDING_FILE, Record, open_record
 
 STATE_FILE = "state.json"
@@ -132,6 +126,15 @@ def reembed(
     return _report(state)
 
 
+def finish_switch(path: Path) -> ReembedReport | None:
+    """Finish a switch a killed `--apply` left halfway (the record may be missing from
+    `path` meanwhile); return its report, or None when no switch is under way."""
+    state = _read_state(shadow_of(path))
+    if state is None or state["stage"] != "switching":
+        return None
+    return apply_reembed(path)
+
+
 def apply_reembed(path: Path) -> ReembedReport:
     """Switch the record at `path` to its linked shadow; return the final report."""
     shadow = shadow_of(path)
@@ -147,6 +150,8 @@ def apply_reembed(path: Path) -> ReembedReport:
         record = open_record(str(path))
         with record.writer():
             if _versions(record) != state["source_versions"]:
+                state["stage"] = "embedding"  # the next run embeds what is new, re-links
+                _write_state(shadow, state)
                 raise InvalidInput(
                     "the record was written to since the shadow was made; run herdrecord "
                     f"reembed {path} --weights DIR again to redo the linking (the embedding "
@@ -157,7 +162,16 @@ def apply_reembed(path: Path) -> ReembedReport:
             _write_state(shadow, state)
             os.rename(path, backup)
     if path.exists() and (shadow / "record").exists():
-        raise InvalidInput(f"{path} and {shadow / 'record'} both exist: the switch is unclear")
+        # Killed after marking the switch, before moving the record aside: do it now.
+        record = open_record(str(path))
+        with record.writer():
+            if _versions(record) != state["source_versions"]:
+                state["stage"] = "embedding"
+                _write_state(shadow, state)
+                raise InvalidInput(
+                    f"{path} was written to since the shadow was made; run herdrecord reembed again"
+                )
+            os.rename(path, backup)
     if not path.exists():
         os.rename(shadow / "record", path)
     state["stage"] = "applied"
@@ -241,13 +255,15 @@ def _link_in_shadow(
     os.rename(staging, copy)
 
     descriptors = _work_table(shadow, identity.dim).to_lance().to_table()
-    before = _animal_of(current_links(record))
     work = open_record(str(copy), record.settings)
+    before = _animal_of(current_links(work))  # the copy's: what was copied under the lock
+    animals = work.table("animals").to_lance().to_table(columns=["animal_id"])
+    known = set(animals.column("animal_id").to_pylist())
     kept = _move_to_new_space(work, identity, descriptors, before)
     work = open_record(str(copy), record.settings)
     relink_all(work)
     after = _animal_of(current_links(work))
-    changed, new_animals = _compare(before, after)
+    changed, new_animals = _compare(before, after, known)
     tracklets = work.read_visible("tracklets", ["device_id"]).num_rows
     report = ReembedReport(
         shadow=str(shadow),
@@ -297,7 +313,8 @@ def _move_to_new_space(
     weight = np.where(
         found >= 0, rows.column("descriptor_weight").to_numpy(zero_copy_only=False), 0.0
     )
-    schema = tracklets_schema(dim)
+    schemas = table_schemas(dim)
+    schema = schemas["tracklets"]
     rows = rows.drop_columns(["descriptor", "descriptor_weight"])
     rows = rows.append_column(
         schema.field("descriptor"),
@@ -308,8 +325,8 @@ def _move_to_new_space(
     db = work.db
     for name, table_schema, data in (
         ("tracklets", schema, rows.select(schema.names)),
-        ("samples", samples_schema(dim), None),
-        ("pool", pool_schema(dim), None),
+        ("samples", schemas["samples"], None),
+        ("pool", schemas["pool"], None),
     ):
         db.drop_table(name)
         db.create_table(name, data=data, schema=table_schema)
@@ -320,6 +337,9 @@ def _move_to_new_space(
         "dim": dim,
         "metric": identity.metric,
         "weights_sha256": identity.weights_sha256,
+        # After a move a batch must say which weights made it: old edge software that
+        # states none would otherwise pour the old model's vectors into the new space.
+        "weights_required": True,
     }
     metadata.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(
         pa.table({"key": [META_EMBEDDER], "value": [json.dumps(spec)]}, schema=metadata.schema)
@@ -364,24 +384,20 @@ def _move_to_new_space(
 
 
 def _compare(
-    before: dict[tuple[str, str], str | None], after: dict[tuple[str, str], str | None]
+    before: dict[tuple[str, str], str | None],
+    after: dict[tuple[str, str], str | None],
+    known: set[str],
 ) -> tuple[list[Change], int]:
-    """Return the tracklets whose animal differs between the partitions (a shadow animal is
-    named by the record's animal it shares most tracklets with), and how many shadow animals
-    match none."""
-    overlap: dict[str, Counter[str]] = defaultdict(Counter)
-    for key, animal in after.items():
-        if animal is not None and before.get(key) is not None:
-            overlap[animal][str(before[key])] += 1
-    name = {animal: counts.most_common(1)[0][0] for animal, counts in overlap.items()}
-    shadow_animals = {a for a in after.values() if a is not None}
-    changed = []
-    for key in sorted(set(before) | set(after)):
-        was, now = before.get(key), after.get(key)
-        mapped = None if now is None else name.get(now, f"new:{now}")
-        if mapped != was:
-            changed.append(Change(key[0], key[1], was, mapped))
-    return changed, len(shadow_animals - set(name))
+    """Return the tracklets whose animal differs (the shadow keeps the record's animal ids:
+    its pool is seeded with them, so an id means the same animal in both), and how many
+    animals the shadow enrolled that the record does not have."""
+    changed = [
+        Change(key[0], key[1], before.get(key), after.get(key))
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]
+    enrolled = {a for a in after.values() if a is not None and a not in known}
+    return changed, len(enrolled)
 
 
 def _animal_of(links: pa.Table) -> dict[tuple[str, str], str | None]:

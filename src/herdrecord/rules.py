@@ -41,6 +41,7 @@ class Expectations:
     embedder_name: str
     embedder_dim: int
     embedder_weights: str | None  # the record's pinned weights, if any
+    embedder_weights_required: bool  # a batch must state them (a record moved by reembed)
     behaviours: tuple[str, ...]
     max_tracklets: int
     max_samples: int
@@ -58,12 +59,14 @@ class Expectations:
         settings: Settings,
         now: datetime | None = None,
         embedder_weights: str | None = None,
+        embedder_weights_required: bool = False,
     ) -> Expectations:
         """Return the expectations of a record under the given settings."""
         return cls(
             embedder_name=embedder_name,
             embedder_dim=embedder_dim,
             embedder_weights=embedder_weights,
+            embedder_weights_required=embedder_weights_required,
             behaviours=behaviours,
             max_tracklets=settings.max_tracklets_per_batch,
             max_samples=settings.max_samples_per_tracklet,
@@ -135,8 +138,13 @@ def _header_problems(frames: BatchFrames, expect: Expectations) -> Iterator[str]
             "of two models never mix: send the record's model's vectors, or move the record "
             "to the new model first (herdrecord reembed RECORD --weights DIR)"
         )
-    if h.embedder_weights is not None and len(h.embedder_weights) != 64:
-        yield "embedder.weights_sha256: expected 64 hex digits"
+    if stated is not None and not re.fullmatch("[0-9a-f]{64}", stated):
+        yield "embedder.weights_sha256: expected 64 lowercase hex digits"
+    if stated is None and expect.embedder_weights_required:
+        yield (
+            "embedder.weights_sha256: required: this record was moved to a new model "
+            f"(weights {str(pinned)[:12]}); state the weights the vectors come from"
+        )
 
 
 def _tracklet_problems(frames: BatchFrames, expect: Expectations) -> Iterator[str]:

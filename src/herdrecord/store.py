@@ -61,6 +61,7 @@ class EmbedderInfo:
     dim: int
     metric: str
     weights_sha256: str | None = None  # the model's weights, once pinned
+    weights_required: bool = False  # batches must state the weights (after a reembed)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Record:
             dim=int(spec["dim"]),
             metric=spec["metric"],
             weights_sha256=spec.get("weights_sha256"),
+            weights_required=bool(spec.get("weights_required", False)),
         )
 
     def pin_embedder(self, weights_sha256: str) -> None:
