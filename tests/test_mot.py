@@ -180,8 +180,8 @@ def test_one_tracklet_per_track_whole_in_the_batch_of_its_start_hour(
     batches: list[dict[str, Any]], sequence: Sequence, embedder: Embedder
 ) -> None:
     assert [b["batch_id"] for b in batches] == [
-        "dev-01/mot/2026-11-20T06",
-        "dev-01/mot/2026-11-20T07",
+        "dev-01/mot/cam2/20261120T065958/2026-11-20T06",
+        "dev-01/mot/cam2/20261120T065958/2026-11-20T07",
     ]
     assert [[t["track_id"] for t in b["tracklets"]] for b in batches] == [
         ["cam2-mot-20261120T065958-000001", "cam2-mot-20261120T065958-000002"],
