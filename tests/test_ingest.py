@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from herdrecord.check import repair_record
 from herdrecord.config import Settings
 from herdrecord.errors import RecordLocked
 from herdrecord.ingest import ingest
@@ -255,6 +256,9 @@ def test_cli_ingest_killed_at_random_moments_keeps_only_whole_batches(
     _assert_only_whole_batches(reopened)
     assert counts(reopened)["batches"] == 40
     assert counts(reopened)["observations"] == 40 * 3 * 30
+    # Rows the killed writers left behind are invisible; check finds them, repair clears them.
+    repaired = repair_record(reopened)
+    assert repaired.ok, repaired.problems
 
 
 def test_an_empty_batch_after_stored_tracklets_is_accepted(

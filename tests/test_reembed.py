@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_batch, save_tiny_dinov3
+from herdrecord.check import check_record
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
 from herdrecord.embed import Embedder
@@ -223,4 +224,6 @@ def test_a_run_killed_halfway_resumes_and_applies(tmp_path: Path, weights: Path)
     assert len(keys) == len(set(keys))  # nothing embedded twice
     vectors = np.asarray(rows.column("descriptor").combine_chunks().flatten()).reshape(-1, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
-    assert open_record(str(path)).embedder.weights_sha256 is not None
+    switched = open_record(str(path))
+    assert switched.embedder.weights_sha256 is not None
+    assert check_record(switched).ok, check_record(switched).problems

@@ -71,6 +71,11 @@ def nearest_animals(
     return out
 
 
+def index_stamp(record: Record, count: int) -> IndexStamp:
+    """Return the stamp an index of `count` exemplars of the record's pool must carry."""
+    return _stamp(record, count)
+
+
 def _stamp(record: Record, count: int) -> IndexStamp:
     return IndexStamp(
         table_version=int(record.table("pool").version),
