@@ -34,6 +34,8 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/linking.py
 	$(BIN)/python benchmarks/api.py
 	$(BIN)/python benchmarks/pages.py
+	$(BIN)/python benchmarks/embed.py
+	$(BIN)/python benchmarks/soak.py
 
 # The pages' screenshots in docs/screenshots/, taken by the browser tests (needs chromium).
 screenshots: $(VENV)/.installed
