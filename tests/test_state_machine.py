@@ -1,0 +1,148 @@
+"""A state machine (hypothesis) drives ingest, re-sends, compaction and review answers against
+a simple model of what the record must hold, and checks after every step that they agree:
+every batch once, every tracklet once, every answer still in force, `check` clean."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from herdrecord.check import check_record
+from herdrecord.config import Settings
+from herdrecord.errors import InvalidInput
+from herdrecord.ingest import compact_if_fragmented, ingest
+from herdrecord.intake import parse_json
+from herdrecord.linking import link_pending
+from herdrecord.links import current_links
+from herdrecord.review import TrackletRef, confirm, reassign
+from herdrecord.simulate import SimulationConfig, simulate
+from herdrecord.store import create_record
+
+SIM = SimulationConfig(
+    animals=4, pens=1, days=2, seed=41, arrival_rate_per_day=0.0, obs_interval_s=600.0
+)
+BATCHES = simulate(SIM).batches
+
+
+class RecordMachine(RuleBasedStateMachine):
+    """The record under random operations, and the model it must agree with."""
+
+    @initialize()
+    def start(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="herdrecord-machine-"))
+        self.record = create_record(
+            str(self.folder / "herd"), Settings(retention_enabled=False, lock_timeout_s=10)
+        )
+        self.sent = 0
+        self.committed: set[str] = set()
+        self.tracklets: set[tuple[str, str]] = set()
+        self.answers: dict[tuple[str, str], str] = {}
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _send(self, index: int) -> str:
+        batch = BATCHES[index]
+        candidate = parse_json(json.dumps(batch).encode(), str(batch["batch_id"]))
+        return ingest(self.record, [candidate]).outcomes[0].status
+
+    @precondition(lambda self: self.sent < len(BATCHES))
+    @rule()
+    def ingest_the_next_batch(self) -> None:
+        batch = BATCHES[self.sent]
+        assert self._send(self.sent) == "accepted"
+        self.sent += 1
+        self.committed.add(str(batch["batch_id"]))
+        self.tracklets |= {(str(batch["device_id"]), t["track_id"]) for t in batch["tracklets"]}
+        link_pending(self.record)
+
+    @precondition(lambda self: self.sent > 0)
+    @rule(data=st.data())
+    def resend_a_batch(self, data: st.DataObject) -> None:
+        index = data.draw(st.integers(0, self.sent - 1))
+        assert self._send(index) == "duplicate"
+
+    @rule()
+    def compact(self) -> None:
+        compact_if_fragmented(self.record, force=True)
+
+    def _linked(self) -> list[tuple[tuple[str, str], str]]:
+        links = current_links(self.record)
+        return sorted(
+            ((d, t), a)
+            for d, t, a in zip(
+                links.column("device_id").to_pylist(),
+                links.column("track_id").to_pylist(),
+                links.column("animal_id").to_pylist(),
+                strict=True,
+            )
+            if a is not None
+        )
+
+    @precondition(lambda self: self.sent > 0)
+    @rule(data=st.data())
+    def confirm_a_link(self, data: st.DataObject) -> None:
+        linked = self._linked()
+        if not linked:
+            return
+        key, animal = data.draw(st.sampled_from(linked))
+        confirm(self.record, TrackletRef(*key), "machine")
+        self.answers[key] = animal
+
+    @precondition(lambda self: self.sent > 0)
+    @rule(data=st.data())
+    def reassign_a_tracklet(self, data: st.DataObject) -> None:
+        linked = self._linked()
+        animals = sorted({a for _, a in linked})
+        if len(animals) < 2:
+            return
+        key, animal = data.draw(st.sampled_from(linked))
+        other = data.draw(st.sampled_from([a for a in animals if a != animal]))
+        try:
+            reassign(self.record, TrackletRef(*key), other, "machine")
+        except InvalidInput:
+            return  # refused (e.g. seen elsewhere at the same time): nothing changed
+        self.answers[key] = other
+
+    @invariant()
+    def agrees_with_the_model(self) -> None:
+        if not hasattr(self, "record"):
+            return
+        ledger = (
+            self.record.table("batches")
+            .to_lance()
+            .to_table(columns=["batch_id"])
+            .column("batch_id")
+            .to_pylist()
+        )
+        assert sorted(ledger) == sorted(self.committed)  # every batch once
+        stored = (
+            self.record.table("tracklets").to_lance().to_table(columns=["device_id", "track_id"])
+        )
+        keys = list(
+            zip(
+                stored.column("device_id").to_pylist(),
+                stored.column("track_id").to_pylist(),
+                strict=True,
+            )
+        )
+        assert len(keys) == len(set(keys)) and set(keys) == self.tracklets
+        current = dict(self._linked())
+        for key, animal in self.answers.items():
+            assert current.get(key) == animal, f"{key}: answered {animal}, now {current.get(key)}"
+        assert check_record(self.record).ok
+
+
+RecordMachine.TestCase.settings = settings(
+    max_examples=4,
+    stateful_step_count=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestRecordMachine = RecordMachine.TestCase
