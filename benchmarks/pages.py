@@ -55,17 +55,9 @@ from herdrecord.timelineview import animal_timeline
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from servers import start_server, stop_server  # noqa: E402
+from servers import CHROMIUM_ARGS, start_server, stop_server  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LAST_DAY = date(2026, 11, 20)
 CHUNK = 50_000  # days rows per append
 

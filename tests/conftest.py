@@ -152,3 +152,15 @@ def save_tiny_dinov3(folder: Path, seed: int = 0) -> Path:
     )
     DINOv3ViTModel(config).save_pretrained(folder)
     return folder
+
+
+def service_settings(path: Path, **changes: Any) -> Settings:
+    """Settings of a test service: linking only when asked, keys re-read at once."""
+    base = {
+        "record": str(path),
+        "lock_timeout_s": 5.0,
+        "api_key_cache_s": 0.0,
+        "api_link_idle_s": 3600.0,
+        "retention_enabled": False,
+    }
+    return Settings(**{**base, **changes})

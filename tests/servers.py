@@ -1,5 +1,5 @@
 """`herdrecord serve` in its own process on a free loopback port, for the tests that need a
-real server (HTTP clients, schemathesis, the browser)."""
+real server (HTTP clients, schemathesis, the browser), and the Chromium flags they share."""
 
 from __future__ import annotations
 
@@ -12,6 +12,17 @@ import time
 from pathlib import Path
 
 import httpx
+
+# Chromium for the browser tests and the page benchmark: headless, no sandbox (CI runs as
+# root), and nothing that reaches for Google's servers.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _free_port() -> int:

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import make_batch
+from conftest import make_batch, service_settings
 from herdrecord.api import create_app
 from herdrecord.api.writer import Writer, commit_uploads
 from herdrecord.bulk import bulk_table_from_json
@@ -58,18 +58,6 @@ class Service:
 
     def as_(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
-
-
-def service_settings(path: Path, **changes: Any) -> Settings:
-    """Settings of a test service: linking only when asked, keys re-read at once."""
-    base = {
-        "record": str(path),
-        "lock_timeout_s": 5.0,
-        "api_key_cache_s": 0.0,
-        "api_link_idle_s": 3600.0,
-        "retention_enabled": False,
-    }
-    return Settings(**{**base, **changes})
 
 
 def make_keys(record: Record) -> dict[str, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_batch
+from conftest import deliver_day_by_day, make_batch
 from herdrecord.backup import backup_record, restore_record
 from herdrecord.check import check_record
 from herdrecord.cli import app as cli_app
@@ -17,7 +17,6 @@ from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput
 from herdrecord.ingest import ingest
 from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending
 from herdrecord.simulate import SimulationConfig, simulate
 from herdrecord.store import Record, create_record, open_record
 
@@ -37,9 +36,7 @@ def _tables(record: Record) -> dict[str, list[dict[str, object]]]:
 
 def test_a_round_trip_gives_back_every_table(tmp_path: Path) -> None:
     record = create_record(str(tmp_path / "herd"), SETTINGS)
-    batches = simulate(SIM).batches
-    ingest(record, [parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in batches])
-    link_pending(record)
+    deliver_day_by_day(record, simulate(SIM).batches)
     made = CliRunner().invoke(cli_app, ["backup", str(record.path), str(tmp_path / "bak")])
     assert made.exit_code == 0, made.output
     restored = CliRunner().invoke(

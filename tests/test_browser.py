@@ -22,20 +22,11 @@ from herdrecord.cli import app as cli_app
 from herdrecord.events import current_events
 from herdrecord.keys import add_key
 from herdrecord.store import open_record
-from servers import start_server, stop_server
+from servers import CHROMIUM_ARGS, start_server, stop_server
 
 playwright = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = os.environ.get("HERDRECORD_CHROMIUM", "/usr/bin/chromium")
-# Headless, no sandbox (CI runs as root), and nothing that reaches for Google's servers.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 1280, "height": 900}
 
 

@@ -11,15 +11,13 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from conftest import deliver_day_by_day
 from herdrecord.check import check_record, repair_record
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending
 from herdrecord.poolindex import INDEX_FILE
 from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import Record, create_record
+from herdrecord.store import PENDING_FILE, Record, create_record
 
 SIM = SimulationConfig(
     animals=5, pens=1, days=1, seed=21, arrival_rate_per_day=0.0, obs_interval_s=300.0
@@ -30,9 +28,7 @@ runner = CliRunner()
 @pytest.fixture
 def record(tmp_path: Path) -> Iterator[Record]:
     made = create_record(str(tmp_path / "herd"), Settings(retention_enabled=False))
-    batches = simulate(SIM).batches
-    ingest(made, [parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in batches])
-    link_pending(made)
+    deliver_day_by_day(made, simulate(SIM).batches)
     yield made
 
 
@@ -94,3 +90,17 @@ def test_a_stale_index_is_rebuilt(record: Record) -> None:
     assert result.exit_code == 0, result.output
     assert "rebuilt the re-ID index" in result.output
     assert check_record(record).ok
+
+
+def test_rows_of_an_announced_write_are_cleared_by_the_writer_lock(record: Record) -> None:
+    table = record.table("tracklets")
+    ghost = table.to_lance().to_table().slice(0, 1)
+    ghost = ghost.set_column(
+        ghost.schema.get_field_index("batch_id"), "batch_id", pa.array(["ghost/2"])
+    )
+    table.add(ghost)
+    (record.path / PENDING_FILE).write_text(json.dumps({"batch_ids": ["ghost/2"]}))
+    assert "interrupted_write" in _codes(record)
+    repaired = repair_record(record)
+    assert repaired.ok, repaired.problems
+    assert any("interrupted write" in line for line in repaired.repaired)

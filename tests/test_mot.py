@@ -93,19 +93,24 @@ def embedder(weights: Path) -> Embedder:
     return Embedder.load(weights)
 
 
-def _batches(sequence: Sequence, embedder: Embedder, **options: Any) -> list[dict[str, Any]]:
-    return mot_batches(
-        read_mot(sequence.tracks_file),
-        frame_files(sequence.img1),
-        embedder,
-        farm_id="farm-a",
-        device_id="dev-01",
-        camera_id="cam2",
-        pen_id="pen-3",
-        start=START,
-        fps=FPS,
+def _batches(
+    sequence: Sequence,
+    embedder: Embedder,
+    frames: dict[int, Path] | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """The sequence's batches (frame images and options as given, else the defaults)."""
+    given = {
+        "farm_id": "farm-a",
+        "device_id": "dev-01",
+        "camera_id": "cam2",
+        "pen_id": "pen-3",
+        "start": START,
+        "fps": FPS,
         **options,
-    )
+    }
+    images = frame_files(sequence.img1) if frames is None else frames
+    return mot_batches(read_mot(sequence.tracks_file), images, embedder, **given)
 
 
 @pytest.fixture(scope="module")
@@ -278,32 +283,12 @@ def test_mot_batches_refuses_boxes_without_a_frame_image(
     frames = frame_files(sequence.img1)
     del frames[7]
     with pytest.raises(InvalidInput, match=r"1 frames with boxes have no image \(first: frame 7\)"):
-        mot_batches(
-            read_mot(sequence.tracks_file),
-            frames,
-            embedder,
-            farm_id="farm-a",
-            device_id="dev-01",
-            camera_id="cam2",
-            pen_id="pen-3",
-            start=START,
-            fps=FPS,
-        )
+        _batches(sequence, embedder, frames)
 
 
 def test_mot_batches_needs_an_aware_start(sequence: Sequence, embedder: Embedder) -> None:
     with pytest.raises(InvalidInput, match="has no UTC offset"):
-        mot_batches(
-            read_mot(sequence.tracks_file),
-            frame_files(sequence.img1),
-            embedder,
-            farm_id="farm-a",
-            device_id="dev-01",
-            camera_id="cam2",
-            pen_id="pen-3",
-            start=START.replace(tzinfo=None),
-            fps=FPS,
-        )
+        _batches(sequence, embedder, start=START.replace(tzinfo=None))
 
 
 def test_a_record_pinned_to_other_weights_refuses_the_batches(

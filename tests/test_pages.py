@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import service_settings
 from herdrecord.animals import get_animal
 from herdrecord.api import create_app
 from herdrecord.cohorts import run_query
-from herdrecord.config import Settings
 from herdrecord.events import current_events
 from herdrecord.herd import herd_overview
 from herdrecord.ingest import ingest
@@ -71,42 +71,32 @@ class Site:
         return found.group(1)
 
 
-def settings_for(path: Path, **changes: Any) -> Settings:
-    base = {
-        "record": str(path),
-        "lock_timeout_s": 5.0,
-        "api_key_cache_s": 0.0,
-        "api_link_idle_s": 3600.0,
-        "retention_enabled": False,
-    }
-    return Settings(**{**base, **changes})
+def _barn(path: Path) -> Record:
+    """The simulated barn ingested and linked into a new record at `path`."""
+    record = create_record(str(path), service_settings(path))
+    batches = simulate(SIM).batches
+    ingest(record, [parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in batches])
+    link_pending(record)
+    return record
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     path = tmp_path_factory.mktemp("pages") / "herd"
-    settings = settings_for(path)
-    record = create_record(str(path), settings)
-    batches = simulate(SIM).batches
-    ingest(record, [parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in batches])
-    link_pending(record)
+    record = _barn(path)
     keys = {
         role: add_key(record, f"{role}-1", role, "test")[1]
         for role in ("edge", "vet", "analyst", "admin")
     }
-    with TestClient(create_app(settings), base_url="https://testserver") as client:
+    with TestClient(create_app(record.settings), base_url="https://testserver") as client:
         yield Site(client, record, keys, path)
 
 
 @contextmanager
 def fresh_site(tmp_path: Path) -> Iterator[tuple[TestClient, Record, str]]:
     """A fresh copy of the simulated barn served, a vet signed in, and the form token."""
-    path = tmp_path / "herd"
-    settings = settings_for(path)
-    record = create_record(str(path), settings)
-    batches = simulate(SIM).batches
-    ingest(record, [parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in batches])
-    link_pending(record)
+    record = _barn(tmp_path / "herd")
+    settings = record.settings
     _, key = add_key(record, "vet-4", "vet", "test")
     with TestClient(create_app(settings), base_url="https://testserver") as client:
         client.post("/sign-in", data={"key": key})
@@ -178,13 +168,13 @@ def test_sign_in_never_redirects_to_another_site(site: Site) -> None:
 
 def test_plain_http_from_another_machine_is_refused_unless_allowed(tmp_path: Path) -> None:
     path = tmp_path / "herd"
-    record = create_record(str(path), settings_for(path))
+    record = create_record(str(path), service_settings(path))
     _, key = add_key(record, "vet-2", "vet", "test")
-    with TestClient(create_app(settings_for(path)), base_url="http://farm-office") as client:
+    with TestClient(create_app(service_settings(path)), base_url="http://farm-office") as client:
         refused = client.post("/sign-in", data={"key": key})
         assert refused.status_code == 400
         assert "HTTPS" in refused.text
-    allowed = settings_for(path, ui_allow_http=True)
+    allowed = service_settings(path, ui_allow_http=True)
     with TestClient(create_app(allowed), base_url="http://farm-office") as client:
         response = client.post("/sign-in", data={"key": key}, follow_redirects=False)
         assert response.status_code == 303
@@ -221,9 +211,9 @@ def test_sign_out_ends_the_session_on_the_server(site: Site) -> None:
 
 def test_revoking_a_key_ends_its_sessions(tmp_path: Path) -> None:
     path = tmp_path / "herd"
-    record = create_record(str(path), settings_for(path))
+    record = create_record(str(path), service_settings(path))
     _, key = add_key(record, "vet-3", "vet", "test")
-    with TestClient(create_app(settings_for(path)), base_url="https://testserver") as client:
+    with TestClient(create_app(service_settings(path)), base_url="https://testserver") as client:
         client.post("/sign-in", data={"key": key})
         assert client.get("/herd", follow_redirects=False).status_code == 200
         revoke_key(record, "vet-3")
@@ -489,9 +479,9 @@ def test_same_animal_merges_the_newer_id_and_settles_the_item(tmp_path: Path) ->
 
 def test_an_empty_record_renders_every_page(tmp_path: Path) -> None:
     path = tmp_path / "herd"
-    record = create_record(str(path), settings_for(path))
+    record = create_record(str(path), service_settings(path))
     _, key = add_key(record, "vet-5", "vet", "test")
-    with TestClient(create_app(settings_for(path)), base_url="https://testserver") as client:
+    with TestClient(create_app(service_settings(path)), base_url="https://testserver") as client:
         client.post("/sign-in", data={"key": key})
         assert "No animals match" in client.get("/herd").text
         assert "Nothing to review" in client.get("/review").text

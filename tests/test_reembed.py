@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_batch, save_tiny_dinov3
+from conftest import deliver_day_by_day, make_batch, save_tiny_dinov3
 from herdrecord.check import check_record
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
@@ -26,7 +26,6 @@ from herdrecord.eventrules import parse_event
 from herdrecord.events import add_events, current_events
 from herdrecord.ingest import ingest
 from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending
 from herdrecord.links import current_links
 from herdrecord.reembed import KEPT_BY, apply_reembed, reembed, shadow_of
 from herdrecord.simulate import SimulationConfig, simulate
@@ -50,9 +49,7 @@ def embedder(weights: Path) -> Embedder:
 
 def _barn(path: Path) -> Record:
     record = create_record(str(path), SETTINGS)
-    batches = simulate(SIM).batches
-    ingest(record, [parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in batches])
-    link_pending(record)
+    deliver_day_by_day(record, simulate(SIM).batches)
     return record
 
 

@@ -22,7 +22,7 @@ from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.poolindex import INDEX_FILE, index_stamp, open_pool_index
 from herdrecord.reid.persist import load_index, save_index
 from herdrecord.schema import BATCH_TABLES
-from herdrecord.store import Record
+from herdrecord.store import Record, sql_literal
 
 SHOWN = 20  # examples named per problem
 
@@ -86,9 +86,10 @@ def check_record(record: Record) -> CheckReport:
             problems.append(
                 Problem(
                     "interrupted_write",
-                    f"{name}: rows of {len(interrupted)} batches being "
-                    f"written when the writer stopped: {_some(interrupted)}; re-send them",
-                    False,
+                    f"{name}: rows of {len(interrupted)} batches a writer announced and has "
+                    f"not committed (still writing, or stopped): {_some(interrupted)}; the "
+                    "next write removes those of a stopped one (re-send the batches)",
+                    True,
                 )
             )
     tracklets = record.read_visible("tracklets", ["device_id", "track_id", "batch_id"])
@@ -123,7 +124,10 @@ def repair_record(record: Record) -> CheckReport:
     """Fix what can be fixed without guessing; return the check after the repair, with what
     was done."""
     done: list[str] = []
-    with record.writer():
+    interrupted = [p for p in check_record(record).problems if p.code == "interrupted_write"]
+    with record.writer():  # taking it removes the rows of an interrupted write
+        if interrupted:
+            done.append(f"removed the rows of an interrupted write ({interrupted[0].message})")
         found = check_record(record)
         codes = {p.code for p in found.problems}
         if "duplicate_batch" in codes:
@@ -255,7 +259,7 @@ def _dedupe_ledger(record: Record) -> str:
     for batch_id in twice:
         mine = rows.filter(pc.field("batch_id") == batch_id).sort_by("committed_at")
         keep.append(mine.slice(0, 1))
-    listed = ", ".join(_sql(b) for b in twice)
+    listed = ", ".join(sql_literal(b) for b in twice)
     table.delete(f"batch_id IN ({listed})")
     table.add(pa.concat_tables(keep))
     return f"kept one ledger row of {len(twice)} batches listed twice"
@@ -277,7 +281,7 @@ def _drop_uncommitted(record: Record) -> list[str]:
         orphans = sorted(ids - committed - pending)
         if orphans:
             before = table.count_rows()
-            table.delete(f"batch_id IN ({', '.join(_sql(b) for b in orphans)})")
+            table.delete(f"batch_id IN ({', '.join(sql_literal(b) for b in orphans)})")
             done.append(
                 f"{name}: removed {before - table.count_rows()} rows of "
                 f"{len(orphans)} uncommitted batches"
@@ -288,7 +292,3 @@ def _drop_uncommitted(record: Record) -> list[str]:
 def _some(items: list[str]) -> str:
     shown = ", ".join(items[:SHOWN])
     return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
-
-
-def _sql(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

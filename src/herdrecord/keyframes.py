@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from urllib.parse import urlencode
 
 from herdrecord.contract import IDENTIFIER_PATTERN
 from herdrecord.errors import HerdrecordError, UnknownTracklet
@@ -30,6 +31,13 @@ class KeyframeRef:
     device_id: str
     track_id: str
     t: datetime  # frame time, UTC
+
+    @property
+    def query(self) -> str:
+        """Return the URL query naming this keyframe (`device_id`, `track_id`, `t`)."""
+        return urlencode(
+            {"device_id": self.device_id, "track_id": self.track_id, "t": self.t.isoformat()}
+        )
 
 
 def animal_keyframes(

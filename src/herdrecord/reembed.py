@@ -42,7 +42,7 @@ from herdrecord.links import current_links
 from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.poolindex import INDEX_FILE, open_pool_index, write_pool
 from herdrecord.schema import META_EMBEDDER, embedding_type, table_schemas
-from herdrecord.store import LOCK_FILE, PENDING_FILE, Record, open_record
+from herdrecord.store import LOCK_FILE, PENDING_FILE, Record, open_record, sql_literal
 
 STATE_FILE = "state.json"
 KEPT_BY = "reembed"  # decided_by of the must-links that keep tracklets without keyframes
@@ -202,7 +202,7 @@ def _embed(
         progress(finished, len(wanted))
     for start in range(0, len(todo), chunk):
         keys = todo[start : start + chunk]
-        tracks = ", ".join(_sql(t) for t in sorted({t for _, t in keys}))
+        tracks = ", ".join(sql_literal(t) for t in sorted({t for _, t in keys}))
         frames = record.read_visible(
             "keyframes", ["device_id", "track_id", "jpeg"], where=f"track_id IN ({tracks})"
         )
@@ -468,10 +468,6 @@ def _report(state: dict[str, Any]) -> ReembedReport:
     fields["stage"] = state["stage"]
     fields["backup"] = state.get("backup")
     return ReembedReport(**fields)
-
-
-def _sql(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _now() -> str:

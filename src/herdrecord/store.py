@@ -250,14 +250,15 @@ def recover_interrupted(record: Record) -> list[str]:
     committed = set(record.committed_batch_ids().to_pylist())
     orphans = [batch_id for batch_id in pending if batch_id not in committed]
     if orphans:
-        where = "batch_id IN (" + ", ".join(_sql_literal(b) for b in orphans) + ")"
+        where = "batch_id IN (" + ", ".join(sql_literal(b) for b in orphans) + ")"
         for name in BATCH_TABLES:
             record.table(name).delete(where)
     (record.path / PENDING_FILE).unlink()
     return orphans
 
 
-def _sql_literal(text: str) -> str:
+def sql_literal(text: str) -> str:
+    """Return `text` as a quoted SQL string literal (for Lance filters and DuckDB)."""
     return "'" + text.replace("'", "''") + "'"
 
 

@@ -262,8 +262,7 @@ def sign_out(request: Request, session: Person, csrf: Csrf) -> Response:
 
 def frame_url(ref: KeyframeRef) -> str:
     """Return the page URL of one keyframe's JPEG."""
-    query = {"device_id": ref.device_id, "track_id": ref.track_id, "t": ref.t.isoformat()}
-    return "/frames?" + urlencode(query)
+    return "/frames?" + ref.query
 
 
 @router.get("/frames")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Response
 
@@ -47,10 +46,7 @@ def list_keyframes(
                 device_id=ref.device_id,
                 track_id=ref.track_id,
                 t=ref.t,
-                url="/v1/keyframes/image?"
-                + urlencode(
-                    {"device_id": ref.device_id, "track_id": ref.track_id, "t": ref.t.isoformat()}
-                ),
+                url="/v1/keyframes/image?" + ref.query,
             )
             for ref in page
         ],
