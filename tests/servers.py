@@ -65,3 +65,54 @@ def stop_server(process: subprocess.Popen[bytes]) -> int:
     except subprocess.TimeoutExpired:
         process.kill()
         return process.wait()
+
+
+def start_s3_server(log: Path) -> tuple[dict[str, str], subprocess.Popen[bytes]]:
+    """Start moto's S3 server on a free loopback port; return Lance-style storage options
+    for it once it answers and refuses a second conditional create with 412 (the writer
+    lock relies on that)."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    port = _free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    options = {
+        "aws_access_key_id": "test-key",
+        "aws_secret_access_key": "test-secret",
+        "aws_region": "us-east-1",
+        "aws_endpoint": f"http://127.0.0.1:{port}",
+        "allow_http": "true",
+    }
+    client = boto3.client(
+        "s3",
+        endpoint_url=options["aws_endpoint"],
+        aws_access_key_id=options["aws_access_key_id"],
+        aws_secret_access_key=options["aws_secret_access_key"],
+        region_name=options["aws_region"],
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.list_buckets()
+            break
+        except Exception:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError(f"moto did not start: {log.read_text()}") from None
+            time.sleep(0.1)
+    client.create_bucket(Bucket="herdrecord-probe")
+    client.put_object(Bucket="herdrecord-probe", Key="probe", Body=b"1", IfNoneMatch="*")
+    try:
+        client.put_object(Bucket="herdrecord-probe", Key="probe", Body=b"2", IfNoneMatch="*")
+    except ClientError as error:
+        status = error.response["ResponseMetadata"]["HTTPStatusCode"]
+        assert status == 412, f"a second conditional create answered {status}, not 412"
+    else:
+        process.kill()
+        raise AssertionError("the S3 server accepted a second conditional create (no 412)")
+    return options, process

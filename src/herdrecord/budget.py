@@ -160,7 +160,7 @@ def _live_bytes(record: Record, name: str, dataset: Any) -> int:
         for data_file in metadata.files:
             file_size = data_file.file_size_bytes
             if file_size is None:  # not recorded by older writers: ask the file system
-                file_size = (record.path / f"{name}.lance" / "data" / data_file.path).stat().st_size
+                file_size = record.location.size_under(f"{name}.lance/data/{data_file.path}")
             size += int(file_size)
         physical = metadata.physical_rows or 0
         deleted = metadata.num_deletions or 0
@@ -169,8 +169,7 @@ def _live_bytes(record: Record, name: str, dataset: Any) -> int:
 
 
 def _disk_bytes(record: Record, name: str) -> int:
-    path = record.path / f"{name}.lance"
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+    return record.location.size_under(f"{name}.lance")
 
 
 def _mb(size: float) -> float:

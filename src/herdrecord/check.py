@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from herdrecord.links import current_links
 from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.poolindex import INDEX_FILE, index_stamp, open_pool_index
-from herdrecord.reid.persist import load_index, save_index
+from herdrecord.reid.persist import index_bytes, load_index_bytes
 from herdrecord.schema import BATCH_TABLES
 from herdrecord.store import Record, sql_literal
 
@@ -137,9 +137,9 @@ def repair_record(record: Record) -> CheckReport:
         if "stale_index" in codes:
             rows = record.table("pool").to_lance().to_table()
             pool = Pool.from_arrow(rows, record.embedder.dim, DEFAULT_EXEMPLARS_PER_ANIMAL)
-            (record.path / INDEX_FILE).unlink(missing_ok=True)
+            record.location.delete(INDEX_FILE)
             index = open_pool_index(record, pool)
-            save_index(index, record.path / INDEX_FILE, index_stamp(record, len(index)))
+            record.location.write(INDEX_FILE, index_bytes(index, index_stamp(record, len(index))))
             done.append(f"rebuilt the re-ID index ({len(index)} exemplars)")
     after = check_record(record)
     return CheckReport(after.batches, after.tracklets, after.problems, done, after.seconds)
@@ -235,10 +235,10 @@ def _references(record: Record, tracklets: set[tuple[str, str]]) -> list[Problem
 
 def _index(record: Record) -> list[Problem]:
     count = record.table("pool").count_rows()
-    path = record.path / INDEX_FILE
-    if count == 0 and not path.exists():
+    data = record.location.read(INDEX_FILE)
+    if count == 0 and data is None:
         return []
-    if load_index(path, index_stamp(record, count)) is None:
+    if load_index_bytes(data, index_stamp(record, count), record.uri) is None:
         return [
             Problem(
                 "stale_index",

@@ -45,14 +45,18 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
-RecordPath = Annotated[Path, typer.Argument(help="Directory of the record.", show_default=False)]
+# A str, not a Path: a Path would fold s3://bucket/herd into s3:/bucket/herd.
+RecordPath = Annotated[
+    str,
+    typer.Argument(help="The record: a directory, or s3://bucket/prefix.", show_default=False),
+]
 
 
 def _settings() -> Settings:
     return Settings()
 
 
-def open_from_cli(path: Path) -> Record:
+def open_from_cli(path: str | Path) -> Record:
     """Open the record at PATH with settings from the environment."""
     return open_record(str(path), _settings())
 
@@ -89,7 +93,7 @@ def init(
     if identity is not None and identity.weights_sha256:
         record.pin_embedder(identity.weights_sha256)
     console.print(
-        f"created record [bold]{record.path}[/] (schema {record.schema_version}, "
+        f"created record [bold]{record.uri}[/] (schema {record.schema_version}, "
         f"embedder {record.embedder.name}/{record.embedder.dim}, farm {record.farm_id})"
     )
 
@@ -201,7 +205,7 @@ def _print_report(report: IngestReport) -> None:
 def info(path: RecordPath) -> None:
     """Print what the record holds: tables, rows, bytes on disk, versions, fragments."""
     record = open_record(str(path), _settings())
-    table = Table(title=f"{record.path}")
+    table = Table(title=f"{record.uri}")
     for column in ("table", "rows", "bytes on disk", "version", "fragments"):
         table.add_column(column, justify="left" if column == "table" else "right")
     total_rows = total_bytes = 0
@@ -305,7 +309,7 @@ def demo(
         f"treatments, moves, sales) from {farm_csv}, matched by ear tag"
         + (f"; {left_out} of animals whose tag was never read left out" if left_out else "")
     )
-    info(prepared.record.path)
+    info(prepared.record.uri)
     console.print(
         f"next: [bold]herdrecord timeline {prepared.record.path} P00001 --plot p1.png[/], "
         f"[bold]herdrecord budget {prepared.record.path}[/], or ingest the same batches "

@@ -238,7 +238,7 @@ def reembed_command(
     which tracklets would change animal; --apply switches over (resumable: run it again)."""
     from herdrecord.reembed import apply_reembed, finish_switch, reembed
 
-    finished = finish_switch(path.expanduser().resolve())
+    finished = finish_switch(Path(path).expanduser().resolve())
     if finished is not None:
         console.print(
             f"finished the switch an earlier --apply left halfway: {path} holds the new "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -144,6 +144,13 @@ class Settings(BaseSettings):
         le=1024,
         description="Threads DuckDB may use for one `herdrecord sql` query.",
     )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Options for a record on object storage (s3://bucket/prefix), as JSON in "
+        "Lance's names: aws_access_key_id, aws_secret_access_key, aws_region, aws_endpoint "
+        "(an S3-compatible server), allow_http. Empty: the AWS_* variables and the machine's "
+        "credentials are used.",
+    )
     record: str | None = Field(
         default=None,
         description="The record `herdrecord serve` serves (a directory); the command's PATH "
@@ -190,6 +197,49 @@ class Settings(BaseSettings):
         default=False,
         description="Let people sign in to the pages over plain HTTP from other machines "
         "(keys then cross the network readable); off, only HTTPS or this machine may.",
+    )
+    journal_sync_s: float = Field(
+        default=2.0,
+        gt=0.0,
+        description="Most seconds the service leaves committed uploads only in the intake "
+        "journal: it then syncs the record to disk (one os.sync for every upload since the "
+        "last) and clears them from the journal.",
+    )
+    edge_outbox: bool = Field(
+        default=False,
+        description="Keep every committed upload in the record's intake journal until "
+        "`herdrecord push` has delivered it to a central service (an edge box's outbox); "
+        "off, an entry is removed once the record is synced to disk.",
+    )
+    push_key: SecretStr | None = Field(
+        default=None,
+        description="The API key (role edge) that `herdrecord push` sends to the central "
+        "service; --key overrides it.",
+    )
+    push_attempts: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="Tries `herdrecord push` makes per upload on connection errors, 5xx, 429 "
+        "and 503 before it stops; what is not delivered waits for the next push.",
+    )
+    push_deadline_s: float = Field(
+        default=600.0,
+        gt=0.0,
+        description="Longest one `herdrecord push` keeps retrying, in seconds; it then stops "
+        "and what is not delivered waits for the next push.",
+    )
+    push_backoff_s: float = Field(
+        default=1.0,
+        gt=0.0,
+        description="First wait between push retries, in seconds; doubled each retry up to "
+        "60 s, with random jitter; a Retry-After from the server is honoured.",
+    )
+    push_timeout_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="Seconds one push request may take (connect, send, answer) before it "
+        "counts as a failed try.",
     )
 
     @field_validator("sql_memory_limit")

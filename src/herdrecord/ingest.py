@@ -11,7 +11,6 @@ so that many small uploads do not make many small fragments.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -200,7 +199,7 @@ class Ingestor:
         ledger = record.table("batches")
         ledger.add(_ledger_rows(group, record))  # the commit point
         self.ledger_version = int(ledger.version)
-        (record.path / PENDING_FILE).unlink()
+        record.location.delete(PENDING_FILE)
         for frames in group.frames:
             self.ledger[frames.header.batch_id] = group.sha256[frames.header.batch_id]
             self._remember_written(frames)
@@ -308,18 +307,7 @@ def compact_if_fragmented(record: Record, force: bool = False) -> tuple[str, ...
 
 def _announce(record: Record, batch_ids: list[str]) -> None:
     """Durably note the batch ids about to be written, before any of their rows."""
-    path = record.path / PENDING_FILE
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w") as handle:
-        json.dump({"batch_ids": batch_ids}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    directory = os.open(record.path, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the rename itself must survive a power cut
-    finally:
-        os.close(directory)
+    record.location.write(PENDING_FILE, json.dumps({"batch_ids": batch_ids}).encode())
 
 
 def _ledger_rows(group: _Group, record: Record) -> pa.Table:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from herdrecord.pool import Pool
-from herdrecord.reid import FaissIndex, IndexStamp, load_index, save_index
+from herdrecord.reid import FaissIndex, IndexStamp, index_bytes, load_index_bytes
 from herdrecord.store import Record
 
 INDEX_FILE = "pool.faiss"
@@ -20,7 +20,7 @@ INDEX_FILE = "pool.faiss"
 def open_pool_index(record: Record, pool: Pool) -> FaissIndex:
     """Return the index of the pool as stored now: loaded if its stamp is current, else built."""
     stamp = _stamp(record, len(pool))
-    index = load_index(record.path / INDEX_FILE, stamp)
+    index = load_index_bytes(record.location.read(INDEX_FILE), stamp, record.uri)
     if index is not None:
         return index
     index = FaissIndex(pool.dim, expected_size=len(pool))
@@ -47,7 +47,7 @@ def write_pool(record: Record, pool: Pool, index: FaissIndex) -> None:
     table = record.table("pool")
     table.add(pool.to_arrow(table.schema), mode="overwrite")
     sync_index(index, pool)
-    save_index(index, record.path / INDEX_FILE, _stamp(record, len(index)))
+    record.location.write(INDEX_FILE, index_bytes(index, _stamp(record, len(index))))
 
 
 def nearest_animals(

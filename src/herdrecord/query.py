@@ -121,7 +121,12 @@ def connect(record: Record) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     for name in sorted(record.db.list_tables(limit=10_000).tables):
         dataset = record.table(name).to_lance()
-        con.register(f"_{name}", TabularDataset(dataset.uri, version=dataset.version))
+        view = TabularDataset(
+            dataset.uri,
+            version=dataset.version,
+            storage_options=record.location.storage_options,
+        )
+        con.register(f"_{name}", view)
     calibration = weight_calibration(record)
     for name, sql in _VIEW_SQL.items():
         if name == "days":

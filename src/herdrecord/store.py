@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import lancedb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -48,6 +47,7 @@ from herdrecord.schema import (
     META_SCHEMA_VERSION,
     SCHEMA_VERSION,
 )
+from herdrecord.storage import Location, Lock, location_of
 
 LOCK_FILE = ".herdrecord.lock"
 PENDING_FILE = ".herdrecord.pending.json"  # batch ids being written; cleared after the ledger
@@ -78,16 +78,28 @@ class TableInfo:
 class Record:
     """One herd's record: LanceDB tables in a directory, opened with `open_record`."""
 
-    def __init__(self, path: Path, settings: Settings, db: Any, metadata: dict[str, Any]) -> None:
-        self.path = path
+    def __init__(
+        self, location: Location, settings: Settings, db: Any, metadata: dict[str, Any]
+    ) -> None:
+        self.location = location
         self.settings = settings
         self.db = db
         self.metadata = metadata
 
     @property
     def uri(self) -> str:
-        """Return the record's location."""
-        return str(self.path)
+        """Return the record's location: a directory or an s3:// URI."""
+        return self.location.uri
+
+    @property
+    def path(self) -> Path:
+        """Return the record's directory; a clear error for a record on object storage."""
+        path = self.location.local_path
+        if path is None:
+            raise InvalidInput(
+                f"{self.uri} is on object storage; this needs a record in a local directory"
+            )
+        return path
 
     @property
     def schema_version(self) -> int:
@@ -172,11 +184,8 @@ class Record:
 
     def pending_batch_ids(self) -> list[str]:
         """Return the batch ids a writer announced and has not yet cleared."""
-        try:
-            text = (self.path / PENDING_FILE).read_text()
-        except FileNotFoundError:
-            return []
-        return list(json.loads(text)["batch_ids"])
+        text = self.location.read(PENDING_FILE)
+        return [] if text is None else list(json.loads(text)["batch_ids"])
 
     def table_info(self) -> list[TableInfo]:
         """Return rows, bytes on disk, version and fragments of every table."""
@@ -187,7 +196,7 @@ class Record:
                 TableInfo(
                     name=name,
                     rows=dataset.count_rows(),
-                    bytes_on_disk=_bytes_under(self.path / f"{name}.lance"),
+                    bytes_on_disk=self.location.size_under(f"{name}.lance"),
                     version=dataset.version,
                     fragments=len(dataset.get_fragments()),
                 )
@@ -195,9 +204,9 @@ class Record:
         return infos
 
     @contextlib.contextmanager
-    def writer(self) -> Iterator[WriteLock]:
+    def writer(self) -> Iterator[Lock]:
         """Hold the record's single-writer lock; recover an interrupted batch on entry."""
-        lock = WriteLock.acquire(self.path, self.settings.lock_timeout_s)
+        lock = self.location.acquire_lock(self.settings.lock_timeout_s)
         try:
             recover_interrupted(self)
             yield lock
@@ -205,8 +214,8 @@ class Record:
             lock.release()
 
 
-class WriteLock:
-    """An exclusive advisory lock on a record's lock file (one writer per record)."""
+class WriteLock(Lock):
+    """An exclusive advisory lock on a local record's lock file (one writer per record)."""
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
@@ -253,7 +262,7 @@ def recover_interrupted(record: Record) -> list[str]:
         where = "batch_id IN (" + ", ".join(sql_literal(b) for b in orphans) + ")"
         for name in BATCH_TABLES:
             record.table(name).delete(where)
-    (record.path / PENDING_FILE).unlink()
+    record.location.delete(PENDING_FILE)
     return orphans
 
 
@@ -262,28 +271,16 @@ def sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _bytes_under(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
-
-
-def _local_path(uri: str) -> Path:
-    if "://" in uri and not uri.startswith("file://"):
-        raise InvalidInput(f"{uri}: only local directories are supported as records so far")
-    return Path(uri.removeprefix("file://")).expanduser().resolve()
-
-
-def _connect(path: Path) -> Any:
-    return lancedb.connect(str(path))
-
-
 def _read_metadata(db: Any) -> dict[str, Any]:
     rows = db.open_table("metadata").to_arrow().to_pylist()
     return {row["key"]: json.loads(row["value"]) for row in rows}
 
 
-def is_record(path: Path) -> bool:
-    """Return whether a directory holds a herdrecord record."""
-    return (path / "metadata.lance").is_dir()
+def is_record(path: Path | Location) -> bool:
+    """Return whether a directory (or any location) holds a herdrecord record."""
+    if isinstance(path, Path):
+        return (path / "metadata.lance").is_dir()
+    return path.has_table("metadata")
 
 
 def create_record(
@@ -295,51 +292,51 @@ def create_record(
     embedder_dim: int = DEFAULT_EMBEDDER_DIM,
     behaviours: tuple[str, ...] = DEFAULT_BEHAVIOURS,
 ) -> Record:
-    """Create a new, empty record at `uri` and return it opened."""
-    path = _local_path(uri)
-    if is_record(path):
-        raise RecordExists(str(path))
-    if path.exists() and any(path.iterdir()):
-        raise InvalidInput(f"{path} exists and is not empty; choose a new directory")
+    """Create a new, empty record at `uri` (a directory or s3:// URI) and return it opened."""
+    location = location_of(uri, settings.storage_options)
+    if is_record(location):
+        raise RecordExists(location.uri)
+    if not location.is_empty():
+        raise InvalidInput(f"{location.uri} exists and is not empty; choose a new place")
     if not behaviours or len(set(behaviours)) != len(behaviours):
         raise InvalidInput("the behaviour vocabulary must be non-empty and without repeats")
-    path.mkdir(parents=True, exist_ok=True)
+    location.prepare()
     provenance = _Provenance(
         embedder_name, embedder_dim, DEFAULT_EMBEDDER_METRIC, behaviours, farm_id
     )
-    _migrate_locked(path, _connect(path), provenance, settings)
-    return open_record(str(path), settings)
+    _migrate_locked(location, location.connect(), provenance, settings)
+    return open_record(location.uri, settings)
 
 
 def open_record(uri: str, settings: Settings | None = None) -> Record:
     """Open an existing record; fail clearly if it is missing, too new or needs migrating."""
     settings = settings or Settings()
-    path = _local_path(uri)
-    if not is_record(path):
-        raise RecordNotFound(str(path))
-    db = _connect(path)
+    location = location_of(uri, settings.storage_options)
+    if not is_record(location):
+        raise RecordNotFound(location.uri)
+    db = location.connect()
     metadata = _read_metadata(db)
     found = int(metadata.get(META_SCHEMA_VERSION, 0))
     if found > SCHEMA_VERSION:
-        raise SchemaTooNew(str(path), found, SCHEMA_VERSION)
+        raise SchemaTooNew(location.uri, found, SCHEMA_VERSION)
     if found < SCHEMA_VERSION:
-        raise MigrationRequired(str(path), found, SCHEMA_VERSION)
-    return Record(path, settings, db, metadata)
+        raise MigrationRequired(location.uri, found, SCHEMA_VERSION)
+    return Record(location, settings, db, metadata)
 
 
 def migrate_record(uri: str, settings: Settings) -> list[AppliedMigration]:
     """Apply the pending migrations of a record; return what was applied."""
-    path = _local_path(uri)
-    if not is_record(path):
-        raise RecordNotFound(str(path))
-    db = _connect(path)
+    location = location_of(uri, settings.storage_options)
+    if not is_record(location):
+        raise RecordNotFound(location.uri)
+    db = location.connect()
     metadata = _read_metadata(db)
     found = int(metadata.get(META_SCHEMA_VERSION, 0))
     if found > latest_version():
-        raise SchemaTooNew(str(path), found, latest_version())
+        raise SchemaTooNew(location.uri, found, latest_version())
     embedder = metadata.get(META_EMBEDDER)
     if embedder is None:
-        raise HerdrecordError(f"{path}: metadata lacks the embedder; the record is damaged")
+        raise HerdrecordError(f"{location.uri}: metadata lacks the embedder; the record is damaged")
     provenance = _Provenance(
         embedder["name"],
         int(embedder["dim"]),
@@ -347,7 +344,7 @@ def migrate_record(uri: str, settings: Settings) -> list[AppliedMigration]:
         tuple(metadata[META_BEHAVIOURS]),
         str(metadata[META_FARM_ID]),
     )
-    return _migrate_locked(path, db, provenance, settings)
+    return _migrate_locked(location, db, provenance, settings)
 
 
 @dataclass(frozen=True)
@@ -360,10 +357,10 @@ class _Provenance:
 
 
 def _migrate_locked(
-    path: Path, db: Any, provenance: _Provenance, settings: Settings
+    location: Location, db: Any, provenance: _Provenance, settings: Settings
 ) -> list[AppliedMigration]:
     """Apply pending migrations while holding the record's write lock."""
-    lock = WriteLock.acquire(path, settings.lock_timeout_s)
+    lock = location.acquire_lock(settings.lock_timeout_s)
     try:
         ctx = MigrationContext(
             db=db,

@@ -3,7 +3,13 @@
 from herdrecord.reid.exact import ExactIndex
 from herdrecord.reid.faiss_index import DEFAULT_IVF_THRESHOLD, FaissConfig, FaissIndex
 from herdrecord.reid.index import MISSING_ID, EmbeddingIndex, SearchResult, make_index
-from herdrecord.reid.persist import IndexStamp, load_index, save_index
+from herdrecord.reid.persist import (
+    IndexStamp,
+    index_bytes,
+    load_index,
+    load_index_bytes,
+    save_index,
+)
 
 __all__ = [
     "DEFAULT_IVF_THRESHOLD",
@@ -14,7 +20,9 @@ __all__ = [
     "FaissIndex",
     "IndexStamp",
     "SearchResult",
+    "index_bytes",
     "load_index",
+    "load_index_bytes",
     "make_index",
     "save_index",
 ]

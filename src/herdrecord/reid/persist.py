@@ -49,8 +49,8 @@ class IndexStamp:
     """Number of vectors in the index."""
 
 
-def save_index(index: FaissIndex, path: Path, stamp: IndexStamp) -> None:
-    """Write `index` with its `stamp` to `path` atomically (temp file, fsync, rename)."""
+def index_bytes(index: FaissIndex, stamp: IndexStamp) -> bytes:
+    """Return `index` with its `stamp` as the bytes of one index file."""
     if stamp.dim != index.dim or stamp.count != len(index):
         raise ValueError(
             f"stamp says {stamp.count} vectors of dim {stamp.dim} but the index holds "
@@ -66,14 +66,17 @@ def save_index(index: FaissIndex, path: Path, stamp: IndexStamp) -> None:
             "payload_sha256": hashlib.sha256(payload).hexdigest(),
         }
     ).encode()
+    return MAGIC + _LENGTH.pack(len(header)) + header + payload
+
+
+def save_index(index: FaissIndex, path: Path, stamp: IndexStamp) -> None:
+    """Write `index` with its `stamp` to `path` atomically (temp file, fsync, rename)."""
+    data = index_bytes(index, stamp)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(MAGIC)
-            handle.write(_LENGTH.pack(len(header)))
-            handle.write(header)
-            handle.write(payload)
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -101,10 +104,23 @@ def load_index(
     except OSError as error:
         logger.warning("cannot read index file %s (%s); it will be rebuilt", path, error)
         return None
+    return load_index_bytes(data, expected, str(path), config)
+
+
+def load_index_bytes(
+    data: bytes | None,
+    expected: IndexStamp,
+    where: str,
+    config: FaissConfig = DEFAULT_CONFIG,
+) -> FaissIndex | None:
+    """Return the index in `data` (an index file's bytes, None if there is none) if its stamp
+    equals `expected`; None means rebuild."""
+    if data is None:
+        return None
     try:
         return _parse(data, expected, config)
     except _Unusable as reason:
-        logger.info("index file %s is %s; it will be rebuilt", path, reason)
+        logger.info("index file of %s is %s; it will be rebuilt", where, reason)
         return None
 
 

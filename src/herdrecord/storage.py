@@ -1,0 +1,411 @@
+"""Where a record lives: a local directory or an object-store prefix (`s3://bucket/prefix`).
+
+Lance reads and writes the tables in both; the few files herdrecord keeps beside them (the
+writer lock, the announced-batches note, the FAISS index) go through a `Location`, so the
+rest of the code does not care which kind it has.
+
+On object storage the writer lock is an object created with a conditional write
+(`If-None-Match: *`: a second writer gets 412 and waits), held as a lease that its holder
+renews; a lease its holder stopped renewing (a killed process) is taken over with a
+conditional delete (`If-Match`), so two waiters never both take it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import lancedb
+
+from herdrecord.errors import InvalidInput, RecordLocked
+
+LOCK_NAME = ".herdrecord.lock"
+OBJECT_SCHEMES = ("s3",)
+
+
+def location_of(uri: str, storage_options: dict[str, str] | None = None) -> Location:
+    """Return the location a record URI names: a directory, file:// or s3://bucket/prefix."""
+    parsed = urlparse(uri)
+    if parsed.scheme in OBJECT_SCHEMES:
+        if not parsed.netloc:
+            raise InvalidInput(f"{uri}: name a bucket, as in s3://bucket/herd")
+        return ObjectLocation(parsed.netloc, parsed.path.strip("/"), dict(storage_options or {}))
+    if "://" in uri and parsed.scheme != "file":
+        raise InvalidInput(
+            f"{uri}: records live in a local directory or at s3://bucket/prefix, "
+            f"not at {parsed.scheme}://"
+        )
+    return LocalLocation(Path(uri.removeprefix("file://")).expanduser().resolve())
+
+
+class Location(ABC):
+    """A record's place, and its side files (small, whole-object reads and writes)."""
+
+    uri: str
+
+    @property
+    @abstractmethod
+    def local_path(self) -> Path | None:
+        """Return the directory of a local record; None on object storage."""
+
+    @abstractmethod
+    def connect(self) -> Any:
+        """Return a LanceDB connection to the record's tables."""
+
+    @abstractmethod
+    def read(self, name: str) -> bytes | None:
+        """Return a side file's bytes, or None if there is none."""
+
+    @abstractmethod
+    def write(self, name: str, data: bytes) -> None:
+        """Replace a side file whole and durably (a reader sees the old or the new)."""
+
+    @abstractmethod
+    def delete(self, name: str) -> None:
+        """Remove a side file if it is there."""
+
+    @abstractmethod
+    def size_under(self, prefix: str) -> int:
+        """Return the bytes stored under a prefix (a table's `name.lance`)."""
+
+    @abstractmethod
+    def is_empty(self) -> bool:
+        """Return whether nothing is stored there yet."""
+
+    @abstractmethod
+    def prepare(self) -> None:
+        """Make the place ready to create a record in."""
+
+    @abstractmethod
+    def acquire_lock(self, timeout_s: float) -> Lock:
+        """Take the record's single-writer lock, waiting up to `timeout_s`."""
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        """Return the options Lance needs to reach the place (None: none)."""
+        return None
+
+    def has_table(self, name: str) -> bool:
+        """Return whether a table of that name is stored."""
+        return self.size_under(f"{name}.lance/_versions") > 0
+
+
+class Lock(ABC):
+    """A held writer lock."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Give the lock back."""
+
+
+# --- a local directory ----------------------------------------------------------------------
+
+
+class LocalLocation(Location):
+    """A record in a directory on this machine."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.uri = str(path)
+
+    @property
+    def local_path(self) -> Path:
+        """Return the record's directory."""
+        return self.path
+
+    def connect(self) -> Any:
+        """Return a LanceDB connection to the directory."""
+        return lancedb.connect(str(self.path))
+
+    def read(self, name: str) -> bytes | None:
+        """Return a side file's bytes, or None."""
+        try:
+            return (self.path / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        """Write a side file through a fsynced temporary file and a fsynced rename."""
+        target = self.path / name
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=self.path)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        fsync_directory(self.path)  # the rename itself must survive a power cut
+
+    def delete(self, name: str) -> None:
+        """Remove a side file."""
+        (self.path / name).unlink(missing_ok=True)
+
+    def size_under(self, prefix: str) -> int:
+        """Return the bytes of the files under `prefix`."""
+        path = self.path / prefix
+        if path.is_file():
+            return path.stat().st_size
+        if not path.exists():
+            return 0
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+    def is_empty(self) -> bool:
+        """Return whether the directory is missing or empty."""
+        return not self.path.exists() or not any(self.path.iterdir())
+
+    def prepare(self) -> None:
+        """Create the directory."""
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def acquire_lock(self, timeout_s: float) -> Lock:
+        """Take the advisory lock on the directory's lock file."""
+        from herdrecord.store import WriteLock
+
+        return WriteLock.acquire(self.path, timeout_s)
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a directory's entries (a rename, a new file) durable."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+# --- an object store ------------------------------------------------------------------------
+
+# Lance's (object_store's) option names, and boto3's names for the same things.
+_BOTO_OPTIONS = {
+    "aws_access_key_id": "aws_access_key_id",
+    "access_key_id": "aws_access_key_id",
+    "aws_secret_access_key": "aws_secret_access_key",
+    "secret_access_key": "aws_secret_access_key",
+    "aws_session_token": "aws_session_token",
+    "session_token": "aws_session_token",
+    "aws_region": "region_name",
+    "region": "region_name",
+    "aws_endpoint": "endpoint_url",
+    "endpoint": "endpoint_url",
+}
+
+
+class ObjectLocation(Location):
+    """A record under a prefix of an S3(-compatible) bucket."""
+
+    def __init__(self, bucket: str, prefix: str, options: dict[str, str]) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.options = options
+        self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        self._client: Any = None
+
+    @property
+    def local_path(self) -> None:
+        """Return None: the record is not on this machine."""
+        return None
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        """Return the options Lance needs to reach the store."""
+        return self.options or None
+
+    @property
+    def client(self) -> Any:
+        """Return a boto3 S3 client made from the same options as Lance's."""
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            kwargs = {_BOTO_OPTIONS[k]: v for k, v in self.options.items() if k in _BOTO_OPTIONS}
+            self._client = boto3.client(
+                "s3", config=Config(retries={"max_attempts": 5, "mode": "standard"}), **kwargs
+            )
+        return self._client
+
+    def key(self, name: str) -> str:
+        """Return the object key of a name under the record's prefix."""
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def connect(self) -> Any:
+        """Return a LanceDB connection to the prefix."""
+        return lancedb.connect(self.uri, storage_options=self.storage_options)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn the store's refusals into one clear line."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchBucket", "404"):
+                raise InvalidInput(f"{self.uri}: no bucket {self.bucket!r}") from None
+            raise InvalidInput(f"{self.uri}: the object store refused ({code}: {error})") from None
+        except BotoCoreError as error:
+            raise InvalidInput(f"{self.uri}: cannot reach the object store ({error})") from None
+
+    def read(self, name: str) -> bytes | None:
+        """Return an object's bytes, or None."""
+        with self._errors():
+            try:
+                response = self.client.get_object(Bucket=self.bucket, Key=self.key(name))
+            except self.client.exceptions.NoSuchKey:
+                return None
+            return bytes(response["Body"].read())
+
+    def write(self, name: str, data: bytes) -> None:
+        """Put an object (a PUT is atomic: readers see the old or the new)."""
+        with self._errors():
+            self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=data)
+
+    def delete(self, name: str) -> None:
+        """Delete an object."""
+        with self._errors():
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(name))
+
+    def size_under(self, prefix: str) -> int:
+        """Return the bytes of the object `prefix`, or of the objects under it."""
+        key = self.key(prefix)
+        paginator = self.client.get_paginator("list_objects_v2")
+        total = 0
+        with self._errors():
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
+                for item in page.get("Contents", []):
+                    if item["Key"] == key or item["Key"].startswith(key + "/"):
+                        total += int(item["Size"])
+        return total
+
+    def is_empty(self) -> bool:
+        """Return whether no object lies under the prefix."""
+        prefix = self.prefix + "/" if self.prefix else ""
+        with self._errors():
+            found = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
+        return int(found.get("KeyCount", 0)) == 0
+
+    def prepare(self) -> None:
+        """Check the bucket can be reached (a missing bucket is a clear error)."""
+        with self._errors():
+            self.client.head_bucket(Bucket=self.bucket)
+
+    def acquire_lock(self, timeout_s: float) -> Lock:
+        """Take the record's lease lock object."""
+        return ObjectLock.acquire(self, timeout_s)
+
+
+@dataclass
+class _Lease:
+    etag: str
+    holder: str
+
+
+class ObjectLock(Lock):
+    """A writer lock held as a renewed lease object, created with `If-None-Match: *`."""
+
+    LEASE_S = 60.0  # a holder that stops renewing for this long has died
+
+    def __init__(self, location: ObjectLocation, lease: _Lease) -> None:
+        self._location = location
+        self._lease = lease
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._renewer = threading.Thread(target=self._renew, name="herdrecord-lease", daemon=True)
+        self._renewer.start()
+
+    @classmethod
+    def acquire(cls, location: ObjectLocation, timeout_s: float) -> ObjectLock:
+        """Create the lock object, waiting for a live holder and taking over a dead one's."""
+        from botocore.exceptions import ClientError
+
+        client, key = location.client, location.key(LOCK_NAME)
+        started = time.monotonic()
+        while True:
+            holder = f"pid {os.getpid()} on {socket.gethostname()}"
+            try:
+                put = client.put_object(
+                    Bucket=location.bucket, Key=key, Body=_lease_body(holder), IfNoneMatch="*"
+                )
+                return cls(location, _Lease(put["ETag"], holder))
+            except ClientError as error:
+                if _status(error) not in (409, 412):
+                    raise
+            held = _read_lease(location)
+            if held is not None and held[1] < time.time():  # its holder stopped renewing
+                with contextlib.suppress(ClientError):  # another waiter may take it first
+                    client.delete_object(Bucket=location.bucket, Key=key, IfMatch=held[0].etag)
+                continue
+            waited = time.monotonic() - started
+            if waited >= timeout_s:
+                holder_text = held[0].holder if held else "unknown process"
+                raise RecordLocked(location.uri, holder_text, waited)
+            time.sleep(0.1)
+
+    def release(self) -> None:
+        """Stop renewing and delete the lock object (only if it is still this holder's)."""
+        from botocore.exceptions import ClientError
+
+        self._stop.set()
+        self._renewer.join()
+        with self._guard, contextlib.suppress(ClientError):
+            self._location.client.delete_object(
+                Bucket=self._location.bucket,
+                Key=self._location.key(LOCK_NAME),
+                IfMatch=self._lease.etag,
+            )
+
+    def _renew(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        while not self._stop.wait(self.LEASE_S / 4):
+            with self._guard:
+                try:
+                    put = self._location.client.put_object(
+                        Bucket=self._location.bucket,
+                        Key=self._location.key(LOCK_NAME),
+                        Body=_lease_body(self._lease.holder),
+                        IfMatch=self._lease.etag,
+                    )
+                    self._lease = _Lease(put["ETag"], self._lease.holder)
+                except (BotoCoreError, ClientError):
+                    continue  # tried again next time; the lease lasts four renewals
+
+
+def _lease_body(holder: str) -> bytes:
+    now = time.time()
+    return json.dumps(
+        {
+            "holder": f"{holder} since {datetime.now(UTC):%H:%M:%S}Z",
+            "expires_at": now + ObjectLock.LEASE_S,
+        }
+    ).encode()
+
+
+def _read_lease(location: ObjectLocation) -> tuple[_Lease, float] | None:
+    """Return the lock object's lease and its expiry (epoch seconds), or None if it is gone."""
+    try:
+        got = location.client.get_object(Bucket=location.bucket, Key=location.key(LOCK_NAME))
+    except location.client.exceptions.NoSuchKey:
+        return None
+    body = json.loads(got["Body"].read())
+    return _Lease(got["ETag"], str(body["holder"])), float(body["expires_at"])
+
+
+def _status(error: Any) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
