@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from herdrecord.links import current_links
 from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.poolindex import INDEX_FILE, index_stamp, open_pool_index
+from herdrecord.recovery import RECOVERY_FILE, pending_recovery
 from herdrecord.reid.persist import index_bytes, load_index_bytes
 from herdrecord.schema import BATCH_TABLES
 from herdrecord.store import Record, sql_literal
@@ -112,6 +113,16 @@ def check_record(record: Record) -> CheckReport:
         )
     problems += _references(record, set(keys))
     problems += _index(record)
+    for recovery in pending_recovery(record.location.read(RECOVERY_FILE)):
+        problems.append(
+            Problem(
+                "recovered",
+                f"opened after a power cut ({recovery.at}): "
+                + recovery.describe().replace("\n", "; ")
+                + "; once re-sent, --repair clears this note",
+                True,
+            )
+        )
     return CheckReport(
         batches=len(committed),
         tracklets=tracklets.num_rows,
@@ -134,6 +145,9 @@ def repair_record(record: Record) -> CheckReport:
             done.append(_dedupe_ledger(record))
         if "uncommitted_rows" in codes:
             done += _drop_uncommitted(record)
+        if "recovered" in codes:
+            record.location.delete(RECOVERY_FILE)
+            done.append("cleared the note of the recovery after a power cut")
         if "stale_index" in codes:
             rows = record.table("pool").to_lance().to_table()
             pool = Pool.from_arrow(rows, record.embedder.dim, DEFAULT_EXEMPLARS_PER_ANIMAL)

@@ -35,6 +35,7 @@ from herdrecord.migrations import (
     apply_pending,
     latest_version,
 )
+from herdrecord.recovery import Recovery, recover_torn_versions
 from herdrecord.schema import (
     BATCH_TABLES,
     DEFAULT_BEHAVIOURS,
@@ -85,6 +86,7 @@ class Record:
         self.settings = settings
         self.db = db
         self.metadata = metadata
+        self.recovery: Recovery | None = None  # what opening did after a power cut
 
     @property
     def uri(self) -> str:
@@ -314,6 +316,9 @@ def open_record(uri: str, settings: Settings | None = None) -> Record:
     location = location_of(uri, settings.storage_options)
     if not is_record(location):
         raise RecordNotFound(location.uri)
+    recovery = None
+    if location.local_path is not None:  # an object store's PUT is durable when it returns
+        recovery = recover_torn_versions(location.local_path, settings)
     db = location.connect()
     metadata = _read_metadata(db)
     found = int(metadata.get(META_SCHEMA_VERSION, 0))
@@ -321,7 +326,9 @@ def open_record(uri: str, settings: Settings | None = None) -> Record:
         raise SchemaTooNew(location.uri, found, SCHEMA_VERSION)
     if found < SCHEMA_VERSION:
         raise MigrationRequired(location.uri, found, SCHEMA_VERSION)
-    return Record(location, settings, db, metadata)
+    record = Record(location, settings, db, metadata)
+    record.recovery = recovery
+    return record
 
 
 def migrate_record(uri: str, settings: Settings) -> list[AppliedMigration]:
