@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -164,3 +164,17 @@ def service_settings(path: Path, **changes: Any) -> Settings:
         "retention_enabled": False,
     }
     return Settings(**{**base, **changes})
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Storage options of moto's S3 server on a loopback port, with the bucket `herd`."""
+    from herdrecord.storage import ObjectLocation, location_of
+    from servers import start_s3_server, stop_server
+
+    options, process = start_s3_server(tmp_path_factory.mktemp("moto") / "moto.log")
+    location = location_of("s3://herd", options)
+    assert isinstance(location, ObjectLocation)
+    location.client.create_bucket(Bucket="herd")
+    yield options
+    stop_server(process)

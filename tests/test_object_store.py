@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -24,25 +23,13 @@ from herdrecord.links import current_links
 from herdrecord.poolindex import INDEX_FILE
 from herdrecord.simulate import SimulationConfig, simulate
 from herdrecord.sqlsandbox import run_sql
-from herdrecord.storage import LOCK_NAME, ObjectLocation, ObjectLock, location_of
+from herdrecord.storage import LOCK_NAME, ObjectLock
 from herdrecord.store import Record, create_record, open_record
-from servers import start_s3_server, stop_server
 
 SIM = SimulationConfig(
     animals=6, pens=1, days=2, seed=33, arrival_rate_per_day=0.0, obs_interval_s=300.0
 )
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Storage options of a moto S3 server with the bucket `herd`."""
-    options, process = start_s3_server(tmp_path_factory.mktemp("moto") / "moto.log")
-    location = location_of("s3://herd", options)
-    assert isinstance(location, ObjectLocation)
-    location.client.create_bucket(Bucket="herd")
-    yield options
-    stop_server(process)
 
 
 def _settings(options: dict[str, str], **changes: object) -> Settings:

@@ -55,8 +55,8 @@ def export_command(
 ) -> None:
     """Export the record as Parquet for outcome studies, readable without herdrecord."""
     filters = ExportFilters(
-        first_day=_parse_day("--from", first_day),
-        last_day=_parse_day("--to", last_day),
+        first_day=parse_day("--from", first_day),
+        last_day=parse_day("--to", last_day),
         animal_ids=_parse_animals(animals),
         cohort=cohort,
         cohort_params=_parse_params(param or []),
@@ -94,7 +94,7 @@ def _summary(result: ExportResult) -> str:
     )
 
 
-def _parse_day(option: str, text: str | None) -> date | None:
+def parse_day(option: str, text: str | None) -> date | None:
     if text is None:
         return None
     try:

@@ -60,10 +60,10 @@ def query_command(
     if name is None:
         raise InvalidInput("give a query name, or --list to see the named queries")
     check_output(output_format, out)
-    rows = run_query(open_from_cli(path), name, _params(param or []))
+    rows = run_query(open_from_cli(path), name, parse_params(param or []))
     count = f"{rows.num_rows:,} animal{'s' if rows.num_rows != 1 else ''}"
     if output_format is RowFormat.table:
-        table, left_out = _rows_table(rows, console.width)
+        table, left_out = rows_table(rows, console.width)
         console.print(table)
         if left_out:
             count += (
@@ -77,7 +77,7 @@ def query_command(
     notes.print(count + (f", written to {escape(str(out))}" if out else ""), highlight=False)
 
 
-def _params(items: list[str]) -> dict[str, str]:
+def parse_params(items: list[str]) -> dict[str, str]:
     params: dict[str, str] = {}
     for item in items:
         key, equals, value = item.partition("=")
@@ -107,7 +107,7 @@ def _queries_table(queries: list[NamedQuery]) -> Table:
     return table
 
 
-def _rows_table(rows: pa.Table, width: int) -> tuple[Table, list[str]]:
+def rows_table(rows: pa.Table, width: int) -> tuple[Table, list[str]]:
     """Return the rows as a terminal table of the leading columns that fit in `width`, and
     the names of the columns left out (the queries put the telling columns first)."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)

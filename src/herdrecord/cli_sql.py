@@ -49,12 +49,12 @@ def sql_command(
     settings = Settings()
     result = run_sql(path, query, settings)
     if output_format is RowFormat.table:
-        console.print(_rich_table(result.table))
+        console.print(rich_rows(result.table))
     else:
         write_rows(result.table, output_format, out)
     # The notes go to stderr when rows go to stdout, so that stdout stays pure CSV or JSON.
     notes = console if output_format is RowFormat.table or out is not None else errors
-    notes.print(_summary(result, output_format, out), highlight=False)
+    notes.print(sql_summary(result, output_format, out), highlight=False)
     if result.truncated:
         notes.print(
             f"[yellow]note:[/] the result was cut at {settings.sql_max_rows:,} rows "
@@ -63,7 +63,7 @@ def sql_command(
         )
 
 
-def _summary(result: SqlResult, output_format: RowFormat, out: Path | None) -> str:
+def sql_summary(result: SqlResult, output_format: RowFormat, out: Path | None) -> str:
     rows = result.table.num_rows
     text = f"{rows:,} row{'s' if rows != 1 else ''} in {result.seconds:.2f} s"
     if out is not None:
@@ -73,7 +73,7 @@ def _summary(result: SqlResult, output_format: RowFormat, out: Path | None) -> s
     return text
 
 
-def _rich_table(rows: pa.Table) -> Table:
+def rich_rows(rows: pa.Table) -> Table:
     table = Table(show_lines=False)
     for field in rows.schema:
         numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)

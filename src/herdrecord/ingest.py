@@ -83,6 +83,7 @@ class Ingestor:
             now,
             embedder_weights=record.embedder.weights_sha256,
             embedder_weights_required=record.embedder.weights_required,
+            farm_id=record.farm_id,
         )
         batches = record.table("batches")
         self.ledger_version = int(batches.version)  # the ledger as read (and then written)
@@ -111,6 +112,7 @@ class Ingestor:
             now,
             embedder_weights=record.embedder.weights_sha256,
             embedder_weights_required=record.embedder.weights_required,
+            farm_id=record.farm_id,
         )
         self.group = _Group()
         self._outcomes = []

@@ -116,9 +116,16 @@ _VIEW_SQL = {
 VIEWS: tuple[str, ...] = tuple(name for name in _VIEW_SQL if not name.startswith("_"))
 
 
-def connect(record: Record) -> duckdb.DuckDBPyConnection:
-    """Return an in-memory DuckDB connection with the record's views."""
-    con = duckdb.connect()
+def connect(
+    record: Record, con: duckdb.DuckDBPyConnection | None = None, schema: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Return an in-memory DuckDB connection with the record's views; or add them to `con`
+    in their own `schema` (a fleet's connection holds one schema per farm)."""
+    con = con if con is not None else duckdb.connect()
+    prefix = ""
+    if schema is not None:
+        con.sql(f"CREATE SCHEMA {schema}")
+        prefix = f"{schema}."
     for name in sorted(record.db.list_tables(limit=10_000).tables):
         dataset = record.table(name).to_lance()
         view = TabularDataset(
@@ -126,7 +133,14 @@ def connect(record: Record) -> duckdb.DuckDBPyConnection:
             version=dataset.version,
             storage_options=record.location.storage_options,
         )
-        con.register(f"_{name}", view)
+        if schema is None:
+            con.register(f"_{name}", view)
+        else:
+            # Registered objects live in the main schema; the farm's schema reaches its own
+            # through a view of the same name as on a single record (views resolve names in
+            # their own schema first).
+            con.register(f"_{schema}__{name}", view)
+            con.sql(f"CREATE VIEW {prefix}_{name} AS SELECT * FROM _{schema}__{name}")
     calibration = weight_calibration(record)
     for name, sql in _VIEW_SQL.items():
         if name == "days":
@@ -134,7 +148,7 @@ def connect(record: Record) -> duckdb.DuckDBPyConnection:
             intercept = calibration.intercept if calibration else "NULL"
             slope = calibration.slope if calibration else "NULL"
             sql = sql.replace("$intercept", f"{intercept}").replace("$slope", f"{slope}")
-        con.sql(f"CREATE VIEW {name} AS {sql}")
+        con.sql(f"CREATE VIEW {prefix}{name} AS {sql}")
     return con
 
 

@@ -49,6 +49,7 @@ class Expectations:
     max_keyframes: int
     max_keyframe_bytes: int
     now: datetime
+    farm_id: str | None = None  # the record's farm: a batch for another farm is refused
 
     @classmethod
     def for_record(
@@ -60,6 +61,7 @@ class Expectations:
         now: datetime | None = None,
         embedder_weights: str | None = None,
         embedder_weights_required: bool = False,
+        farm_id: str | None = None,
     ) -> Expectations:
         """Return the expectations of a record under the given settings."""
         return cls(
@@ -74,6 +76,7 @@ class Expectations:
             max_keyframes=settings.max_keyframes_per_tracklet,
             max_keyframe_bytes=settings.max_keyframe_bytes,
             now=now or datetime.now(UTC),
+            farm_id=farm_id,
         )
 
 
@@ -137,6 +140,11 @@ def _header_problems(frames: BatchFrames, expect: Expectations) -> Iterator[str]
             f"embedder: the record holds {expected} vectors, this batch has {got}; vectors "
             "of two models never mix: send the record's model's vectors, or move the record "
             "to the new model first (herdrecord reembed RECORD --weights DIR)"
+        )
+    if expect.farm_id is not None and h.farm_id != expect.farm_id:
+        yield (
+            f"farm_id: this record is farm {expect.farm_id!r}'s, the batch is for "
+            f"{h.farm_id!r}: send it to that farm's record"
         )
     if stated is not None and not re.fullmatch("[0-9a-f]{64}", stated):
         yield "embedder.weights_sha256: expected 64 lowercase hex digits"

@@ -82,10 +82,19 @@ class Rows:
     truncated: bool
 
 
-def run_sql(record_path: str | Path, sql: str, settings: Settings) -> SqlResult:
-    """Run one read-only SELECT over the record's views in a sandboxed child process."""
+def run_sql(
+    record_path: str | Path, sql: str, settings: Settings, fleet: bool = False
+) -> SqlResult:
+    """Run one read-only SELECT over the record's views in a sandboxed child process; with
+    `fleet`, over the views of every farm's record under the root `record_path`."""
+    from herdrecord.fleet import fleet_records
+
     check_statement(sql)
-    open_record(str(record_path), settings)  # a missing or too-new record fails here, clearly
+    # A missing or too-new record fails here, clearly.
+    if fleet:
+        fleet_records(str(record_path), settings)
+    else:
+        open_record(str(record_path), settings)
     with tempfile.TemporaryDirectory(prefix="herdrecord-sql-") as tmp:
         work = Path(tmp)
         request = work / "request.json"
@@ -93,6 +102,7 @@ def run_sql(record_path: str | Path, sql: str, settings: Settings) -> SqlResult:
             json.dumps(
                 {
                     "record": str(record_path),
+                    "fleet": fleet,
                     "sql": sql,
                     "settings": settings.model_dump(mode="json"),
                     "result": str(work / "result.arrow"),
@@ -256,16 +266,22 @@ def one_line(message: str) -> str:
 # --- the child: a locked-down connection --------------------------------------------------
 
 
-def sandbox_connection(record_path: str | Path, settings: Settings) -> duckdb.DuckDBPyConnection:
-    """Return a DuckDB connection with the record's views that can read nothing else, load
-    nothing, change no setting and use at most the configured memory and threads."""
+def sandbox_connection(
+    record_path: str | Path, settings: Settings, fleet: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """Return a DuckDB connection with the record's views (or a fleet's: every farm's rows
+    with farm_id) that can read nothing else, load nothing, change no setting and use at
+    most the configured memory and threads."""
+    from herdrecord.fleet import fleet_connection, fleet_records
     from herdrecord.query import connect
 
-    record = open_record(str(record_path), settings)
     # The Lance tables are registered as Python dataset objects, not opened by path, so their
     # scans keep working once external access is off (checked: registering works before and
     # after). The views are built first anyway, while nothing is locked.
-    con = connect(record)
+    if fleet:
+        con = fleet_connection(fleet_records(str(record_path), settings))
+    else:
+        con = connect(open_record(str(record_path), settings))
     lock_down(con, settings)
     return con
 
@@ -366,7 +382,7 @@ def serve(request_path: str) -> int:
     request = json.loads(Path(request_path).read_text())
     settings = Settings(**request["settings"])
     try:
-        con = sandbox_connection(request["record"], settings)
+        con = sandbox_connection(request["record"], settings, bool(request.get("fleet")))
         send(event="ready")
         check_statement(request["sql"])
         rows = read_rows(con, request["sql"], settings)

@@ -92,6 +92,10 @@ class Location(ABC):
     def acquire_lock(self, timeout_s: float) -> Lock:
         """Take the record's single-writer lock, waiting up to `timeout_s`."""
 
+    @abstractmethod
+    def children(self) -> list[Location]:
+        """Return the places directly under this one (a fleet's farms)."""
+
     @property
     def storage_options(self) -> dict[str, str] | None:
         """Return the options Lance needs to reach the place (None: none)."""
@@ -168,6 +172,12 @@ class LocalLocation(Location):
     def is_empty(self) -> bool:
         """Return whether the directory is missing or empty."""
         return not self.path.exists() or not any(self.path.iterdir())
+
+    def children(self) -> list[Location]:
+        """Return the directories in this one."""
+        if not self.path.is_dir():
+            return []
+        return [LocalLocation(p) for p in sorted(self.path.iterdir()) if p.is_dir()]
 
     def prepare(self) -> None:
         """Create the directory."""
@@ -299,6 +309,16 @@ class ObjectLocation(Location):
         with self._errors():
             found = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
         return int(found.get("KeyCount", 0)) == 0
+
+    def children(self) -> list[Location]:
+        """Return the prefixes directly under this one."""
+        prefix = self.prefix + "/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        found = []
+        with self._errors():
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                found += [item["Prefix"] for item in page.get("CommonPrefixes", [])]
+        return [ObjectLocation(self.bucket, p.rstrip("/"), self.options) for p in sorted(found)]
 
     def prepare(self) -> None:
         """Check the bucket can be reached (a missing bucket is a clear error)."""

@@ -1,0 +1,158 @@
+"""The `fleet` commands: reads across many barns, one record per farm under a root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from herdrecord.cli import app, console, errors
+from herdrecord.cli_export import parse_day
+from herdrecord.cli_query import parse_params, rows_table
+from herdrecord.cli_rows import RowFormat, check_output, write_rows
+from herdrecord.cli_sql import rich_rows, sql_summary
+from herdrecord.config import Settings
+from herdrecord.export import ExportFilters, ExportProgress
+from herdrecord.fleet import fleet_export, fleet_query, fleet_records
+from herdrecord.sqlsandbox import run_sql
+
+fleet_app = typer.Typer(
+    help="Read across many barns: a root (directory or s3://bucket/prefix) holding one record "
+    "per farm, ROOT/<farm_id>.",
+    no_args_is_help=True,
+)
+app.add_typer(fleet_app, name="fleet")
+
+FleetRoot = Annotated[
+    str,
+    typer.Argument(
+        help="The fleet's root: a directory or s3://bucket/prefix with one record per farm.",
+        show_default=False,
+    ),
+]
+Format = Annotated[
+    RowFormat,
+    typer.Option(
+        "--format",
+        help="table (on the terminal), csv, json (one object per line) or parquet (needs --out).",
+    ),
+]
+Out = Annotated[
+    Path | None,
+    typer.Option(help="File to write the rows to (csv, json, parquet) instead of stdout."),
+]
+
+
+@fleet_app.command(name="farms")
+def farms_command(root: FleetRoot) -> None:
+    """List the farms of the fleet: their records, batches, tracklets and animals."""
+    table = Table(title=escape(root))
+    for column in ("farm", "record", "batches", "tracklets", "animals", "last batch (UTC)"):
+        table.add_column(column, justify="right" if column in ("batches", "animals") else "left")
+    for record in fleet_records(root, Settings()):
+        ledger = record.table("batches").to_lance().to_table(columns=["committed_at"])
+        last = max(ledger.column("committed_at").to_pylist(), default=None)
+        table.add_row(
+            escape(record.farm_id),
+            escape(record.uri),
+            f"{ledger.num_rows:,}",
+            f"{record.table('tracklets').count_rows():,}",
+            f"{record.table('animals').count_rows():,}",
+            f"{last:%Y-%m-%d %H:%M}" if last else "-",
+        )
+    console.print(table)
+
+
+@fleet_app.command(name="sql")
+def fleet_sql_command(
+    root: FleetRoot,
+    query: Annotated[
+        str,
+        typer.Argument(
+            help="One SELECT over the views of every farm (animals, tracklets, days, events, "
+            "...), each row with its farm_id.",
+            show_default=False,
+        ),
+    ],
+    output_format: Format = RowFormat.table,
+    out: Out = None,
+) -> None:
+    """Run one read-only SELECT across every farm, sandboxed as `herdrecord sql` is."""
+    check_output(output_format, out)
+    result = run_sql(root, query, Settings(), fleet=True)
+    if output_format is RowFormat.table:
+        console.print(rich_rows(result.table))
+    else:
+        write_rows(result.table, output_format, out)
+    notes = console if output_format is RowFormat.table or out is not None else errors
+    notes.print(sql_summary(result, output_format, out), highlight=False)
+
+
+@fleet_app.command(name="query")
+def fleet_query_command(
+    root: FleetRoot,
+    name: Annotated[str, typer.Argument(help="Named query: lameness, disease, growth ...")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="A parameter as NAME=VALUE; repeat for more.", show_default=False
+        ),
+    ] = None,
+    output_format: Format = RowFormat.table,
+    out: Out = None,
+) -> None:
+    """Run a named cohort query on every farm; one row per animal, with its farm_id."""
+    check_output(output_format, out)
+    records = fleet_records(root, Settings())
+    rows = fleet_query(records, name, parse_params(param or []))
+    if output_format is RowFormat.table:
+        table, _ = rows_table(rows, console.width)
+        console.print(table)
+    else:
+        write_rows(rows, output_format, out)
+    notes = console if output_format is RowFormat.table or out is not None else errors
+    notes.print(f"{rows.num_rows:,} animals on {len(records)} farms", highlight=False)
+
+
+@fleet_app.command(name="export")
+def fleet_export_command(
+    root: FleetRoot,
+    out: Annotated[Path, typer.Option(help="New (or empty) directory to write the export into.")],
+    first_day: Annotated[
+        str | None, typer.Option("--from", help="First UTC day to export, YYYY-MM-DD.")
+    ] = None,
+    last_day: Annotated[
+        str | None, typer.Option("--to", help="Last UTC day to export (included), YYYY-MM-DD.")
+    ] = None,
+) -> None:
+    """Export every farm as Parquet, one dataset per table partitioned by farm_id (hive):
+    DuckDB, Polars, Spark or Ray read OUT/days as one table with a farm_id column."""
+    filters = ExportFilters(
+        first_day=parse_day("--from", first_day), last_day=parse_day("--to", last_day)
+    )
+    records = fleet_records(root, Settings())
+    with Progress(
+        TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), console=errors
+    ) as progress:
+        farms = progress.add_task("farms", total=len(records))
+        table = progress.add_task("", total=None, visible=False)
+
+        def on_farm(farm: str) -> None:
+            progress.update(farms, description=f"farm {farm}")
+
+        def on_progress(step: ExportProgress) -> None:
+            progress.update(
+                table, description=step.table, completed=step.done, total=step.total, visible=True
+            )
+            if step.table == "animals" and step.done == step.total:
+                progress.advance(farms)
+
+        result = fleet_export(records, out, filters, on_farm=on_farm, on_progress=on_progress)
+    for farm, tables in result.rows.items():
+        counted = ", ".join(f"{rows:,} {name}" for name, rows in tables.items())
+        console.print(f"{escape(farm)}: {counted}", soft_wrap=True)
+    console.print(f"wrote {escape(str(result.out_dir))} ({len(result.rows)} farms)")

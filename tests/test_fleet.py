@@ -1,0 +1,154 @@
+"""Many barns: one record per farm under a fleet root on object storage (moto on loopback);
+reads and exports across farms carry farm_id in every row; a batch for another farm is
+refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from conftest import deliver_day_by_day, make_batch
+from herdrecord.cli import app as cli_app
+from herdrecord.config import Settings
+from herdrecord.errors import InvalidInput
+from herdrecord.fleet import fleet_connection, fleet_export, fleet_query, fleet_records
+from herdrecord.ingest import ingest
+from herdrecord.intake import parse_json
+from herdrecord.simulate import SimulationConfig, simulate
+from herdrecord.sqlsandbox import run_sql
+from herdrecord.store import Record, create_record
+
+ROOT = "s3://herd/fleet"
+FARMS = {"farm-a": 5, "farm-b": 7}  # farm -> animals
+runner = CliRunner()
+
+
+def _settings(s3: dict[str, str]) -> Settings:
+    return Settings(storage_options=s3, retention_enabled=False, lock_timeout_s=5.0)
+
+
+@pytest.fixture(scope="module")
+def fleet(s3: dict[str, str]) -> list[Record]:
+    """Two farms' records under the fleet root, each fed its own simulated barn."""
+    for seed, (farm, animals) in enumerate(FARMS.items()):
+        config = SimulationConfig(
+            farm_id=farm,
+            animals=animals,
+            pens=1,
+            days=2,
+            seed=40 + seed,
+            arrival_rate_per_day=0.0,
+            obs_interval_s=300.0,
+        )
+        record = create_record(f"{ROOT}/{farm}", _settings(s3), farm_id=farm)
+        deliver_day_by_day(record, simulate(config).batches)
+    return fleet_records(ROOT, _settings(s3))
+
+
+def test_the_fleet_lists_one_record_per_farm(fleet: list[Record]) -> None:
+    assert [r.farm_id for r in fleet] == ["farm-a", "farm-b"]
+    assert [r.uri for r in fleet] == [f"{ROOT}/farm-a", f"{ROOT}/farm-b"]
+
+
+def test_a_batch_for_another_farm_is_refused_and_stores_nothing(fleet: list[Record]) -> None:
+    farm_a = fleet[0]
+    before = farm_a.table("tracklets").count_rows()
+    stray = {**make_batch(batch_id="dev-01/2026-09-09T09"), "farm_id": "farm-b"}
+    report = ingest(farm_a, [parse_json(json.dumps(stray).encode(), "stray")])
+    (outcome,) = report.outcomes
+    assert outcome.status == "rejected"
+    assert "farm 'farm-a'" in outcome.problems[0] and "'farm-b'" in outcome.problems[0]
+    assert farm_a.table("tracklets").count_rows() == before
+
+
+def test_views_across_farms_carry_farm_id(fleet: list[Record]) -> None:
+    con = fleet_connection(fleet)
+    per_farm = dict(con.sql("SELECT farm_id, count(*) FROM animals GROUP BY 1").fetchall())
+    for record in fleet:
+        own = record.table("animals").count_rows()
+        assert per_farm[record.farm_id] == own > 0
+    assert con.sql("SELECT * FROM days LIMIT 1").columns[0] == "farm_id"
+    # Animal ids are a farm's own (two farms both have an A-1): an animal across the fleet is
+    # (farm_id, animal_id), and joins say so.
+    joined = con.sql(
+        "SELECT count(*) FROM tracklets t JOIN animals a USING (farm_id, animal_id)"
+    ).fetchall()
+    linked = sum(r.table("tracklets").count_rows() - _unlinked(r) for r in fleet)
+    assert joined == [(linked,)]
+
+
+def _unlinked(record: Record) -> int:
+    from herdrecord.links import current_links
+
+    links = current_links(record)
+    return sum(1 for a in links.column("animal_id").to_pylist() if a is None)
+
+
+def test_sandboxed_sql_runs_across_the_fleet(fleet: list[Record]) -> None:
+    result = run_sql(
+        ROOT,
+        "SELECT farm_id, count(DISTINCT animal_id) AS animals FROM days GROUP BY 1 ORDER BY 1",
+        fleet[0].settings,
+        fleet=True,
+    )
+    rows = result.table.to_pylist()
+    assert [r["farm_id"] for r in rows] == ["farm-a", "farm-b"]
+    assert all(r["animals"] > 0 for r in rows)
+
+
+def test_a_named_query_runs_on_every_farm(fleet: list[Record]) -> None:
+    params = {"days": "7", "min_days": "2", "as_of": "2026-09-03"}
+    rows = fleet_query(fleet, "growth", params)
+    assert rows.column_names[0] == "farm_id"
+    assert set(rows.column("farm_id").to_pylist()) <= set(FARMS)
+
+
+def test_the_fleet_export_reads_as_one_dataset_per_table(
+    fleet: list[Record], tmp_path: Path
+) -> None:
+    out = tmp_path / "fleet-export"
+    result = fleet_export(fleet, out)
+    assert sorted(result.rows) == ["farm-a", "farm-b"]
+    assert (out / "farms" / "farm-b" / "manifest.json").is_file()
+    # DuckDB over the Parquet export: farm_id (and month) come from the hive directories.
+    days = duckdb.sql(
+        f"SELECT farm_id, count(*) AS n FROM read_parquet('{out}/days/**/*.parquet', "
+        "hive_partitioning = true) GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert days == [(farm, result.rows[farm]["days"]) for farm in sorted(FARMS)]
+    animals = pl.scan_parquet(out / "animals" / "**" / "*.parquet", hive_partitioning=True)
+    counted = animals.group_by("farm_id").len().collect()
+    assert dict(counted.iter_rows()) == {f: result.rows[f]["animals"] for f in FARMS}
+
+
+def test_the_fleet_commands(fleet: list[Record], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HERDRECORD_STORAGE_OPTIONS", json.dumps(fleet[0].settings.storage_options))
+    farms = runner.invoke(cli_app, ["fleet", "farms", ROOT])
+    assert farms.exit_code == 0, farms.output
+    assert "farm-a" in farms.output and "farm-b" in farms.output
+    sql = runner.invoke(
+        cli_app,
+        [
+            "fleet",
+            "sql",
+            ROOT,
+            "SELECT farm_id, count(*) AS n FROM animals GROUP BY 1",
+            "--format",
+            "json",
+        ],
+    )
+    assert sql.exit_code == 0, sql.output
+    counted = {json.loads(line)["farm_id"] for line in sql.stdout.splitlines() if line}
+    assert counted == set(FARMS)
+    nothing = runner.invoke(cli_app, ["fleet", "farms", "s3://herd/no-fleet-here"])
+    assert nothing.exit_code != 0 and "holds no farm records" in nothing.output
+
+
+def test_an_empty_root_is_a_clear_error(s3: dict[str, str]) -> None:
+    with pytest.raises(InvalidInput, match="holds no farm records"):
+        fleet_records("s3://herd/empty-root", _settings(s3))
