@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import sys
 from collections.abc import Iterator
 from datetime import date
@@ -19,7 +18,9 @@ from rich.table import Table
 from herdrecord.config import Settings
 from herdrecord.errors import HerdrecordError, InvalidInput
 from herdrecord.ingest import BatchOutcome, IngestReport, ingest
-from herdrecord.intake import Candidate, batch_files, read_bytes, read_file
+from herdrecord.intake import Candidate, batch_files
+from herdrecord.journal import Journal, open_journal
+from herdrecord.replay import FileIntake, replay_journal
 from herdrecord.store import Record, create_record, migrate_record, open_record
 
 
@@ -57,8 +58,12 @@ def _settings() -> Settings:
 
 
 def open_from_cli(path: str | Path) -> Record:
-    """Open the record at PATH with settings from the environment."""
-    return open_record(str(path), _settings())
+    """Open the record at PATH with settings from the environment; say what a recovery
+    after a power cut did, and what to re-send."""
+    record = open_record(str(path), _settings())
+    if record.recovery is not None:
+        errors.print(f"[yellow]{escape(record.recovery.describe())}[/]")
+    return record
 
 
 @app.command()
@@ -121,7 +126,7 @@ def ingest_command(
     ],
 ) -> None:
     """Ingest edge batches into the record: atomic, idempotent, one writer at a time."""
-    record = open_record(str(path), _settings())
+    record = open_from_cli(path)
     report = ingest_with_progress(record, sources)
     _print_report(report)
     _link_after_ingest(record)
@@ -140,30 +145,59 @@ def _link_after_ingest(record: Record) -> None:
 
 
 def ingest_with_progress(record: Record, sources: list[str]) -> IngestReport:
-    """Ingest the given sources with a progress bar; return the report."""
+    """Ingest the given sources with a progress bar, through the record's intake journal
+    (replaying what an earlier run left there first, syncing to disk last); return the
+    report."""
     use_stdin = sources == ["-"]
     if "-" in sources and not use_stdin:
         raise InvalidInput("- (standard input) cannot be mixed with files")
     files = [] if use_stdin else batch_files([Path(s) for s in sources])
     if not use_stdin and not files:
         raise InvalidInput(f"no batch files (.json, .json.gz, .parquet) in {' '.join(sources)}")
+    journal = open_journal(record)
+    try:
+        if journal is not None:
+            replay_with_report(record, journal)
+        report = _ingest_journalled(record, journal, files, use_stdin)
+        if journal is not None:
+            journal.make_durable()
+    finally:
+        if journal is not None:
+            journal.close()
+    return report
+
+
+def replay_with_report(record: Record, journal: Journal) -> None:
+    """Replay the uploads an earlier run journalled but did not make durable; say so."""
+    replayed = replay_journal(record, journal)
+    if replayed.entries:
+        console.print(
+            f"replayed {replayed.entries} journalled uploads an earlier run left: "
+            f"{replayed.count('accepted')} batches stored again, "
+            f"{replayed.count('duplicate')} already stored, {replayed.count('rejected')} rejected"
+        )
+
+
+def _ingest_journalled(
+    record: Record, journal: Journal | None, files: list[Path], use_stdin: bool
+) -> IngestReport:
     max_bytes = record.settings.max_batch_bytes
+    intake = FileIntake(journal, max_bytes)
     with _progress() as progress:
         task = progress.add_task("ingesting", total=len(files) or 1)
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
 
         def on_outcome(outcome: BatchOutcome) -> None:
+            intake.outcome(outcome)
             counts[outcome.status] += 1
             progress.update(task, description=_counts_text(counts))
 
         def candidates() -> Iterator[Candidate]:
             if use_stdin:
-                yield read_bytes(io.BytesIO(sys.stdin.buffer.read(max_bytes + 1)), "-", max_bytes)
+                yield from intake.stdin(sys.stdin.buffer.read(max_bytes + 1))
                 progress.advance(task)
                 return
-            for file in files:
-                yield from read_file(file, max_bytes)
-                progress.advance(task)
+            yield from intake.files(files, lambda: progress.advance(task))
 
         return ingest(record, candidates(), on_outcome)
 
@@ -204,7 +238,7 @@ def _print_report(report: IngestReport) -> None:
 @app.command()
 def info(path: RecordPath) -> None:
     """Print what the record holds: tables, rows, bytes on disk, versions, fragments."""
-    record = open_record(str(path), _settings())
+    record = open_from_cli(path)
     table = Table(title=f"{record.uri}")
     for column in ("table", "rows", "bytes on disk", "version", "fragments"):
         table.add_column(column, justify="left" if column == "table" else "right")
@@ -331,6 +365,8 @@ from herdrecord import (  # noqa: E402, F401
     cli_embed,
     cli_events,
     cli_export,
+    cli_fleet,
+    cli_journal,
     cli_query,
     cli_review,
     cli_serve,

@@ -109,3 +109,12 @@ class UnknownTracklet(HerdrecordError):
         self.device_id = device_id
         self.track_id = track_id
         super().__init__(f"no tracklet {device_id}:{track_id} in the record")
+
+
+class PushFailed(HerdrecordError):
+    """The central service turned a push away for a reason no retry can fix (key, address)."""
+
+    def __init__(self, url: str, status: int, message: str, hint: str) -> None:
+        self.url = url
+        self.status = status
+        super().__init__(f"push to {url} refused ({status}: {message}); {hint}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,9 +16,13 @@ from herdrecord.api.routes import router
 from herdrecord.api.writer import Writer
 from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput
+from herdrecord.journal import Journal, open_journal
 from herdrecord.keys import KeyRing
-from herdrecord.store import open_record
+from herdrecord.replay import replay_journal
+from herdrecord.store import Record, open_record
 from herdrecord.web.session import Sessions
+
+log = logging.getLogger("herdrecord.api")
 
 DESCRIPTION = """\
 The record of every animal in a herd, over HTTP. Send an API key made with
@@ -42,17 +48,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         record = open_record(uri, settings)
+        journal = open_journal(record)
+        if journal is not None:
+            await asyncio.to_thread(_replay, record, journal)
         app.state.record = record
         app.state.settings = settings
         app.state.keys = KeyRing(record, settings.api_key_cache_s)
         app.state.sessions = Sessions(app.state.keys, settings.ui_session_hours * 3600)
-        writer = Writer(record)
+        writer = Writer(record, journal)
         app.state.writer = writer
         writer.start()
         try:
             yield
         finally:
             await writer.close()
+            if journal is not None:
+                journal.close()
 
     app = FastAPI(
         title="herdrecord",
@@ -83,3 +94,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     install_pages(app)
     return app
+
+
+def _replay(record: Record, journal: Journal) -> None:
+    """Replay the uploads an earlier run journalled but may not have made durable; sync."""
+    report = replay_journal(record, journal)
+    if report.entries:
+        log.warning(
+            "replayed %d journalled uploads: %d batches stored again, %d already stored, "
+            "%d rejected",
+            report.entries,
+            report.count("accepted"),
+            report.count("duplicate"),
+            report.count("rejected"),
+        )
+    journal.make_durable()

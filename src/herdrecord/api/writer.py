@@ -4,6 +4,8 @@ Reads never wait for it (Lance readers see the last committed version). Uploads 
 up while a write runs are committed together, each upload still all-or-nothing, so many small
 edge uploads make few Lance versions (group commit). Linking runs on the same thread once the
 uploads pause (or at the latest `api_link_max_delay_s` after the first unlinked upload).
+With an intake journal, each group's bytes are journalled before its commit and cleared once
+a sync, at most `journal_sync_s` after the first unsynced commit, has made the record durable.
 """
 
 from __future__ import annotations
@@ -11,30 +13,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from herdrecord.api.problems import ApiError
 from herdrecord.ingest import BatchOutcome, Ingestor, compact_if_fragmented
 from herdrecord.intake import Candidate
+from herdrecord.journal import Journal, Received
 from herdrecord.linking import LinkReport, link_pending
+from herdrecord.replay import commit_journalled
 from herdrecord.store import Record
+from herdrecord.uploads import commit_uploads
 
 log = logging.getLogger("herdrecord.api")
 T = TypeVar("T")
 COMPACT_CHECK_EVERY = 16
 
-WITHDRAWN = (
-    "not stored: another batch of the same upload was rejected, and an upload is stored "
-    "whole or not at all"
-)
-
 
 @dataclass
 class _Upload:
     candidates: Sequence[Candidate]
+    received: Received | None  # its bytes, for the journal
     future: asyncio.Future[list[BatchOutcome]]
 
 
@@ -61,14 +63,17 @@ class WriterStats:
     last_link: LinkReport | None = None
     last_link_error: str | None = None
     queued: int = 0
+    syncs: int = 0
     unlinked_since: float | None = field(default=None, repr=False)
+    unsynced_since: float | None = field(default=None, repr=False)
 
 
 class Writer:
     """Runs the record's writes one at a time on its own thread; use `start` and `close`."""
 
-    def __init__(self, record: Record) -> None:
+    def __init__(self, record: Record, journal: Journal | None = None) -> None:
         self.record = record
+        self.journal = journal
         self.stats = WriterStats()
         self._queue: asyncio.Queue[_Upload | _Job | _Stop] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herdrecord-writer")
@@ -92,12 +97,17 @@ class Writer:
             await self._task
             if self._since_compact_check:
                 await self._compact()
+            if self.stats.unsynced_since is not None:
+                await self._sync()
         self._executor.shutdown(wait=True)
 
-    async def upload(self, candidates: Sequence[Candidate]) -> list[BatchOutcome]:
-        """Commit one upload's batches (all or none); return each batch's outcome."""
+    async def upload(
+        self, candidates: Sequence[Candidate], received: Received | None = None
+    ) -> list[BatchOutcome]:
+        """Commit one upload's batches (all or none), its bytes `received` journalled first;
+        return each batch's outcome."""
         future: asyncio.Future[list[BatchOutcome]] = asyncio.get_running_loop().create_future()
-        await self._put(_Upload(candidates, future))
+        await self._put(_Upload(candidates, received, future))
         return await future
 
     async def run(self, fn: Callable[[], T]) -> T:
@@ -142,23 +152,43 @@ class Writer:
             await self._commit(uploads)
 
     async def _next(self) -> _Upload | _Job | _Stop:
-        """Wait for the next write; link when the uploads pause or linking is overdue."""
+        """Wait for the next write; link when the uploads pause or linking is overdue, and
+        sync the journal's commits when that falls due."""
+        idle_from = time.monotonic()
         while True:
-            since = self.stats.unlinked_since
-            if since is None:
-                return await self._queue.get()
-            settings = self.record.settings
-            overdue = since + settings.api_link_max_delay_s - time.monotonic()
-            if overdue <= 0 and not self._closing:
-                await self._link()
+            due = [] if self._closing else self._due(idle_from)
+            if due and due[0][0] <= time.monotonic():
+                await due[0][1]()
                 continue
+            timeout = due[0][0] - time.monotonic() if due else None
             try:
-                return await asyncio.wait_for(
-                    self._queue.get(), timeout=min(settings.api_link_idle_s, overdue)
-                )
+                return await asyncio.wait_for(self._queue.get(), timeout=timeout)
             except TimeoutError:
-                if not self._closing:
-                    await self._link()
+                continue
+
+    def _due(self, idle_from: float) -> list[tuple[float, Callable[[], Awaitable[None]]]]:
+        """Return the idle work with the time it falls due, soonest first."""
+        settings = self.record.settings
+        due: list[tuple[float, Callable[[], Awaitable[None]]]] = []
+        if self.stats.unsynced_since is not None:
+            due.append((self.stats.unsynced_since + settings.journal_sync_s, self._sync))
+        if self.stats.unlinked_since is not None:
+            overdue = self.stats.unlinked_since + settings.api_link_max_delay_s
+            due.append((min(idle_from + settings.api_link_idle_s, overdue), self._link))
+        return sorted(due, key=lambda item: item[0])
+
+    async def _sync(self) -> None:
+        """Make the journal's committed uploads durable (one sync) and clear them from it."""
+        self.stats.unsynced_since = None
+        if self.journal is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self.journal.make_durable)
+        except Exception:
+            log.exception("syncing the record failed; the journal keeps the uploads")
+            return
+        self.stats.syncs += 1
 
     async def _compact(self) -> None:
         """Compact fragmented tables (the check skipped by recent commits)."""
@@ -207,15 +237,14 @@ class Writer:
         compact = self._since_compact_check >= COMPACT_CHECK_EVERY
         if compact:
             self._since_compact_check = 0
+        candidates = [u.candidates for u in uploads]
+        if self.journal is not None:
+            received = [u.received for u in uploads]
+            commit = partial(commit_journalled, self.record, self.journal, candidates, received)
+        else:
+            commit = partial(commit_uploads, self.record, candidates)
         try:
-            results = await loop.run_in_executor(
-                self._executor,
-                commit_uploads,
-                self.record,
-                [u.candidates for u in uploads],
-                compact,
-                self._ingestor,
-            )
+            results = await loop.run_in_executor(self._executor, commit, compact, self._ingestor)
         except BaseException as exc:
             log.exception(
                 "a group of %d uploads failed; nothing of it was acknowledged", len(uploads)
@@ -225,6 +254,8 @@ class Writer:
                 _settle(upload.future, exc=exc)
             return
         self.stats.commits += 1
+        if self.journal is not None and self.stats.unsynced_since is None:
+            self.stats.unsynced_since = time.monotonic()
         for upload, outcomes in zip(uploads, results, strict=True):
             self.stats.uploads += 1
             for outcome in outcomes:
@@ -245,69 +276,6 @@ def _settle(
         future.set_result(result)
 
 
-def _ingestor(record: Record, known: list[Ingestor] | None) -> Ingestor:
-    """Return an ingestor for this commit: the last one, renewed, while the ledger is still
-    the version it wrote (no other process ingested since), else a new one."""
-    if known and known[0].ledger_version == int(record.table("batches").version):
-        known[0].renew()
-        return known[0]
-    ingestor = Ingestor(record)
-    if known is not None:
-        known[:] = [ingestor]
-    return ingestor
-
-
 def _compact_locked(record: Record) -> None:
     with record.writer():
         compact_if_fragmented(record)
-
-
-def _withdrawn(
-    outcomes: list[BatchOutcome | None], candidates: Sequence[Candidate]
-) -> list[BatchOutcome | None]:
-    """Return the outcomes of a rolled-back upload: what was queued (or was a duplicate of
-    what was queued) is now rejected as withdrawn."""
-    queued = {c.batch_id for o, c in zip(outcomes, candidates, strict=True) if o is None}
-    return [
-        BatchOutcome(c.source, c.batch_id, "rejected", (WITHDRAWN,))
-        if o is None or (o.status == "duplicate" and c.batch_id in queued)
-        else o
-        for o, c in zip(outcomes, candidates, strict=True)
-    ]
-
-
-def commit_uploads(
-    record: Record,
-    uploads: Sequence[Sequence[Candidate]],
-    compact: bool = True,
-    known: list[Ingestor] | None = None,
-) -> list[list[BatchOutcome]]:
-    """Commit uploads together, each whole or not at all; return each one's batch outcomes.
-
-    A batch of an upload is written only if no batch of the same upload is rejected, so a
-    client that sees 422 knows nothing of its upload was stored (duplicates stay stored).
-    `known` carries the previous commit's ingestor (its copy of the ledger) to the next.
-    """
-    results: list[list[BatchOutcome | None]] = []
-    with record.writer():
-        ingestor = _ingestor(record, known)
-        written: dict[str, BatchOutcome] = {}
-        for candidates in uploads:
-            mark = ingestor.mark()
-            outcomes = [ingestor.offer(candidate) for candidate in candidates]
-            if any(o is not None and o.status == "rejected" for o in outcomes):
-                ingestor.rollback(mark)
-                outcomes = _withdrawn(outcomes, candidates)
-            results.append(outcomes)
-            if ingestor.group_full():
-                written.update((o.batch_id or "", o) for o in ingestor.flush())
-        written.update((o.batch_id or "", o) for o in ingestor.flush())
-        if compact:
-            compact_if_fragmented(record)
-    return [
-        [
-            o if o is not None else written[c.batch_id or ""]
-            for o, c in zip(outcomes, candidates, strict=True)
-        ]
-        for outcomes, candidates in zip(results, uploads, strict=True)
-    ]

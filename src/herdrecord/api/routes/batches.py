@@ -9,9 +9,10 @@ from fastapi import APIRouter, Request, Response
 from herdrecord.api.deps import CurrentSettings, CurrentWriter, Edge
 from herdrecord.api.models import BatchResult, LinkResult, UploadResult
 from herdrecord.api.problems import ApiError, responses
-from herdrecord.api.uploads import GZIP_TYPES, PARQUET_TYPES, UploadRefused, parse_upload
 from herdrecord.contract import edge_batch_json_schema
 from herdrecord.ingest import BatchOutcome
+from herdrecord.journal import Received
+from herdrecord.uploads import GZIP_TYPES, PARQUET_TYPES, UploadRefused, parse_upload
 
 router = APIRouter(tags=["edge"])
 
@@ -53,19 +54,25 @@ async def upload_batch(
     body = await read_body(request, settings.api_max_body_bytes)
     # Parsing and checking takes CPU time: on a thread, so the event loop goes on meanwhile.
     # (Worker processes were tried: moving the frames back costs more than the GIL does.)
-    parsed = await asyncio.to_thread(
-        parse_upload,
+    received = Received(
+        f"upload by {principal.name}",
         request.headers.get("content-type", ""),
         request.headers.get("content-encoding", ""),
         body,
+    )
+    parsed = await asyncio.to_thread(
+        parse_upload,
+        received.content_type,
+        received.content_encoding,
+        body,
         settings.max_batch_bytes,
-        f"upload by {principal.name}",
+        received.source,
     )
     if isinstance(parsed, UploadRefused):
         code = "batch_rejected" if parsed.status == 422 else None
         raise ApiError(parsed.status, parsed.message, code, parsed.problems)
-    candidates = parsed
-    outcomes = await writer.upload(candidates)
+    # Acknowledged only after the writer has journalled the bytes (fsynced) and committed.
+    outcomes = await writer.upload(parsed, received)
     results = [_result(outcome) for outcome in outcomes]
     if any(r.status == "rejected" for r in results):
         problems = [
