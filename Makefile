@@ -19,8 +19,8 @@ demo: $(VENV)/.installed
 test: lint pytest
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check src tests benchmarks migrations
-	$(BIN)/ruff format --check src tests benchmarks migrations
+	$(BIN)/ruff check src tests benchmarks migrations examples
+	$(BIN)/ruff format --check src tests benchmarks migrations examples
 	$(BIN)/mypy
 
 pytest: $(VENV)/.installed

@@ -152,3 +152,22 @@ def test_the_fleet_commands(fleet: list[Record], monkeypatch: pytest.MonkeyPatch
 def test_an_empty_root_is_a_clear_error(s3: dict[str, str]) -> None:
     with pytest.raises(InvalidInput, match="holds no farm records"):
         fleet_records("s3://herd/empty-root", _settings(s3))
+
+
+def test_the_scale_out_example_agrees_with_duckdb(fleet: list[Record], tmp_path: Path) -> None:
+    """examples/fleet_scale_out.py: per-fragment workers over Lance (what Ray or Spark run
+    per task) give DuckDB's answer over the Parquet export."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "examples" / "fleet_scale_out.py"
+    spec = importlib.util.spec_from_file_location("fleet_scale_out", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    fleet_export(fleet, tmp_path / "export")
+    by_duckdb = example.by_duckdb(tmp_path / "export")
+    by_fragments = example.by_fragments(ROOT, fleet[0].settings, workers=2)
+    assert by_duckdb.keys() == by_fragments.keys() and len(by_duckdb) >= 2
+    for key, (total, n) in by_duckdb.items():
+        assert by_fragments[key][1] == n
+        assert abs(by_fragments[key][0] - total) < 1e-3
