@@ -31,7 +31,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(path: Path, log: Path, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
+def start_server(path: Path | str, log: Path, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
     """Start `herdrecord serve PATH` on a free loopback port; return its URL once it answers."""
     port = _free_port()
     environ = {**os.environ, "HF_HUB_OFFLINE": "1", **env}

@@ -171,3 +171,70 @@ def test_the_scale_out_example_agrees_with_duckdb(fleet: list[Record], tmp_path:
     for key, (total, n) in by_duckdb.items():
         assert by_fragments[key][1] == n
         assert abs(by_fragments[key][0] - total) < 1e-3
+
+
+def test_edge_records_push_to_their_farms_central_records_on_s3(
+    s3: dict[str, str], tmp_path: Path
+) -> None:
+    """Two barns' edge boxes (local records with an outbox) push through `herdrecord push`
+    to their farms' central services, each serving a record on S3; the fleet then reads both
+    farms, and a push sent to the wrong farm stores nothing there."""
+    from herdrecord.keys import add_key
+    from herdrecord.store import open_record
+    from servers import start_server, stop_server
+
+    root = "s3://herd/pushed"
+    env = {"HERDRECORD_STORAGE_OPTIONS": json.dumps(s3), "HERDRECORD_API_LINK_IDLE_S": "3600"}
+    centrals: dict[str, tuple[str, str]] = {}
+    processes = []
+    try:
+        for farm in FARMS:
+            central = create_record(f"{root}/{farm}", _settings(s3), farm_id=farm)
+            key = add_key(central, f"{farm}-edge", "edge", "test")[1]
+            url, process = start_server(central.uri, tmp_path / f"{farm}.log", **env)
+            processes.append(process)
+            centrals[farm] = (url, key)
+        edges: dict[str, Path] = {}
+        for seed, farm in enumerate(FARMS):
+            config = SimulationConfig(
+                farm_id=farm, animals=3, pens=1, days=1, seed=60 + seed, obs_interval_s=600.0
+            )
+            outgoing = tmp_path / farm / "outgoing"
+            outgoing.mkdir(parents=True)
+            for number, batch in enumerate(simulate(config).batches):
+                (outgoing / f"{number:04d}.json").write_text(json.dumps(batch))
+            edge = tmp_path / farm / "edge"
+            create_record(str(edge), Settings(), farm_id=farm)
+            outbox = {"HERDRECORD_EDGE_OUTBOX": "true"}
+            ingested = runner.invoke(cli_app, ["ingest", str(edge), str(outgoing)], env=outbox)
+            assert ingested.exit_code == 0, ingested.output
+            edges[farm] = edge
+        # A push to the wrong farm's service is refused whole, and stores nothing there.
+        url_a, key_a = centrals["farm-a"]
+        wrong = runner.invoke(
+            cli_app, ["push", str(edges["farm-b"]), "--to", url_a, "--key", key_a]
+        )
+        assert wrong.exit_code == 1 and "farm 'farm-a'" in wrong.output
+        assert open_record(f"{root}/farm-a", _settings(s3)).committed_batch_ids().to_pylist() == []
+        for farm, edge in edges.items():
+            url, key = centrals[farm]
+            pushed = runner.invoke(
+                cli_app, ["push", str(edge), "--to", url, "--key", key, "--retry-refused"]
+            )
+            assert pushed.exit_code == 0, pushed.output
+    finally:
+        for process in processes:
+            stop_server(process)
+    fleet = fleet_records(root, _settings(s3))
+    for record in fleet:
+        edge = open_record(str(edges[record.farm_id]), Settings())
+        assert sorted(record.committed_batch_ids().to_pylist()) == sorted(
+            edge.committed_batch_ids().to_pylist()
+        )
+    counts = dict(
+        fleet_connection(fleet).sql("SELECT farm_id, count(*) FROM batches GROUP BY 1").fetchall()
+    )
+    assert counts == {
+        farm: open_record(str(edges[farm]), Settings()).table("batches").count_rows()
+        for farm in FARMS
+    }
