@@ -47,7 +47,7 @@ def check_same_model(record: Record, identity: EmbedderId) -> None:
         raise InvalidInput(
             f"the record holds {held.describe()} vectors, these weights are "
             f"{identity.describe()}: vectors of two models never mix; move the record to the "
-            f"new model with herdrecord reembed {record.path} --weights DIR"
+            f"new model with herdrecord reembed {record.uri} --weights DIR"
         )
 
 
@@ -133,7 +133,7 @@ def embedder_command(
         record.pin_embedder(str(embedder.identity.weights_sha256))
     info = record.embedder
     held = EmbedderId(info.name, info.dim, info.metric, info.weights_sha256)
-    console.print(f"{record.path}: {held.describe()}")
+    console.print(f"{record.uri}: {held.describe()}")
     if info.weights_sha256:
         console.print(f"weights_sha256 {info.weights_sha256} (edge batches may state it)")
     else:
