@@ -160,10 +160,10 @@ def _time_calls(journal: Journal, timed: dict[str, float]) -> None:
     mark) and off it (sync and clear)."""
 
     def timer(fn: Callable[..., Any], key: str) -> Callable[..., Any]:
-        def call(*args: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
-                return fn(*args)
+                return fn(*args, **kwargs)
             finally:
                 timed[key] += time.perf_counter() - started
 
