@@ -60,10 +60,13 @@ def test_init_ingest_info_round_trip(tmp_path: Path, batch_factory: Factory) -> 
     assert "farm farm-b" in result.output
     folder = tmp_path / "in"
     folder.mkdir()
-    (folder / "a.json").write_text(json.dumps(batch_factory("dev-01/a")))
-    (folder / "b.json.gz").write_bytes(
-        gzip.compress(json.dumps(batch_factory("dev-01/b", seed=3, track_offset=50)).encode())
-    )
+    (folder / "a.json").write_text(json.dumps({**batch_factory("dev-01/a"), "farm_id": "farm-b"}))
+    second = {**batch_factory("dev-01/b", seed=3, track_offset=50), "farm_id": "farm-b"}
+    (folder / "b.json.gz").write_bytes(gzip.compress(json.dumps(second).encode()))
+    stray = tmp_path / "stray.json"  # another farm's batch: refused, nothing stored
+    stray.write_text(json.dumps(batch_factory("dev-01/c", seed=4, track_offset=90)))
+    result = runner.invoke(app, ["ingest", str(herd), str(stray)])
+    assert result.exit_code == 1 and "this record is farm 'farm-b'" in result.output
     result = runner.invoke(app, ["ingest", str(herd), str(folder)])
     assert result.exit_code == 0, result.output
     assert "2 accepted, 0 duplicate, 0 rejected" in result.output
