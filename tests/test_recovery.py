@@ -14,6 +14,7 @@ from conftest import make_batch, write_json
 from herdrecord.check import check_record, repair_record
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
+from herdrecord.errors import HerdrecordError
 from herdrecord.ingest import ingest
 from herdrecord.intake import parse_json
 from herdrecord.recovery import DAMAGED_DIR, RECOVERY_FILE
@@ -65,10 +66,13 @@ def test_a_torn_tracklets_manifest_takes_its_batch_out_to_be_resent(record: Reco
     # The batch is gone whole; the other one is untouched; check names the recovery.
     assert again.committed_batch_ids().to_pylist() == ["dev-01/2026-11-21T01"]
     found = check_record(again)
-    assert [p.code for p in found.problems] == ["recovered"]
+    assert [p.code for p in found.problems] == ["recovered_resend"]
+    assert "still to re-send: 1 batches: dev-01/2026-11-21T02" in found.problems[0].message
+    assert [p.code for p in repair_record(again).problems] == ["recovered_resend"]  # kept
     # Re-sending stores it again, once; repair then clears the note and the check is clean.
     assert _deliver(again, 1, 2) == ["duplicate", "accepted"]
     assert again.table("tracklets").count_rows() == 6
+    assert [p.code for p in check_record(again).problems] == ["recovered"]
     assert repair_record(again).problems == []
     assert open_record(record.uri, record.settings).recovery is None
 
@@ -98,7 +102,102 @@ def test_the_cli_says_what_was_recovered(record: Record, tmp_path: Path) -> None
     resend = write_json(_batch(2), tmp_path / "b2.json")
     result = runner.invoke(cli_app, ["ingest", record.uri, str(resend)])
     assert result.exit_code == 0, result.output
-    assert "unreadable" in result.output and "dev-01/2026-11-21T02" in result.output
+    assert "damaged" in result.output and "dev-01/2026-11-21T02" in result.output
     assert "1 accepted" in result.output
     checked = runner.invoke(cli_app, ["check", record.uri])
     assert checked.exit_code == 1 and "power cut" in checked.output
+
+
+@pytest.mark.parametrize("table", ["samples", "observations", "keyframes"])
+def test_a_lost_version_of_another_batch_table_takes_its_batch_out(
+    record: Record, table: str
+) -> None:
+    _newest_manifest(record, table).write_bytes(b"")
+    again = open_record(record.uri, record.settings)
+    assert again.recovery is not None
+    assert [f.table for f in again.recovery.fallbacks] == [table]
+    assert again.recovery.resend_batches == ["dev-01/2026-11-21T02"]
+    assert again.committed_batch_ids().to_pylist() == ["dev-01/2026-11-21T01"]
+    assert _deliver(again, 2) == ["accepted"]
+    assert repair_record(again).problems == []
+
+
+def test_a_missing_deletion_file_counts_as_damage(record: Record) -> None:
+    record.table("tracklets").delete("track_id = 'no-such-track'")  # a no-op: no new file
+    events = record.table("events")
+    assert events.count_rows() == 0
+    tracklets = record.table("tracklets")
+    first = tracklets.to_lance().to_table(columns=["track_id"]).column(0)[0].as_py()
+    with record.writer():
+        tracklets.delete(f"track_id = '{first}'")  # writes a deletion file
+    deletions = list((record.path / "tracklets.lance" / "_deletions").iterdir())
+    assert deletions
+    for file in deletions:
+        file.write_bytes(b"")
+    again = open_record(record.uri, record.settings)
+    assert again.recovery is not None
+    assert again.recovery.fallbacks[0].why == "a deletion file is missing or empty"
+    assert again.table("tracklets").count_rows() == 6  # the delete went back with it
+
+
+def test_an_error_without_evidence_changes_nothing(
+    record: Record, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lance
+
+    from herdrecord import recovery
+
+    newest = _newest_manifest(record, "tracklets")
+    real = lance.dataset
+
+    def flaky(uri: str, *args: object, **kwargs: object) -> object:
+        if uri.endswith("tracklets.lance"):
+            raise ValueError("LanceError(IO): Too many open files")
+        return real(uri, *args, **kwargs)
+
+    monkeypatch.setattr(recovery.lance, "dataset", flaky)
+    with pytest.raises(HerdrecordError, match="nothing was changed"):
+        open_record(record.uri, record.settings)
+    assert newest.exists()
+    assert not (record.path / "tracklets.lance" / DAMAGED_DIR).exists()
+    monkeypatch.undo()
+    assert open_record(record.uri, record.settings).recovery is None
+
+
+def test_a_table_with_no_readable_version_is_a_clear_error(record: Record) -> None:
+    for manifest in (record.path / "animals.lance" / "_versions").glob("*.manifest"):
+        manifest.write_bytes(b"")
+    with pytest.raises(HerdrecordError, match="restore the record from a backup"):
+        open_record(record.uri, record.settings)
+    result = runner.invoke(cli_app, ["info", record.uri])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+
+
+def test_a_recovery_cut_short_is_finished_by_the_next_open(
+    record: Record, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from herdrecord import recovery
+
+    _newest_manifest(record, "tracklets").write_bytes(b"")
+
+    def power_cut(*args: object) -> list[str]:
+        raise KeyboardInterrupt  # stands in for the process dying here
+
+    monkeypatch.setattr(recovery, "_take_out_broken_batches", power_cut)
+    with pytest.raises(KeyboardInterrupt):
+        open_record(record.uri, record.settings)
+    note = json.loads((record.path / RECOVERY_FILE).read_text())
+    assert note[-1]["state"] == "in progress"
+    monkeypatch.undo()
+    again = open_record(record.uri, record.settings)
+    assert again.recovery is not None and again.recovery.state == "done"
+    assert again.recovery.resend_batches == ["dev-01/2026-11-21T02"]
+    assert again.committed_batch_ids().to_pylist() == ["dev-01/2026-11-21T01"]
+
+
+def test_a_table_directory_without_versions_is_passed_over(record: Record) -> None:
+    (record.path / "stray.lance" / "_versions").mkdir(parents=True)
+    _newest_manifest(record, "tracklets").write_bytes(b"")
+    again = open_record(record.uri, record.settings)
+    assert again.recovery is not None
+    assert [f.table for f in again.recovery.fallbacks] == ["tracklets"]

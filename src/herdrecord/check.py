@@ -113,16 +113,7 @@ def check_record(record: Record) -> CheckReport:
         )
     problems += _references(record, set(keys))
     problems += _index(record)
-    for recovery in pending_recovery(record.location.read(RECOVERY_FILE)):
-        problems.append(
-            Problem(
-                "recovered",
-                f"opened after a power cut ({recovery.at}): "
-                + recovery.describe().replace("\n", "; ")
-                + "; once re-sent, --repair clears this note",
-                True,
-            )
-        )
+    problems += _recoveries(record, committed)
     return CheckReport(
         batches=len(committed),
         tracklets=tracklets.num_rows,
@@ -145,7 +136,7 @@ def repair_record(record: Record) -> CheckReport:
             done.append(_dedupe_ledger(record))
         if "uncommitted_rows" in codes:
             done += _drop_uncommitted(record)
-        if "recovered" in codes:
+        if "recovered" in codes and "recovered_resend" not in codes:
             record.location.delete(RECOVERY_FILE)
             done.append("cleared the note of the recovery after a power cut")
         if "stale_index" in codes:
@@ -242,6 +233,32 @@ def _references(record: Record, tracklets: set[tuple[str, str]]) -> list[Problem
                     f"{table}: rows of {len(unknown)} animals "
                     f"the record does not hold: {_some(unknown)}",
                     False,
+                )
+            )
+    return problems
+
+
+def _recoveries(record: Record, committed: set[str]) -> list[Problem]:
+    """The note of a recovery after a power cut: repairable (cleared) once every batch it
+    named is back; until then, what is still to re-send."""
+    problems = []
+    for recovery in pending_recovery(record.location.read(RECOVERY_FILE)):
+        missing = [b for b in recovery.resend_batches if b not in committed]
+        text = f"opened after a power cut ({recovery.at}): " + recovery.describe().replace(
+            "\n", "; "
+        )
+        if missing:
+            problems.append(
+                Problem(
+                    "recovered_resend",
+                    f"{text}; still to re-send: {len(missing)} batches: {_some(missing)}",
+                    False,
+                )
+            )
+        else:
+            problems.append(
+                Problem(
+                    "recovered", f"{text}; every named batch is back: --repair clears this", True
                 )
             )
     return problems

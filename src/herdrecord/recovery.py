@@ -1,19 +1,26 @@
 """Opening a local record after a power cut: back to the last readable version of a table.
 
 Lance writes a version's data files, then its manifest, without fsync. After a power cut
-the newest manifest of a table can be empty or torn, or name data files that never reached
-the disk. Opening a record checks each table's newest version (its manifest parses, its
-data files are there at their recorded sizes); a table whose newest versions are unreadable
-goes back to the last readable one: the unreadable manifests are moved to `_damaged/` in the
-table's directory (kept, not deleted), so Lance opens the good one and writes on from it.
+the newest manifest of a table can be empty or torn, or name data or deletion files that
+never reached the disk. Opening a record checks each table's newest version for that
+evidence: a manifest that is short or lacks Lance's closing magic, a data file missing or
+not at its recorded size, a deletion file missing or empty. Nothing else counts: an error
+without such evidence (a full file table, a flaky card) stops the open with "nothing
+changed" rather than touch a version that may be good.
 
-What that loses is said, not guessed at: the batches that are no longer whole (tracklets
-lost, or rows left without their lost ledger row) are taken out whole and named, so that
-re-sending them stores them again (the edge journal replays those it still holds); if the
-ledger itself went back, every batch acknowledged after its last readable version must be
-re-sent (a re-send of one that is still there is a duplicate: re-sending too much is
-harmless). The findings are logged,
-kept in `.herdrecord.recovery.json`, and shown by `herdrecord check` until `--repair`.
+A table whose newest versions are damaged goes back to its last sound one: the damaged
+manifests are moved to `_damaged/` in the table's directory (kept, not deleted), so Lance
+opens the good one and writes on from it. The whole plan (every table's fallback) is made
+first and noted durably (`.herdrecord.recovery.json`, state "in progress") before anything
+moves, so a recovery cut short is finished by the next open.
+
+What that loses is said, not guessed at: batches no longer whole are taken out whole
+(ledger row and rows) and named, so re-sending them stores them again (the edge journal
+replays those it still holds): tracklets are counted against the ledger exactly; in a batch
+table that went back, a batch committed after the version it went back to and short of its
+ledger counts; rows whose ledger row was lost. If the ledger itself went back, every batch
+acknowledged after its last sound version must be re-sent (one still held is a duplicate).
+`herdrecord check` shows the note until `--repair`.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -29,23 +37,33 @@ from typing import Any
 
 import lance
 
+from herdrecord.errors import HerdrecordError
 from herdrecord.schema import BATCH_TABLES
 
 RECOVERY_FILE = ".herdrecord.recovery.json"
 DAMAGED_DIR = "_damaged"
+LANCE_MAGIC = b"LANC"  # the last bytes of every Lance manifest
 _U64_MAX = 2**64 - 1
+# A batch table's rows per batch, and the ledger column that counts them.
+_COUNTED = {
+    "tracklets": "n_tracklets",
+    "samples": "n_samples",
+    "observations": "n_observations",
+    "keyframes": "n_keyframes",
+}
 
 log = logging.getLogger("herdrecord.recovery")
 
 
 @dataclass(frozen=True)
 class TableFallback:
-    """One table taken back to its last readable version."""
+    """One table taken back to its last sound version."""
 
     table: str
-    unreadable: tuple[int, ...]  # versions whose manifest or data files are damaged
+    unreadable: tuple[int, ...]  # versions whose manifest, data or deletion files are damaged
     now_at: int  # the version the table is at now
     written_at: str  # when that version was written (UTC, ISO)
+    why: str = ""  # the evidence found on the newest damaged version
 
 
 @dataclass
@@ -56,19 +74,21 @@ class Recovery:
     fallbacks: list[TableFallback]
     resend_batches: list[str] = field(default_factory=list)
     resend_after: str | None = None  # the ledger went back: batches acknowledged after this
+    state: str = "done"  # "in progress" until every step is done
 
     def describe(self) -> str:
         """Return what happened and what to do, in a few lines."""
         lines = [
-            f"{f.table}: newest version(s) {', '.join(map(str, f.unreadable))} unreadable "
-            f"(a power cut?); back to version {f.now_at} of {f.written_at}"
+            f"{f.table}: newest version(s) {', '.join(map(str, f.unreadable))} damaged "
+            f"({f.why}; a power cut?); back to version {f.now_at} of {f.written_at}"
             for f in self.fallbacks
         ]
         if self.resend_batches:
+            shown = ", ".join(self.resend_batches[:20])
+            more = " ..." if len(self.resend_batches) > 20 else ""
             lines.append(
                 f"re-send {len(self.resend_batches)} batches, taken out because their rows "
-                f"were lost: {', '.join(self.resend_batches[:20])}"
-                + (" ..." if len(self.resend_batches) > 20 else "")
+                f"were lost: {shown}{more}"
             )
         if self.resend_after:
             lines.append(
@@ -78,28 +98,31 @@ class Recovery:
         return "\n".join(lines)
 
 
+class _Unsure(Exception):
+    """A version could not be checked, and there is no evidence it is damaged."""
+
+
 def recover_torn_versions(path: Path, settings: Any) -> Recovery | None:
-    """Take every table of the local record at `path` back to its last readable version if
-    its newest is unreadable; return what was done, or None when every table was sound."""
-    if not any(_newest_unreadable(table) for table in _tables(path)):
-        return None
+    """Take every table of the local record at `path` back to its last sound version if its
+    newest is damaged; return what was done, or None when every table was sound."""
     from herdrecord.storage import LocalLocation
 
-    lock = LocalLocation(path).acquire_lock(settings.lock_timeout_s)
+    location = LocalLocation(path)
+    if not _unfinished(location) and not any(_newest_damaged(t) for t in _tables(path)):
+        return None
+    lock = location.acquire_lock(settings.lock_timeout_s)
     try:
-        fallbacks = []
-        for table in _tables(path):
-            fallback = _fall_back(table)
-            if fallback is not None:
-                fallbacks.append(fallback)
-        if not fallbacks:  # another process recovered it while this one waited for the lock
+        recovery = _unfinished(location) or _plan(path)
+        if recovery is None:  # another process recovered it while this one waited
             return None
-        recovery = Recovery(datetime.now(UTC).isoformat(timespec="seconds"), fallbacks)
-        ledger_back = next((f for f in fallbacks if f.table == "batches"), None)
-        if ledger_back is not None:
-            recovery.resend_after = ledger_back.written_at
-        recovery.resend_batches = _take_out_incomplete_batches(path)
-        _remember(path, recovery)
+        _note(location, recovery)  # durable before anything moves
+        for fallback in recovery.fallbacks:
+            _move_aside(path / f"{fallback.table}.lance", fallback.unreadable)
+        recovery.resend_batches = sorted(
+            set(recovery.resend_batches) | set(_take_out_broken_batches(path, recovery))
+        )
+        recovery.state = "done"
+        _note(location, recovery)
     finally:
         lock.release()
     log.warning("recovered %s after a power cut:\n%s", path, recovery.describe())
@@ -113,11 +136,19 @@ def pending_recovery(read: bytes | None) -> list[Recovery]:
     out = []
     for item in json.loads(read):
         fallbacks = [
-            TableFallback(f["table"], tuple(f["unreadable"]), f["now_at"], f["written_at"])
+            TableFallback(
+                f["table"], tuple(f["unreadable"]), f["now_at"], f["written_at"], f.get("why", "")
+            )
             for f in item["fallbacks"]
         ]
         out.append(
-            Recovery(item["at"], fallbacks, list(item["resend_batches"]), item["resend_after"])
+            Recovery(
+                item["at"],
+                fallbacks,
+                list(item["resend_batches"]),
+                item["resend_after"],
+                item.get("state", "done"),
+            )
         )
     return out
 
@@ -136,98 +167,175 @@ def _versions(table: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
-def _readable(table: Path, version: int) -> bool:
-    """Return whether a version's manifest parses and its data files are whole on disk."""
+def _damage(table: Path, version: int, manifest: Path) -> str | None:
+    """Return the evidence that a version is damaged, or None if it is sound; raise _Unsure
+    when it cannot be checked and nothing shows it damaged."""
     try:
-        dataset = lance.dataset(str(table), version=version)
-        for fragment in dataset.get_fragments():
-            for data_file in fragment.metadata.files:
-                file = table / "data" / data_file.path
-                size = data_file.file_size_bytes
-                if not file.is_file() or (size is not None and file.stat().st_size != size):
-                    return False
-    except (OSError, ValueError, RuntimeError):
-        return False
-    return True
-
-
-def _newest_unreadable(table: Path) -> bool:
-    versions = _versions(table)
-    return bool(versions) and not _readable(table, versions[0][0])
-
-
-def _fall_back(table: Path) -> TableFallback | None:
-    versions = _versions(table)
-    unreadable: list[tuple[int, Path]] = []
-    for version, manifest in versions:
-        if _readable(table, version):
+        size = manifest.stat().st_size
+        with manifest.open("rb") as handle:
+            handle.seek(max(size - len(LANCE_MAGIC), 0))
+            tail = handle.read()
+    except OSError as error:
+        raise _Unsure(f"{manifest}: {error}") from error
+    if size < 16 or tail != LANCE_MAGIC:
+        return f"manifest {'empty' if size == 0 else 'torn'}"
+    dataset = None
+    for attempt in range(2):  # a passing error is tried again before it counts
+        try:
+            dataset = lance.dataset(str(table), version=version)
             break
-        unreadable.append((version, manifest))
-    else:
-        raise OSError(f"{table.name}: no version of the table can be read")
-    if not unreadable:
+        except (OSError, ValueError, RuntimeError) as error:
+            if attempt:
+                raise _Unsure(f"{table.name} version {version}: {error}") from error
+            time.sleep(0.2)
+    assert dataset is not None
+    for fragment in dataset.get_fragments():
+        metadata = fragment.metadata
+        for data_file in metadata.files:
+            found = _size(table / "data" / data_file.path)
+            recorded = data_file.file_size_bytes
+            if found is None:
+                return "a data file is missing"
+            if recorded is not None and found != recorded:
+                return "a data file is short"
+        deletions = metadata.deletion_file
+        if deletions is not None and not _size(table / deletions.path(fragment.fragment_id)):
+            return "a deletion file is missing or empty"
+    return None
+
+
+def _size(file: Path) -> int | None:
+    try:
+        return file.stat().st_size
+    except FileNotFoundError:
         return None
-    damaged = table / DAMAGED_DIR
-    damaged.mkdir(exist_ok=True)
-    for _, manifest in unreadable:
-        os.replace(manifest, damaged / manifest.name)
-    (table / "_versions" / "latest_version_hint.json").unlink(missing_ok=True)
-    good = lance.dataset(str(table))
-    written = next(v["timestamp"] for v in good.versions() if v["version"] == good.version)
-    return TableFallback(
-        table=table.name.removesuffix(".lance"),
-        unreadable=tuple(sorted(v for v, _ in unreadable)),
-        now_at=int(good.version),
-        written_at=_utc(written),
+    except OSError as error:
+        raise _Unsure(f"{file}: {error}") from error
+
+
+def _newest_damaged(table: Path) -> bool:
+    versions = _versions(table)
+    if not versions:
+        return False
+    try:
+        return _damage(table, *versions[0]) is not None
+    except _Unsure as unsure:
+        raise _cannot_check(unsure) from None
+
+
+def _plan(path: Path) -> Recovery | None:
+    """Return every table's fallback, or None if every table is sound; moves nothing."""
+    fallbacks = []
+    try:
+        for table in _tables(path):
+            damaged: list[tuple[int, str]] = []
+            sound = None
+            for version, manifest in _versions(table):
+                why = _damage(table, version, manifest)
+                if why is None:
+                    sound = version
+                    break
+                damaged.append((version, why))
+            if not damaged:
+                continue
+            if sound is None:
+                raise HerdrecordError(
+                    f"{table.name}: no version of the table can be read (a power cut took "
+                    "every kept version); restore the record from a backup (herdrecord "
+                    "restore), then re-send what came after it"
+                )
+            fallbacks.append(
+                TableFallback(
+                    table=table.name.removesuffix(".lance"),
+                    unreadable=tuple(sorted(v for v, _ in damaged)),
+                    now_at=sound,
+                    written_at=_written_at(table, sound),
+                    why=damaged[0][1],
+                )
+            )
+    except _Unsure as unsure:
+        raise _cannot_check(unsure) from None
+    if not fallbacks:
+        return None
+    recovery = Recovery(datetime.now(UTC).isoformat(timespec="seconds"), fallbacks)
+    recovery.state = "in progress"
+    ledger = next((f for f in fallbacks if f.table == "batches"), None)
+    if ledger is not None:
+        recovery.resend_after = ledger.written_at
+    return recovery
+
+
+def _cannot_check(unsure: _Unsure) -> HerdrecordError:
+    return HerdrecordError(
+        f"cannot check the record's tables after a possible power cut ({unsure}); nothing "
+        "was changed: free the resource or check the disk, then open it again"
     )
 
 
-def _take_out_incomplete_batches(path: Path) -> list[str]:
-    """Remove, whole, every batch that is not whole any more: committed batches whose
-    tracklets are not all there, and rows of batches whose ledger row was lost; return their
-    ids (a re-send then stores them again). Runs under the writer lock, so no rows of a
-    write in progress are among them."""
+def _written_at(table: Path, version: int) -> str:
+    # get_version reads only this version's manifest (versions() would read the torn ones).
+    stamp = lance.dataset(str(table), version=version).get_version()["timestamp"]
+    if isinstance(stamp, datetime):
+        # Lance gives naive local time (datetime.fromtimestamp); astimezone reads it so.
+        return stamp.astimezone(UTC).isoformat(timespec="seconds")
+    return str(stamp)
+
+
+def _move_aside(table: Path, versions: tuple[int, ...]) -> None:
+    """Move the damaged versions' manifests to `_damaged/` (those not moved yet)."""
+    damaged = table / DAMAGED_DIR
+    damaged.mkdir(exist_ok=True)
+    for version, manifest in _versions(table):
+        if version in versions:
+            os.replace(manifest, damaged / manifest.name)
+    (table / "_versions" / "latest_version_hint.json").unlink(missing_ok=True)
+    from herdrecord.storage import fsync_directory
+
+    fsync_directory(table / "_versions")
+    fsync_directory(damaged)
+
+
+def _take_out_broken_batches(path: Path, recovery: Recovery) -> list[str]:
+    """Remove, whole, every batch that is not whole any more; return their ids (a re-send
+    then stores them again). Runs under the writer lock: no write is in progress."""
     import lancedb
-    import pyarrow.compute as pc
 
     from herdrecord.store import sql_literal
 
     db = lancedb.connect(str(path))
-    ledger = db.open_table("batches").to_lance().to_table(columns=["batch_id", "n_tracklets"])
-    stored = Counter(
-        db.open_table("tracklets")
-        .to_lance()
-        .to_table(columns=["batch_id"])
-        .column("batch_id")
-        .to_pylist()
-    )
-    committed = dict(
-        zip(
-            ledger.column("batch_id").to_pylist(),
-            ledger.column("n_tracklets").to_pylist(),
-            strict=True,
-        )
-    )
-    short = {b for b, expected in committed.items() if stored.get(b, 0) < expected}
+    ledger = db.open_table("batches").to_lance().to_table().to_pylist()
+    committed = {row["batch_id"]: row for row in ledger}
+    went_back = {f.table: datetime.fromisoformat(f.written_at) for f in recovery.fallbacks}
+    broken: set[str] = set()
     for name in BATCH_TABLES:
         ids = db.open_table(name).to_lance().to_table(columns=["batch_id"]).column("batch_id")
-        short |= set(pc.unique(ids).to_pylist()) - set(committed)
-    if short:
-        where = "batch_id IN (" + ", ".join(sql_literal(b) for b in sorted(short)) + ")"
+        stored = Counter(ids.to_pylist())
+        broken |= set(stored) - set(committed)  # rows whose ledger row was lost
+        count = _COUNTED.get(name)
+        if count is None:
+            continue
+        for batch_id, row in committed.items():
+            # Retention thins samples, observations and keyframes on purpose: those are
+            # counted only for batches committed after the version the table went back to.
+            recent = name in went_back and row["committed_at"] > went_back[name]
+            if (name == "tracklets" or recent) and stored.get(batch_id, 0) < row[count]:
+                broken.add(batch_id)
+    if broken:
+        where = "batch_id IN (" + ", ".join(sql_literal(b) for b in sorted(broken)) + ")"
         db.open_table("batches").delete(where)  # first: from here on the batch is not there
         for name in BATCH_TABLES:
             db.open_table(name).delete(where)
-    return sorted(short)
+    return sorted(broken)
 
 
-def _remember(path: Path, recovery: Recovery) -> None:
-    file = path / RECOVERY_FILE
-    earlier = json.loads(file.read_text()) if file.exists() else []
-    file.write_text(json.dumps([*earlier, asdict(recovery)], indent=2))
+def _unfinished(location: Any) -> Recovery | None:
+    """Return a recovery an earlier open began and did not finish."""
+    notes = pending_recovery(location.read(RECOVERY_FILE))
+    return notes[-1] if notes and notes[-1].state != "done" else None
 
 
-def _utc(value: Any) -> str:
-    if isinstance(value, datetime):
-        # Lance gives naive local time (datetime.fromtimestamp); astimezone reads it so.
-        return value.astimezone(UTC).isoformat(timespec="seconds")
-    return str(value)
+def _note(location: Any, recovery: Recovery) -> None:
+    """Write the recovery into the note file durably (replacing an unfinished one)."""
+    notes = [n for n in pending_recovery(location.read(RECOVERY_FILE)) if n.state == "done"]
+    data = [asdict(n) for n in notes] + [asdict(recovery)]
+    location.write(RECOVERY_FILE, json.dumps(data, indent=2).encode())
