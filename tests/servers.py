@@ -115,4 +115,19 @@ def start_s3_server(log: Path) -> tuple[dict[str, str], subprocess.Popen[bytes]]
     else:
         process.kill()
         raise AssertionError("the S3 server accepted a second conditional create (no 412)")
+    # The lease is renewed with If-Match and taken over with a conditional delete: a stale
+    # ETag must be refused for both.
+    stale = client.head_object(Bucket="herdrecord-probe", Key="probe")["ETag"]
+    client.put_object(Bucket="herdrecord-probe", Key="probe", Body=b"3", IfMatch=stale)
+    for call in (
+        lambda: client.put_object(Bucket="herdrecord-probe", Key="probe", Body=b"4", IfMatch=stale),
+        lambda: client.delete_object(Bucket="herdrecord-probe", Key="probe", IfMatch=stale),
+    ):
+        try:
+            call()
+        except ClientError as error:
+            assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+        else:
+            process.kill()
+            raise AssertionError("the S3 server ignored If-Match with a stale ETag")
     return options, process

@@ -23,7 +23,7 @@ from herdrecord.links import current_links
 from herdrecord.poolindex import INDEX_FILE
 from herdrecord.simulate import SimulationConfig, simulate
 from herdrecord.sqlsandbox import run_sql
-from herdrecord.storage import LOCK_NAME, ObjectLock
+from herdrecord.storage import LOCK_NAME, ObjectLocation, ObjectLock
 from herdrecord.store import Record, create_record, open_record
 
 SIM = SimulationConfig(
@@ -141,23 +141,117 @@ def test_a_second_writer_waits_then_fails_clearly(s3: dict[str, str]) -> None:
     assert record.location.read(LOCK_NAME) is None
 
 
-def test_a_dead_writers_lease_is_taken_over(s3: dict[str, str]) -> None:
-    record = create_record("s3://herd/dead", _settings(s3, lock_timeout_s=2.0))
-    dead = {"holder": "pid 1 on edge-7 since 03:00:00Z", "expires_at": time.time() - 1}
-    record.location.write(LOCK_NAME, json.dumps(dead).encode())
+def _stale_lock(record: Record, body: dict[str, object]) -> None:
+    """Leave a lock object as a killed writer would: written once, never renewed."""
+    record.location.write(LOCK_NAME, json.dumps(body).encode())
+
+
+def test_a_dead_writers_lease_is_taken_over_by_the_stores_clock(
+    s3: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ObjectLock, "LEASE_S", 1.0)
+    record = create_record("s3://herd/dead", _settings(s3, lock_timeout_s=5.0))
+    _stale_lock(record, {"holder": "pid 1 on edge-7 since 03:00:00Z", "token": "dead"})
+    started = time.monotonic()
     with record.writer():
         held = json.loads(record.location.read(LOCK_NAME) or b"{}")
-        assert held["expires_at"] > time.time()
         assert "edge-7" not in held["holder"]
+    # Taken once the store saw no renewal for a lease (1 s, at its 1-s clock resolution).
+    assert 0.9 <= time.monotonic() - started < 4.0
 
 
-def test_a_live_lease_is_renewed(s3: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_live_lease_is_not_taken_whatever_the_clocks_say(
+    s3: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staleness is judged by the store's own clock, so a holder whose clock is far behind
+    (its body claims to have expired long ago) is not taken over while it renews."""
+    monkeypatch.setattr(ObjectLock, "LEASE_S", 2.0)
+    record = create_record("s3://herd/skew", _settings(s3))
+    other = open_record(record.uri, _settings(s3, lock_timeout_s=3.5))
+    with record.writer() as lock:
+        lock_body = json.loads(record.location.read(LOCK_NAME) or b"{}")
+        assert "expires_at" not in lock_body  # nothing in it depends on the holder's clock
+        with pytest.raises(RecordLocked), other.writer():
+            pass
+        lock.ensure_held()  # renewed all along
+
+
+def test_a_writer_that_lost_its_lease_commits_nothing(
+    s3: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from herdrecord.errors import HerdrecordError
+    from herdrecord.ingest import Ingestor
+    from herdrecord.intake import parse_json
+
     monkeypatch.setattr(ObjectLock, "LEASE_S", 0.4)
-    record = create_record("s3://herd/renewed", _settings(s3))
-    other = open_record(record.uri, _settings(s3, lock_timeout_s=1.2))
-    # Held three leases long: renewed, never taken over.
-    with record.writer(), pytest.raises(RecordLocked), other.writer():
+    record = create_record("s3://herd/lost", _settings(s3))
+    batch = make_batch(batch_id="cam-2/2026-09-01T08", device_id="cam-2")
+    with record.writer():
+        ingestor = Ingestor(record)
+        assert ingestor.offer(parse_json(json.dumps(batch).encode(), "b")) is None
+        # Another writer takes the lock over (as after a long stall of this one).
+        _stale_lock(record, {"holder": "pid 2 on central", "token": "theirs"})
+        time.sleep(0.5)  # a renewal meets the other writer's lease
+        with pytest.raises(HerdrecordError, match="lost its lock"):
+            ingestor.flush()
+        record.location.delete(LOCK_NAME)
+    assert record.committed_batch_ids().to_pylist() == []
+
+
+def test_a_stale_lock_that_cannot_be_removed_is_a_clear_error(
+    s3: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    monkeypatch.setattr(ObjectLock, "LEASE_S", 1.0)
+    record = create_record("s3://herd/stuck", _settings(s3, lock_timeout_s=10.0))
+    _stale_lock(record, {"holder": "pid 3 on edge-9", "token": "gone"})
+    time.sleep(2.1)
+    location = record.location
+    assert isinstance(location, ObjectLocation)
+
+    def refuse(**kwargs: object) -> None:
+        error = {"Error": {"Code": "NotImplemented"}, "ResponseMetadata": {"HTTPStatusCode": 501}}
+        raise ClientError(error, "DeleteObject")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(location.client, "delete_object", refuse)
+    started = time.monotonic()
+    with pytest.raises(InvalidInput, match="cannot be removed"), record.writer():
         pass
+    assert time.monotonic() - started < 5.0
+
+
+def test_two_waiters_never_both_take_a_dead_writers_lock(
+    s3: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    monkeypatch.setattr(ObjectLock, "LEASE_S", 1.0)
+    record = create_record("s3://herd/race", _settings(s3))
+    _stale_lock(record, {"holder": "pid 4 on edge-1", "token": "dead"})
+    time.sleep(2.1)
+    holding = threading.Barrier(2, timeout=10)
+    outcomes: list[str] = []
+
+    def wait_for_it() -> None:
+        # Each waiter has its own client, as two processes would.
+        mine = open_record(record.uri, _settings(s3, lock_timeout_s=1.5))
+        try:
+            with mine.writer():
+                outcomes.append("took it")
+                holding.wait()  # both threads reach here only if both hold the lock
+        except RecordLocked:
+            outcomes.append("waited")
+            holding.abort()
+        except threading.BrokenBarrierError:
+            pass
+
+    threads = [threading.Thread(target=wait_for_it) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["took it", "waited"]
 
 
 def test_bad_object_store_uris_are_clear(s3: dict[str, str]) -> None:

@@ -187,6 +187,7 @@ class Ingestor:
             return []
         record = self.record
         batch_ids = [frames.header.batch_id for frames in group.frames]
+        record.ensure_writer()
         _announce(record, batch_ids)
         dim = record.embedder.dim
         per_table: dict[str, list[pa.Table]] = {name: [] for name in BATCH_TABLES}
@@ -199,6 +200,7 @@ class Ingestor:
             if rows.num_rows:
                 table.add(rows)
         ledger = record.table("batches")
+        record.ensure_writer()  # a lost lease stops here: the rows stay invisible
         ledger.add(_ledger_rows(group, record))  # the commit point
         self.ledger_version = int(ledger.version)
         record.location.delete(PENDING_FILE)

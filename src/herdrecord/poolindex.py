@@ -8,6 +8,8 @@ write the pool table, and save the index stamped with the table's new version.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from herdrecord.pool import Pool
@@ -15,12 +17,18 @@ from herdrecord.reid import FaissIndex, IndexStamp, index_bytes, load_index_byte
 from herdrecord.store import Record
 
 INDEX_FILE = "pool.faiss"
+log = logging.getLogger("herdrecord.poolindex")
 
 
 def open_pool_index(record: Record, pool: Pool) -> FaissIndex:
     """Return the index of the pool as stored now: loaded if its stamp is current, else built."""
     stamp = _stamp(record, len(pool))
-    index = load_index_bytes(record.location.read(INDEX_FILE), stamp, record.uri)
+    try:
+        data = record.location.read(INDEX_FILE)
+    except OSError as error:  # an unreadable cache is rebuilt, as a missing one is
+        log.warning("cannot read the index of %s (%s); it will be rebuilt", record.uri, error)
+        data = None
+    index = load_index_bytes(data, stamp, record.uri)
     if index is not None:
         return index
     index = FaissIndex(pool.dim, expected_size=len(pool))
@@ -45,6 +53,7 @@ def sync_index(index: FaissIndex, pool: Pool) -> None:
 def write_pool(record: Record, pool: Pool, index: FaissIndex) -> None:
     """Write the pool table, then the index stamped with the table's new version."""
     table = record.table("pool")
+    record.ensure_writer()
     table.add(pool.to_arrow(table.schema), mode="overwrite")
     sync_index(index, pool)
     record.location.write(INDEX_FILE, index_bytes(index, _stamp(record, len(index))))

@@ -23,13 +23,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+from uuid import uuid4
 
 import lancedb
 
-from herdrecord.errors import InvalidInput, RecordLocked
+from herdrecord.errors import HerdrecordError, InvalidInput, RecordLocked
 
 LOCK_NAME = ".herdrecord.lock"
 OBJECT_SCHEMES = ("s3",)
@@ -112,6 +114,9 @@ class Lock(ABC):
     @abstractmethod
     def release(self) -> None:
         """Give the lock back."""
+
+    def ensure_held(self) -> None:  # noqa: B027 - a local lock cannot be lost
+        """Raise unless the lock is still held (a lease can be lost; a flock cannot)."""
 
 
 # --- a local directory ----------------------------------------------------------------------
@@ -244,9 +249,13 @@ class ObjectLocation(Location):
             from botocore.config import Config
 
             kwargs = {_BOTO_OPTIONS[k]: v for k, v in self.options.items() if k in _BOTO_OPTIONS}
-            self._client = boto3.client(
-                "s3", config=Config(retries={"max_attempts": 5, "mode": "standard"}), **kwargs
+            # Short timeouts: a call's retries must end well inside the lock's lease.
+            config = Config(
+                connect_timeout=5,
+                read_timeout=15,
+                retries={"max_attempts": 3, "mode": "standard"},
             )
+            self._client = boto3.client("s3", config=config, **kwargs)
         return self._client
 
     def key(self, name: str) -> str:
@@ -334,16 +343,31 @@ class ObjectLocation(Location):
 class _Lease:
     etag: str
     holder: str
+    token: str  # this holder's own mark: a retried renewal that landed is recognised
+
+
+@dataclass(frozen=True)
+class _Held:
+    lease: _Lease
+    age_s: float  # since its last renewal, by the store's own clock (no skew between hosts)
 
 
 class ObjectLock(Lock):
-    """A writer lock held as a renewed lease object, created with `If-None-Match: *`."""
+    """A writer lock held as a renewed lease object, created with `If-None-Match: *`.
+
+    Staleness is judged by the store's clock alone (the object's Last-Modified against the
+    response's Date), so hosts whose clocks disagree never take a live lease. The holder
+    checks `ensure_held` before each commit: a lease it failed to renew for half its length,
+    or one another writer took over, stops the write before anything is committed.
+    """
 
     LEASE_S = 60.0  # a holder that stops renewing for this long has died
 
     def __init__(self, location: ObjectLocation, lease: _Lease) -> None:
         self._location = location
         self._lease = lease
+        self._renewed_at = time.monotonic()
+        self._lost: str | None = None
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew, name="herdrecord-lease", daemon=True)
@@ -356,34 +380,56 @@ class ObjectLock(Lock):
 
         client, key = location.client, location.key(LOCK_NAME)
         started = time.monotonic()
-        while True:
-            holder = f"pid {os.getpid()} on {socket.gethostname()}"
-            try:
-                put = client.put_object(
-                    Bucket=location.bucket, Key=key, Body=_lease_body(holder), IfNoneMatch="*"
-                )
-                return cls(location, _Lease(put["ETag"], holder))
-            except ClientError as error:
-                if _status(error) not in (409, 412):
-                    raise
-            held = _read_lease(location)
-            if held is not None and held[1] < time.time():  # its holder stopped renewing
-                with contextlib.suppress(ClientError):  # another waiter may take it first
-                    client.delete_object(Bucket=location.bucket, Key=key, IfMatch=held[0].etag)
-                continue
-            waited = time.monotonic() - started
-            if waited >= timeout_s:
-                holder_text = held[0].holder if held else "unknown process"
-                raise RecordLocked(location.uri, holder_text, waited)
-            time.sleep(0.1)
+        with location._errors():
+            while True:
+                lease = _Lease("", f"pid {os.getpid()} on {socket.gethostname()}", uuid4().hex)
+                try:
+                    put = client.put_object(
+                        Bucket=location.bucket, Key=key, Body=_lease_body(lease), IfNoneMatch="*"
+                    )
+                    return cls(location, _Lease(put["ETag"], lease.holder, lease.token))
+                except ClientError as error:
+                    if _status(error) not in (409, 412):
+                        raise
+                held = _read_lease(location)
+                if held is None:
+                    continue  # released in between: try again at once
+                if held.age_s > cls.LEASE_S:  # its holder stopped renewing: it has died
+                    try:
+                        client.delete_object(
+                            Bucket=location.bucket, Key=key, IfMatch=held.lease.etag
+                        )
+                        continue
+                    except ClientError as error:
+                        if _status(error) != 412:  # 412: renewed or taken meanwhile
+                            raise InvalidInput(
+                                f"{location.uri}: the lock of a writer that stopped "
+                                f"({held.lease.holder}) cannot be removed ({_status(error)}); "
+                                f"once sure it is gone, delete {key} by hand"
+                            ) from None
+                waited = time.monotonic() - started
+                if waited >= timeout_s:
+                    raise RecordLocked(location.uri, held.lease.holder, waited)
+                time.sleep(0.2)
+
+    def ensure_held(self) -> None:
+        """Raise unless this writer still holds the lease (checked before each commit)."""
+        since = time.monotonic() - self._renewed_at
+        if self._lost is None and since > self.LEASE_S / 2:
+            self._lost = f"not renewed for {since:.0f} s"
+        if self._lost is not None:
+            raise HerdrecordError(
+                f"{self._location.uri}: this writer lost its lock ({self._lost}); nothing "
+                "more was written: run it again"
+            )
 
     def release(self) -> None:
         """Stop renewing and delete the lock object (only if it is still this holder's)."""
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         self._stop.set()
         self._renewer.join()
-        with self._guard, contextlib.suppress(ClientError):
+        with self._guard, contextlib.suppress(BotoCoreError, ClientError):
             self._location.client.delete_object(
                 Bucket=self._location.bucket,
                 Key=self._location.key(LOCK_NAME),
@@ -391,40 +437,62 @@ class ObjectLock(Lock):
             )
 
     def _renew(self) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         while not self._stop.wait(self.LEASE_S / 4):
             with self._guard:
-                try:
-                    put = self._location.client.put_object(
-                        Bucket=self._location.bucket,
-                        Key=self._location.key(LOCK_NAME),
-                        Body=_lease_body(self._lease.holder),
-                        IfMatch=self._lease.etag,
-                    )
-                    self._lease = _Lease(put["ETag"], self._lease.holder)
-                except (BotoCoreError, ClientError):
-                    continue  # tried again next time; the lease lasts four renewals
+                if not self._renew_once():
+                    return
+
+    def _renew_once(self) -> bool:
+        """Renew the lease; return False once it is lost for good."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        location = self._location
+        try:
+            put = location.client.put_object(
+                Bucket=location.bucket,
+                Key=location.key(LOCK_NAME),
+                Body=_lease_body(self._lease),
+                IfMatch=self._lease.etag,
+            )
+        except ClientError as error:
+            if _status(error) != 412:
+                return True  # tried again next time; the lease lasts four renewals
+            held = _read_lease(location)  # a retried renewal that landed, or a takeover?
+            if held is None or held.lease.token != self._lease.token:
+                self._lost = "another writer took it over"
+                return False
+            put = {"ETag": held.lease.etag}
+        except BotoCoreError:
+            return True
+        except Exception as error:  # recorded: ensure_held stops the writer
+            self._lost = f"renewal failed: {type(error).__name__}: {error}"
+            return False
+        self._lease = _Lease(put["ETag"], self._lease.holder, self._lease.token)
+        self._renewed_at = time.monotonic()
+        return True
 
 
-def _lease_body(holder: str) -> bytes:
-    now = time.time()
+def _lease_body(lease: _Lease) -> bytes:
     return json.dumps(
-        {
-            "holder": f"{holder} since {datetime.now(UTC):%H:%M:%S}Z",
-            "expires_at": now + ObjectLock.LEASE_S,
-        }
+        {"holder": f"{lease.holder} since {datetime.now(UTC):%H:%M:%S}Z", "token": lease.token}
     ).encode()
 
 
-def _read_lease(location: ObjectLocation) -> tuple[_Lease, float] | None:
-    """Return the lock object's lease and its expiry (epoch seconds), or None if it is gone."""
+def _read_lease(location: ObjectLocation) -> _Held | None:
+    """Return the lock object's lease and age by the store's clock, or None if it is gone."""
     try:
         got = location.client.get_object(Bucket=location.bucket, Key=location.key(LOCK_NAME))
     except location.client.exceptions.NoSuchKey:
         return None
-    body = json.loads(got["Body"].read())
-    return _Lease(got["ETag"], str(body["holder"])), float(body["expires_at"])
+    try:
+        body = json.loads(got["Body"].read())
+        holder, token = str(body["holder"]), str(body["token"])
+    except (ValueError, KeyError, TypeError):
+        holder, token = "a lock object herdrecord cannot read", ""
+    served = got["ResponseMetadata"].get("HTTPHeaders", {}).get("date")
+    now = parsedate_to_datetime(served) if served else datetime.now(UTC)
+    age = (now - got["LastModified"]).total_seconds()
+    return _Held(_Lease(got["ETag"], holder, token), age)
 
 
 def _status(error: Any) -> int:

@@ -87,6 +87,7 @@ class Record:
         self.db = db
         self.metadata = metadata
         self.recovery: Recovery | None = None  # what opening did after a power cut
+        self._locks: list[Lock] = []  # the writer locks this process holds on it
 
     @property
     def uri(self) -> str:
@@ -209,11 +210,19 @@ class Record:
     def writer(self) -> Iterator[Lock]:
         """Hold the record's single-writer lock; recover an interrupted batch on entry."""
         lock = self.location.acquire_lock(self.settings.lock_timeout_s)
+        self._locks.append(lock)
         try:
             recover_interrupted(self)
             yield lock
         finally:
+            self._locks.remove(lock)
             lock.release()
+
+    def ensure_writer(self) -> None:
+        """Raise if this process's writer lock on the record was lost (a lease on object
+        storage that could not be renewed); called before each commit."""
+        for lock in self._locks:
+            lock.ensure_held()
 
 
 class WriteLock(Lock):
