@@ -4,6 +4,8 @@ refused."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -47,7 +49,31 @@ def fleet(s3: dict[str, str]) -> list[Record]:
         )
         record = create_record(f"{ROOT}/{farm}", _settings(s3), farm_id=farm)
         deliver_day_by_day(record, simulate(config).batches)
+        _weigh_everyone(record)
     return fleet_records(ROOT, _settings(s3))
+
+
+def _weigh_everyone(record: Record) -> None:
+    """Three scale weighings per animal over the two days (the growth query's input)."""
+    from datetime import datetime
+
+    from herdrecord.eventrules import EventInput
+    from herdrecord.events import add_events
+
+    animals = record.table("animals").to_lance().to_table(columns=["animal_id"])
+    times = ("2026-09-01T06:00:00+00:00", "2026-09-01T18:00:00+00:00", "2026-09-02T12:00:00+00:00")
+    events = [
+        EventInput(
+            animal_id=animal,
+            kind="weight",
+            at=datetime.fromisoformat(at),
+            author="scale",
+            value=60.0 + number + 0.4 * step,
+        )
+        for number, animal in enumerate(animals.column("animal_id").to_pylist())
+        for step, at in enumerate(times)
+    ]
+    add_events(record, events)
 
 
 def test_the_fleet_lists_one_record_per_farm(fleet: list[Record]) -> None:
@@ -105,7 +131,10 @@ def test_a_named_query_runs_on_every_farm(fleet: list[Record]) -> None:
     params = {"days": "7", "min_days": "2", "as_of": "2026-09-03"}
     rows = fleet_query(fleet, "growth", params)
     assert rows.column_names[0] == "farm_id"
-    assert set(rows.column("farm_id").to_pylist()) <= set(FARMS)
+    per_farm = {farm: rows.column("farm_id").to_pylist().count(farm) for farm in FARMS}
+    for record in fleet:  # every weighed animal of every farm, each once
+        assert per_farm[record.farm_id] == record.table("animals").count_rows() > 0
+    assert set(rows.column("adg_source").to_pylist()) == {"scale"}
 
 
 def test_the_fleet_export_reads_as_one_dataset_per_table(
@@ -238,3 +267,51 @@ def test_edge_records_push_to_their_farms_central_records_on_s3(
         farm: open_record(str(edges[farm]), Settings()).table("batches").count_rows()
         for farm in FARMS
     }
+
+
+def test_a_local_fleet_through_the_cli(tmp_path: Path) -> None:
+    """A fleet in a directory: `farm --set` names a record made with the default id, bad
+    ids are refused in one line, and `fleet query` / `fleet export` read every farm."""
+    root = tmp_path / "fleet"
+    made = runner.invoke(cli_app, ["init", str(root / "north")])
+    assert made.exit_code == 0, made.output
+    named = runner.invoke(cli_app, ["farm", str(root / "north"), "--set", "acme-north"])
+    assert named.exit_code == 0 and "farm acme-north" in named.output
+    bad = runner.invoke(cli_app, ["farm", str(root / "north"), "--set", "../evil"])
+    assert bad.exit_code == 2 and "farm id '../evil'" in bad.output
+    assert "Traceback" not in bad.output
+    refused = runner.invoke(cli_app, ["init", str(root / "x"), "--farm", "acme/south"])
+    assert refused.exit_code == 2 and not (root / "x").exists()
+    south = create_record(str(root / "south"), Settings(), farm_id="acme-south")
+    config = SimulationConfig(farm_id="acme-south", animals=3, pens=1, days=2, seed=7)
+    deliver_day_by_day(south, simulate(config).batches)
+    _weigh_everyone(south)
+    moved = runner.invoke(cli_app, ["farm", str(root / "south"), "--set", "acme-west"])
+    assert moved.exit_code == 2 and "holds batches of farm acme-south" in moved.output
+    query = runner.invoke(
+        cli_app,
+        [
+            "fleet",
+            "query",
+            str(root),
+            "growth",
+            "-p",
+            "days=7",
+            "-p",
+            "min_days=2",
+            "--format",
+            "csv",
+        ],
+    )
+    assert query.exit_code == 0, query.output
+    rows = list(csv.DictReader(io.StringIO(query.stdout)))
+    assert next(iter(rows[0])) == "farm_id"
+    assert {row["farm_id"] for row in rows} == {"acme-south"}
+    assert len(rows) == south.table("animals").count_rows()
+    out = tmp_path / "export"
+    exported = runner.invoke(cli_app, ["fleet", "export", str(root), "--out", str(out)])
+    assert exported.exit_code == 0, exported.output
+    assert (out / "days" / "farm_id=acme-south").is_dir()
+    assert not (out / "days" / "farm_id=acme-north").exists()  # no days there: no files
+    again = runner.invoke(cli_app, ["fleet", "export", str(root), "--out", str(out)])
+    assert again.exit_code == 2 and "not empty" in again.output

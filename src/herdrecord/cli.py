@@ -235,6 +235,25 @@ def _print_report(report: IngestReport) -> None:
     )
 
 
+@app.command(name="farm")
+def farm_command(
+    path: RecordPath,
+    set_to: Annotated[
+        str | None,
+        typer.Option(
+            "--set",
+            help="Name the record's farm (for a record made with the default id); refused "
+            "while it holds another farm's batches.",
+        ),
+    ] = None,
+) -> None:
+    """Show the farm the record belongs to (batches for another farm are refused), or set it."""
+    record = open_from_cli(path)
+    if set_to is not None:
+        record.set_farm_id(set_to)
+    console.print(f"{escape(record.uri)}: farm {escape(record.farm_id)}", soft_wrap=True)
+
+
 @app.command()
 def info(path: RecordPath) -> None:
     """Print what the record holds: tables, rows, bytes on disk, versions, fragments."""

@@ -43,7 +43,10 @@ def fleet_records(root: str, settings: Settings) -> list[Record]:
     """Return the records directly under `root`, one per farm, sorted by farm id."""
     location = location_of(root, settings.storage_options)
     records = [
-        open_record(child.uri, settings) for child in location.children() if is_record(child)
+        # Reads only: no power-cut recovery (it takes the writer lock); `open` does that.
+        open_record(child.uri, settings, recover=False)
+        for child in location.children()
+        if is_record(child)
     ]
     if not records:
         raise InvalidInput(f"{location.uri} holds no farm records (expected ROOT/<farm_id>/)")

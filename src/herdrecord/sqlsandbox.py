@@ -281,7 +281,7 @@ def sandbox_connection(
     if fleet:
         con = fleet_connection(fleet_records(str(record_path), settings))
     else:
-        con = connect(open_record(str(record_path), settings))
+        con = connect(open_record(str(record_path), settings, recover=False))
     lock_down(con, settings)
     return con
 

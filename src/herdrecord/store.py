@@ -148,6 +148,27 @@ class Record:
             ).when_matched_update_all().when_not_matched_insert_all().execute(row)
             self.metadata = {**self.metadata, META_EMBEDDER: spec}
 
+    def set_farm_id(self, farm_id: str) -> None:
+        """Name the farm the record belongs to (a record made with the default id); refused
+        while its ledger holds batches of another farm."""
+        check_farm_id(farm_id)
+        with self.writer():
+            ledger = self.table("batches").to_lance().to_table(columns=["farm_id"])
+            others = sorted(set(ledger.column("farm_id").to_pylist()) - {farm_id})
+            if others:
+                raise InvalidInput(
+                    f"the record holds batches of farm {', '.join(others)}: it cannot become "
+                    f"farm {farm_id!r}"
+                )
+            table = self.table("metadata")
+            row = pa.table(
+                {"key": [META_FARM_ID], "value": [json.dumps(farm_id)]}, schema=table.schema
+            )
+            table.merge_insert(
+                "key"
+            ).when_matched_update_all().when_not_matched_insert_all().execute(row)
+            self.metadata = {**self.metadata, META_FARM_ID: farm_id}
+
     @property
     def behaviours(self) -> tuple[str, ...]:
         """Return the record's behaviour vocabulary."""
@@ -277,6 +298,18 @@ def recover_interrupted(record: Record) -> list[str]:
     return orphans
 
 
+FARM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_farm_id(farm_id: str) -> None:
+    """Refuse a farm id that could not name a directory, an S3 prefix or a hive partition."""
+    if not FARM_ID.fullmatch(farm_id):
+        raise InvalidInput(
+            f"farm id {farm_id!r}: use letters, digits, '.', '_' and '-' (starting with a "
+            "letter or digit, at most 128)"
+        )
+
+
 def sql_literal(text: str) -> str:
     """Return `text` as a quoted SQL string literal (for Lance filters and DuckDB)."""
     return "'" + text.replace("'", "''") + "'"
@@ -311,6 +344,7 @@ def create_record(
         raise InvalidInput(f"{location.uri} exists and is not empty; choose a new place")
     if not behaviours or len(set(behaviours)) != len(behaviours):
         raise InvalidInput("the behaviour vocabulary must be non-empty and without repeats")
+    check_farm_id(farm_id)
     location.prepare()
     provenance = _Provenance(
         embedder_name, embedder_dim, DEFAULT_EMBEDDER_METRIC, behaviours, farm_id
@@ -319,14 +353,18 @@ def create_record(
     return open_record(location.uri, settings)
 
 
-def open_record(uri: str, settings: Settings | None = None) -> Record:
-    """Open an existing record; fail clearly if it is missing, too new or needs migrating."""
+def open_record(uri: str, settings: Settings | None = None, *, recover: bool = True) -> Record:
+    """Open an existing record; fail clearly if it is missing, too new or needs migrating.
+
+    A local record is first recovered if a power cut damaged its newest versions; readers
+    that must never write (fleet reads, the SQL sandbox) pass `recover=False`."""
     settings = settings or Settings()
     location = location_of(uri, settings.storage_options)
     if not is_record(location):
         raise RecordNotFound(location.uri)
     recovery = None
-    if location.local_path is not None:  # an object store's PUT is durable when it returns
+    # An object store's PUT is durable when it returns: nothing to recover there.
+    if recover and location.local_path is not None:
         recovery = recover_torn_versions(location.local_path, settings)
     db = location.connect()
     metadata = _read_metadata(db)
