@@ -319,6 +319,14 @@ class ObjectLocation(Location):
             found = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
         return int(found.get("KeyCount", 0)) == 0
 
+    def has_table(self, name: str) -> bool:
+        """Return whether a table of that name is stored (one listed object answers)."""
+        with self._errors():
+            found = self.client.list_objects_v2(
+                Bucket=self.bucket, Prefix=self.key(f"{name}.lance/_versions/"), MaxKeys=1
+            )
+        return int(found.get("KeyCount", 0)) > 0
+
     def children(self) -> list[Location]:
         """Return the prefixes directly under this one."""
         prefix = self.prefix + "/" if self.prefix else ""
