@@ -409,7 +409,8 @@ class ObjectLock(Lock):
                         )
                         continue
                     except ClientError as error:
-                        if _status(error) != 412:  # 412: renewed or taken meanwhile
+                        # 412: renewed or taken meanwhile; 404: another waiter removed it.
+                        if _status(error) not in (404, 412):
                             raise InvalidInput(
                                 f"{location.uri}: the lock of a writer that stopped "
                                 f"({held.lease.holder}) cannot be removed ({_status(error)}); "
