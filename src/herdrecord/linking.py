@@ -37,7 +37,7 @@ from herdrecord.pool import Pool
 from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.retention import RetentionReport, retain_locked
 from herdrecord.store import Record
-from herdrecord.timeline import DaysReport, refresh_days_locked
+from herdrecord.timeline import DaysReport, owe_days, settle_days_locked
 from herdrecord.trackletdata import TrackletData, load_tracklets
 
 
@@ -76,15 +76,20 @@ def relink_all(record: Record, config: LinkingConfig | None = None) -> LinkRepor
 def relink_locked(
     record: Record, pen_days: set[tuple[str, date]] | None, config: LinkingConfig | None = None
 ) -> LinkReport:
-    """Re-solve the given pen-days (all when None); the caller holds the writer lock."""
+    """Re-solve the given pen-days (all when None); the caller holds the writer lock.
+
+    The days are noted as owed before any link is written and re-derived after, so the days
+    of a run killed in between are re-derived by the next run.
+    """
     started = time.perf_counter()
     data = load_tracklets(record, pen_days)
-    report = _link(record, data, config or LinkingConfig(), started)
     if pen_days is None:
         touched = {date.fromisoformat(str(d)) for d in np.unique(data.day)}
     else:
         touched = {day for _, day in pen_days}
-    return replace(report, days=refresh_days_locked(record, touched))
+    owed = owe_days(record, touched)
+    report = _link(record, data, config or LinkingConfig(), started)
+    return replace(report, days=settle_days_locked(record, owed))
 
 
 def _pending_pen_days(record: Record) -> set[tuple[str, date]]:

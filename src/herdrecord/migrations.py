@@ -94,6 +94,9 @@ def apply_pending(ctx: MigrationContext) -> list[AppliedMigration]:
     if "migrations" not in ctx.table_names():
         db.create_table("migrations", schema=migrations_schema())
     done = {m.version for m in applied(db)}
+    if done and _schema_version(db) < max(done):
+        # A run killed between a migration's log row and its version stamp: finish it.
+        _set_schema_version(db, max(done))
     log = db.open_table("migrations")
     result = []
     for name in MIGRATIONS:
@@ -117,6 +120,11 @@ def apply_pending(ctx: MigrationContext) -> list[AppliedMigration]:
         _set_schema_version(db, version)
         result.append(AppliedMigration(version, name, now))
     return result
+
+
+def _schema_version(db: Any) -> int:
+    rows = db.open_table("metadata").to_lance().to_table(filter=f"key = '{META_SCHEMA_VERSION}'")
+    return int(json.loads(rows.column("value")[0].as_py())) if rows.num_rows else 0
 
 
 def _set_schema_version(db: Any, version: int) -> None:

@@ -13,6 +13,7 @@ so minutes stay right after retention thins old observations.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ BOUT_GAP_S = 15 * 60  # a lying bout survives a gap in tracking this long
 BOUT_MIN_S = 120  # shorter lying runs are classifier flicker, not bouts
 BOUT_BREAK_S = 60  # this long up (rows between lying rows) ends a bout
 CHUNK_DAYS = 14
+DAYS_OWED_FILE = ".herdrecord.days-owed.json"  # days whose links changed, until re-derived
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,35 @@ def _refresh_chunk(
         .execute(changed.cast(record.table("days").schema))
     )
     return int(figures.num_rows)
+
+
+def owe_days(record: Record, days: Iterable[date]) -> set[date]:
+    """Note durably that these days are about to change, before their links are written;
+    return them with the days an interrupted writer still owes.
+
+    A writer killed after its links and before its days leaves the note behind, so the next
+    one re-derives those days even when it finds nothing left to link.
+    """
+    owed = set(days) | owed_days(record)
+    if owed:
+        text = json.dumps(sorted(day.isoformat() for day in owed))
+        record.location.write(DAYS_OWED_FILE, text.encode())
+    return owed
+
+
+def owed_days(record: Record) -> set[date]:
+    """Return the days an interrupted writer changed the links of and did not re-derive."""
+    text = record.location.read(DAYS_OWED_FILE)
+    return set() if text is None else {date.fromisoformat(d) for d in json.loads(text)}
+
+
+def settle_days_locked(record: Record, days: set[date]) -> DaysReport:
+    """Re-derive the days `owe_days` returned, then clear the note; the caller holds the
+    writer lock."""
+    report = refresh_days_locked(record, days)
+    if days:
+        record.location.delete(DAYS_OWED_FILE)
+    return report
 
 
 def rebuild_days(record: Record, config: DaysConfig | None = None) -> DaysReport:
