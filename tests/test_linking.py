@@ -217,6 +217,29 @@ def test_reassign_is_never_overridden(record: Record) -> None:
     assert any(e.animal_id == pen1[0] for e in mine), "the old decision stays in the audit trail"
 
 
+def test_an_answer_against_one_given_at_the_same_time_is_refused(record: Record) -> None:
+    pen1 = busiest_animals(record, "pen-1")
+    spans = {
+        TrackletRef(r["device_id"], r["track_id"]): (r["start"], r["end"])
+        for r in record.read_visible(
+            "tracklets", ["device_id", "track_id", "start", "end"]
+        ).to_pylist()
+    }
+    links = links_of(record)
+    first, second = next(
+        (a, b)
+        for a, x in links.items()
+        if x == pen1[0]
+        for b, y in links.items()
+        if y == pen1[1] and spans[a][0] <= spans[b][1] and spans[b][0] <= spans[a][1]
+    )
+    reassign(record, first, pen1[2], by="vet")
+    with pytest.raises(InvalidInput, match=f"is {pen1[2]}'s by a person's answer"):
+        reassign(record, second, pen1[2], by="vet")  # one animal is not in two places
+    assert links_of(record)[first] == pen1[2]
+    assert links_of(record)[second] != pen1[2]
+
+
 def test_confirm_turns_a_link_into_a_review_decision(record: Record) -> None:
     tracklet, animal = next((t, a) for t, a in links_of(record).items() if a)
     confirm(record, tracklet, by="vet")
@@ -324,3 +347,25 @@ def test_answers_that_disagree_break_a_continuation_chain() -> None:
     assert split[0] == split[1] != split[2]
     assert split[3] == 1
     assert len(set(split.tolist())) == 3
+
+
+def test_answers_naming_one_animal_take_their_tracklets_out_of_overlapping_chains() -> None:
+    from herdrecord.linking import _part_rival_chains
+
+    # Chain 0 (t1 answered A, then t2, t3) overlaps chain 1 (t4, t5 answered A, t6) in time,
+    # though t1 and t5 do not overlap: both answers can hold, so the chains give way.
+    label = np.array([0, 1, 0, 0, 1, 1])
+    keys = [("d", f"t{i}") for i in (1, 4, 2, 3, 5, 6)]
+    start_s = np.array([0.0, 50.0, 110.0, 300.0, 400.0, 700.0])
+    end_s = np.array([100.0, 390.0, 290.0, 500.0, 600.0, 900.0])
+    must = {("d", "t1"): "A", ("d", "t5"): "A"}
+    parted = _part_rival_chains(label, keys, must, start_s, end_s)
+    by_key = dict(zip(keys, parted.tolist(), strict=True))
+    answered = {by_key[("d", "t1")], by_key[("d", "t5")]}
+    assert list(parted).count(by_key[("d", "t1")]) == 1  # each answer stands alone
+    assert list(parted).count(by_key[("d", "t5")]) == 1
+    assert by_key[("d", "t2")] == by_key[("d", "t3")] not in answered  # the runs between stay
+    assert by_key[("d", "t4")] != by_key[("d", "t6")]  # on either side of t5
+    assert sorted(set(parted.tolist())) == list(range(len(set(parted.tolist()))))  # no gaps
+    untouched = _part_rival_chains(label, keys, {("d", "t1"): "A"}, start_s, end_s)
+    assert untouched.tolist() == label.tolist()

@@ -1,12 +1,15 @@
-"""A state machine (hypothesis) drives ingest, re-sends, compaction and review answers against
-a simple model of what the record must hold, and checks after every step that they agree:
-every batch once, every tracklet once, every answer still in force, `check` clean."""
+"""A state machine (hypothesis) drives ingest, re-sends, compaction and review answers (confirm,
+reassign, merge, split) against a simple model of what the record must hold, and checks after
+every step that they agree: every batch once, every tracklet once, every answer still in force
+(an answer naming a merged animal now names the animal it was merged into), no link to a merged
+animal, `check` clean."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
@@ -20,7 +23,7 @@ from herdrecord.ingest import compact_if_fragmented, ingest
 from herdrecord.intake import parse_json
 from herdrecord.linking import link_pending
 from herdrecord.links import current_links
-from herdrecord.review import TrackletRef, confirm, reassign
+from herdrecord.review import TrackletRef, confirm, merge, reassign, split
 from herdrecord.simulate import SimulationConfig, simulate
 from herdrecord.store import create_record
 
@@ -43,6 +46,7 @@ class RecordMachine(RuleBasedStateMachine):
         self.committed: set[str] = set()
         self.tracklets: set[tuple[str, str]] = set()
         self.answers: dict[tuple[str, str], str] = {}
+        self.merged: dict[str, str] = {}  # animal -> the animal it was merged into
 
     def teardown(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -110,6 +114,54 @@ class RecordMachine(RuleBasedStateMachine):
             return  # refused (e.g. seen elsewhere at the same time): nothing changed
         self.answers[key] = other
 
+    @precondition(lambda self: self.sent > 0)
+    @rule(data=st.data())
+    def merge_two_animals(self, data: st.DataObject) -> None:
+        pairs = self._never_together()
+        if not pairs:
+            return
+        keep, gone = data.draw(st.sampled_from(pairs))
+        moving = [key for key, animal in self._linked() if animal == gone]
+        merge(self.record, keep, gone, "machine")
+        self.merged[gone] = keep
+        self.answers = {key: keep if a == gone else a for key, a in self.answers.items()}
+        current = dict(self._linked())
+        assert all(current.get(key) == keep for key in moving)
+
+    @precondition(lambda self: self.sent > 0)
+    @rule(data=st.data())
+    def split_off_tracklets(self, data: st.DataObject) -> None:
+        linked = self._linked()
+        if not linked:
+            return
+        animal = data.draw(st.sampled_from(sorted({a for _, a in linked})))
+        mine = [key for key, a in linked if a == animal]
+        chosen = data.draw(st.lists(st.sampled_from(mine), min_size=1, max_size=3, unique=True))
+        outcome = split(self.record, animal, [TrackletRef(*key) for key in chosen], "machine")
+        new = outcome.animals[1]
+        for key in chosen:
+            self.answers[key] = new
+
+    def _never_together(self) -> list[tuple[str, str]]:
+        """Return the (keep, gone) pairs of linked animals never seen at the same time."""
+        tracklets = self.record.read_visible("tracklets", ["device_id", "track_id", "start", "end"])
+        spans = {
+            (d, t): (start, end)
+            for d, t, start, end in zip(
+                *(tracklets.column(c).to_pylist() for c in tracklets.column_names), strict=True
+            )
+        }
+        seen: dict[str, list[tuple[datetime, datetime]]] = {}
+        for key, animal in self._linked():
+            seen.setdefault(animal, []).append(spans[key])
+        return [
+            (keep, gone)
+            for keep in sorted(seen)
+            for gone in sorted(seen)
+            if keep != gone
+            and not any(a <= d and c <= b for a, b in seen[keep] for c, d in seen[gone])
+        ]
+
     @invariant()
     def agrees_with_the_model(self) -> None:
         if not hasattr(self, "record"):
@@ -136,12 +188,22 @@ class RecordMachine(RuleBasedStateMachine):
         current = dict(self._linked())
         for key, animal in self.answers.items():
             assert current.get(key) == animal, f"{key}: answered {animal}, now {current.get(key)}"
+        animals = {
+            row["animal_id"]: row
+            for row in self.record.table("animals")
+            .to_lance()
+            .to_table(columns=["animal_id", "status", "merged_into"])
+            .to_pylist()
+        }
+        for gone, keep in self.merged.items():
+            assert animals[gone]["status"] == "merged" and animals[gone]["merged_into"] == keep
+        assert not set(current.values()) & set(self.merged), "a link names a merged animal"
         assert check_record(self.record).ok
 
 
 RecordMachine.TestCase.settings = settings(
     max_examples=4,
-    stateful_step_count=8,
+    stateful_step_count=10,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

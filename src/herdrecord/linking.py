@@ -102,26 +102,16 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     pool_rows = record.table("pool").to_lance().to_table()
     pool = Pool.from_arrow(pool_rows, dim, config.exemplars_per_animal)
     solving = set(zip(data.device_id, data.track_id, strict=True))
-    constraints = record.table("constraints").to_lance().to_table().to_pylist()
-    cannot: dict[tuple[str, str], set[str]] = defaultdict(set)
-    must: dict[tuple[str, str], str] = {}
-    must_by: dict[tuple[str, str], str] = {}
-    for c in sorted(constraints, key=lambda c: c["decided_at"]):
-        key = (c["device_id"], c["track_id"])
-        if c["kind"] == "must_link":
-            must[key] = c["animal_id"]
-            must_by[key] = c["decided_by"]
-        else:
-            cannot[key].add(c["animal_id"])
-    pen_days = [_prepare(data, key, rows, config, must) for key, rows in data.pen_days()]
+    answers = read_answers(record)
+    pen_days = [_prepare(data, key, rows, config, answers.must) for key, rows in data.pen_days()]
     run = RunState(
         pool=pool,
         index=open_pool_index(record, pool),
         owners=pool.owners(),
         animals=_animal_states(record, solving),
-        must=must,
-        must_by=must_by,
-        cannot=cannot,
+        must=answers.must,
+        must_by=answers.must_by,
+        cannot=answers.cannot,
         threshold=_calibrate(pen_days, config),
         config=config,
         next_number=_next_provisional_number(record),
@@ -146,6 +136,30 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     )
 
 
+@dataclass(frozen=True)
+class Answers:
+    """People's answers in force, by tracklet (device_id, track_id)."""
+
+    must: dict[tuple[str, str], str]  # the animal it is: its latest must-link
+    must_by: dict[tuple[str, str], str]  # who gave that answer
+    cannot: dict[tuple[str, str], set[str]]  # the animals it is not
+
+
+def read_answers(record: Record) -> Answers:
+    """Return people's answers in force (the constraints, latest must-link first)."""
+    constraints = record.table("constraints").to_lance().to_table().to_pylist()
+    answers = Answers({}, {}, defaultdict(set))
+    # A stable sort: of answers given at one time (a merge's copies), the later row wins.
+    for c in sorted(constraints, key=lambda c: c["decided_at"]):
+        key = (c["device_id"], c["track_id"])
+        if c["kind"] == "must_link":
+            answers.must[key] = c["animal_id"]
+            answers.must_by[key] = c["decided_by"]
+        else:
+            answers.cannot[key].add(c["animal_id"])
+    return answers
+
+
 def _prepare(
     data: TrackletData,
     key: tuple[str, date],
@@ -156,6 +170,7 @@ def _prepare(
     tracklets = centre_by_camera(data.pen_day(rows))
     keys = [(data.device_id[r], data.track_id[r]) for r in rows]
     label = _split_at_answers(chain_continuations(tracklets, config.continuation), keys, must)
+    label = _part_rival_chains(label, keys, must, tracklets.start_s, tracklets.end_s)
     tags = [data.tag_id[r] for r in rows]
     clusters = make_clusters(tracklets, label)
     cliques = [c.tolist() for c in maximal_cliques(clusters.start_s, clusters.end_s)]
@@ -186,6 +201,53 @@ def _split_at_answers(
             current = animal or current
             label[m] = segment
     return label
+
+
+def _part_rival_chains(
+    label: np.ndarray,
+    keys: list[tuple[str, str]],
+    must: dict[tuple[str, str], str],
+    start_s: np.ndarray,
+    end_s: np.ndarray,
+) -> np.ndarray:
+    """Take the answered tracklets out of chains that overlap in time another chain answered
+    with the same animal.
+
+    One animal cannot be in two places, so such chains are wrong somewhere, and an answer is
+    never overridden by a chain: each answered tracklet of them becomes a cluster of its own,
+    and the chain's other tracklets keep to their runs between answers. (Left as they were,
+    the two anchors would clash and one answer would lose.)
+    """
+    label = label.copy()
+    while True:
+        named = {int(label[i]): must[key] for i, key in enumerate(keys) if key in must}
+        k = int(label.max()) + 1 if len(label) else 0
+        start, end = np.full(k, np.inf), np.full(k, -np.inf)
+        np.minimum.at(start, label, start_s)
+        np.maximum.at(end, label, end_s)
+        size = np.bincount(label, minlength=k)
+        rivals = [
+            c
+            for c in named
+            if size[c] > 1
+            and any(
+                d != c and named[d] == named[c] and start[c] <= end[d] and start[d] <= end[c]
+                for d in named
+            )
+        ]
+        if not rivals:
+            return label
+        for cluster in rivals:
+            fresh = iter([cluster, *range(k, k + size[cluster])])  # the chain's label first
+            k += size[cluster]
+            run = None
+            for m in np.flatnonzero(label == cluster):  # in time order
+                if keys[m] in must:
+                    label[m], run = next(fresh), None
+                else:
+                    run = next(fresh) if run is None else run
+                    label[m] = run
+        label = np.unique(label, return_inverse=True)[1].astype(label.dtype)  # no gaps
 
 
 def _calibrate(pen_days: list[PenDayInput], config: LinkingConfig) -> float:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from herdrecord.errors import InvalidInput, UnknownAnimal, UnknownTracklet
-from herdrecord.linking import relink_locked
+from herdrecord.linking import read_answers, relink_locked
 from herdrecord.links import current_links, pen_days_of
 from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.poolindex import open_pool_index, write_pool
@@ -186,6 +186,12 @@ def reassign(record: Record, tracklet: TrackletRef, animal_id: str, by: str) -> 
     with record.writer():
         _require_animal(record, animal_id)
         current = _current_animal(record, tracklet)
+        clash = _answered_at_the_same_time(record, tracklet, animal_id)
+        if clash is not None:
+            raise InvalidInput(
+                f"{tracklet} cannot be {animal_id}: {clash}, seen at the same time, is "
+                f"{animal_id}'s by a person's answer (reassign {clash} first if that was wrong)"
+            )
         answers = [(tracklet, animal_id, "must_link")]
         if current is not None and current != animal_id:
             answers.append((tracklet, current, "cannot_link"))
@@ -511,6 +517,27 @@ def _overlap_between(record: Record, a: str, b: str) -> str | None:
         params={"a": a, "b": b},
     ).fetchall()
     return str(row[0][0]) if row else None
+
+
+def _answered_at_the_same_time(
+    record: Record, tracklet: TrackletRef, animal_id: str
+) -> TrackletRef | None:
+    """Return a tracklet seen at the same time as `tracklet` that a person's answer in force
+    gives to `animal_id` (the two answers cannot both hold)."""
+    own = (tracklet.device_id, tracklet.track_id)
+    keys = {key for key, animal in read_answers(record).must.items() if animal == animal_id} - {own}
+    if not keys:
+        return None
+    listed = ", ".join(_sql(t) for t in sorted({own[1], *(t for _, t in keys)}))
+    rows = record.read_visible(
+        "tracklets", ["device_id", "track_id", "start", "end"], where=f"track_id IN ({listed})"
+    ).to_pylist()
+    spans = {(r["device_id"], r["track_id"]): (r["start"], r["end"]) for r in rows}
+    start, end = spans[own]
+    for key in sorted(keys & set(spans)):
+        if spans[key][0] <= end and start <= spans[key][1]:
+            return TrackletRef(*key)
+    return None
 
 
 def _rederive(
