@@ -15,9 +15,8 @@ from conftest import deliver_day_by_day
 from herdrecord.check import check_record, repair_record
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
-from herdrecord.poolindex import INDEX_FILE
 from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import PENDING_FILE, Record, create_record
+from herdrecord.store import INDEX_FILE, PENDING_FILE, Record, create_record
 
 SIM = SimulationConfig(
     animals=5, pens=1, days=1, seed=21, arrival_rate_per_day=0.0, obs_interval_s=300.0

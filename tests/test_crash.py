@@ -46,6 +46,8 @@ from herdrecord.schema import (
 )
 from herdrecord.simulate import SimulationConfig, simulate
 from herdrecord.store import (
+    INDEX_FILE,
+    LINK_RUN_FILE,
     LOCK_FILE,
     Record,
     create_record,
@@ -269,9 +271,9 @@ def test_linking_killed_at_random_moments_then_rerun_links_every_tracklet_once(
         )
     )
     assert sorted(keys) == _tracklet_keys(record)  # one current link each, none left out
-    # Which animal a tracklet gets may differ from the uninterrupted run: a run killed after it
-    # wrote its new animals and pool exemplars, before its links, leaves them to the next run,
-    # which links against them. The days follow whatever links are current.
+    # A run killed after its new animals and pool exemplars, before its links, is undone when
+    # the lock is next taken: every tracklet gets the animal the uninterrupted run gave it.
+    assert _animal_of(record) == _animal_of(open_record(str(reference), Settings()))
     assert not (path / DAYS_OWED_FILE).exists()
     assert _days(record) == _rederived_days(path, tmp_path / "rederived")
 
@@ -312,6 +314,57 @@ def test_a_link_run_killed_after_its_links_has_its_days_derived_by_the_next(
     assert check_record(record).ok
     _assert_every_batch_once(record, acknowledged)
     assert _days(record) == _rederived_days(path, tmp_path / "rederived")
+
+
+# A link run killed the moment its pool is written, before its links.
+POOL_WRITTEN_THEN_KILLED = """
+import os, signal, sys
+from herdrecord import linking
+from herdrecord.config import Settings
+from herdrecord.store import open_record
+write_pool = linking.write_pool
+def killed_after_the_pool(*args):
+    write_pool(*args)
+    os.kill(os.getpid(), signal.SIGKILL)
+linking.write_pool = killed_after_the_pool
+linking.link_pending(open_record(sys.argv[1], Settings()))
+"""
+
+
+def _animal_of(record: Record) -> dict[tuple[str, str], object]:
+    links = current_links(record).to_pylist()
+    return {(row["device_id"], row["track_id"]): row["animal_id"] for row in links}
+
+
+def test_a_link_run_killed_before_its_links_is_undone_and_redone_alike(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "herd"
+    record = create_record(str(path), Settings())
+    acknowledged = _ingest_barn(record, SHED)
+    reference = tmp_path / "reference"
+    shutil.copytree(path, reference)
+    link_pending(open_record(str(reference), Settings()))
+    pool_version = record.table("pool").version
+    child = subprocess.run(
+        [sys.executable, "-c", POOL_WRITTEN_THEN_KILLED, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert record.table("animals").count_rows() > 0  # its new animals and pool are there
+    assert record.table("pool").version > pool_version
+    with record.writer():  # taking the lock undoes them
+        assert record.table("animals").count_rows() == 0
+        assert record.table("pool").count_rows() == 0
+        assert not (path / LINK_RUN_FILE).exists() and not (path / INDEX_FILE).exists()
+    link_pending(record)
+    assert check_record(record).ok, check_record(record).problems
+    _assert_every_batch_once(record, acknowledged)
+    redone = open_record(str(reference), Settings())
+    assert _animal_of(record) == _animal_of(redone)  # as if it had never been killed
+    assert record.table("pool").count_rows() == redone.table("pool").count_rows()
 
 
 def test_compaction_killed_at_random_moments_keeps_every_row(

@@ -313,8 +313,9 @@ def test_unknown_ids_are_clear_errors(record: Record) -> None:
 
 def test_the_faiss_index_follows_the_pool_without_rebuilds(record: Record) -> None:
     from herdrecord.pool import Pool
-    from herdrecord.poolindex import INDEX_FILE, open_pool_index
+    from herdrecord.poolindex import open_pool_index
     from herdrecord.reid import IndexStamp, load_index
+    from herdrecord.store import INDEX_FILE
 
     def current_stamp() -> IndexStamp:
         rows = record.table("pool").to_lance().to_table()

@@ -20,11 +20,10 @@ from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput, RecordLocked
 from herdrecord.export import export_parquet
 from herdrecord.links import current_links
-from herdrecord.poolindex import INDEX_FILE
 from herdrecord.simulate import SimulationConfig, simulate
 from herdrecord.sqlsandbox import run_sql
 from herdrecord.storage import LOCK_NAME, ObjectLocation, ObjectLock
-from herdrecord.store import Record, create_record, open_record
+from herdrecord.store import INDEX_FILE, Record, create_record, open_record
 
 SIM = SimulationConfig(
     animals=6, pens=1, days=2, seed=33, arrival_rate_per_day=0.0, obs_interval_s=300.0

@@ -19,11 +19,11 @@ import pyarrow.compute as pc
 
 from herdrecord.links import current_links
 from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
-from herdrecord.poolindex import INDEX_FILE, index_stamp, open_pool_index
+from herdrecord.poolindex import index_stamp, open_pool_index
 from herdrecord.recovery import RECOVERY_FILE, pending_recovery
 from herdrecord.reid.persist import index_bytes, load_index_bytes
 from herdrecord.schema import BATCH_TABLES
-from herdrecord.store import Record, sql_literal
+from herdrecord.store import INDEX_FILE, Record, sql_literal
 
 SHOWN = 20  # examples named per problem
 

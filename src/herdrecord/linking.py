@@ -36,7 +36,7 @@ from herdrecord.penday import solve_day
 from herdrecord.pool import Pool
 from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.retention import RetentionReport, retain_locked
-from herdrecord.store import Record
+from herdrecord.store import Record, link_run_done, note_link_run
 from herdrecord.timeline import DaysReport, owe_days, settle_days_locked
 from herdrecord.trackletdata import TrackletData, load_tracklets
 
@@ -360,6 +360,8 @@ def _write(record: Record, decisions: list[dict[str, object]], run: RunState) ->
         else:
             row = {**row, "pen_id": state.pen_id, "tag_id": state.tag_id}
         rows.append(row)
+    new_animals = [str(r["animal_id"]) for r in rows if r["animal_id"] not in known]
+    note_link_run(record, new_animals)  # a run killed before its links is undone on entry
     if rows:
         update = pa.Table.from_pylist(rows, schema=animals_table.schema)
         animals_table.merge_insert(
@@ -372,6 +374,7 @@ def _write(record: Record, decisions: list[dict[str, object]], run: RunState) ->
             schema=record.table("links").schema,
         )
         record.table("links").add(links)
+    link_run_done(record)
 
 
 def linked_counts(record: Record) -> dict[str, int]:

@@ -14,9 +14,8 @@ import numpy as np
 
 from herdrecord.pool import Pool
 from herdrecord.reid import FaissIndex, IndexStamp, index_bytes, load_index_bytes
-from herdrecord.store import Record
+from herdrecord.store import INDEX_FILE, Record
 
-INDEX_FILE = "pool.faiss"
 log = logging.getLogger("herdrecord.poolindex")
 
 

@@ -52,6 +52,8 @@ from herdrecord.storage import Location, Lock, location_of
 
 LOCK_FILE = ".herdrecord.lock"
 PENDING_FILE = ".herdrecord.pending.json"  # batch ids being written; cleared after the ledger
+LINK_RUN_FILE = ".herdrecord.link-run.json"  # a link run's undo, until its links are written
+INDEX_FILE = "pool.faiss"  # the re-ID pool's FAISS index, a stamped cache (poolindex.py)
 
 
 @dataclass(frozen=True)
@@ -284,7 +286,10 @@ class WriteLock(Lock):
 
 
 def recover_interrupted(record: Record) -> list[str]:
-    """Remove rows of announced batches that never reached the ledger; return their ids."""
+    """Undo what a killed writer left half done (runs on taking the writer lock, before
+    anything else is written): a link run's animals and pool without its links; rows of
+    announced batches that never reached the ledger. Return the ids of those batches."""
+    undo_unfinished_link_run(record)
     pending = record.pending_batch_ids()
     if not pending:
         return []
@@ -296,6 +301,42 @@ def recover_interrupted(record: Record) -> list[str]:
             record.table(name).delete(where)
     record.location.delete(PENDING_FILE)
     return orphans
+
+
+def note_link_run(record: Record, new_animals: list[str]) -> None:
+    """Note durably, before a link run writes its animals and pool, what undoes them if it
+    is killed before its links land: the versions of `links` and `pool`, its new animals."""
+    note = {
+        "links_version": int(record.table("links").version),
+        "pool_version": int(record.table("pool").version),
+        "new_animals": new_animals,
+    }
+    record.location.write(LINK_RUN_FILE, json.dumps(note).encode())
+
+
+def link_run_done(record: Record) -> None:
+    """Clear the note once the run's links are written."""
+    record.location.delete(LINK_RUN_FILE)
+
+
+def undo_unfinished_link_run(record: Record) -> bool:
+    """If a link run was killed after writing animals or pool and before its links, take
+    its new provisional animals out, put the pool back and drop the index; return whether
+    there was one. A run whose links landed only lost its note's removal."""
+    text = record.location.read(LINK_RUN_FILE)
+    if text is None:
+        return False
+    note = json.loads(text)
+    if int(record.table("links").version) == note["links_version"]:
+        if note["new_animals"]:
+            where = "animal_id IN (" + ", ".join(map(sql_literal, note["new_animals"])) + ")"
+            record.table("animals").delete(where)
+        pool = record.table("pool")
+        if int(pool.version) != note["pool_version"]:
+            pool.restore(note["pool_version"])
+        record.location.delete(INDEX_FILE)  # rebuilt from the pool by the next reader
+    record.location.delete(LINK_RUN_FILE)
+    return True
 
 
 FARM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
