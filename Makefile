@@ -23,8 +23,9 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check src tests benchmarks migrations examples
 	$(BIN)/mypy
 
+# One worker per core; a test file's tests stay on one worker (its module fixtures are built once).
 pytest: $(VENV)/.installed
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadfile
 
 slow: $(VENV)/.installed
 	$(BIN)/pytest -q -m slow
