@@ -19,17 +19,21 @@ from herdrecord.export import (
     export_parquet,
 )
 
+ExportDir = Annotated[Path, typer.Option(help="New (or empty) directory to write the export into.")]
+FirstDay = Annotated[
+    str | None, typer.Option("--from", help="First UTC day to export, YYYY-MM-DD.")
+]
+LastDay = Annotated[
+    str | None, typer.Option("--to", help="Last UTC day to export (included), YYYY-MM-DD.")
+]
+
 
 @app.command(name="export")
 def export_command(
     path: RecordPath,
-    out: Annotated[Path, typer.Option(help="New (or empty) directory to write the export into.")],
-    first_day: Annotated[
-        str | None, typer.Option("--from", help="First UTC day to export, YYYY-MM-DD.")
-    ] = None,
-    last_day: Annotated[
-        str | None, typer.Option("--to", help="Last UTC day to export (included), YYYY-MM-DD.")
-    ] = None,
+    out: ExportDir,
+    first_day: FirstDay = None,
+    last_day: LastDay = None,
     animals: Annotated[
         str | None, typer.Option(help="Export only these animals: ids, comma-separated.")
     ] = None,

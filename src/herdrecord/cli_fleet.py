@@ -11,10 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from herdrecord.cli import app, console, errors
-from herdrecord.cli_export import parse_day
+from herdrecord.cli_export import ExportDir, FirstDay, LastDay, parse_day
 from herdrecord.cli_query import parse_params, rows_table
 from herdrecord.cli_rows import RowFormat, check_output, write_rows
-from herdrecord.cli_sql import rich_rows, sql_summary
+from herdrecord.cli_sql import show_sql_result
 from herdrecord.config import Settings
 from herdrecord.export import ExportFilters, ExportProgress
 from herdrecord.fleet import fleet_export, fleet_query, fleet_records
@@ -83,13 +83,8 @@ def fleet_sql_command(
 ) -> None:
     """Run one read-only SELECT across every farm, sandboxed as `herdrecord sql` is."""
     check_output(output_format, out)
-    result = run_sql(root, query, Settings(), fleet=True)
-    if output_format is RowFormat.table:
-        console.print(rich_rows(result.table))
-    else:
-        write_rows(result.table, output_format, out)
-    notes = console if output_format is RowFormat.table or out is not None else errors
-    notes.print(sql_summary(result, output_format, out), highlight=False)
+    settings = Settings()
+    show_sql_result(run_sql(root, query, settings, fleet=True), output_format, out, settings)
 
 
 @fleet_app.command(name="query")
@@ -121,13 +116,9 @@ def fleet_query_command(
 @fleet_app.command(name="export")
 def fleet_export_command(
     root: FleetRoot,
-    out: Annotated[Path, typer.Option(help="New (or empty) directory to write the export into.")],
-    first_day: Annotated[
-        str | None, typer.Option("--from", help="First UTC day to export, YYYY-MM-DD.")
-    ] = None,
-    last_day: Annotated[
-        str | None, typer.Option("--to", help="Last UTC day to export (included), YYYY-MM-DD.")
-    ] = None,
+    out: ExportDir,
+    first_day: FirstDay = None,
+    last_day: LastDay = None,
 ) -> None:
     """Export every farm as Parquet, one dataset per table partitioned by farm_id (hive):
     DuckDB, Polars, Spark or Ray read OUT/days as one table with a farm_id column."""

@@ -47,14 +47,20 @@ def sql_command(
     extensions; time, memory and rows limited by HERDRECORD_SQL_* settings."""
     check_output(output_format, out)
     settings = Settings()
-    result = run_sql(path, query, settings)
+    show_sql_result(run_sql(path, query, settings), output_format, out, settings)
+
+
+def show_sql_result(
+    result: SqlResult, output_format: RowFormat, out: Path | None, settings: Settings
+) -> None:
+    """Print or write a query's rows, then its summary and any notice of a cut."""
     if output_format is RowFormat.table:
-        console.print(rich_rows(result.table))
+        console.print(_rich_table(result.table))
     else:
         write_rows(result.table, output_format, out)
     # The notes go to stderr when rows go to stdout, so that stdout stays pure CSV or JSON.
     notes = console if output_format is RowFormat.table or out is not None else errors
-    notes.print(sql_summary(result, output_format, out), highlight=False)
+    notes.print(_summary(result, output_format, out), highlight=False)
     if result.truncated:
         notes.print(
             f"[yellow]note:[/] the result was cut at {settings.sql_max_rows:,} rows "
@@ -63,7 +69,7 @@ def sql_command(
         )
 
 
-def sql_summary(result: SqlResult, output_format: RowFormat, out: Path | None) -> str:
+def _summary(result: SqlResult, output_format: RowFormat, out: Path | None) -> str:
     rows = result.table.num_rows
     text = f"{rows:,} row{'s' if rows != 1 else ''} in {result.seconds:.2f} s"
     if out is not None:
@@ -73,7 +79,7 @@ def sql_summary(result: SqlResult, output_format: RowFormat, out: Path | None) -
     return text
 
 
-def rich_rows(rows: pa.Table) -> Table:
+def _rich_table(rows: pa.Table) -> Table:
     table = Table(show_lines=False)
     for field in rows.schema:
         numeric = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from herdrecord.ingest import BatchOutcome
 from herdrecord.intake import PARQUET_MAGIC
+from herdrecord.storage import fsync_directory
 from herdrecord.store import Record
 from herdrecord.uploads import content_type_of
 
@@ -141,7 +142,7 @@ class Journal:
         self._db.execute("PRAGMA journal_size_limit = 16777216")  # a big upload's WAL shrinks
         self._db.execute(_SCHEMA)
         if created:
-            _fsync_directory(path.parent)  # the new file's name must survive a power cut too
+            fsync_directory(path.parent)  # the new file's name must survive a power cut too
 
     def close(self) -> None:
         """Close the journal."""
@@ -411,11 +412,3 @@ def _entry(row: tuple[object, ...]) -> JournalEntry:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -146,20 +146,8 @@ class LocalLocation(Location):
             return None
 
     def write(self, name: str, data: bytes) -> None:
-        """Write a side file through a fsynced temporary file and a fsynced rename."""
-        target = self.path / name
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=self.path)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-        fsync_directory(self.path)  # the rename itself must survive a power cut
+        """Write a side file whole and durably."""
+        write_durably(self.path / name, data)
 
     def delete(self, name: str) -> None:
         """Remove a side file."""
@@ -193,6 +181,24 @@ class LocalLocation(Location):
         from herdrecord.store import WriteLock
 
         return WriteLock.acquire(self.path, timeout_s)
+
+
+def write_durably(target: Path, data: bytes) -> None:
+    """Replace a file whole through a fsynced temporary file and a fsynced rename: a reader,
+    or the file after a power cut, has the old bytes or the new."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    fsync_directory(target.parent)  # the rename itself must survive a power cut
 
 
 def fsync_directory(path: Path) -> None:

@@ -142,13 +142,7 @@ class Record:
                     f"{weights_sha256[:12]}: move it to the new model with herdrecord reembed"
                 )
             spec["weights_sha256"] = weights_sha256
-            row = pa.table(
-                {"key": [META_EMBEDDER], "value": [json.dumps(spec)]}, schema=table.schema
-            )
-            table.merge_insert(
-                "key"
-            ).when_matched_update_all().when_not_matched_insert_all().execute(row)
-            self.metadata = {**self.metadata, META_EMBEDDER: spec}
+            self._set_metadata(META_EMBEDDER, spec)
 
     def set_farm_id(self, farm_id: str) -> None:
         """Name the farm the record belongs to (a record made with the default id); refused
@@ -162,14 +156,16 @@ class Record:
                     f"the record holds batches of farm {', '.join(others)}: it cannot become "
                     f"farm {farm_id!r}"
                 )
-            table = self.table("metadata")
-            row = pa.table(
-                {"key": [META_FARM_ID], "value": [json.dumps(farm_id)]}, schema=table.schema
-            )
-            table.merge_insert(
-                "key"
-            ).when_matched_update_all().when_not_matched_insert_all().execute(row)
-            self.metadata = {**self.metadata, META_FARM_ID: farm_id}
+            self._set_metadata(META_FARM_ID, farm_id)
+
+    def _set_metadata(self, key: str, value: Any) -> None:
+        """Write one metadata value (JSON) in place; the caller holds the writer lock."""
+        table = self.table("metadata")
+        row = pa.table({"key": [key], "value": [json.dumps(value)]}, schema=table.schema)
+        table.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(
+            row
+        )
+        self.metadata = {**self.metadata, key: value}
 
     @property
     def behaviours(self) -> tuple[str, ...]:

@@ -13,14 +13,11 @@ sidecar stamp could describe a different index.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
-import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,20 +68,9 @@ def index_bytes(index: FaissIndex, stamp: IndexStamp) -> bytes:
 
 def save_index(index: FaissIndex, path: Path, stamp: IndexStamp) -> None:
     """Write `index` with its `stamp` to `path` atomically (temp file, fsync, rename)."""
-    data = index_bytes(index, stamp)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(path.parent)
+    from herdrecord.storage import write_durably
+
+    write_durably(path, index_bytes(index, stamp))
 
 
 def load_index(
@@ -161,16 +147,3 @@ def _parse(data: bytes, expected: IndexStamp, config: FaissConfig) -> FaissIndex
     if index.dim != stamp.dim or len(index) != stamp.count:
         raise _Unusable(f"inconsistent (holds {len(index)} vectors of dim {index.dim})")
     return index
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; some platforms cannot open a directory, and there
-    # the rename is as durable as the platform allows.
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
