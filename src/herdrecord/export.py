@@ -21,13 +21,14 @@ exported row mentions. A table without rows has no files (the manifest lists it 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import shutil
 import time
 import uuid
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -138,19 +139,13 @@ def export_parquet(
     started = time.monotonic()
     filters = filters or ExportFilters()
     options = options or ExportOptions()
-    out_dir = out_dir.expanduser().resolve()
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise InvalidInput(f"{out_dir} exists and is not empty; choose a new directory")
+    out_dir = new_directory(out_dir)
     selected = selected_animals(record, filters)
     info = provenance(record, filters.to_json(), datetime.now(UTC))
-    # Files are written beside the target and moved in at the end: a failed export leaves
-    # nothing that looks like a finished one.
-    staging = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
     filtered = filters != ExportFilters()
     dim = record.embedder.dim
     docs = column_docs(dim)
-    try:
+    with staged(out_dir) as staging:
         con = connect(record)
         try:
             con.execute("SET TimeZone = 'UTC'")
@@ -163,13 +158,31 @@ def export_parquet(
             con.close()
         write_dictionary(staging, dim)
         write_manifest(staging, info, tables.values())
+    return ExportResult(out_dir, tables, time.monotonic() - started)
+
+
+def new_directory(out_dir: Path) -> Path:
+    """Return the resolved `out_dir`, refusing one that exists and is not empty."""
+    out_dir = out_dir.expanduser().resolve()
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise InvalidInput(f"{out_dir} exists and is not empty; choose a new directory")
+    return out_dir
+
+
+@contextlib.contextmanager
+def staged(out_dir: Path) -> Iterator[Path]:
+    """Yield a hidden sibling of `out_dir` to write into, moved into place when the block
+    ends: a failed export leaves nothing that looks like a finished one."""
+    staging = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    try:
+        yield staging
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if out_dir.exists():
         out_dir.rmdir()
     staging.rename(out_dir)
-    return ExportResult(out_dir, tables, time.monotonic() - started)
 
 
 def selected_animals(record: Record, filters: ExportFilters) -> tuple[str, ...] | None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,8 @@ from herdrecord.export import (
     ExportOptions,
     ExportProgress,
     export_parquet,
+    new_directory,
+    staged,
     write_dictionary,
 )
 from herdrecord.query import VIEWS, connect
@@ -114,13 +115,9 @@ def fleet_export(
 ) -> FleetExport:
     """Export every farm as `OUT/TABLE/farm_id=FARM/...` (hive partitions) with each farm's
     manifest in `OUT/farms/FARM/manifest.json`; one dictionary for all."""
-    out_dir = out_dir.expanduser().resolve()
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise InvalidInput(f"{out_dir} exists and is not empty; choose a new directory")
-    staging = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
+    out_dir = new_directory(out_dir)
     rows: dict[str, dict[str, int]] = {}
-    try:
+    with staged(out_dir) as staging:
         for record in records:
             if on_farm is not None:
                 on_farm(record.farm_id)
@@ -141,12 +138,6 @@ def fleet_export(
         (staging / "fleet.json").write_text(
             json.dumps({"farms": sorted(rows), "rows": rows, "partitioning": "farm_id"}, indent=2)
         )
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if out_dir.exists():
-        out_dir.rmdir()
-    staging.rename(out_dir)
     return FleetExport(out_dir, rows)
 
 
