@@ -367,6 +367,52 @@ def test_a_link_run_killed_before_its_links_is_undone_and_redone_alike(
     assert record.table("pool").count_rows() == redone.table("pool").count_rows()
 
 
+# A merge killed once its links have moved, before its pool, status and days.
+MERGE_KILLED_AFTER_ITS_LINKS = """
+import os, signal, sys
+from herdrecord import review
+from herdrecord.config import Settings
+from herdrecord.store import open_record
+def killed(*args):
+    os.kill(os.getpid(), signal.SIGKILL)
+review.write_pool = killed
+review.merge(open_record(sys.argv[1], Settings()), sys.argv[2], sys.argv[3], "test")
+"""
+
+
+def test_a_merge_killed_after_its_links_has_its_days_derived_and_can_be_run_again(
+    tmp_path: Path,
+) -> None:
+    from herdrecord.review import TrackletRef, merge, split
+
+    path = tmp_path / "herd"
+    record = create_record(str(path), Settings())
+    acknowledged = _ingest_barn(record, SHED)
+    link_pending(record)
+    links = current_links(record).to_pylist()
+    keep = str(Counter(row["animal_id"] for row in links).most_common(1)[0][0])
+    one = next(row for row in links if row["animal_id"] == keep)
+    # A tracklet of `keep` split off as a new animal: the two are never seen together.
+    gone = split(record, keep, [TrackletRef(one["device_id"], one["track_id"])], "test").animals[1]
+    child = subprocess.run(
+        [sys.executable, "-c", MERGE_KILLED_AFTER_ITS_LINKS, str(path), keep, gone],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert (path / DAYS_OWED_FILE).exists()  # the days its links changed are owed
+    link_pending(record)  # the next writer derives them
+    assert not (path / DAYS_OWED_FILE).exists()
+    assert _days(record) == _rederived_days(path, tmp_path / "rederived")
+    merge(record, keep, gone, "test")  # run again, it finishes
+    animals = {r["animal_id"]: r for r in record.table("animals").to_lance().to_table().to_pylist()}
+    assert animals[gone]["status"] == "merged" and animals[gone]["merged_into"] == keep
+    assert check_record(record).ok, check_record(record).problems
+    _assert_every_batch_once(record, acknowledged)
+    assert _days(record) == _rederived_days(path, tmp_path / "rederived-2")
+
+
 def test_compaction_killed_at_random_moments_keeps_every_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,7 +21,7 @@ from herdrecord.links import current_links, pen_days_of
 from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.store import Record
-from herdrecord.timeline import refresh_days_locked
+from herdrecord.timeline import owe_days, settle_days_locked
 
 REVIEW_MARGIN = 0.05  # links that beat the runner-up by less than this are worth a look
 MIN_UNKNOWN_S = 300.0  # unknown tracklets shorter than this are not worth a person's time
@@ -274,6 +274,12 @@ def merge(record: Record, keep: str, gone: str, by: str) -> ReviewOutcome:
                 strict=True,
             )
         ]
+        keys = pa.table(
+            {"device_id": [t.device_id for t in moved], "track_id": [t.track_id for t in moved]}
+        )
+        # Owed before the links move: a merge killed before its days leaves the note, and the
+        # next link run (or a merge run again) derives them.
+        owed = owe_days(record, {day for _, day in pen_days_of(record, keys)})
         now = datetime.now(UTC)
         _append_links(record, [(t, keep, "review") for t in moved], by, now)
         _rewrite_constraints(record, gone, keep)
@@ -283,10 +289,7 @@ def merge(record: Record, keep: str, gone: str, by: str) -> ReviewOutcome:
         pool.move(gone, keep)
         write_pool(record, pool, index)
         _update_animal(record, gone, status="merged", merged_into=keep)
-        keys = pa.table(
-            {"device_id": [t.device_id for t in moved], "track_id": [t.track_id for t in moved]}
-        )
-        refresh_days_locked(record, {day for _, day in pen_days_of(record, keys)}, {keep, gone})
+        settle_days_locked(record, owed)
         return ReviewOutcome("merge", (keep, gone), 0, len(moved))
 
 
