@@ -70,10 +70,9 @@ def schemas_v1(dim: int) -> dict[str, pa.Schema]:
 
 def apply(ctx: MigrationContext) -> None:
     """Create the tables of schema 1 (empty) and the record's metadata rows."""
-    existing = set(ctx.table_names())
     for name, schema in schemas_v1(ctx.embedder_dim).items():
-        if name not in existing and name != "migrations":
-            ctx.db.create_table(name, schema=schema)
+        if name != "migrations":
+            ctx.create_table(name, schema)
     metadata = {
         META_EMBEDDER: {
             "name": ctx.embedder_name,

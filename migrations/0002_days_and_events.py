@@ -41,8 +41,7 @@ def apply(ctx: MigrationContext) -> None:
     _fill_thinning_levels(ctx.db)
     for name in COLUMNS_ADDED:
         _stamp(ctx.db.open_table(name), name)
-    if "days" not in ctx.table_names():
-        ctx.db.create_table("days", schema=_with_stamp(days_schema(), "days"))
+    ctx.create_table("days", _with_stamp(days_schema(), "days"))
 
 
 def _fill_descriptors(db: Any, dim: int) -> None:

@@ -11,8 +11,7 @@ NAME = "api_keys"
 
 def apply(ctx: MigrationContext) -> None:
     """Create `api_keys`, empty (a record made before it has no keys yet)."""
-    if "api_keys" not in ctx.table_names():
-        schema = api_keys_schema().with_metadata(
-            {"herdrecord.table": "api_keys", "herdrecord.schema_version": str(VERSION)}
-        )
-        ctx.db.create_table("api_keys", schema=schema)
+    schema = api_keys_schema().with_metadata(
+        {"herdrecord.table": "api_keys", "herdrecord.schema_version": str(VERSION)}
+    )
+    ctx.create_table("api_keys", schema)

@@ -38,8 +38,22 @@ class MigrationContext:
     herdrecord_version: str
 
     def table_names(self) -> list[str]:
-        """Return the names of the tables that exist in the record."""
-        return list(self.db.list_tables(limit=10_000).tables)
+        """Return the names of the tables that exist in the record: that have a version (a
+        creation killed midway leaves a directory LanceDB lists but cannot open)."""
+        return [name for name in self.db.list_tables(limit=10_000).tables if _opens(self.db, name)]
+
+    def create_table(self, name: str, schema: pa.Schema) -> None:
+        """Create an empty table unless it exists; a creation killed midway starts over."""
+        if not _opens(self.db, name):
+            self.db.create_table(name, schema=schema, mode="overwrite")
+
+
+def _opens(db: Any, name: str) -> bool:
+    try:
+        db.open_table(name)
+    except ValueError:  # "Table 'name' was not found": no version was ever committed
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -91,8 +105,7 @@ def applied(db: Any) -> list[AppliedMigration]:
 def apply_pending(ctx: MigrationContext) -> list[AppliedMigration]:
     """Apply every migration newer than the record's log, in order; return what was applied."""
     db = ctx.db
-    if "migrations" not in ctx.table_names():
-        db.create_table("migrations", schema=migrations_schema())
+    ctx.create_table("migrations", migrations_schema())
     done = {m.version for m in applied(db)}
     if done and _schema_version(db) < max(done):
         # A run killed between a migration's log row and its version stamp: finish it.
