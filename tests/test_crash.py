@@ -45,10 +45,10 @@ from herdrecord.schema import (
     table_schemas,
 )
 from herdrecord.simulate import SimulationConfig, simulate
+from herdrecord.storage import LOCK_FILE
 from herdrecord.store import (
     INDEX_FILE,
     LINK_RUN_FILE,
-    LOCK_FILE,
     Record,
     create_record,
     migrate_record,

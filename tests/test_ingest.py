@@ -157,7 +157,7 @@ def test_a_second_writer_fails_clearly_while_the_first_holds_the_lock(
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from herdrecord.store import WriteLock
+from herdrecord.storage import WriteLock
 lock = WriteLock.acquire(Path(sys.argv[1]), 5)
 print("locked", flush=True)
 time.sleep(60)

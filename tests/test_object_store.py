@@ -22,7 +22,7 @@ from herdrecord.export import export_parquet
 from herdrecord.links import current_links
 from herdrecord.simulate import SimulationConfig, simulate
 from herdrecord.sqlsandbox import run_sql
-from herdrecord.storage import LOCK_NAME, ObjectLocation, ObjectLock
+from herdrecord.storage import LOCK_FILE, ObjectLocation, ObjectLock
 from herdrecord.store import INDEX_FILE, Record, create_record, open_record
 
 SIM = SimulationConfig(
@@ -136,13 +136,13 @@ def test_a_second_writer_waits_then_fails_clearly(s3: dict[str, str]) -> None:
         assert time.monotonic() - started >= 0.3
         assert "pid" in str(refused.value)
     with other.writer():  # released: the other writer gets it
-        assert record.location.read(LOCK_NAME) is not None
-    assert record.location.read(LOCK_NAME) is None
+        assert record.location.read(LOCK_FILE) is not None
+    assert record.location.read(LOCK_FILE) is None
 
 
 def _stale_lock(record: Record, body: dict[str, object]) -> None:
     """Leave a lock object as a killed writer would: written once, never renewed."""
-    record.location.write(LOCK_NAME, json.dumps(body).encode())
+    record.location.write(LOCK_FILE, json.dumps(body).encode())
 
 
 def test_a_dead_writers_lease_is_taken_over_by_the_stores_clock(
@@ -153,7 +153,7 @@ def test_a_dead_writers_lease_is_taken_over_by_the_stores_clock(
     _stale_lock(record, {"holder": "pid 1 on edge-7 since 03:00:00Z", "token": "dead"})
     started = time.monotonic()
     with record.writer():
-        held = json.loads(record.location.read(LOCK_NAME) or b"{}")
+        held = json.loads(record.location.read(LOCK_FILE) or b"{}")
         assert "edge-7" not in held["holder"]
     # Taken once the store saw no renewal for a lease (1 s, at its 1-s clock resolution).
     assert 0.9 <= time.monotonic() - started < 4.0
@@ -168,7 +168,7 @@ def test_a_live_lease_is_not_taken_whatever_the_clocks_say(
     record = create_record("s3://herd/skew", _settings(s3))
     other = open_record(record.uri, _settings(s3, lock_timeout_s=3.5))
     with record.writer() as lock:
-        lock_body = json.loads(record.location.read(LOCK_NAME) or b"{}")
+        lock_body = json.loads(record.location.read(LOCK_FILE) or b"{}")
         assert "expires_at" not in lock_body  # nothing in it depends on the holder's clock
         with pytest.raises(RecordLocked), other.writer():
             pass
@@ -193,7 +193,7 @@ def test_a_writer_that_lost_its_lease_commits_nothing(
         time.sleep(0.5)  # a renewal meets the other writer's lease
         with pytest.raises(HerdrecordError, match="lost its lock"):
             ingestor.flush()
-        record.location.delete(LOCK_NAME)
+        record.location.delete(LOCK_FILE)
     assert record.committed_batch_ids().to_pylist() == []
 
 

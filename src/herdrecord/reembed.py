@@ -42,7 +42,8 @@ from herdrecord.links import current_links
 from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.schema import META_EMBEDDER, embedding_type, table_schemas
-from herdrecord.store import INDEX_FILE, LOCK_FILE, PENDING_FILE, Record, open_record, sql_literal
+from herdrecord.storage import LOCK_FILE
+from herdrecord.store import INDEX_FILE, PENDING_FILE, Record, open_record, sql_literal
 
 STATE_FILE = "state.json"
 KEPT_BY = "reembed"  # decided_by of the must-links that keep tracklets without keyframes

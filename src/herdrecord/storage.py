@@ -13,6 +13,7 @@ conditional delete (`If-Match`), so two waiters never both take it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -33,7 +34,7 @@ import lancedb
 
 from herdrecord.errors import HerdrecordError, InvalidInput, RecordLocked
 
-LOCK_NAME = ".herdrecord.lock"
+LOCK_FILE = ".herdrecord.lock"  # the writer lock: a flock on it, or on S3 a lease object
 OBJECT_SCHEMES = ("s3",)
 
 
@@ -178,8 +179,6 @@ class LocalLocation(Location):
 
     def acquire_lock(self, timeout_s: float) -> Lock:
         """Take the advisory lock on the directory's lock file."""
-        from herdrecord.store import WriteLock
-
         return WriteLock.acquire(self.path, timeout_s)
 
 
@@ -208,6 +207,43 @@ def fsync_directory(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+class WriteLock(Lock):
+    """An exclusive advisory lock on a local record's lock file (one writer per record)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    @classmethod
+    def acquire(cls, path: Path, timeout_s: float) -> WriteLock:
+        """Take the lock, waiting up to `timeout_s`; raise RecordLocked if it stays held."""
+        handle = open(path / LOCK_FILE, "a+")  # noqa: SIM115 - held for the lock's lifetime
+        deadline = time.monotonic() + timeout_s
+        waited_from = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown process"
+                    handle.close()
+                    raise RecordLocked(str(path), holder, time.monotonic() - waited_from) from None
+                time.sleep(0.05)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(
+            f"pid {os.getpid()} on {socket.gethostname()} since {datetime.now(UTC):%H:%M:%S}Z"
+        )
+        handle.flush()
+        return cls(handle)
+
+    def release(self) -> None:
+        """Give the lock back."""
+        fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+        self._handle.close()
 
 
 # --- an object store ------------------------------------------------------------------------
@@ -392,7 +428,7 @@ class ObjectLock(Lock):
         """Create the lock object, waiting for a live holder and taking over a dead one's."""
         from botocore.exceptions import ClientError
 
-        client, key = location.client, location.key(LOCK_NAME)
+        client, key = location.client, location.key(LOCK_FILE)
         started = time.monotonic()
         with location._errors():
             while True:
@@ -447,7 +483,7 @@ class ObjectLock(Lock):
         with self._guard, contextlib.suppress(BotoCoreError, ClientError):
             self._location.client.delete_object(
                 Bucket=self._location.bucket,
-                Key=self._location.key(LOCK_NAME),
+                Key=self._location.key(LOCK_FILE),
                 IfMatch=self._lease.etag,
             )
 
@@ -465,7 +501,7 @@ class ObjectLock(Lock):
         try:
             put = location.client.put_object(
                 Bucket=location.bucket,
-                Key=location.key(LOCK_NAME),
+                Key=location.key(LOCK_FILE),
                 Body=_lease_body(self._lease),
                 IfMatch=self._lease.etag,
             )
@@ -496,7 +532,7 @@ def _lease_body(lease: _Lease) -> bytes:
 def _read_lease(location: ObjectLocation) -> _Held | None:
     """Return the lock object's lease and age by the store's clock, or None if it is gone."""
     try:
-        got = location.client.get_object(Bucket=location.bucket, Key=location.key(LOCK_NAME))
+        got = location.client.get_object(Bucket=location.bucket, Key=location.key(LOCK_FILE))
     except location.client.exceptions.NoSuchKey:
         return None
     try:

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import re
-import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +21,6 @@ from herdrecord.errors import (
     InvalidInput,
     MigrationRequired,
     RecordExists,
-    RecordLocked,
     RecordNotFound,
     SchemaTooNew,
 )
@@ -50,7 +45,6 @@ from herdrecord.schema import (
 )
 from herdrecord.storage import Location, Lock, location_of
 
-LOCK_FILE = ".herdrecord.lock"
 PENDING_FILE = ".herdrecord.pending.json"  # batch ids being written; cleared after the ledger
 LINK_RUN_FILE = ".herdrecord.link-run.json"  # a link run's undo, until its links are written
 INDEX_FILE = "pool.faiss"  # the re-ID pool's FAISS index, a stamped cache (poolindex.py)
@@ -242,43 +236,6 @@ class Record:
         storage that could not be renewed); called before each commit."""
         for lock in self._locks:
             lock.ensure_held()
-
-
-class WriteLock(Lock):
-    """An exclusive advisory lock on a local record's lock file (one writer per record)."""
-
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-
-    @classmethod
-    def acquire(cls, path: Path, timeout_s: float) -> WriteLock:
-        """Take the lock, waiting up to `timeout_s`; raise RecordLocked if it stays held."""
-        handle = open(path / LOCK_FILE, "a+")  # noqa: SIM115 - held for the lock's lifetime
-        deadline = time.monotonic() + timeout_s
-        waited_from = time.monotonic()
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "unknown process"
-                    handle.close()
-                    raise RecordLocked(str(path), holder, time.monotonic() - waited_from) from None
-                time.sleep(0.05)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(
-            f"pid {os.getpid()} on {socket.gethostname()} since {datetime.now(UTC):%H:%M:%S}Z"
-        )
-        handle.flush()
-        return cls(handle)
-
-    def release(self) -> None:
-        """Give the lock back."""
-        fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
-        self._handle.close()
 
 
 def recover_interrupted(record: Record) -> list[str]:
