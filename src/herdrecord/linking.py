@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from herdrecord.assignment import (
+    PenDayTracklets,
     calibrate_threshold,
     centre_by_camera,
-    chain_continuations,
     make_clusters,
     maximal_cliques,
     normalise,
@@ -36,6 +36,8 @@ from herdrecord.penday import solve_day
 from herdrecord.pool import Pool
 from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.retention import RetentionReport, retain_locked
+from herdrecord.stitching import StitchModel
+from herdrecord.stitchmodel import fit_stitch_model, stitch_pen_day
 from herdrecord.store import Record, link_run_done, note_link_run
 from herdrecord.timeline import DaysReport, owe_days, settle_days_locked
 from herdrecord.trackletdata import TrackletData, load_tracklets
@@ -103,7 +105,12 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     pool = Pool.from_arrow(pool_rows, dim, config.exemplars_per_animal)
     solving = set(zip(data.device_id, data.track_id, strict=True))
     answers = read_answers(record)
-    pen_days = [_prepare(data, key, rows, config, answers.must) for key, rows in data.pen_days()]
+    prepared = [(key, centre_by_camera(data.pen_day(rows)), rows) for key, rows in data.pen_days()]
+    model = fit_stitch_model(record, [(key[0], t) for key, t, _ in prepared])
+    pen_days = [
+        _prepare(data, key, rows, tracklets, model, answers.must)
+        for key, tracklets, rows in prepared
+    ]
     run = RunState(
         pool=pool,
         index=open_pool_index(record, pool),
@@ -164,12 +171,12 @@ def _prepare(
     data: TrackletData,
     key: tuple[str, date],
     rows: np.ndarray,
-    config: LinkingConfig,
+    tracklets: PenDayTracklets,
+    model: StitchModel,
     must: dict[tuple[str, str], str],
 ) -> PenDayInput:
-    tracklets = centre_by_camera(data.pen_day(rows))
     keys = [(data.device_id[r], data.track_id[r]) for r in rows]
-    label = _split_at_answers(chain_continuations(tracklets, config.continuation), keys, must)
+    label = _split_at_answers(stitch_pen_day(key[0], tracklets, model), keys, must)
     label = _part_rival_chains(label, keys, must, tracklets.start_s, tracklets.end_s)
     tags = [data.tag_id[r] for r in rows]
     clusters = make_clusters(tracklets, label)

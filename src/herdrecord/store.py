@@ -152,6 +152,11 @@ class Record:
                 )
             self._set_metadata(META_FARM_ID, farm_id)
 
+    def set_metadata(self, key: str, value: Any) -> None:
+        """Write one metadata value (JSON) in place; the caller holds the writer lock."""
+        self.ensure_writer()
+        self._set_metadata(key, value)
+
     def _set_metadata(self, key: str, value: Any) -> None:
         """Write one metadata value (JSON) in place; the caller holds the writer lock."""
         table = self.table("metadata")

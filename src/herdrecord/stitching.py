@@ -1,0 +1,355 @@
+"""Stitch one pen-day's tracklets into chains: global data association of track ends to starts.
+
+A tracker loses an animal when it lies down in a huddle, walks behind another or leaves the
+frame for a moment, and picks it up again seconds to minutes later as a new tracklet. Per
+camera and day, every track end is joined to at most one later track start and every start to
+at most one end, all joins solved at once (a minimum-cost bipartite matching with a "no
+successor" and a "no predecessor" option for each: Zhang, Li & Nevatia 2008, global data
+association by network flows, in its one-frame-gap form).
+
+The cost of a join is the negative log posterior odds that the two tracklets are one animal,
+from three cues treated as independent: the time gap, the displacement given the gap (an
+animal wanders: its spread grows with the gap) and the appearance of the two tracklets. Each
+cue's likelihood ratio between "the same animal" and "some other start nearby in time" comes
+from a two-component mixture fitted by EM to the record's own candidate pairs, per camera
+(`fit_stitch_model`); nothing is set for one barn. No cue may veto: each contributes at most
+`CUE_CLIP` nats either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
+SEARCH_WINDOW_S = 900.0  # a join is looked for this far ahead; past it, the head count decides
+CUE_CLIP = 6.9  # ln 1000: no single cue is trusted more than 1000 to 1
+EM_ROUNDS = 40
+MIN_PAIRS = 30  # candidate pairs a camera needs for its own fit; fewer uses the pooled fit
+MIN_GAP_S = 0.5  # gaps are whole seconds or more; log of a zero gap is taken at this
+FLOOR = 1e-300
+
+
+@dataclass(frozen=True)
+class CueFit:
+    """The fitted mixture of one camera: what a join looks like against what chance gives."""
+
+    pairs: int  # candidate pairs the fit saw
+    join_share: float  # prior share of track ends (with candidates) that have a successor
+    gap_log_mean: float  # true joins: log gap ~ N(mean, sd^2), s
+    gap_log_sd: float
+    # True joins: log(1 + displacement px) ~ N(place_base + place_per_log_gap * log gap, sd^2)
+    # (an animal wanders further the longer it is lost; log scale keeps the odd far one from
+    # dominating the fit).
+    place_base: float
+    place_per_log_gap: float
+    place_sd: float
+    far_log_mean: float  # chance starts: log(1 + displacement) ~ N(mean, sd^2)
+    far_log_sd: float
+    same_sim_mean: float  # true joins: appearance cosine ~ N(mean, sd^2)
+    same_sim_sd: float
+    other_sim_mean: float  # chance starts: appearance cosine ~ N(mean, sd^2)
+    other_sim_sd: float
+    window_s: float = SEARCH_WINDOW_S
+
+    def log_odds(self, gap_s: np.ndarray, distance_px: np.ndarray, sim: np.ndarray) -> np.ndarray:
+        """Return the log odds (nats) of joining each candidate pair against leaving its end
+        without a successor: the prior odds of a successor times the pair's likelihood ratio."""
+        prior = np.log(self.join_share / (1.0 - self.join_share))
+        return np.asarray(prior + self.log_ratio(gap_s, distance_px, sim))
+
+    def log_ratio(self, gap_s: np.ndarray, distance_px: np.ndarray, sim: np.ndarray) -> np.ndarray:
+        """Return each pair's log likelihood ratio, join against chance, each cue clipped."""
+        g = np.maximum(gap_s, MIN_GAP_S)
+        log_g = np.log(g)
+        # Gap: lognormal (density in g) against uniform over the search window.
+        gap = _log_normal_pdf(log_g, self.gap_log_mean, self.gap_log_sd) - log_g
+        gap -= -np.log(self.window_s)
+        # Displacement: Rayleigh with a spread growing with the gap, against the chance spread.
+        known = np.isfinite(distance_px)
+        log_d = np.log1p(np.where(known, distance_px, 0.0))
+        near = _log_normal_pdf(
+            log_d, self.place_base + self.place_per_log_gap * log_g, self.place_sd
+        )
+        far = _log_normal_pdf(log_d, self.far_log_mean, self.far_log_sd)
+        place = np.where(known, near - far, 0.0)
+        look = _log_normal_pdf(sim, self.same_sim_mean, self.same_sim_sd) - _log_normal_pdf(
+            sim, self.other_sim_mean, self.other_sim_sd
+        )
+        clipped = [np.clip(c, -CUE_CLIP, CUE_CLIP) for c in (gap, place, look)]
+        return np.asarray(clipped[0] + clipped[1] + clipped[2])
+
+
+@dataclass(frozen=True)
+class StitchModel:
+    """The record's fitted join model: one fit per camera, and one pooled over all cameras."""
+
+    version: int
+    pooled: CueFit
+    cameras: dict[str, CueFit] = field(default_factory=dict)
+
+    def for_camera(self, camera_key: str) -> CueFit:
+        """Return the camera's own fit, or the pooled one when it had too little data."""
+        return self.cameras.get(camera_key, self.pooled)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the model as JSON-ready data."""
+        return {
+            "version": self.version,
+            "pooled": asdict(self.pooled),
+            "cameras": {k: asdict(v) for k, v in sorted(self.cameras.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StitchModel:
+        """Return the model stored by `to_json`."""
+        return cls(
+            version=int(data["version"]),
+            pooled=CueFit(**data["pooled"]),
+            cameras={k: CueFit(**v) for k, v in data.get("cameras", {}).items()},
+        )
+
+
+# Until a record has candidate pairs of its own: a weak model that still orders joins by gap,
+# place and look (wide spreads, so the data of the first run overrides it at once).
+PRIOR_FIT = CueFit(
+    pairs=0,
+    join_share=0.2,
+    gap_log_mean=np.log(10.0),
+    gap_log_sd=1.5,
+    place_base=1.0,
+    place_per_log_gap=0.5,
+    place_sd=1.0,
+    far_log_mean=np.log(300.0),
+    far_log_sd=0.8,
+    same_sim_mean=0.3,
+    same_sim_sd=0.3,
+    other_sim_mean=0.0,
+    other_sim_sd=0.3,
+)
+
+
+@dataclass(frozen=True)
+class CandidatePairs:
+    """Candidate joins (end of `i` to start of `j`) of one pen-day; arrays of shape (m,)."""
+
+    i: np.ndarray
+    j: np.ndarray
+    gap_s: np.ndarray
+    distance_px: np.ndarray  # NaN where a tracklet has no observations
+    sim: np.ndarray  # cosine of the two tracklets' descriptors
+
+
+def candidate_pairs(
+    camera: np.ndarray,
+    start_s: np.ndarray,
+    end_s: np.ndarray,
+    first_xy: np.ndarray,
+    last_xy: np.ndarray,
+    descriptor: np.ndarray,
+    window_s: float = SEARCH_WINDOW_S,
+) -> CandidatePairs:
+    """Return every (end i, later start j) pair on one camera within the search window."""
+    pieces_i: list[np.ndarray] = []
+    pieces_j: list[np.ndarray] = []
+    for cam in sorted(set(camera.tolist())):
+        rows = np.flatnonzero(camera == cam)
+        order = rows[np.argsort(start_s[rows], kind="stable")]
+        starts = start_s[order]
+        lo = np.searchsorted(starts, end_s[rows], side="left")
+        hi = np.searchsorted(starts, end_s[rows] + window_s, side="right")
+        counts = hi - lo
+        i = np.repeat(rows, counts)
+        offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        j = order[np.repeat(lo, counts) + offsets]
+        keep = i != j
+        pieces_i.append(i[keep])
+        pieces_j.append(j[keep])
+    i = np.concatenate(pieces_i) if pieces_i else np.zeros(0, dtype=np.int64)
+    j = np.concatenate(pieces_j) if pieces_j else np.zeros(0, dtype=np.int64)
+    distance = np.linalg.norm(first_xy[j] - last_xy[i], axis=1) if len(i) else np.zeros(0)
+    sim = np.einsum("nd,nd->n", descriptor[i], descriptor[j]) if len(i) else np.zeros(0)
+    return CandidatePairs(
+        i=i.astype(np.int64),
+        j=j.astype(np.int64),
+        gap_s=start_s[j] - end_s[i],
+        distance_px=distance,
+        sim=sim.astype(np.float64),
+    )
+
+
+def fit_cues(pairs: CandidatePairs, window_s: float = SEARCH_WINDOW_S) -> CueFit | None:
+    """Fit the join / chance mixture to candidate pairs by EM; None if there are too few.
+
+    Each track end has at most one successor among its candidates, or none: the E-step shares
+    one unit of belief per end between "none" and its candidates, in proportion to their
+    likelihood ratios. That keeps the two components from trading places. It starts from each
+    end's nearest start in time and place as the likely join and lets the data move every
+    parameter: nothing here is a property of one barn.
+    """
+    m = len(pairs.i)
+    if m < MIN_PAIRS:
+        return None
+    log_g = np.log(np.maximum(pairs.gap_s, MIN_GAP_S))
+    known = np.isfinite(pairs.distance_px)
+    d = np.where(known, pairs.distance_px, 0.0)
+    rank = _rank_within(pairs.i, log_g) + _rank_within(pairs.i, np.where(known, d, np.inf))
+    r = np.full(m, 0.02)
+    r[_first_of_group(pairs.i, rank)] = 0.8
+    ends, end_of = np.unique(pairs.i, return_inverse=True)
+    fit = PRIOR_FIT
+    for _ in range(EM_ROUNDS):
+        fit = _m_step(pairs, log_g, d, known, r, window_s, len(ends))
+        ratio = fit.log_ratio(pairs.gap_s, pairs.distance_px, pairs.sim)
+        updated = _share_per_end(ratio, end_of, len(ends), fit.join_share)
+        converged = np.max(np.abs(updated - r)) < 1e-4
+        r = updated
+        if converged:
+            break
+    return _m_step(pairs, log_g, d, known, r, window_s, len(ends))
+
+
+def _share_per_end(
+    log_ratio: np.ndarray, end_of: np.ndarray, n_ends: int, join_share: float
+) -> np.ndarray:
+    """Return each pair's posterior of being its end's join (none, or one of its candidates)."""
+    score = np.log(join_share) + log_ratio
+    top = np.full(n_ends, np.log(1.0 - join_share))
+    np.maximum.at(top, end_of, score)
+    total = np.exp(np.log(1.0 - join_share) - top)
+    np.add.at(total, end_of, np.exp(score - top[end_of]))
+    return np.asarray(np.exp(score - top[end_of]) / total[end_of])
+
+
+def _m_step(
+    pairs: CandidatePairs,
+    log_g: np.ndarray,
+    d: np.ndarray,
+    known: np.ndarray,
+    r: np.ndarray,
+    window_s: float,
+    n_ends: int,
+) -> CueFit:
+    """Return the mixture's parameters given each pair's responsibility `r` of being a join."""
+    w1, w0 = r, 1.0 - r
+    gap_mean, gap_sd = _weighted_moments(log_g, w1)
+    log_d = np.log1p(d)
+    base, slope, place_sd = _weighted_line(log_g, log_d, w1 * known)
+    far_mean, far_sd = _weighted_moments(log_d, w0 * known)
+    same_mean, same_sd = _weighted_moments(pairs.sim, w1)
+    other_mean, other_sd = _weighted_moments(pairs.sim, w0)
+    share = float(np.clip(w1.sum() / n_ends, 1e-3, 1 - 1e-3))
+    return CueFit(
+        pairs=len(r),
+        join_share=share,
+        gap_log_mean=gap_mean,
+        gap_log_sd=max(gap_sd, 0.05),
+        place_base=base,
+        place_per_log_gap=slope,
+        place_sd=max(place_sd, 0.05),
+        far_log_mean=far_mean,
+        far_log_sd=max(far_sd, 0.05),
+        same_sim_mean=same_mean,
+        same_sim_sd=max(same_sd, 0.01),
+        other_sim_mean=other_mean,
+        other_sim_sd=max(other_sd, 0.01),
+        window_s=window_s,
+    )
+
+
+def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
+    """Return (intercept, slope >= 0, residual sd) of the weighted least-squares line y ~ x."""
+    total = float(w.sum())
+    if total <= 1e-9:
+        return PRIOR_FIT.place_base, PRIOR_FIT.place_per_log_gap, PRIOR_FIT.place_sd
+    xm = float((w * x).sum() / total)
+    ym = float((w * y).sum() / total)
+    var = float((w * (x - xm) ** 2).sum() / total)
+    slope = float((w * (x - xm) * (y - ym)).sum() / total) / var if var > 1e-9 else 0.0
+    slope = max(slope, 0.0)  # a longer loss never brings an animal back closer
+    intercept = ym - slope * xm
+    residual = y - intercept - slope * x
+    return intercept, slope, float(np.sqrt((w * residual**2).sum() / total))
+
+
+def _weighted_moments(x: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    total = float(w.sum())
+    if total <= 1e-9:
+        return float(np.mean(x)) if len(x) else 0.0, 1.0
+    mean = float((w * x).sum() / total)
+    return mean, float(np.sqrt((w * (x - mean) ** 2).sum() / total))
+
+
+def _rank_within(group: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Return each value's rank (0 = smallest) among the values of its group."""
+    order = np.lexsort((value, group))
+    ranks = np.empty(len(group), dtype=np.int64)
+    sorted_group = group[order]
+    starts = np.searchsorted(sorted_group, sorted_group, side="left")
+    ranks[order] = np.arange(len(group)) - starts
+    return ranks
+
+
+def _first_of_group(group: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Return the index of the smallest value in each group."""
+    order = np.lexsort((value, group))
+    sorted_group = group[order]
+    head = np.ones(len(order), dtype=bool)
+    head[1:] = sorted_group[1:] != sorted_group[:-1]
+    return order[head]
+
+
+def _log_normal_pdf(x: np.ndarray, mean: float, sd: float) -> np.ndarray:
+    return np.asarray(-0.5 * ((x - mean) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi))
+
+
+def stitch(n: int, pairs: CandidatePairs, log_odds: np.ndarray) -> np.ndarray:
+    """Return each tracklet's successor (or -1), all joins chosen at once.
+
+    Maximises the summed log odds of the chosen joins, each end and start used at most once;
+    a join with negative log odds is never worth taking. Solved as a minimum-weight full
+    matching of a sparse (2n x 2n) graph: ends and "no predecessor" rows against starts and
+    "no successor" columns.
+    """
+    successor = np.full(n, -1, dtype=np.int64)
+    useful = log_odds > 0
+    if n == 0 or not useful.any():
+        return successor
+    i, j, gain = pairs.i[useful], pairs.j[useful], log_odds[useful]
+    # Only tracklets with a useful candidate take part; the rest have no successor anyway.
+    ends, end_pos = np.unique(i, return_inverse=True)
+    starts, start_pos = np.unique(j, return_inverse=True)
+    ne, ns = len(ends), len(starts)
+    # Weights must be positive for the solver; a join costs 1, the "no" options 1 + gain-max.
+    top = float(gain.max())
+    rows = np.concatenate([end_pos, np.arange(ne), ne + np.arange(ns), ne + start_pos])
+    cols = np.concatenate([start_pos, ns + np.arange(ne), np.arange(ns), ns + end_pos])
+    no_option = 1.0 + top / 2.0
+    weights = np.concatenate(
+        [1.0 + top - gain, np.full(ne, no_option), np.full(ns, no_option), np.full(len(i), 1.0)]
+    )
+    graph = sparse.csr_matrix((weights, (rows, cols)), shape=(ne + ns, ns + ne))
+    matched_rows, matched_cols = min_weight_full_bipartite_matching(graph)
+    for row, col in zip(matched_rows.tolist(), matched_cols.tolist(), strict=True):
+        if row < ne and col < ns:
+            successor[ends[row]] = starts[col]
+    return successor
+
+
+def chains(successor: np.ndarray, start_s: np.ndarray) -> np.ndarray:
+    """Return a chain label per tracklet following successors; labels in order of chain start."""
+    n = len(successor)
+    has_predecessor = np.zeros(n, dtype=bool)
+    has_predecessor[successor[successor >= 0]] = True
+    labels = np.full(n, -1, dtype=np.int64)
+    heads = np.flatnonzero(~has_predecessor)
+    heads = heads[np.argsort(start_s[heads], kind="stable")]
+    for chain, head in enumerate(heads.tolist()):
+        node = head
+        while node >= 0 and labels[node] < 0:
+            labels[node] = chain
+            node = int(successor[node])
+    return labels

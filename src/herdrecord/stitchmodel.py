@@ -1,0 +1,106 @@
+"""The record's join model: fitted from the pen-days being linked, kept in the record's metadata.
+
+Each linking run gathers the candidate joins of its pen-days per camera (pen and camera id),
+fits each camera's cue mixture where it has enough pairs and pools the rest, and keeps what it
+cannot refit from the model the record already holds. The model is stored, versioned, in the
+`metadata` table under `link_model` so a later run, `herdrecord link` and the docs can say what
+was learned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from herdrecord.assignment import PenDayTracklets
+from herdrecord.stitching import (
+    PRIOR_FIT,
+    CandidatePairs,
+    StitchModel,
+    candidate_pairs,
+    chains,
+    fit_cues,
+    stitch,
+)
+from herdrecord.store import Record
+
+META_LINK_MODEL = "link_model"
+
+
+def stored_stitch_model(record: Record) -> StitchModel | None:
+    """Return the join model the record holds, if any."""
+    data = record.metadata.get(META_LINK_MODEL)
+    return StitchModel.from_json(data["stitch"]) if data and "stitch" in data else None
+
+
+def camera_keys(pen_id: str, t: PenDayTracklets) -> np.ndarray:
+    """Return each tracklet's camera key, `pen/camera` (object array)."""
+    return np.array([f"{pen_id}/{c}" for c in t.camera.tolist()], dtype=object)
+
+
+def pen_day_pairs(pen_id: str, t: PenDayTracklets) -> CandidatePairs:
+    """Return the candidate joins of one pen-day's tracklets (per camera key)."""
+    return candidate_pairs(
+        camera_keys(pen_id, t), t.start_s, t.end_s, t.first_xy, t.last_xy, t.descriptor
+    )
+
+
+def fit_stitch_model(record: Record, pen_days: list[tuple[str, PenDayTracklets]]) -> StitchModel:
+    """Return the join model for this run: refitted where its pen-days have the data."""
+    stored = stored_stitch_model(record)
+    by_camera: dict[str, list[CandidatePairs]] = {}
+    for pen_id, t in pen_days:
+        pairs = pen_day_pairs(pen_id, t)
+        keys = camera_keys(pen_id, t)
+        for key in sorted(set(keys[pairs.i].tolist())):
+            mine = keys[pairs.i] == key
+            by_camera.setdefault(key, []).append(_select(pairs, mine))
+    everything = [p for parts in by_camera.values() for p in parts]
+    pooled = fit_cues(_concat(everything)) if everything else None
+    cameras = dict(stored.cameras) if stored else {}
+    for key in sorted(by_camera):
+        fit = fit_cues(_concat(by_camera[key]))
+        if fit is not None:
+            cameras[key] = fit
+    if pooled is None:
+        pooled = stored.pooled if stored else PRIOR_FIT
+    version = (stored.version + 1) if stored else 1
+    return StitchModel(version=version, pooled=pooled, cameras=cameras)
+
+
+def stitch_pen_day(pen_id: str, t: PenDayTracklets, model: StitchModel) -> np.ndarray:
+    """Return a chain label per tracklet of one pen-day, joined by the model."""
+    n = len(t.start_s)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    pairs = pen_day_pairs(pen_id, t)
+    keys = camera_keys(pen_id, t)
+    odds = np.zeros(len(pairs.i))
+    for key in sorted(set(keys[pairs.i].tolist())):
+        mine = keys[pairs.i] == key
+        fit = model.for_camera(key)
+        odds[mine] = fit.log_odds(pairs.gap_s[mine], pairs.distance_px[mine], pairs.sim[mine])
+    return chains(stitch(n, pairs, odds), t.start_s)
+
+
+def _select(pairs: CandidatePairs, mask: np.ndarray) -> CandidatePairs:
+    return CandidatePairs(
+        pairs.i[mask], pairs.j[mask], pairs.gap_s[mask], pairs.distance_px[mask], pairs.sim[mask]
+    )
+
+
+def _concat(parts: list[CandidatePairs]) -> CandidatePairs:
+    # Offsets keep each pen-day's pair indices apart: fitting groups pairs by their end.
+    offset = 0
+    i, j = [], []
+    for p in parts:
+        top = int(max(p.i.max(initial=-1), p.j.max(initial=-1))) + 1
+        i.append(p.i + offset)
+        j.append(p.j + offset)
+        offset += top
+    return CandidatePairs(
+        np.concatenate(i),
+        np.concatenate(j),
+        np.concatenate([p.gap_s for p in parts]),
+        np.concatenate([p.distance_px for p in parts]),
+        np.concatenate([p.sim for p in parts]),
+    )
