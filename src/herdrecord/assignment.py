@@ -243,12 +243,18 @@ def solve(
     `scores` (k, a) is each cluster's similarity to each roster animal (NEG = forbidden);
     `fixed` (k,) pre-decides clusters (tag anchors, people's answers), UNKNOWN where free;
     `cliques` are `maximal_cliques(start_s, end_s)` when the caller has them already.
+
+    The head count decides who may be unknown: while a clique has no more free clusters than
+    open animals, every cluster takes an animal (the pen holds that many; appearance only
+    says which). Only where more clusters run at once than the roster has open animals is
+    there evidence of someone else, and then a cluster must beat `threshold` to be linked.
     """
     k, a = scores.shape
     if cliques is None:
         cliques = [c.tolist() for c in maximal_cliques(start_s, end_s)]
     choice: list[int] = [UNKNOWN] * k if fixed is None else [int(x) for x in fixed]
     decided = [c != UNKNOWN for c in choice]
+    usable = scores > NEG / 2
     # Python lists: a sweep visits hundreds of cliques, mostly with a single newcomer, and
     # per-element numpy calls would cost more than the arithmetic.
     rows = scores.tolist()
@@ -258,23 +264,26 @@ def solve(
         if not free:
             continue
         held = {choice[c] for c in clique if decided[c]}
+        open_columns = np.array([col for col in range(a) if col not in held], dtype=np.int64)
+        free_rows = np.array(free, dtype=np.int64)
+        room = int(usable[np.ix_(free_rows, open_columns)].any(axis=0).sum())
+        price = FORCED if len(free) <= room else threshold
         if len(free) == 1:
-            # One newcomer: the best animal not held by the clique, if it beats the threshold
+            # One newcomer: the best animal not held by the clique, if it beats the price
             # (what the Hungarian below would decide, without its overhead).
             c = free[0]
             for column in preference[c]:
                 if column not in held:
                     value = rows[c][column]
-                    if value > NEG / 2 and value > threshold:
+                    if value > NEG / 2 and value > price:
                         choice[c] = column
                     break
             decided[c] = True
             continue
-        open_columns = np.array([col for col in range(a) if col not in held], dtype=np.int64)
-        block = scores[np.ix_(np.array(free, dtype=np.int64), open_columns)]
-        # One "unknown" column per cluster, priced at the threshold: an animal must beat it.
+        block = scores[np.ix_(free_rows, open_columns)]
+        # One "unknown" column per cluster at the price: an animal must beat it.
         unknown = np.full((len(free), len(free)), NEG)
-        np.fill_diagonal(unknown, threshold)
+        np.fill_diagonal(unknown, price)
         picked, columns = linear_sum_assignment(np.hstack([block, unknown]), maximize=True)
         for row, col in zip(picked, columns, strict=True):
             cluster = free[row]
@@ -282,6 +291,9 @@ def solve(
                 choice[cluster] = int(open_columns[col])
             decided[cluster] = True
     return np.array(choice, dtype=np.int64)
+
+
+FORCED = NEG / 4  # the price of "unknown" where the head count leaves no room for a stranger
 
 
 def margins(scores: np.ndarray, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,50 +3,67 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
-from herdrecord.assignment import UNKNOWN, Clusters, maximal_cliques, normalise, overlaps
+from herdrecord.assignment import NEG, UNKNOWN, Clusters, maximal_cliques, normalise, overlaps
 from herdrecord.linkstate import AnimalState, PenDayInput, RunState
 from herdrecord.poolindex import nearest_animals
 
-# Two day centroids (hours of evidence each) of one animal agree far above any threshold set
-# for single clusters; on the simulator same-animal centroids are >= 0.8 and others <= 0.15
-# (near-twins aside, and twins are seen together, which rules them out).
-SAME_DAY_CENTROID = 0.5
-VERIFY_MIN_S = 3600.0  # a day's centroid is checked against the pool from an hour of tracking
 
-
-def verify_day_identities(
+def rematch_day_identities(
     pen: PenDayInput,
     roster: list[str],
     choice: np.ndarray,
     anchors: dict[int, str],
     run: RunState,
 ) -> np.ndarray:
-    """Undo a roster animal's day when its whole day does not look like it.
+    """Match the pen-day's identities to animals jointly, each by its whole day.
 
-    Single clusters are noisy, so an animal that left unannounced can hand its identity to a
-    newcomer one cluster at a time. The day's centroid of all its clusters is not noisy: if
-    it does not match the animal's pool, those clusters were someone else, and go back to
-    unknown for the search of animals from elsewhere and enrolment.
+    The clique-by-clique assignment decides one stretch of the day at a time; a day's
+    identity (every cluster given one animal) is far stronger evidence than any one of them.
+    One Hungarian assignment of the day's identities to the roster animals they could be, on
+    their day centroids against the pool, may hand whole identities to other animals. Anchored
+    identities stay; people's cannot-link answers are kept. An identity is never undone here
+    merely because it looks unlike every animal: only the head count makes a newcomer.
     """
-    choice = choice.copy()
     clusters = pen.clusters
-    anchored = np.zeros(len(choice), dtype=bool)
-    anchored[list(anchors)] = True
-    for column in sorted(set(choice[choice >= 0].tolist())):
+    anchored_columns = {int(c) for c in choice[list(anchors)]} if anchors else set()
+    columns = [
+        c
+        for c in sorted(set(choice[choice >= 0].tolist()))
+        if c not in anchored_columns and roster[c] in run.pool.animals
+    ]
+    free_animals = [
+        c
+        for c, a in enumerate(roster)
+        if c not in anchored_columns and a in run.pool.animals and run.animals[a].status == "active"
+    ]
+    if len(columns) < 2 or not free_animals:
+        return choice
+    centroids = np.stack([_day_centroid(clusters, np.flatnonzero(choice == c)) for c in columns])
+    scores = run.pool.scores(centroids, [roster[c] for c in free_animals]).astype(np.float64)
+    for g, column in enumerate(columns):
         members = np.flatnonzero(choice == column)
-        animal_id = roster[column]
-        if anchored[members].any() or animal_id not in run.pool.animals:
-            continue
-        if clusters.duration_s[members].sum() < VERIFY_MIN_S:
-            continue
-        weight = clusters.weight[members, None]
-        centroid = normalise((clusters.descriptor[members] * weight).sum(axis=0))
-        if run.pool.scores(centroid[None, :], [animal_id])[0, 0] < SAME_DAY_CENTROID:
-            choice[members] = UNKNOWN
-            if run.seen_today.get(animal_id) == pen.pen_id:
-                del run.seen_today[animal_id]
-    return choice
+        for i, key in enumerate(pen.keys):
+            if int(pen.label[i]) in members:
+                for animal_id in run.cannot.get(key, ()):
+                    if animal_id in roster and roster.index(animal_id) in free_animals:
+                        scores[g, free_animals.index(roster.index(animal_id))] = NEG
+    rows, picked = linear_sum_assignment(scores, maximize=True)
+    out = choice.copy()
+    for g, p in zip(rows.tolist(), picked.tolist(), strict=True):
+        if scores[g, p] > NEG / 2 and free_animals[p] != columns[g]:
+            out[choice == columns[g]] = free_animals[p]
+    for column in set(columns) - set(out[out >= 0].tolist()):
+        if run.seen_today.get(roster[column]) == pen.pen_id:
+            del run.seen_today[roster[column]]
+    return out
+
+
+def _day_centroid(clusters: Clusters, members: np.ndarray) -> np.ndarray:
+    return np.asarray(
+        normalise((clusters.descriptor[members] * clusters.weight[members, None]).sum(0))
+    )
 
 
 def _away(animal_id: str, roster: list[str], run: RunState) -> bool:
@@ -131,7 +148,9 @@ def settle_enrolments(
         if target is None:
             # Two seeds can be one animal: one seeded in a later round from clusters that
             # looked unlike the first seed alone, but like its whole day.
-            target = _same_as_seed(centroid, members, choice, kept_seeds, overlap, clusters)
+            target = _same_as_seed(
+                centroid, members, choice, kept_seeds, overlap, clusters, run.threshold
+            )
         if target is None:
             mover = _same_as_absent(centroid, pen, roster, run)
             if mover is not None:
@@ -155,6 +174,7 @@ def _same_as_seed(
     kept_seeds: list[int],
     overlap: np.ndarray,
     clusters: Clusters,
+    threshold: float,
 ) -> int | None:
     """Return the column of an already kept seed whose day centroid the seed matches."""
     best, best_score = None, -1.0
@@ -166,7 +186,7 @@ def _same_as_seed(
         score = float(centroid @ other)
         if score > best_score:
             best, best_score = column, score
-    return best if best is not None and best_score >= SAME_DAY_CENTROID else None
+    return best if best is not None and best_score >= threshold else None
 
 
 def _same_as_known(

@@ -19,7 +19,7 @@ from herdrecord.assignment import (
     solve,
 )
 from herdrecord.linkstate import PenDayInput, RunState
-from herdrecord.newcomers import add_movers, enrol, settle_enrolments, verify_day_identities
+from herdrecord.newcomers import add_movers, enrol, rematch_day_identities, settle_enrolments
 
 ENROLMENT_ROUNDS = 3  # seed, assign, and seed again from what is still unknown
 REFINEMENTS = 3  # rounds of "score against today's centroids, solve again"; converges fast
@@ -69,7 +69,7 @@ def finish_pen_day(
     """Find movers and enrol newcomers for what the roster left unknown; return the links."""
     config = run.config
     roster, anchors, choice, scores = solved.roster, solved.anchors, solved.choice, solved.scores
-    choice = verify_day_identities(pen, roster, choice, anchors, run)
+    choice = rematch_day_identities(pen, roster, choice, anchors, run)
     if add_movers(pen, roster, choice, run):
         choice, scores = _assign(pen, roster, anchors, run)
     seeded: list[str] = []

@@ -63,6 +63,14 @@ class CueFit:
 
     def log_ratio(self, gap_s: np.ndarray, distance_px: np.ndarray, sim: np.ndarray) -> np.ndarray:
         """Return each pair's log likelihood ratio, join against chance, each cue clipped."""
+        look = _log_normal_pdf(sim, self.same_sim_mean, self.same_sim_sd) - _log_normal_pdf(
+            sim, self.other_sim_mean, self.other_sim_sd
+        )
+        clipped = np.clip(look, -CUE_CLIP, CUE_CLIP)
+        return np.asarray(self.gap_place_ratio(gap_s, distance_px) + clipped)
+
+    def gap_place_ratio(self, gap_s: np.ndarray, distance_px: np.ndarray) -> np.ndarray:
+        """Return the clipped log likelihood ratios of the gap and the place, summed."""
         g = np.maximum(gap_s, MIN_GAP_S)
         log_g = np.log(g)
         # Gap: lognormal (density in g) against uniform over the search window.
@@ -76,11 +84,27 @@ class CueFit:
         )
         far = _log_normal_pdf(log_d, self.far_log_mean, self.far_log_sd)
         place = np.where(known, near - far, 0.0)
-        look = _log_normal_pdf(sim, self.same_sim_mean, self.same_sim_sd) - _log_normal_pdf(
-            sim, self.other_sim_mean, self.other_sim_sd
+        return np.asarray(np.clip(gap, -CUE_CLIP, CUE_CLIP) + np.clip(place, -CUE_CLIP, CUE_CLIP))
+
+
+@dataclass(frozen=True)
+class LookFit:
+    """How alike two chains of one animal look against two chains of different animals."""
+
+    same_mean: float
+    same_sd: float
+    other_mean: float
+    other_sd: float
+
+    def log_ratio(self, sim: np.ndarray) -> np.ndarray:
+        """Return the appearance log likelihood ratio of chain pairs, clipped."""
+        ratio = _log_normal_pdf(sim, self.same_mean, self.same_sd) - _log_normal_pdf(
+            sim, self.other_mean, self.other_sd
         )
-        clipped = [np.clip(c, -CUE_CLIP, CUE_CLIP) for c in (gap, place, look)]
-        return np.asarray(clipped[0] + clipped[1] + clipped[2])
+        return np.asarray(np.clip(ratio, -CUE_CLIP, CUE_CLIP))
+
+
+PRIOR_LOOK = LookFit(same_mean=0.3, same_sd=0.3, other_mean=0.0, other_sd=0.3)
 
 
 @dataclass(frozen=True)
@@ -90,6 +114,7 @@ class StitchModel:
     version: int
     pooled: CueFit
     cameras: dict[str, CueFit] = field(default_factory=dict)
+    look: LookFit = PRIOR_LOOK  # chain-level appearance, for the head-count pass
 
     def for_camera(self, camera_key: str) -> CueFit:
         """Return the camera's own fit, or the pooled one when it had too little data."""
@@ -101,6 +126,7 @@ class StitchModel:
             "version": self.version,
             "pooled": asdict(self.pooled),
             "cameras": {k: asdict(v) for k, v in sorted(self.cameras.items())},
+            "look": asdict(self.look),
         }
 
     @classmethod
@@ -110,6 +136,7 @@ class StitchModel:
             version=int(data["version"]),
             pooled=CueFit(**data["pooled"]),
             cameras={k: CueFit(**v) for k, v in data.get("cameras", {}).items()},
+            look=LookFit(**data["look"]) if "look" in data else PRIOR_LOOK,
         )
 
 
@@ -353,3 +380,103 @@ def chains(successor: np.ndarray, start_s: np.ndarray) -> np.ndarray:
             labels[node] = chain
             node = int(successor[node])
     return labels
+
+
+def fit_look(same: np.ndarray, other: np.ndarray) -> LookFit | None:
+    """Fit chain-level appearance from genuine pairs (the two halves of a chain) and impostor
+    pairs (chains seen at the same time in one pen); None with fewer than MIN_PAIRS of either."""
+    if len(same) < MIN_PAIRS or len(other) < MIN_PAIRS:
+        return None
+    return LookFit(
+        same_mean=float(np.median(same)),
+        same_sd=max(_robust_sd(same), 0.01),
+        other_mean=float(np.median(other)),
+        other_sd=max(_robust_sd(other), 0.01),
+    )
+
+
+def _robust_sd(x: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+@dataclass(frozen=True)
+class ChainEnds:
+    """One pen-day's chains as the head-count pass sees them; arrays of shape (k,)."""
+
+    start_s: np.ndarray
+    end_s: np.ndarray
+    first_camera: np.ndarray  # camera key of the chain's first tracklet (object)
+    last_camera: np.ndarray
+    first_xy: np.ndarray  # (k, 2)
+    last_xy: np.ndarray
+    descriptor: np.ndarray  # (k, d) weighted centroid, unit length
+
+
+def chain_ends(
+    label: np.ndarray,
+    camera: np.ndarray,
+    start_s: np.ndarray,
+    end_s: np.ndarray,
+    first_xy: np.ndarray,
+    last_xy: np.ndarray,
+    descriptor: np.ndarray,
+    weight: np.ndarray,
+) -> ChainEnds:
+    """Return each chain's first and last tracklet's time, camera and place, and its look."""
+    k = int(label.max()) + 1 if len(label) else 0
+    first = np.full(k, -1, dtype=np.int64)
+    last = np.full(k, -1, dtype=np.int64)
+    for row in np.argsort(start_s, kind="stable").tolist():
+        c = int(label[row])
+        if first[c] < 0:
+            first[c] = row
+        if last[c] < 0 or end_s[row] >= end_s[last[c]]:
+            last[c] = row
+    summed = np.zeros((k, descriptor.shape[1]))
+    np.add.at(summed, label, descriptor.astype(np.float64) * weight[:, None])
+    norms = np.linalg.norm(summed, axis=1, keepdims=True)
+    return ChainEnds(
+        start_s=start_s[first],
+        end_s=end_s[last],
+        first_camera=camera[first],
+        last_camera=camera[last],
+        first_xy=first_xy[first],
+        last_xy=last_xy[last],
+        descriptor=(summed / np.where(norms > 0, norms, 1.0)).astype(np.float32),
+    )
+
+
+def cover_with_head_count(
+    ends: ChainEnds, fits: dict[str, CueFit], pooled: CueFit, look: LookFit
+) -> np.ndarray:
+    """Return each chain's successor chain (or -1) so that the day has as few chains as the
+    head count allows, joined where the cues make it most likely.
+
+    The pen holds its animals all day: a chain that ends mid-day is an animal the tracker lost,
+    and it is found again later. So every chain end takes a later start if one is free (the
+    minimum number of chains left, by Dilworth, is the most chains ever running at once: the
+    head count), and among such covers the one with the greatest summed log odds of gap, place
+    (on the same camera) and look is chosen.
+    """
+    k = len(ends.start_s)
+    i, j = np.nonzero(ends.start_s[None, :] >= ends.end_s[:, None])
+    if len(i) == 0:
+        return np.full(k, -1, dtype=np.int64)
+    gap = ends.start_s[j] - ends.end_s[i]
+    same_camera = ends.last_camera[i] == ends.first_camera[j]
+    distance = np.where(
+        same_camera, np.linalg.norm(ends.first_xy[j] - ends.last_xy[i], axis=1), np.nan
+    )
+    sim = np.einsum("nd,nd->n", ends.descriptor[i], ends.descriptor[j]).astype(np.float64)
+    odds = np.zeros(len(i))
+    for key in sorted(set(ends.last_camera[i].tolist())):
+        mine = ends.last_camera[i] == key
+        fit = fits.get(key, pooled)
+        # Gap and place from the camera's join model; look at the chain level.
+        odds[mine] = fit.gap_place_ratio(gap[mine], distance[mine])
+    odds += look.log_ratio(sim)
+    # Every join beats leaving an end open: shift all gains above zero by the same amount,
+    # so the matching takes the most joins first and the best of them second.
+    gain = odds - odds.min() + 1.0 + (odds.max() - odds.min() + 1.0) * k
+    pairs = CandidatePairs(i=i, j=j, gap_s=gap, distance_px=distance, sim=sim)
+    return stitch(k, pairs, gain)

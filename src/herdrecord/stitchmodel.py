@@ -14,11 +14,16 @@ import numpy as np
 from herdrecord.assignment import PenDayTracklets
 from herdrecord.stitching import (
     PRIOR_FIT,
+    PRIOR_LOOK,
     CandidatePairs,
+    LookFit,
     StitchModel,
     candidate_pairs,
+    chain_ends,
     chains,
+    cover_with_head_count,
     fit_cues,
+    fit_look,
     stitch,
 )
 from herdrecord.store import Record
@@ -64,14 +69,50 @@ def fit_stitch_model(record: Record, pen_days: list[tuple[str, PenDayTracklets]]
     if pooled is None:
         pooled = stored.pooled if stored else PRIOR_FIT
     version = (stored.version + 1) if stored else 1
-    return StitchModel(version=version, pooled=pooled, cameras=cameras)
+    joins = StitchModel(version=version, pooled=pooled, cameras=cameras)
+    look = _fit_chain_look(pen_days, joins)
+    if look is None:
+        look = stored.look if stored else PRIOR_LOOK
+    return StitchModel(version=version, pooled=pooled, cameras=cameras, look=look)
 
 
-def stitch_pen_day(pen_id: str, t: PenDayTracklets, model: StitchModel) -> np.ndarray:
-    """Return a chain label per tracklet of one pen-day, joined by the model."""
-    n = len(t.start_s)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
+def _fit_chain_look(
+    pen_days: list[tuple[str, PenDayTracklets]], model: StitchModel
+) -> LookFit | None:
+    """Fit chain-level appearance on the first pass's chains: their two halves are one animal,
+    chains running at the same time in one pen are two."""
+    same: list[float] = []
+    other: list[float] = []
+    for pen_id, t in pen_days:
+        label = _first_pass(pen_id, t, model)
+        for c in np.flatnonzero(np.bincount(label) >= 2):
+            members = np.flatnonzero(label == c)  # in time order
+            half = len(members) // 2
+            a = _centroid(t, members[:half])
+            b = _centroid(t, members[half:])
+            same.append(float(a @ b))
+        ends = chain_ends(
+            label, camera_keys(pen_id, t), t.start_s, t.end_s, t.first_xy, t.last_xy,
+            t.descriptor, t.weight,
+        )  # fmt: skip
+        together = np.triu(
+            (ends.start_s[:, None] <= ends.end_s[None, :])
+            & (ends.start_s[None, :] <= ends.end_s[:, None]),
+            k=1,
+        )
+        i, j = np.nonzero(together)
+        other.extend(np.einsum("nd,nd->n", ends.descriptor[i], ends.descriptor[j]).tolist())
+    return fit_look(np.array(same), np.array(other))
+
+
+def _centroid(t: PenDayTracklets, rows: np.ndarray) -> np.ndarray:
+    summed = (t.descriptor[rows].astype(np.float64) * t.weight[rows, None]).sum(axis=0)
+    norm = float(np.linalg.norm(summed))
+    return np.asarray(summed / norm if norm > 0 else summed)
+
+
+def _first_pass(pen_id: str, t: PenDayTracklets, model: StitchModel) -> np.ndarray:
+    """Return the chains of the calibrated joins alone (before the head count)."""
     pairs = pen_day_pairs(pen_id, t)
     keys = camera_keys(pen_id, t)
     odds = np.zeros(len(pairs.i))
@@ -79,7 +120,21 @@ def stitch_pen_day(pen_id: str, t: PenDayTracklets, model: StitchModel) -> np.nd
         mine = keys[pairs.i] == key
         fit = model.for_camera(key)
         odds[mine] = fit.log_odds(pairs.gap_s[mine], pairs.distance_px[mine], pairs.sim[mine])
-    return chains(stitch(n, pairs, odds), t.start_s)
+    return chains(stitch(len(t.start_s), pairs, odds), t.start_s)
+
+
+def stitch_pen_day(pen_id: str, t: PenDayTracklets, model: StitchModel) -> np.ndarray:
+    """Return a chain label per tracklet of one pen-day, joined by the model."""
+    n = len(t.start_s)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    label = _first_pass(pen_id, t, model)
+    keys = camera_keys(pen_id, t)
+    ends = chain_ends(
+        label, keys, t.start_s, t.end_s, t.first_xy, t.last_xy, t.descriptor, t.weight
+    )
+    successor = cover_with_head_count(ends, model.cameras, model.pooled, model.look)
+    return np.asarray(chains(successor, ends.start_s)[label])
 
 
 def _select(pairs: CandidatePairs, mask: np.ndarray) -> CandidatePairs:
