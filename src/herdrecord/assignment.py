@@ -2,13 +2,14 @@
 
 Pure numpy/scipy on arrays; `linking.py` feeds it from the record and writes what it decides.
 
-1. Continuations: a tracklet that starts seconds after another ended on the same camera, near
-   where it ended, continues it; chains of continuations are *clusters* that share evidence.
+1. Chains: `stitching.py` joins each pen-day's track ends to later starts (calibrated data
+   association, then the head count); each chain is a *cluster* that shares evidence.
 2. Cliques: clusters that overlap in time are different animals. Sweeping the day gives the
    maximal cliques of the interval graph; any two overlapping clusters share one.
 3. In time order, each clique's undecided clusters are assigned jointly (Hungarian) to the
    roster animals not already taken by a decided member, with an "unknown" option per cluster
-   priced at the open-set threshold. So no animal is ever in two places at once.
+   that is open only where more clusters run at once than the roster has animals (the head
+   count). So no animal is ever in two places at once.
 """
 
 from __future__ import annotations
@@ -21,15 +22,6 @@ from scipy.optimize import linear_sum_assignment
 
 UNKNOWN = -1
 NEG = -1e9  # score of a forbidden pairing (cannot-link, or an animal already taken)
-
-
-@dataclass(frozen=True)
-class ContinuationRule:
-    """When a tracklet is taken to continue another (same camera, small gap, nearby)."""
-
-    max_gap_s: float = 10.0  # trackers re-acquire within seconds; longer gaps are occlusions
-    max_distance_px: float = 48.0  # a re-acquired pig is found where it was lost
-    min_similarity: float = 0.0  # a continuation whose looks disagree this much is refused
 
 
 @dataclass(frozen=True)
@@ -96,41 +88,6 @@ def day_scores(
     with np.errstate(invalid="ignore", divide="ignore"):
         sims = np.where(norms > 1e-9, dots / norms, np.nan)
     return np.asarray(sims)
-
-
-def chain_continuations(t: PenDayTracklets, rule: ContinuationRule) -> np.ndarray:
-    """Return a cluster label per tracklet, joining continuation chains; shape (n,)."""
-    n = len(t.start_s)
-    successor = np.full(n, -1)
-    has_predecessor = np.zeros(n, dtype=bool)
-    order = np.argsort(t.start_s, kind="stable")
-    candidates: list[tuple[float, int, int]] = []
-    starts = t.start_s[order]
-    for i in range(n):
-        lo = np.searchsorted(starts, t.end_s[i], side="left")
-        hi = np.searchsorted(starts, t.end_s[i] + rule.max_gap_s, side="right")
-        for j in order[lo:hi]:
-            if j == i or t.camera[j] != t.camera[i]:
-                continue
-            distance = float(np.linalg.norm(t.first_xy[j] - t.last_xy[i]))
-            if not distance <= rule.max_distance_px:  # NaN (no observations) never chains
-                continue
-            if float(t.descriptor[i] @ t.descriptor[j]) < rule.min_similarity:
-                continue
-            gap = t.start_s[j] - t.end_s[i]
-            candidates.append((gap / rule.max_gap_s + distance / rule.max_distance_px, i, int(j)))
-    # Best pairs first; each tracklet has at most one successor and one predecessor.
-    for _, i, j in sorted(candidates):
-        if successor[i] < 0 and not has_predecessor[j]:
-            successor[i] = j
-            has_predecessor[j] = True
-    labels = np.full(n, -1)
-    for cluster, head in enumerate(np.flatnonzero(~has_predecessor)):
-        node = int(head)
-        while node >= 0:
-            labels[node] = cluster
-            node = int(successor[node])
-    return labels
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ def print_link_report(report: LinkReport) -> None:
         f"pen-days ({report.unknown:,} unknown, {len(report.enrolled)} provisional animals "
         f"enrolled; threshold {report.threshold:.3f}) in {report.seconds:.1f} s"
     )
+    if report.model:
+        console.print(report.model, highlight=False)
 
 
 @app.command()

@@ -37,7 +37,7 @@ from herdrecord.pool import Pool
 from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.retention import RetentionReport, retain_locked
 from herdrecord.stitching import StitchModel
-from herdrecord.stitchmodel import fit_stitch_model, stitch_pen_day
+from herdrecord.stitchmodel import describe, fit_stitch_model, save_stitch_model, stitch_pen_day
 from herdrecord.store import Record, link_run_done, note_link_run
 from herdrecord.timeline import DaysReport, owe_days, settle_days_locked
 from herdrecord.trackletdata import TrackletData, load_tracklets
@@ -57,6 +57,7 @@ class LinkReport:
     solve_seconds: float  # deciding alone: from descriptors in memory to decisions
     days: DaysReport  # the animal-days re-derived from the new links
     retention: RetentionReport | None = None  # the tiers applied as days closed
+    model: str = ""  # what the join model learned from this run's pen-days (one line)
 
 
 def link_pending(record: Record, config: LinkingConfig | None = None) -> LinkReport:
@@ -129,6 +130,8 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         decisions.extend(solve_day([pen for pen in pen_days if pen.day == day], run))
     solve_seconds = time.perf_counter() - solve_started
     _write(record, decisions, run)
+    if pen_days:
+        save_stitch_model(record, model)
     linked = sum(1 for d in decisions if d["animal_id"] is not None)
     return LinkReport(
         pen_days=len(pen_days),
@@ -140,6 +143,7 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         seconds=time.perf_counter() - started,
         solve_seconds=solve_seconds,
         days=DaysReport(0, 0, 0.0),
+        model=describe(model) if pen_days else "",
     )
 
 

@@ -7,7 +7,7 @@ from datetime import date
 
 import numpy as np
 
-from herdrecord.assignment import Clusters, ContinuationRule, PenDayTracklets
+from herdrecord.assignment import Clusters, PenDayTracklets
 from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.reid import FaissIndex
 
@@ -16,7 +16,6 @@ from herdrecord.reid import FaissIndex
 class LinkingConfig:
     """Knobs of linking; the open-set threshold itself is calibrated from the record's data."""
 
-    continuation: ContinuationRule = field(default_factory=ContinuationRule)
     exemplars_per_animal: int = DEFAULT_EXEMPLARS_PER_ANIMAL
     min_enrol_s: float = 7200.0  # tracked seconds a new animal needs on its first day
     roster_absent_days: int = 3  # an animal unseen this long leaves its pen's roster

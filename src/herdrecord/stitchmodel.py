@@ -123,6 +123,23 @@ def _first_pass(pen_id: str, t: PenDayTracklets, model: StitchModel) -> np.ndarr
     return chains(stitch(len(t.start_s), pairs, odds), t.start_s)
 
 
+def save_stitch_model(record: Record, model: StitchModel) -> None:
+    """Keep the run's join model in the record (the caller holds the writer lock)."""
+    record.set_metadata(META_LINK_MODEL, {"stitch": model.to_json()})
+
+
+def describe(model: StitchModel) -> str:
+    """Return one line saying what the join model learned (pooled over cameras)."""
+    fit = model.pooled
+    return (
+        f"join model v{model.version} ({len(model.cameras)} cameras, {fit.pairs:,} candidate "
+        f"pairs): {fit.join_share:.0%} of track ends re-found, median gap "
+        f"{np.exp(fit.gap_log_mean):.0f} s, median displacement "
+        f"{np.expm1(fit.place_base + fit.place_per_log_gap * fit.gap_log_mean):.0f} px "
+        f"(chance {np.expm1(fit.far_log_mean):.0f} px)"
+    )
+
+
 def stitch_pen_day(pen_id: str, t: PenDayTracklets, model: StitchModel) -> np.ndarray:
     """Return a chain label per tracklet of one pen-day, joined by the model."""
     n = len(t.start_s)

@@ -1,0 +1,215 @@
+"""Stitching a pen-day's tracklets: joins learned from the data, the head count, determinism."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from herdrecord.stitching import (
+    StitchModel,
+    candidate_pairs,
+    chain_ends,
+    chains,
+    cover_with_head_count,
+    fit_cues,
+    stitch,
+)
+
+
+def lost_and_found_day(
+    animals: int, hours: float, gap_median_s: float, seed: int, long_loss_share: float = 0.0
+) -> dict[str, np.ndarray]:
+    """Return one camera's tracklets of a pen: each animal tracked, lost for a lognormal gap
+    (median `gap_median_s`; `long_loss_share` of losses last 20-40 min instead), found again
+    near where it was; weak looks (noise dominates)."""
+    rng = np.random.default_rng(seed)
+    rows: list[tuple[int, float, float, np.ndarray, np.ndarray]] = []
+    identity = rng.normal(size=(animals, 32))
+    for a in range(animals):
+        t = rng.uniform(0, 120)
+        xy = rng.uniform(50, 1200, 2)
+        while t < hours * 3600:
+            length = float(np.exp(rng.normal(np.log(400), 0.8)))
+            start_xy = xy.copy()
+            xy = np.clip(xy + rng.normal(0, 30, 2), 0, 1280)
+            rows.append((a, t, t + length, start_xy, xy.copy()))
+            gap = float(np.exp(rng.normal(np.log(gap_median_s), 0.6)))
+            if rng.random() < long_loss_share:
+                gap = rng.uniform(1200, 2400)
+            xy = np.clip(xy + rng.normal(0, 3 * np.sqrt(gap), 2), 0, 1280)
+            t += length + gap
+    rows.sort(key=lambda r: r[1])
+    animal = np.array([r[0] for r in rows])
+    descriptor = identity[animal] * 0.3 + rng.normal(size=(len(rows), 32))
+    descriptor /= np.linalg.norm(descriptor, axis=1, keepdims=True)
+    return {
+        "animal": animal,
+        "camera": np.array(["pen-1/cam1"] * len(rows), dtype=object),
+        "start_s": np.array([r[1] for r in rows]),
+        "end_s": np.array([r[2] for r in rows]),
+        "first_xy": np.array([r[3] for r in rows]),
+        "last_xy": np.array([r[4] for r in rows]),
+        "descriptor": descriptor.astype(np.float32),
+        "weight": np.ones(len(rows)),
+    }
+
+
+def true_successors(day: dict[str, np.ndarray]) -> np.ndarray:
+    successor = np.full(len(day["animal"]), -1)
+    for a in np.unique(day["animal"]):
+        rows = np.flatnonzero(day["animal"] == a)  # already in time order
+        successor[rows[:-1]] = rows[1:]
+    return successor
+
+
+def first_pass(day: dict[str, np.ndarray]) -> np.ndarray:
+    pairs = candidate_pairs(
+        day["camera"], day["start_s"], day["end_s"], day["first_xy"], day["last_xy"],
+        day["descriptor"],
+    )  # fmt: skip
+    fit = fit_cues(pairs)
+    assert fit is not None
+    odds = fit.log_odds(pairs.gap_s, pairs.distance_px, pairs.sim)
+    return stitch(len(day["start_s"]), pairs, odds)
+
+
+@pytest.mark.parametrize("gap_median_s", [8.0, 60.0])
+def test_stitching_recovers_continuations_across_long_gaps(gap_median_s: float) -> None:
+    day = lost_and_found_day(animals=10, hours=6, gap_median_s=gap_median_s, seed=3)
+    truth = true_successors(day)
+    found = first_pass(day)
+    joined = found >= 0
+    precision = float(np.mean(found[joined] == truth[joined]))
+    recall = float(np.mean(found[truth >= 0] == truth[truth >= 0]))
+    long_gaps = (truth >= 0) & (day["start_s"][np.maximum(truth, 0)] - day["end_s"] >= 60)
+    assert long_gaps.sum() > 20 if gap_median_s >= 60 else True
+    assert precision >= 0.95, precision
+    assert recall >= 0.9, recall
+    if gap_median_s >= 60:
+        assert float(np.mean(found[long_gaps] == truth[long_gaps])) >= 0.85
+
+
+def test_the_fit_learns_the_gap_of_the_barn() -> None:
+    """The same code learns a short-gap barn and a long-gap barn: nothing is set for one."""
+    medians = []
+    for gap in (8.0, 60.0):
+        day = lost_and_found_day(animals=10, hours=6, gap_median_s=gap, seed=4)
+        pairs = candidate_pairs(
+            day["camera"], day["start_s"], day["end_s"], day["first_xy"], day["last_xy"],
+            day["descriptor"],
+        )  # fmt: skip
+        fit = fit_cues(pairs)
+        assert fit is not None
+        medians.append(float(np.exp(fit.gap_log_mean)))
+    assert 5 <= medians[0] <= 13
+    assert 40 <= medians[1] <= 90
+
+
+def test_the_head_count_leaves_as_many_chains_as_animals() -> None:
+    day = lost_and_found_day(animals=8, hours=6, gap_median_s=30.0, seed=5, long_loss_share=0.1)
+    label = chains(first_pass(day), day["start_s"])
+    assert label.max() + 1 > 8  # the calibrated joins alone leave animals lost
+    ends = chain_ends(
+        label, day["camera"], day["start_s"], day["end_s"], day["first_xy"], day["last_xy"],
+        day["descriptor"], day["weight"],
+    )  # fmt: skip
+    pairs = candidate_pairs(
+        day["camera"], day["start_s"], day["end_s"], day["first_xy"], day["last_xy"],
+        day["descriptor"],
+    )  # fmt: skip
+    fit = fit_cues(pairs)
+    assert fit is not None
+    model = StitchModel(version=1, pooled=fit)
+    successor = cover_with_head_count(ends, {}, model.pooled, model.look)
+    final = chains(successor, ends.start_s)[label]
+    assert final.max() + 1 == 8
+    # Each final chain is mostly one animal.
+    seconds = day["end_s"] - day["start_s"]
+    pure = sum(
+        np.bincount(day["animal"][final == c], weights=seconds[final == c]).max() for c in range(8)
+    )
+    assert pure / seconds.sum() >= 0.8
+
+
+def test_the_join_model_survives_the_record(tmp_path: Path) -> None:
+    day = lost_and_found_day(animals=6, hours=3, gap_median_s=20.0, seed=6)
+    pairs = candidate_pairs(
+        day["camera"], day["start_s"], day["end_s"], day["first_xy"], day["last_xy"],
+        day["descriptor"],
+    )  # fmt: skip
+    fit = fit_cues(pairs)
+    assert fit is not None
+    model = StitchModel(version=3, pooled=fit, cameras={"pen-1/cam1": fit})
+    again = StitchModel.from_json(json.loads(json.dumps(model.to_json())))
+    assert again == model
+
+
+LINK_SCRIPT = """
+import json, sys
+from herdrecord.config import Settings
+from herdrecord.ingest import ingest
+from herdrecord.intake import parse_json
+from herdrecord.linking import link_pending
+from herdrecord.links import current_links
+from herdrecord.simulate import SimulationConfig, simulate
+from herdrecord.store import create_record
+
+sim = simulate(SimulationConfig(animals=8, pens=2, days=2, seed=11, keyframes=False,
+                                obs_interval_s=120.0, continuation_gap_s=(5.0, 40.0)))
+record = create_record(sys.argv[1], Settings())
+ingest(record, (parse_json(json.dumps(b).encode(), b["batch_id"]) for b in sim.batches))
+link_pending(record)
+links = current_links(record).sort_by([("device_id", "ascending"), ("track_id", "ascending")])
+print(json.dumps(links.select(["device_id", "track_id", "animal_id"]).to_pylist()))
+"""
+
+
+def test_links_are_identical_under_two_hash_seeds(tmp_path: Path) -> None:
+    outputs = []
+    for seed in ("1", "4242"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "RUST_LOG": "error"}
+        done = subprocess.run(
+            [sys.executable, "-c", LINK_SCRIPT, str(tmp_path / f"herd-{seed}")],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        outputs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert outputs[0] == outputs[1]
+    assert sum(1 for row in outputs[0] if row["animal_id"]) > 0.9 * len(outputs[0])
+
+
+def test_linking_keeps_its_join_model_in_the_record_and_says_what_it_learned(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from herdrecord.cli import app
+    from herdrecord.config import Settings
+    from herdrecord.ingest import ingest
+    from herdrecord.intake import parse_json
+    from herdrecord.linking import link_pending
+    from herdrecord.simulate import SimulationConfig, simulate
+    from herdrecord.stitchmodel import stored_stitch_model
+    from herdrecord.store import create_record, open_record
+
+    sim = simulate(
+        SimulationConfig(animals=6, pens=1, days=1, seed=2, keyframes=False, obs_interval_s=120.0)
+    )
+    path = tmp_path / "herd"
+    record = create_record(str(path), Settings())
+    ingest(record, (parse_json(json.dumps(b).encode(), b["batch_id"]) for b in sim.batches))
+    report = link_pending(record)
+    assert report.model.startswith("join model v1 ")
+    model = stored_stitch_model(open_record(str(path), Settings()))
+    assert model is not None and model.version == 1 and "pen-1/cam1" in model.cameras
+    result = CliRunner().invoke(app, ["link", str(path), "--all"])
+    assert result.exit_code == 0, result.output
+    assert "join model v2 " in result.output
