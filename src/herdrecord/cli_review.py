@@ -44,6 +44,8 @@ def print_link_report(report: LinkReport) -> None:
     )
     if report.model:
         console.print(report.model, highlight=False)
+    if report.metric:
+        console.print(report.metric, highlight=False)
 
 
 @app.command()

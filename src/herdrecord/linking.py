@@ -32,12 +32,26 @@ from herdrecord.assignment import (
 )
 from herdrecord.links import current_links, pen_days_of
 from herdrecord.linkstate import AnimalState, LinkingConfig, PenDayInput, RunState
+from herdrecord.metric import (
+    Metric,
+    MetricFit,
+    constraint_pairs,
+    learn_metric,
+    save_metric,
+    stored_metric,
+)
 from herdrecord.penday import solve_day
 from herdrecord.pool import Pool
 from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.retention import RetentionReport, retain_locked
 from herdrecord.stitching import StitchModel
-from herdrecord.stitchmodel import describe, fit_stitch_model, save_stitch_model, stitch_pen_day
+from herdrecord.stitchmodel import (
+    describe,
+    first_pass,
+    fit_stitch_model,
+    save_stitch_model,
+    stitch_pen_day,
+)
 from herdrecord.store import Record, link_run_done, note_link_run
 from herdrecord.timeline import DaysReport, owe_days, settle_days_locked
 from herdrecord.trackletdata import TrackletData, load_tracklets
@@ -58,6 +72,7 @@ class LinkReport:
     days: DaysReport  # the animal-days re-derived from the new links
     retention: RetentionReport | None = None  # the tiers applied as days closed
     model: str = ""  # what the join model learned from this run's pen-days (one line)
+    metric: str = ""  # the learned metric in use (one line), "" while there is none
 
 
 def link_pending(record: Record, config: LinkingConfig | None = None) -> LinkReport:
@@ -107,10 +122,12 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     solving = set(zip(data.device_id, data.track_id, strict=True))
     answers = read_answers(record)
     prepared = [(key, centre_by_camera(data.pen_day(rows)), rows) for key, rows in data.pen_days()]
-    model = fit_stitch_model(record, [(key[0], t) for key, t, _ in prepared])
+    metric_fit = _learn_metric(record, data, prepared, answers.must)
+    looks = [(key, _in_metric(t, metric_fit.metric), rows) for key, t, rows in prepared]
+    model = fit_stitch_model(record, [(key[0], t) for key, t, _ in looks])
     pen_days = [
-        _prepare(data, key, rows, tracklets, model, answers.must)
-        for key, tracklets, rows in prepared
+        _prepare(data, key, rows, tracklets, looked, model, answers.must)
+        for (key, tracklets, rows), (_, looked, _) in zip(prepared, looks, strict=True)
     ]
     run = RunState(
         pool=pool,
@@ -132,6 +149,8 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     _write(record, decisions, run)
     if pen_days:
         save_stitch_model(record, model)
+    if metric_fit.metric is not None and metric_fit.stats is not None:
+        save_metric(record, metric_fit.metric, metric_fit.stats)
     linked = sum(1 for d in decisions if d["animal_id"] is not None)
     return LinkReport(
         pen_days=len(pen_days),
@@ -144,6 +163,7 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         solve_seconds=solve_seconds,
         days=DaysReport(0, 0, 0.0),
         model=describe(model) if pen_days else "",
+        metric=metric_fit.metric.describe() if metric_fit.metric else "",
     )
 
 
@@ -171,16 +191,43 @@ def read_answers(record: Record) -> Answers:
     return answers
 
 
+def _learn_metric(
+    record: Record,
+    data: TrackletData,
+    prepared: list[tuple[tuple[str, date], PenDayTracklets, np.ndarray]],
+    must: dict[tuple[str, str], str],
+) -> MetricFit:
+    """Refit the record's metric on this run's constraints: the joins of the calibrated first
+    pass (on raw looks), tag reads and answers; tracklets seen together are different."""
+    if not prepared:
+        return MetricFit(stored_metric(record), None)
+    raw_model = fit_stitch_model(record, [(key[0], t) for key, t, _ in prepared])
+    per_day = []
+    for key, t, rows in prepared:
+        label = first_pass(key[0], t, raw_model)
+        tags: list[object] = [data.tag_id[r] for r in rows]
+        named: list[object] = [must.get((data.device_id[r], data.track_id[r])) for r in rows]
+        per_day.append((label, t.start_s, t.end_s, tags, named))
+    x = np.concatenate([t.descriptor for _, t, _ in prepared])
+    return learn_metric(record, x, constraint_pairs(per_day))
+
+
+def _in_metric(t: PenDayTracklets, metric: Metric | None) -> PenDayTracklets:
+    """Return the tracklets with their descriptors in the learned space (as they are if none)."""
+    return t if metric is None else replace(t, descriptor=metric.apply(t.descriptor))
+
+
 def _prepare(
     data: TrackletData,
     key: tuple[str, date],
     rows: np.ndarray,
     tracklets: PenDayTracklets,
+    looked: PenDayTracklets,
     model: StitchModel,
     must: dict[tuple[str, str], str],
 ) -> PenDayInput:
     keys = [(data.device_id[r], data.track_id[r]) for r in rows]
-    label = _split_at_answers(stitch_pen_day(key[0], tracklets, model), keys, must)
+    label = _split_at_answers(stitch_pen_day(key[0], looked, model), keys, must)
     label = _part_rival_chains(label, keys, must, tracklets.start_s, tracklets.end_s)
     tags = [data.tag_id[r] for r in rows]
     clusters = make_clusters(tracklets, label)

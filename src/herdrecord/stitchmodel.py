@@ -84,7 +84,7 @@ def _fit_chain_look(
     same: list[float] = []
     other: list[float] = []
     for pen_id, t in pen_days:
-        label = _first_pass(pen_id, t, model)
+        label = first_pass(pen_id, t, model)
         for c in np.flatnonzero(np.bincount(label) >= 2):
             members = np.flatnonzero(label == c)  # in time order
             half = len(members) // 2
@@ -111,7 +111,7 @@ def _centroid(t: PenDayTracklets, rows: np.ndarray) -> np.ndarray:
     return np.asarray(summed / norm if norm > 0 else summed)
 
 
-def _first_pass(pen_id: str, t: PenDayTracklets, model: StitchModel) -> np.ndarray:
+def first_pass(pen_id: str, t: PenDayTracklets, model: StitchModel) -> np.ndarray:
     """Return the chains of the calibrated joins alone (before the head count)."""
     pairs = pen_day_pairs(pen_id, t)
     keys = camera_keys(pen_id, t)
@@ -145,7 +145,7 @@ def stitch_pen_day(pen_id: str, t: PenDayTracklets, model: StitchModel) -> np.nd
     n = len(t.start_s)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    label = _first_pass(pen_id, t, model)
+    label = first_pass(pen_id, t, model)
     keys = camera_keys(pen_id, t)
     ends = chain_ends(
         label, keys, t.start_s, t.end_s, t.first_xy, t.last_xy, t.descriptor, t.weight
