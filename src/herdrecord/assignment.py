@@ -14,6 +14,7 @@ Pure numpy/scipy on arrays; `linking.py` feeds it from the record and writes wha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,16 +98,23 @@ class Clusters:
     label: np.ndarray  # (n,) cluster of each tracklet
     start_s: np.ndarray
     end_s: np.ndarray
-    descriptor: np.ndarray  # (k, d) weighted mean of member descriptors, L2-normalised
+    descriptor: np.ndarray  # (k, d') what scores are computed on: `raw` in the learned metric
+    raw: np.ndarray  # (k, d) weighted mean of member descriptors, L2-normalised (the pool's)
     weight: np.ndarray  # summed evidence
     duration_s: np.ndarray  # summed tracked seconds
 
 
-def make_clusters(t: PenDayTracklets, label: np.ndarray) -> Clusters:
-    """Return the clusters of a labelling, pooling their members' evidence."""
+def make_clusters(
+    t: PenDayTracklets,
+    label: np.ndarray,
+    look: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Clusters:
+    """Return the clusters of a labelling, pooling their members' evidence; with `look`
+    (the record's learned metric) their descriptors are scored in it."""
     k = int(label.max()) + 1 if len(label) else 0
     summed = group_sum(t.descriptor.astype(np.float64) * t.weight[:, None], label, k)
-    descriptor = normalise(summed).astype(np.float32)
+    raw = normalise(summed).astype(np.float32)
+    descriptor = look(raw) if look is not None and k else raw
     start = np.full(k, np.inf)
     end = np.full(k, -np.inf)
     np.minimum.at(start, label, t.start_s)
@@ -116,6 +124,7 @@ def make_clusters(t: PenDayTracklets, label: np.ndarray) -> Clusters:
         start_s=start,
         end_s=end,
         descriptor=descriptor,
+        raw=raw,
         weight=np.bincount(label, weights=t.weight, minlength=k),
         duration_s=np.bincount(label, weights=t.end_s - t.start_s + 1.0, minlength=k),
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
@@ -118,15 +119,16 @@ def _pending_pen_days(record: Record) -> set[tuple[str, date]]:
 def _link(record: Record, data: TrackletData, config: LinkingConfig, started: float) -> LinkReport:
     dim = record.embedder.dim
     pool_rows = record.table("pool").to_lance().to_table()
-    pool = Pool.from_arrow(pool_rows, dim, config.exemplars_per_animal)
     solving = set(zip(data.device_id, data.track_id, strict=True))
     answers = read_answers(record)
     prepared = [(key, centre_by_camera(data.pen_day(rows)), rows) for key, rows in data.pen_days()]
     metric_fit = _learn_metric(record, data, prepared, answers.must)
+    look = None if metric_fit.metric is None else metric_fit.metric.apply
+    pool = Pool.from_arrow(pool_rows, dim, config.exemplars_per_animal, look)
     looks = [(key, _in_metric(t, metric_fit.metric), rows) for key, t, rows in prepared]
     model = fit_stitch_model(record, [(key[0], t) for key, t, _ in looks])
     pen_days = [
-        _prepare(data, key, rows, tracklets, looked, model, answers.must)
+        _prepare(data, key, rows, tracklets, looked, model, answers.must, metric_fit.metric)
         for (key, tracklets, rows), (_, looked, _) in zip(prepared, looks, strict=True)
     ]
     run = RunState(
@@ -137,7 +139,7 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         must=answers.must,
         must_by=answers.must_by,
         cannot=answers.cannot,
-        threshold=_calibrate(pen_days, config),
+        threshold=_calibrate(pen_days, config, look),
         config=config,
         next_number=_next_provisional_number(record),
     )
@@ -225,12 +227,13 @@ def _prepare(
     looked: PenDayTracklets,
     model: StitchModel,
     must: dict[tuple[str, str], str],
+    metric: Metric | None,
 ) -> PenDayInput:
     keys = [(data.device_id[r], data.track_id[r]) for r in rows]
     label = _split_at_answers(stitch_pen_day(key[0], looked, model), keys, must)
     label = _part_rival_chains(label, keys, must, tracklets.start_s, tracklets.end_s)
     tags = [data.tag_id[r] for r in rows]
-    clusters = make_clusters(tracklets, label)
+    clusters = make_clusters(tracklets, label, None if metric is None else metric.apply)
     cliques = [c.tolist() for c in maximal_cliques(clusters.start_s, clusters.end_s)]
     return PenDayInput(key[0], key[1], keys, tags, label, clusters, tracklets, cliques)
 
@@ -308,7 +311,11 @@ def _part_rival_chains(
         label = np.unique(label, return_inverse=True)[1].astype(label.dtype)  # no gaps
 
 
-def _calibrate(pen_days: list[PenDayInput], config: LinkingConfig) -> float:
+def _calibrate(
+    pen_days: list[PenDayInput],
+    config: LinkingConfig,
+    look: Callable[[np.ndarray], np.ndarray] | None,
+) -> float:
     """Return the open-set threshold from this run's own genuine and impostor pairs.
 
     Genuine: the two halves of a continuation chain (the same animal, by the tracker).
@@ -324,20 +331,28 @@ def _calibrate(pen_days: list[PenDayInput], config: LinkingConfig) -> float:
             pick = np.linspace(0, len(i) - 1, min(len(i), 2000)).astype(int)
             sims = np.einsum("nd,nd->n", clusters.descriptor[i[pick]], clusters.descriptor[j[pick]])
             impostor.extend(sims.tolist())
-        genuine.extend(_half_chain_similarities(pen))
+        genuine.extend(_half_chain_similarities(pen, look))
     return calibrate_threshold(np.array(genuine), np.array(impostor), config.default_threshold)
 
 
-def _half_chain_similarities(pen: PenDayInput) -> list[float]:
-    out = []
+def _half_chain_similarities(
+    pen: PenDayInput, look: Callable[[np.ndarray], np.ndarray] | None
+) -> list[float]:
+    """Return the similarity of each chain's two halves, scored as clusters are."""
+    halves = []
+    t = pen.tracklets
     for c in np.flatnonzero(np.bincount(pen.label) >= 2):
         members = np.flatnonzero(pen.label == c)
         half = len(members) // 2
-        t = pen.tracklets
-        first = normalise((t.descriptor[members[:half]] * t.weight[members[:half], None]).sum(0))
-        second = normalise((t.descriptor[members[half:]] * t.weight[members[half:], None]).sum(0))
-        out.append(float(first @ second))
-    return out
+        for part in (members[:half], members[half:]):
+            halves.append(normalise((t.descriptor[part] * t.weight[part, None]).sum(0)))
+    if not halves:
+        return []
+    vectors = np.stack(halves).astype(np.float32)
+    if look is not None:
+        vectors = look(vectors)
+    sims: list[float] = np.einsum("nd,nd->n", vectors[0::2], vectors[1::2]).tolist()
+    return sims
 
 
 def _animal_states(record: Record, solving: set[tuple[str, str]]) -> dict[str, AnimalState]:

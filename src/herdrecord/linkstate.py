@@ -17,7 +17,8 @@ class LinkingConfig:
     """Knobs of linking; the open-set threshold itself is calibrated from the record's data."""
 
     exemplars_per_animal: int = DEFAULT_EXEMPLARS_PER_ANIMAL
-    min_enrol_s: float = 7200.0  # tracked seconds a new animal needs on its first day
+    # A newcomer needs this share of a typical animal's tracked time in its pen that day.
+    min_enrol_share: float = 0.1
     roster_absent_days: int = 3  # an animal unseen this long leaves its pen's roster
     default_threshold: float = 0.15  # used only until the record has pairs to calibrate on
     confident_margin: float = 0.02  # lead over the runner-up that lets a link feed the pool

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from herdrecord.assignment import NEG, UNKNOWN, Clusters, maximal_cliques, normalise, overlaps
+from herdrecord.assignment import NEG, UNKNOWN, Clusters, normalise, overlaps
 from herdrecord.linkstate import AnimalState, PenDayInput, RunState
 from herdrecord.poolindex import nearest_animals
 
@@ -84,8 +84,9 @@ def add_movers(pen: PenDayInput, roster: list[str], choice: np.ndarray, run: Run
     if len(unknown) == 0 or not elsewhere:
         return False
     # FAISS narrows the whole pool to a few candidates per cluster; the pool scores them.
+    # The index holds the pool's own vectors; the pool scores in the learned metric.
+    near = nearest_animals(run.index, run.owners, pen.clusters.raw[unknown], set(elsewhere))
     descriptors = pen.clusters.descriptor[unknown]
-    near = nearest_animals(run.index, run.owners, descriptors, set(elsewhere))
     shortlist = sorted({a for found in near for a in found})
     if not shortlist:
         return False
@@ -96,26 +97,40 @@ def add_movers(pen: PenDayInput, roster: list[str], choice: np.ndarray, run: Run
     return bool(movers)
 
 
-def enrol(pen: PenDayInput, roster: list[str], choice: np.ndarray, run: RunState) -> list[str]:
-    """Enrol provisional animals for unknown clusters; return their ids.
+def enrol(
+    pen: PenDayInput,
+    roster: list[str],
+    choice: np.ndarray,
+    anchors: dict[int, str],
+    run: RunState,
+    limit: int,
+) -> list[str]:
+    """Enrol the `limit` newcomers the head count says arrived; return their ids.
 
-    Unknown clusters that overlap in time are surely different animals, so every member of
-    the largest such clique seeds one; the joint assignment that follows lets the other
-    unknowns join the seeds they resemble, and decides which seeds gather enough evidence.
+    The pen-day's most concurrent stretch has one cluster per animal present. Its clusters
+    are matched jointly to the known animals plus `limit` new ones (one Hungarian
+    assignment; all must be placed, so no threshold is needed): the clusters that fit no
+    known animal as well as the others fit theirs seed the newcomers. Anchored clusters are
+    known animals. The joint assignment that follows lets the other unknowns join the seeds
+    they resemble, and settling decides which seeds gathered enough evidence.
     """
     clusters = pen.clusters
-    unknown = np.flatnonzero(choice == UNKNOWN)
-    if len(unknown) == 0:
+    if limit <= 0 or not pen.cliques or not (choice == UNKNOWN).any():
         return []
-    cliques = maximal_cliques(clusters.start_s[unknown], clusters.end_s[unknown])
-    largest = max(cliques, key=lambda c: (len(c), clusters.weight[unknown[c]].sum()))
-    groups = [np.array([unknown[i]]) for i in largest]
+    largest = np.array(max(pen.cliques, key=lambda c: (len(c), clusters.weight[c].sum())))
+    known = [a for a in roster if a in run.pool.animals]
+    scores = run.pool.scores(clusters.descriptor[largest], known).astype(np.float64)
+    fresh = np.zeros((len(largest), limit))
+    fresh[[i for i, c in enumerate(largest.tolist()) if c in anchors]] = NEG
+    rows, columns = linear_sum_assignment(np.hstack([scores, fresh]), maximize=True)
+    seeds = sorted(int(largest[r]) for r, c in zip(rows, columns, strict=True) if c >= len(known))
+    groups = [np.array([c]) for c in seeds]
     seeded = []
     for group in groups:
         animal_id = run.new_animal_id()
         seeded.append(animal_id)
         run.animals[animal_id] = AnimalState(pen.pen_id, pen.day, None, "active")
-        centroid = normalise((clusters.descriptor[group] * clusters.weight[group, None]).sum(0))
+        centroid = normalise((clusters.raw[group] * clusters.weight[group, None]).sum(0))
         origin = ("", f"enrol:{pen.day}", pen.pen_id)
         run.pool.add(animal_id, centroid, float(clusters.end_s[group].max()), 0.0, origin)
         roster.append(animal_id)
@@ -139,7 +154,7 @@ def settle_enrolments(
     for animal_id in seeded:
         column = roster.index(animal_id)
         members = np.flatnonzero(choice == column)
-        if clusters.duration_s[members].sum() < run.config.min_enrol_s:
+        if clusters.duration_s[members].sum() < _enrol_floor_s(pen, run):
             choice[members] = UNKNOWN
             del run.animals[animal_id]
             continue
@@ -165,6 +180,16 @@ def settle_enrolments(
             run.enrolled.append(animal_id)
             kept_seeds.append(column)
     return choice
+
+
+def _enrol_floor_s(pen: PenDayInput, run: RunState) -> float:
+    """Return the tracked seconds a newcomer needs on its first day: a share of what one
+    animal of this pen-day is typically tracked (the pen's most concurrent stretch says how
+    many share the day), so the rule scales with the barn's coverage, not a clock."""
+    clusters = pen.clusters
+    head_count = max((len(c) for c in pen.cliques), default=1)
+    typical = float(clusters.duration_s.sum()) / max(head_count, 1)
+    return run.config.min_enrol_share * typical
 
 
 def _same_as_seed(

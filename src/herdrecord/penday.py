@@ -21,7 +21,7 @@ from herdrecord.assignment import (
 from herdrecord.linkstate import PenDayInput, RunState
 from herdrecord.newcomers import add_movers, enrol, rematch_day_identities, settle_enrolments
 
-ENROLMENT_ROUNDS = 3  # seed, assign, and seed again from what is still unknown
+ENROLMENT_ROUNDS = 3  # seed, assign, and seed again from what is still unknown (bounded)
 REFINEMENTS = 3  # rounds of "score against today's centroids, solve again"; converges fast
 
 
@@ -67,18 +67,26 @@ def finish_pen_day(
     pen: PenDayInput, solved: RosterSolution, run: RunState
 ) -> list[dict[str, object]]:
     """Find movers and enrol newcomers for what the roster left unknown; return the links."""
-    config = run.config
     roster, anchors, choice, scores = solved.roster, solved.anchors, solved.choice, solved.scores
     choice = rematch_day_identities(pen, roster, choice, anchors, run)
     if add_movers(pen, roster, choice, run):
         choice, scores = _assign(pen, roster, anchors, run)
+        choice = rematch_day_identities(pen, roster, choice, anchors, run)
     seeded: list[str] = []
+    # The head count: the most clusters running at once, against the animals that could be
+    # them; only the difference may be new.
+    head_count = max((len(c) for c in pen.cliques), default=0)
+    known = sum(1 for a in roster if a in run.pool.animals)
     for _ in range(ENROLMENT_ROUNDS):
         unknown_s = pen.clusters.duration_s[choice == UNKNOWN].sum()
-        if unknown_s < config.min_enrol_s:
+        if unknown_s <= 0:
             break
-        seeded += enrol(pen, roster, choice, run)
+        added = enrol(pen, roster, choice, anchors, run, head_count - known - len(seeded))
+        if not added:
+            break
+        seeded += added
         choice, scores = _assign(pen, roster, anchors, run)
+        choice = rematch_day_identities(pen, roster, choice, anchors, run)
     if seeded:
         choice = settle_enrolments(pen, roster, choice, seeded, run)
         if len(roster) > scores.shape[1]:  # settling found animals that moved in
@@ -181,11 +189,13 @@ def _feed_pool(
             continue
         state = run.animals[roster[int(column)]]
         state.pen_id, state.last_seen_day = pen.pen_id, pen.day
-        if cluster in anchors or lead[cluster] >= run.config.confident_margin:
+        # An animal with no exemplar yet (one enrolled today) learns from all of its day.
+        unseen = roster[int(column)] not in run.pool.animals
+        if cluster in anchors or unseen or lead[cluster] >= run.config.confident_margin:
             members[int(column)].append(cluster)
     for column, chosen in members.items():
         weight = clusters.weight[chosen]
-        centroid = normalise((clusters.descriptor[chosen] * weight[:, None]).sum(axis=0))
+        centroid = normalise((clusters.raw[chosen] * weight[:, None]).sum(axis=0))
         longest = chosen[int(np.argmax(clusters.duration_s[chosen]))]
         device_id, track_id = first_key[longest]
         run.pool.add(

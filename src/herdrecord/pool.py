@@ -12,6 +12,7 @@ float32 scoring doubles the working copy for the pens being linked, not the whol
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,14 +33,30 @@ class AnimalExemplars:
     device_id: list[str] = field(default_factory=list)
     track_id: list[str] = field(default_factory=list)
     pen_id: list[str] = field(default_factory=list)
+    # (k, d') the vectors in the record's learned metric, what linking scores on; None: the
+    # vectors themselves (no metric).
+    looks: np.ndarray | None = None
+
+    @property
+    def scored(self) -> np.ndarray:
+        """Return the vectors scores are computed on."""
+        return self.vectors if self.looks is None else self.looks
 
 
 class Pool:
     """Exemplars of every animal, budgeted, with the scoring linking uses."""
 
-    def __init__(self, dim: int, per_animal: int = DEFAULT_EXEMPLARS_PER_ANIMAL) -> None:
+    def __init__(
+        self,
+        dim: int,
+        per_animal: int = DEFAULT_EXEMPLARS_PER_ANIMAL,
+        look: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
         self.dim = dim
         self.per_animal = per_animal
+        # The learned metric (vectors (n, d) -> unit looks (n, d')): scores are computed on
+        # looks; the table and the FAISS index keep the vectors themselves.
+        self.look = look
         self.animals: dict[str, AnimalExemplars] = {}
         self.next_id = 0
 
@@ -53,15 +70,23 @@ class Pool:
         observed_s: float,
         evidence_s: float,
         source: tuple[str, str, str],
+        look: np.ndarray | None = None,
     ) -> None:
-        """Add one exemplar (d,) to an animal and trim it to the budget."""
+        """Add one exemplar (d,) to an animal and trim it to the budget; `look` is its vector
+        in the learned metric (computed from the vector when the pool has a metric)."""
         current = self.animals.get(animal_id)
         vector = np.asarray(vector, dtype=np.float32)[None, :]
+        if self.look is not None and look is None:
+            look = self.look(vector)[0]
         if current is None:
             empty = np.zeros(0)
             current = AnimalExemplars(
                 np.zeros((0, self.dim), np.float32), empty, empty, np.zeros(0, np.int64)
             )
+            if look is not None:
+                current.looks = np.zeros((0, len(look)), np.float32)
+        if current.looks is not None and look is not None:
+            current.looks = np.vstack([current.looks, np.asarray(look, np.float32)[None, :]])
         current.vectors = np.vstack([current.vectors, vector])
         current.observed_s = np.append(current.observed_s, observed_s)
         current.evidence_s = np.append(current.evidence_s, evidence_s)
@@ -93,7 +118,9 @@ class Pool:
             kept.device_id + moved.device_id,
             kept.track_id + moved.track_id,
             kept.pen_id + moved.pen_id,
-        )
+            None if kept.looks is None or moved.looks is None
+            else np.vstack([kept.looks, moved.looks]),
+        )  # fmt: skip
         self.animals[target] = _trim(joined, self.per_animal)
 
     def owners(self) -> dict[int, str]:
@@ -134,7 +161,7 @@ class Pool:
         if k == 0 or not present:
             return out
         # One matrix product for all animals, then the best M per animal on a padded grid.
-        vectors = np.vstack([ex.vectors for _, ex in present])
+        vectors = np.vstack([ex.scored for _, ex in present])
         sims = descriptors @ vectors.T  # (k, total exemplars)
         width = max(len(ex.observed_s) for _, ex in present)
         grid = np.full((k, len(present), width), -np.inf, dtype=np.float32)
@@ -185,9 +212,15 @@ class Pool:
         return table.select(schema.names).cast(schema)
 
     @classmethod
-    def from_arrow(cls, table: pa.Table, dim: int, per_animal: int) -> Pool:
-        """Return the pool held in rows of the `pool` table."""
-        pool = cls(dim, per_animal)
+    def from_arrow(
+        cls,
+        table: pa.Table,
+        dim: int,
+        per_animal: int,
+        look: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> Pool:
+        """Return the pool held in rows of the `pool` table (scored in the metric `look`)."""
+        pool = cls(dim, per_animal, look)
         if table.num_rows == 0:
             return pool
         table = table.sort_by([("animal_id", "ascending"), ("observed_at", "ascending")])
@@ -204,6 +237,7 @@ class Pool:
         bounds = np.flatnonzero(
             [True, *(a != b for a, b in zip(animal[1:], animal[:-1], strict=True))]
         )
+        looks = look(vectors) if look is not None else None
         for lo, hi in zip(bounds, [*bounds[1:], len(animal)], strict=True):
             pool.animals[animal[lo]] = AnimalExemplars(
                 vectors[lo:hi],
@@ -213,6 +247,7 @@ class Pool:
                 device[lo:hi],
                 track[lo:hi],
                 pen[lo:hi],
+                None if looks is None else looks[lo:hi],
             )
         return pool
 
@@ -226,6 +261,7 @@ def _select(ex: AnimalExemplars, keep: np.ndarray) -> AnimalExemplars:
         [ex.device_id[i] for i in keep],
         [ex.track_id[i] for i in keep],
         [ex.pen_id[i] for i in keep],
+        None if ex.looks is None else ex.looks[keep],
     )
 
 
