@@ -467,6 +467,162 @@ def test_low_quality_samples_are_noisier(herd: Simulation) -> None:
     assert np.corrcoef(quality, distance)[0, 1] < -0.4
 
 
+# --- stress conditions -------------------------------------------------------------------
+
+# A one-pen barn for the stress conditions: fast, no keyframes, small embeddings.
+STRESS = {
+    "animals": 10, "pens": 1, "days": 1, "seed": 4, "keyframes": False, "obs_interval_s": 60.0,
+    "embedding_dim": 16, "arrival_rate_per_day": 0.0, "outage_rate": 0.0,
+}  # fmt: skip
+
+
+def _stress(**overrides: Any) -> Simulation:
+    return simulate(SimulationConfig(**{**STRESS, **overrides}))
+
+
+def _gaps_s(sim: Simulation) -> tuple[np.ndarray, np.ndarray]:
+    """Return the gaps between an animal's consecutive tracklets, s, and whether it lay
+    (by the edge's last behaviour) when the earlier one ended."""
+    truth = _truth_by_key(sim)
+    by_animal: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for batch, trk in _tracklets(sim):
+        by_animal[truth[(batch["device_id"], trk["track_id"])]["animal_id"]].append(trk)
+    gaps, lying = [], []
+    for items in by_animal.values():
+        items.sort(key=lambda trk: trk["start"])
+        for a, b in itertools.pairwise(items):
+            gaps.append((_t(b["start"]) - _t(a["end"])).total_seconds())
+            lying.append(a["observations"][-1]["behaviour"].startswith("lying"))
+    return np.array(gaps), np.array(lying)
+
+
+def test_reacquisition_gaps_are_lognormal_around_their_median_and_longer_when_lying() -> None:
+    gaps, _ = _gaps_s(_stress(continuation_share=1.0, reacquire_gap_median_s=30.0))
+    assert len(gaps) > 100
+    assert 25.0 <= float(np.median(gaps)) <= 36.0  # whole-second ends add ~1 s
+    assert float(np.quantile(gaps, 0.9)) > 2.5 * float(np.median(gaps))  # a long tail
+    gaps, lying = _gaps_s(
+        _stress(continuation_share=1.0, reacquire_gap_median_s=10.0, reacquire_lying_factor=4.0)
+    )
+    assert float(np.median(gaps[lying])) > 2.5 * float(np.median(gaps[~lying]))
+
+
+@pytest.mark.parametrize("most", [1, 2, 3])
+def test_samples_per_tracklet_can_be_capped_low(most: int) -> None:
+    counts = [len(trk["samples"]) for _, trk in _tracklets(_stress(samples_per_tracklet_max=most))]
+    assert max(counts) == most and min(counts) == 1
+
+
+def _crowded_lying_share(sim: Simulation) -> float:
+    """Return the share of night-time lying observations with three or more pen-mates lying
+    within two body widths (within a minute)."""
+    truth = _truth_by_key(sim)
+    rows = []  # seconds into the day, animal, x, y, body width
+    for batch, trk in _tracklets(sim):
+        animal = truth[(batch["device_id"], trk["track_id"])]["animal_id"]
+        for o in trk["observations"]:
+            t = _t(o["t"])
+            if o["behaviour"].startswith("lying") and t.hour < 5:
+                x, y, w, h = o["bbox"]
+                rows.append((t.hour * 3600 + t.minute * 60 + t.second, animal, x + w / 2,
+                             y + h / 2, 0.71 * math.sqrt(o["area_px"])))  # fmt: skip
+    at = np.array([r[0] for r in rows])
+    animal = np.array([r[1] for r in rows])
+    xy = np.array([r[2:4] for r in rows])
+    crowded = []
+    for i in range(0, len(rows), 5):
+        near = (np.abs(at - at[i]) <= 60) & (animal != animal[i])
+        close = np.hypot(*(xy[near] - xy[i]).T) < 2.0 * rows[i][4]
+        crowded.append(len(set(animal[near][close])) >= 3)
+    return float(np.mean(crowded))
+
+
+def test_clumped_pigs_lie_within_two_body_widths_of_each_other() -> None:
+    assert _crowded_lying_share(_stress(clump_share=1.0)) > 0.7
+    assert _crowded_lying_share(_stress()) < 0.2
+
+
+def _first_and_last_day_similarity(sim: Simulation) -> float:
+    """Return the mean cosine of each animal's first-day and last-day sample centroids."""
+    x, y, tracklet = _samples(sim)
+    day = np.array([_t(trk["start"]).day for _, trk in _tracklets(sim)])[tracklet]
+    for d in np.unique(day):  # the day's light and the breed look are common to all
+        x[day == d] -= x[day == d].mean(axis=0)
+    cosines = []
+    for k in range(int(y.max()) + 1):
+        ends = [x[(y == k) & (day == d)].mean(axis=0) for d in (day.min(), day.max())]
+        cosines.append(float(ends[0] @ ends[1] / np.linalg.norm(ends[0]) / np.linalg.norm(ends[1])))
+    return float(np.mean(cosines))
+
+
+def test_a_wandering_look_changes_a_pig_over_weeks() -> None:
+    weeks = {"days": 14, "obs_interval_s": 300.0, "embedding_dim": 384, "animals": 6}
+    still = _first_and_last_day_similarity(_stress(**weeks))
+    wandered = _first_and_last_day_similarity(_stress(**weeks, drift_walk_norm=0.4))
+    assert wandered < still - 0.2
+
+
+def test_overlapping_cameras_track_the_same_animal_twice_at_once_in_mirrored_frames() -> None:
+    config = SimulationConfig(**{**STRESS, "cameras_per_pen": 2, "camera_overlap_share": 0.3})
+    sim = simulate(config)
+    assert sim.overlapping_cameras == [("pen-1", "cam1", "cam2")]
+    truth = _truth_by_key(sim)
+    by_animal: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for batch, trk in _tracklets(sim):
+        by_animal[truth[(batch["device_id"], trk["track_id"])]["animal_id"]].append(trk)
+    twin_s, all_s, mirrored, compared = 0.0, 0.0, 0, 0
+    for items in by_animal.values():
+        for a, b in itertools.combinations(items, 2):
+            lo, hi = max(_t(a["start"]), _t(b["start"])), min(_t(a["end"]), _t(b["end"]))
+            if hi <= lo:
+                continue
+            assert a["camera_id"] != b["camera_id"]
+            twin_s += (hi - lo).total_seconds()
+            at = {o["t"]: o["bbox"] for o in a["observations"]}
+            for o in b["observations"]:
+                if o["t"] in at:
+                    ax, ay, aw, ah = at[o["t"]]
+                    bx, by, bw, bh = o["bbox"]
+                    compared += 1
+                    mirrored += math.hypot(ax + aw / 2 + bx + bw / 2 - 1280,
+                                           ay + ah / 2 + by + bh / 2 - 720) < 40  # fmt: skip
+        all_s += sum((_t(t["end"]) - _t(t["start"])).total_seconds() for t in items)
+    # Twins cover ~0.3 of each stretch: 0.3 / 1.3 of all tracked time is seen twice.
+    assert 0.15 < twin_s / all_s < 0.3
+    assert compared > 100 and mirrored > 0.9 * compared
+    assert _stress(cameras_per_pen=2).overlapping_cameras == []
+
+
+def test_identity_switches_hit_their_share_and_truth_names_the_majority_animal() -> None:
+    sim = _stress(embedding_dim=384, identity_switch_share=0.05, days=2, sample_every_s=300.0)
+    rows = sim.truth_tracklets.to_pylist()
+    assert 0.03 <= np.mean([r["switched"] for r in rows]) <= 0.07
+    assert all((r["switch_at"] is not None) == r["switched"] for r in rows)
+    truth = _truth_by_key(sim)
+    x, y, tracklet = _samples(sim)
+    x = x - x.mean(axis=0)  # the breed look every pig shares would blur the centroids
+    names = sorted({r["animal_id"] for r in rows})
+    switched = np.array([truth[(b["device_id"], t["track_id"])]["switched"]
+                         for b, t in _tracklets(sim)])[tracklet]  # fmt: skip
+    centroids = _centroids(x[~switched], y[~switched])
+    times = [_t(s["t"]) for _, trk in _tracklets(sim) for s in trk["samples"]]
+    checked, right, jumped = 0, 0, 0
+    for i, (batch, trk) in enumerate(_tracklets(sim)):
+        row = truth[(batch["device_id"], trk["track_id"])]
+        mine = np.flatnonzero(tracklet == i)
+        before = np.array([times[j] < (row["switch_at"] or times[j]) for j in mine])
+        if before.all() or not before.any():
+            continue
+        first, last = (names[int(np.argmax(centroids @ x[mine[side]].mean(axis=0)))]
+                       for side in (before, ~before))  # fmt: skip
+        n_before = sum(_t(o["t"]) < row["switch_at"] for o in trk["observations"])
+        checked += 1
+        jumped += first != last
+        right += row["animal_id"] == (first if 2 * n_before >= len(trk["observations"]) else last)
+    assert checked >= 5
+    assert jumped >= 0.8 * checked and right >= 0.8 * checked
+
+
 # --- breeding herd -----------------------------------------------------------------------
 
 
@@ -513,7 +669,19 @@ def test_write_simulation_keeps_truth_apart_from_batches(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("pens", 0), ("days", 0), ("batches_per_day", 5), ("tag_read_rate", 1.5), ("animals", -1)],
+    [
+        ("pens", 0),
+        ("days", 0),
+        ("batches_per_day", 5),
+        ("tag_read_rate", 1.5),
+        ("animals", -1),
+        ("reacquire_gap_median_s", 0.0),
+        ("reacquire_lying_factor", 0.5),
+        ("drift_walk_norm", -0.1),
+        ("clump_share", 1.5),
+        ("camera_overlap_share", 0.3),  # one camera per pen: nothing to overlap with
+        ("identity_switch_share", -0.1),
+    ],
 )
 def test_config_rejects_impossible_values(field: str, value: object) -> None:
     with pytest.raises(InvalidInput, match=field):

@@ -4,6 +4,8 @@ A sample embedding is the L2-normalised sum of
 - a breed mean every pig shares (sows add a sow-line offset),
 - a per-animal identity offset (near-twins have nearly equal offsets),
 - drift that grows as the pig grows from 30 to 110 kg (shared and per-animal parts),
+- optionally a wander of each pig's look that does not follow growth (dirt, scratches,
+  marks): a fresh random offset every `WANDER_DAYS` days, blended day by day,
 - a per-behaviour posture offset (lying and standing pigs look different from above),
 - a per camera-day lighting offset and a per-tracklet nuisance (pose, occlusion),
 - per-sample noise that is larger at low quality.
@@ -25,6 +27,7 @@ QUALITY_MIN = 0.3
 QUALITY_BETA = (4.0, 1.5)  # quality = 0.3 + 0.7 * Beta(4, 1.5): mean ~0.81
 CHUNK_ROWS = 2048  # samples embedded at a time
 QUALITY_MEAN = QUALITY_MIN + (1.0 - QUALITY_MIN) * QUALITY_BETA[0] / sum(QUALITY_BETA)
+WANDER_DAYS = 7  # a pig's wandering look is re-drawn this often and blended in between
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class HerdLooks:
     identity: np.ndarray  # (n_animals, dim), breed line included
     drift: np.ndarray  # (n_animals, dim): change from 30 to 110 kg, shared part included
     posture: np.ndarray  # (9, dim)
+    wander: np.ndarray | None = None  # (anchors, n_animals, dim): looks every WANDER_DAYS days
 
 
 def random_directions(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -62,6 +66,16 @@ def draw_looks(
     return HerdLooks(breed=breed, identity=identity, drift=drift, posture=posture)
 
 
+def draw_wander(n: int, config: SimulationConfig, rng: np.random.Generator) -> np.ndarray | None:
+    """Return each animal's wandering look at days 0, 7, 14, ... (anchors, n, dim), or None
+    when `drift_walk_norm` is 0."""
+    if config.drift_walk_norm <= 0.0:
+        return None
+    anchors = config.days // WANDER_DAYS + 2
+    v = random_directions(anchors * n, config.embedding_dim, rng).reshape(anchors, n, -1)
+    return np.asarray(v * np.float32(config.drift_walk_norm), dtype=np.float32)
+
+
 def draw_quality(n: int, rng: np.random.Generator) -> np.ndarray:
     """Return edge crop quality scores in [0.3, 1], shape (n,)."""
     a, b = QUALITY_BETA
@@ -80,6 +94,7 @@ class SampleContext:
     nuisance: np.ndarray  # (tracklets, dim) per-tracklet nuisance
     tracklet: np.ndarray  # row of `nuisance` per sample
     quality: np.ndarray
+    day: int = 0  # day of the run (for the wandering look)
 
 
 def embed_samples(
@@ -97,6 +112,11 @@ def embed_samples(
     )
     noise_sd = (noise_norm / np.sqrt(dim)).astype(np.float32)
     out = np.empty((n, dim), dtype=np.float32)
+    wander: np.ndarray | None = None
+    if looks.wander is not None:
+        k, f = divmod(seen.day, WANDER_DAYS)
+        blend = np.float32(f / WANDER_DAYS)
+        wander = (1.0 - blend) * looks.wander[k] + blend * looks.wander[k + 1]
     # Work in cache-sized chunks: big temporaries cost more in page faults than in arithmetic.
     for lo in range(0, n, CHUNK_ROWS):
         sl = slice(lo, min(lo + CHUNK_ROWS, n))
@@ -108,6 +128,8 @@ def embed_samples(
         v += looks.posture[seen.state[sl]]
         v += seen.lighting[seen.camera[sl]]
         v += seen.nuisance[seen.tracklet[sl]]
+        if wander is not None:
+            v += wander[seen.animal[sl]]
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         out[sl] = v
     return out

@@ -24,9 +24,13 @@ class SimulationConfig:
 
     # --- edge devices ----------------------------------------------------------------
     cameras_per_pen: int = 1  # overhead cameras per pen ("cam1" ...), all on the pen's device
+    # Share of each tracked stretch that the pen's paired camera (cam1-cam2, cam3-cam4 ...)
+    # also sees at the same time, as a simultaneous duplicate tracklet of the same animal:
+    # 0 (views apart) .. ~0.5 (views largely overlap); needs cameras_per_pen >= 2.
+    camera_overlap_share: float = 0.0
     batches_per_day: int = 4  # uploads per device per day; windows of 24/n hours (divides 24)
     obs_interval_s: float = 30.0  # one observation row per tracklet every this many seconds
-    samples_per_tracklet_max: int = 6  # most embedding samples per tracklet
+    samples_per_tracklet_max: int = 6  # most embedding samples per tracklet (edges: 1-6)
     sample_every_s: float = 600.0  # one more embedding sample per this many seconds of track
     embedding_dim: int = 384  # embedder output dimension
     embedder_name: str = "dinov3-vits16"  # embedder name written into every batch
@@ -68,12 +72,28 @@ class SimulationConfig:
     gait_measure_share: float = 0.5  # share of walking observations that carry a gait score
     area_noise_cv: float = 0.06  # segmentation noise of area_px (coefficient of variation)
     speed_noise_sigma: float = 0.35  # lognormal sigma of speed_px_s around its behaviour mean
+    # Share of lying bouts spent in one of the pen's few shared clumps of the day, with bbox
+    # centres within ~1-2 body widths of each other: 0 (each pig lies apart) .. ~0.8 (pigs
+    # huddle, as in cool barns).
+    clump_share: float = 0.0
 
     # --- tracking --------------------------------------------------------------------
     tracklet_median_s: float = 1800.0  # median tracklet length (lognormal), seconds
     tracklet_sigma: float = 1.0  # lognormal sigma of tracklet lengths
     continuation_share: float = 0.6  # share of track breaks re-acquired seconds later
     continuation_gap_s: tuple[float, float] = (1.0, 8.0)  # gap range of a continuation, s
+    # When set, continuation gaps are lognormal with this median instead of uniform in
+    # `continuation_gap_s`: barns report medians of 5-60 s with a long tail (lying pigs
+    # drop out of detection).
+    reacquire_gap_median_s: float | None = None
+    reacquire_gap_sigma: float = 1.0  # lognormal sigma of those gaps (0.5-1.5)
+    # A break while the pig lies is re-acquired this many times later (1 = no
+    # difference; 1-4: a lying pig is harder to detect).
+    reacquire_lying_factor: float = 1.0
+    # Share of tracklets in which the tracker jumps, at a random observation, to another
+    # animal of the pen present at that moment and follows it to the tracklet's end:
+    # 0 .. ~0.05 (1-5 % of tracklets in multi-minute clips).
+    identity_switch_share: float = 0.0
     occlusion_gap_median_s: float = 240.0  # median untracked gap after an occlusion, s
     camera_switch_share: float = 0.3  # share of occlusions after which another camera sees it
     outage_rate: float = 0.01  # share of camera-hours with the camera down (no tracklets)
@@ -81,15 +101,27 @@ class SimulationConfig:
     tag_read_rate: float = 0.01  # share of tracklets with an RFID read (at the feeder)
 
     # --- appearance embeddings (norms in embedding units before L2-normalising) ---------
+    # Identity strength, as the per-tracklet oracle (each tracklet to the nearest true
+    # centroid of its pen-day): with the other defaults identity_norm 0.2 gives ~0.70,
+    # 0.25 ~0.86, 0.3 ~0.94, 0.45 ~0.99; with 3 samples per tracklet 0.255 gives ~0.75 and
+    # 0.31 ~0.88, with 1 sample 0.31 gives ~0.55.
     breed_norm: float = 1.0  # the look shared by every pig
-    identity_norm: float = 0.45  # per-animal identity offset
-    near_twin_share: float = 0.1  # share of animals that have a near-twin
+    identity_norm: float = 0.45  # per-animal identity offset (0.1-0.5, see above)
+    near_twin_share: float = 0.1  # share of animals that have a near-twin (0-0.2)
     near_twin_distance: float = 0.12  # twin offset difference, relative to identity_norm
-    drift_norm: float = 0.2  # per-animal appearance drift from 30 kg to 110 kg
-    common_drift_norm: float = 0.3  # appearance drift every pig shares with growth
-    lighting_norm: float = 0.6  # per camera-day lighting nuisance
+    drift_norm: float = 0.2  # per-animal appearance drift from 30 kg to 110 kg (0-0.6)
+    common_drift_norm: float = 0.3  # appearance drift every pig shares with growth (0-0.6)
+    # Growth drift keeps one direction per pig, so over weeks it adds to identity rather
+    # than blurring it. This is the look's wander that does not follow growth (dirt,
+    # scratches, marks): a fresh offset of this norm every 7 days, blended in between;
+    # 0 .. ~0.4 (at 0.3 a week changes a pig's look about as much as identity_norm 0.31).
+    drift_walk_norm: float = 0.0
+    lighting_norm: float = 0.6  # per camera-day lighting nuisance (0.2-1.0)
+    # How much posture and behaviour dominate the embedding: 0.3 (identity shows through)
+    # .. 1.5 (a lying and a standing view of one pig differ more than two pigs do); at
+    # identity_norm 0.31 with 3 samples, 1.0 takes the per-tracklet oracle from ~0.88 to ~0.64.
     posture_norm: float = 0.5  # per-behaviour posture nuisance (lying vs standing)
-    tracklet_noise_norm: float = 0.7  # per-tracklet nuisance (pose, occlusion)
+    tracklet_noise_norm: float = 0.7  # per-tracklet nuisance (pose, occlusion; 0.3-1.5)
     sample_noise_norm: float = 1.8  # per-sample noise at average quality
     quality_noise_gain: float = 2.0  # noise at quality 0 is (1 + gain) x noise at quality 1
 
@@ -155,6 +187,17 @@ def _problems(config: SimulationConfig) -> list[str]:
         (config.outage_hours_mean >= 1, "outage_hours_mean: must be >= 1"),
         (config.sows >= 0 and config.sow_pens >= 1, "sows/sow_pens: need sows >= 0, pens >= 1"),
         (config.weigh_every_days >= 1, "weigh_every_days: must be >= 1"),
+        (
+            config.reacquire_gap_median_s is None or config.reacquire_gap_median_s > 0,
+            "reacquire_gap_median_s: must be > 0 or None",
+        ),
+        (0.0 <= config.reacquire_gap_sigma <= 3.0, "reacquire_gap_sigma: must be in [0, 3]"),
+        (config.reacquire_lying_factor >= 1.0, "reacquire_lying_factor: must be >= 1"),
+        (config.drift_walk_norm >= 0.0, "drift_walk_norm: must be >= 0"),
+        (
+            config.camera_overlap_share == 0.0 or config.cameras_per_pen >= 2,
+            "camera_overlap_share: needs cameras_per_pen >= 2",
+        ),
     ]
     shares = (
         "continuation_share",
@@ -166,6 +209,9 @@ def _problems(config: SimulationConfig) -> list[str]:
         "gait_measure_share",
         "score_agreement",
         "conception_rate",
+        "clump_share",
+        "camera_overlap_share",
+        "identity_switch_share",
     )
     for name in shares:
         value = getattr(config, name)

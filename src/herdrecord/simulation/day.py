@@ -7,22 +7,25 @@ time, in order, with the same result as a whole run.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import numpy as np
 
 from herdrecord.simulation import appearance, behaviour, render, tracking
 from herdrecord.simulation.appearance import HerdLooks, SampleContext
-from herdrecord.simulation.behaviour import EATING, Bouts
+from herdrecord.simulation.behaviour import EATING, LYING, Bouts
 from herdrecord.simulation.config import SimulationConfig
 from herdrecord.simulation.edge_json import DayEdgeData
 from herdrecord.simulation.herd import DayRoster, HerdPlan, plan_herd, tag_id
 from herdrecord.simulation.observe import Observations, ObservedAnimal, observe
+from herdrecord.simulation.overlap import add_overlap_views
 from herdrecord.simulation.render import KeyframePainter, Lighting
-from herdrecord.simulation.tracking import Segments
+from herdrecord.simulation.switches import Owners, switch_identities, tracklet_owners
+from herdrecord.simulation.tracking import LyingAt, Segments
 
-HERD_STREAM, LOOKS_STREAM, DAY_STREAM = 1, 2, 3  # independent random streams per purpose
+# Independent random streams per purpose.
+HERD_STREAM, LOOKS_STREAM, DAY_STREAM, WANDER_STREAM = 1, 2, 3, 4
 KEYFRAMES_MAX = 2  # keyframes per tracklet: at its first and last sample
 
 
@@ -42,6 +45,8 @@ def build_world(config: SimulationConfig) -> World:
     rng = np.random.default_rng([config.seed, LOOKS_STREAM])
     is_sow = np.array([a.role == "sow" for a in plan.animals], dtype=bool)
     looks = appearance.draw_looks(is_sow, plan.twin_of, config, rng)
+    wander_rng = np.random.default_rng([config.seed, WANDER_STREAM])
+    looks = replace(looks, wander=appearance.draw_wander(len(plan.animals), config, wander_rng))
     coats = render.draw_coats(len(plan.animals), plan.twin_of, rng)
     painter = KeyframePainter(coats, config.keyframe_size_px, config.keyframe_quality, rng)
     return World(config, plan, looks, painter)
@@ -53,8 +58,9 @@ class DayTruth:
 
     roster: DayRoster
     minutes: np.ndarray  # (n_rows, 9) minutes per behaviour class while present
-    tracked_s: np.ndarray  # (n_rows,) seconds covered by tracklets
-    segments: Segments
+    tracked_s: np.ndarray  # (n_rows,) seconds covered by tracklets that started on the animal
+    segments: Segments  # the tracklets; the paired cameras' simultaneous views come last
+    owners: Owners  # (S,) who each tracklet really is (its majority animal), switches
     n_observations: np.ndarray  # (S,) per tracklet
     n_samples: np.ndarray  # (S,)
 
@@ -74,22 +80,33 @@ def simulate_day(world: World, d: int, first_track_number: np.ndarray) -> Simula
     roster = world.plan.days[d]
     factors = behaviour.condition_factors(roster.lame, roster.disease, roster.sow_state)
     bouts = behaviour.draw_bouts(factors, rng)
-    segments = tracking.draw_segments(roster.present_from_s, roster.present_to_s, config, rng)
+    segments = tracking.draw_segments(
+        roster.present_from_s, roster.present_to_s, config, rng, _lying_at(bouts)
+    )
     outages = tracking.draw_outages(config.n_pens, config, rng)
     segments = tracking.cut_outages(segments, roster.pen, outages)
+    n_tracked = len(segments)
     interval_ms = round(config.obs_interval_s * 1000)
     obs_segment, obs_t_ms = tracking.observation_times(segments, interval_ms)
-    obs = _observe(roster, bouts, segments, obs_segment, obs_t_ms, config, rng)
+    owner = switch_identities(roster, segments, obs_segment, obs_t_ms, config, rng)
+    obs = _observe(roster, bouts, owner, obs_segment, obs_t_ms, config, rng)
+    if config.camera_overlap_share > 0.0:
+        segments, obs, owner = add_overlap_views(
+            roster, bouts, segments, obs, owner, outages, config, rng
+        )
+        obs_segment, obs_t_ms = obs.segment, obs.t_ms
     obs_first, obs_count = _runs(obs_segment, len(segments))
     sample_obs = _sample_rows(segments, obs_first, obs_count, config)
     sample_first, sample_count = _runs(obs_segment[sample_obs], len(segments))
     lights, light_vectors = _lighting(config, rng)
-    embeddings, quality = _embed(world, roster, segments, obs, sample_obs, light_vectors, rng)
+    embeddings, quality = _embed(
+        world, roster, segments, obs, owner, sample_obs, light_vectors, rng, d
+    )
     keyframe_obs = _keyframe_rows(sample_first, sample_count, sample_obs, config)
-    jpegs = _render(world, roster, segments, obs, keyframe_obs, lights, rng)
+    jpegs = _render(world, roster, segments, obs, owner, keyframe_obs, lights, rng)
     keyframe_first, keyframe_count = _runs(obs_segment[keyframe_obs], len(segments))
     pen = roster.pen[segments.row]
-    tags = _tag_reads(roster, segments, obs, obs_first, config, rng)
+    tags = _tag_reads(roster, segments, obs, owner, obs_first, config, rng)
     edge = DayEdgeData(
         day=config.start + timedelta(days=d),
         device=pen,
@@ -123,22 +140,34 @@ def simulate_day(world: World, d: int, first_track_number: np.ndarray) -> Simula
         bouts, len(roster.animal), roster.present_from_s, roster.present_to_s
     )
     tracked = np.bincount(
-        segments.row, weights=segments.end_s - segments.start_s, minlength=len(roster.animal)
+        segments.row[:n_tracked],
+        weights=(segments.end_s - segments.start_s)[:n_tracked],
+        minlength=len(roster.animal),
     )
-    truth = DayTruth(roster, minutes, tracked, segments, obs_count, sample_count)
+    owners = tracklet_owners(obs_segment, obs_t_ms, owner)
+    truth = DayTruth(roster, minutes, tracked, segments, owners, obs_count, sample_count)
     return SimulatedDay(edge, truth)
+
+
+def _lying_at(bouts: Bouts) -> LyingAt:
+    """Return whether given roster rows lie at given seconds into the day."""
+
+    def lying(row: np.ndarray, t_s: np.ndarray) -> np.ndarray:
+        return np.isin(bouts.state[behaviour.bout_index(bouts, row, t_s)], LYING)
+
+    return lying
 
 
 def _observe(
     roster: DayRoster,
     bouts: Bouts,
-    segments: Segments,
+    row: np.ndarray,
     obs_segment: np.ndarray,
     obs_t_ms: np.ndarray,
     config: SimulationConfig,
     rng: np.random.Generator,
 ) -> Observations:
-    row = segments.row[obs_segment]
+    """Return the measurements of observations of roster rows `row` (n_obs,)."""
     bout = behaviour.bout_index(bouts, row, obs_t_ms / 1000.0)
     animal = ObservedAnimal(
         row=row,
@@ -147,6 +176,7 @@ def _observe(
         lame=roster.lame[row],
         state=bouts.state[bout],
         heading_rad=bouts.heading_rad[bout],
+        bout=bout,
     )
     return observe(obs_segment, obs_t_ms, animal, config, rng)
 
@@ -213,14 +243,16 @@ def _embed(
     roster: DayRoster,
     segments: Segments,
     obs: Observations,
+    owner: np.ndarray,
     sample_obs: np.ndarray,
     light_vectors: np.ndarray,
     rng: np.random.Generator,
+    day: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the samples' embeddings (n, dim) and quality scores (n,)."""
     config = world.config
     seg = obs.segment[sample_obs]
-    row = segments.row[seg]
+    row = owner[sample_obs]
     nuisance = appearance.random_directions(len(segments), config.embedding_dim, rng)
     nuisance *= np.float32(config.tracklet_noise_norm)
     quality = appearance.draw_quality(len(sample_obs), rng)
@@ -234,6 +266,7 @@ def _embed(
         nuisance=nuisance,
         tracklet=seg,
         quality=quality,
+        day=day,
     )
     return appearance.embed_samples(world.looks, seen, config, rng), quality
 
@@ -243,13 +276,14 @@ def _render(
     roster: DayRoster,
     segments: Segments,
     obs: Observations,
+    owner: np.ndarray,
     keyframe_obs: np.ndarray,
     lights: list[list[Lighting]],
     rng: np.random.Generator,
 ) -> list[str]:
     """Return base64 JPEG keyframes, one per keyframe row."""
     seg = obs.segment[keyframe_obs]
-    row = segments.row[seg]
+    row = owner[keyframe_obs]
     columns = zip(
         roster.animal[row].tolist(),
         roster.pen[row].tolist(),
@@ -270,21 +304,27 @@ def _tag_reads(
     roster: DayRoster,
     segments: Segments,
     obs: Observations,
+    owner: np.ndarray,
     obs_first: np.ndarray,
     config: SimulationConfig,
     rng: np.random.Generator,
 ) -> list[str | None]:
     """Return the tag read of each tracklet, or None; reads happen at the feeder.
 
-    Only tracklets with eating can be read; the chance per such tracklet is set so that
+    Only tracklets with eating can be read, and the read names the animal at the feeder in
+    the tracklet's first eating observation; the chance per such tracklet is set so that
     about `tag_read_rate` of all tracklets carry a read.
     """
     if len(segments) == 0:
         return []
-    eats = np.add.reduceat((obs.true_state == EATING).astype(np.int64), obs_first) > 0
+    eating = obs.true_state == EATING
+    eats = np.add.reduceat(eating.astype(np.int64), obs_first) > 0
     chance = min(1.0, config.tag_read_rate * len(segments) / max(int(eats.sum()), 1))
     read = eats & (rng.random(len(segments)) < chance)
-    animal = roster.animal[segments.row]
+    first_eating = np.minimum.reduceat(
+        np.where(eating, np.arange(len(eating)), len(eating)), obs_first
+    )
+    animal = roster.animal[owner[np.minimum(first_eating, len(eating) - 1)]]
     return [tag_id(int(a)) if r else None for a, r in zip(animal, read, strict=True)]
 
 

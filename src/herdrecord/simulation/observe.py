@@ -2,7 +2,8 @@
 
 Positions follow a reflected random walk per animal over the day (continuous across
 tracklet breaks, so a continuation starts near where the last tracklet ended); eating and
-drinking pull the animal to the feeder and the drinker.
+drinking pull the animal to the feeder and the drinker, and a lying bout spent in a clump
+puts it beside its pen-mates at one of the pen's clump centres of the day.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from herdrecord.simulation.behaviour import (
     EATING,
     EXPLORING,
     INTERACTING,
+    LYING,
     LYING_LATERAL,
     LYING_STERNAL,
     SITTING,
@@ -33,6 +35,9 @@ DRINKER_XY = (0.88, 0.88)
 STATION_PULL = 0.8  # how far eating/drinking positions are pulled to the station
 GAIT_HEALTHY = 0.35  # mean gait score (0-3 scale) of a sound pig
 GAIT_PER_SEVERITY = 0.75  # added per lameness severity step
+CLUMPS_PER_PEN = 2  # lying clumps per pen-day
+CLUMP_SPREAD_WIDTHS = 0.8  # sd per axis of a clumped pig's offset from the clump centre,
+# in body widths: neighbours in a clump lie ~1-2 widths apart
 
 # Relative mask area and body length/width per class: lateral lying shows the legs and
 # flank, sitting shows little of the back.
@@ -69,6 +74,7 @@ class Observations:
     speed_px_s: np.ndarray
     gait_score: np.ndarray  # NaN where the edge made no gait estimate
     heading_rad: np.ndarray
+    centre_px: np.ndarray  # (n, 2) true bbox centre before clipping to the frame
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class ObservedAnimal:
     lame: np.ndarray  # lameness severity 0-3
     state: np.ndarray  # true behaviour class
     heading_rad: np.ndarray  # body orientation of the current bout
+    bout: np.ndarray  # index of the behaviour bout of the day
 
 
 def observe(
@@ -89,10 +96,17 @@ def observe(
     animal: ObservedAnimal,
     config: SimulationConfig,
     rng: np.random.Generator,
+    centre: np.ndarray | None = None,
 ) -> Observations:
-    """Return the edge's measurements at each observation (rows grouped by animal, in time)."""
+    """Return the edge's measurements at each observation.
+
+    Positions follow each animal's walk (or clump) unless `centre` (n, 2) gives them, as
+    for a second camera's view of observations already made.
+    """
     speed = _speed(animal.state, animal.lame, config, rng)
-    centre = _centres(animal.row, t_ms, animal.state, config, rng)
+    walked = centre is None
+    if centre is None:
+        centre = _centres(animal.row, t_ms, animal.state, config, rng)
     area = (
         AREA_PX_PER_KG23
         * animal.weight_kg ** (2.0 / 3.0)
@@ -101,6 +115,9 @@ def observe(
     )
     heading = animal.heading_rad + rng.normal(0.0, 0.1, len(t_ms))
     behaviour, conf = _classify(animal.state, config, rng)
+    gait = _gait(behaviour, animal.lame, config, rng)
+    if walked and config.clump_share > 0.0:
+        centre = _clumped(centre, animal, area, config, rng)
     return Observations(
         segment=segment,
         t_ms=t_ms,
@@ -110,8 +127,9 @@ def observe(
         bbox=_bboxes(centre, area, ASPECT[animal.state], heading, config),
         area_px=np.rint(area),
         speed_px_s=speed,
-        gait_score=_gait(behaviour, animal.lame, config, rng),
+        gait_score=gait,
         heading_rad=heading,
+        centre_px=centre,
     )
 
 
@@ -132,8 +150,17 @@ def _centres(
     config: SimulationConfig,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Return bbox centres (n, 2) in px: a reflected random walk per animal over the day."""
+    """Return bbox centres (n, 2) in px: a reflected random walk per animal over the day.
+
+    Observations may come in any order (a tracker that switched animals sees another
+    animal's walk); the walk runs over each animal's observations in time order.
+    """
     n = len(t_ms)
+    order = np.lexsort((t_ms, row))
+    if np.any(order != np.arange(n)):
+        xy = np.empty((n, 2))
+        xy[order] = _centres(row[order], t_ms[order], state[order], config, rng)
+        return xy
     width, height = config.image_size_px
     new_row = np.ones(n, dtype=bool)
     new_row[1:] = row[1:] != row[:-1]
@@ -153,6 +180,36 @@ def _centres(
         target = np.array([fx * width, fy * height]) + rng.normal(0.0, 20.0, (int(at.sum()), 2))
         xy[at] = (1.0 - STATION_PULL) * xy[at] + STATION_PULL * target
     return np.asarray(xy, dtype=np.float64)
+
+
+def _clumped(
+    centre: np.ndarray,
+    animal: ObservedAnimal,
+    area: np.ndarray,
+    config: SimulationConfig,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Return the centres with clumped lying bouts moved beside the pen's clump centre.
+
+    `clump_share` of lying bouts are spent in one of the pen's clumps of the day; the pig
+    keeps its own spot in the clump (an offset in body widths) for the whole bout.
+    """
+    width, height = config.image_size_px
+    n_bouts = int(animal.bout.max(initial=-1)) + 1
+    in_clump = rng.random(n_bouts) < config.clump_share
+    which = rng.integers(0, CLUMPS_PER_PEN, n_bouts)
+    offset = rng.normal(0.0, CLUMP_SPREAD_WIDTHS, (n_bouts, 2))
+    # Clump centres keep a clump's pigs inside the frame: two body lengths from the walls.
+    wall = np.array([0.2 * width, 0.2 * height])
+    size = np.array([width, height], dtype=np.float64)
+    centres = rng.uniform(wall, size - wall, (config.n_pens, CLUMPS_PER_PEN, 2))
+    at = np.isin(animal.state, LYING) & in_clump[animal.bout]
+    bout = animal.bout[at]
+    body_width = 2.0 * np.sqrt(area[at] / (np.pi * ASPECT[animal.state[at]]))
+    xy = centres[animal.pen[at], which[bout]] + offset[bout] * body_width[:, None]
+    out = centre.copy()
+    out[at] = np.clip(xy, MARGIN_PX, size - MARGIN_PX)
+    return out
 
 
 def _reflect(x: np.ndarray, span: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -11,7 +11,8 @@ import pyarrow as pa
 from herdrecord.simulation import truth
 from herdrecord.simulation.config import SimulationConfig
 from herdrecord.simulation.day import SimulatedDay, World, build_world, simulate_day
-from herdrecord.simulation.edge_json import BatchDict, day_batches
+from herdrecord.simulation.edge_json import BatchDict, camera_id, day_batches, pen_id
+from herdrecord.simulation.overlap import overlapping_pairs
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class Simulation:
     truth_tracklets: pa.Table  # one row per tracklet: who it really is
     truth_events: pa.Table  # health and production events
     truth_days: pa.Table  # one row per animal-day: pen, weight, minutes per behaviour, health
+    # (pen_id, camera_id, camera_id) of the camera pairs whose views overlap, as a camera
+    # registry would list them; empty unless `camera_overlap_share` > 0.
+    overlapping_cameras: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def simulate(config: SimulationConfig) -> Simulation:
@@ -43,7 +47,19 @@ def simulate(config: SimulationConfig) -> Simulation:
         truth_tracklets=pa.concat_tables(tracklets),
         truth_events=truth.events_table(world.plan, config),
         truth_days=pa.concat_tables(days),
+        overlapping_cameras=overlapping_cameras(config),
     )
+
+
+def overlapping_cameras(config: SimulationConfig) -> list[tuple[str, str, str]]:
+    """Return (pen_id, camera_id, camera_id) for each camera pair whose views overlap."""
+    if config.camera_overlap_share <= 0.0:
+        return []
+    return [
+        (pen_id(p), camera_id(a), camera_id(b))
+        for p in range(config.n_pens)
+        for a, b in overlapping_pairs(config.cameras_per_pen)
+    ]
 
 
 def iter_batches(config: SimulationConfig) -> Iterator[BatchDict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,22 +28,27 @@ class Segments:
         return len(self.row)
 
 
+LyingAt = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(roster rows, seconds into the day) -> whether each of those animals lies then."""
+
+
 def draw_segments(
     present_from_s: np.ndarray,
     present_to_s: np.ndarray,
     config: SimulationConfig,
     rng: np.random.Generator,
+    lying_at: LyingAt | None = None,
 ) -> Segments:
     """Return each animal's tracked stretches while it is in the pen.
 
-    A stretch ends when the tracker loses the animal. Most losses are re-acquired within
-    seconds on the same camera (a continuation); the rest are occlusions or huddles that
-    leave the animal untracked for minutes, after which another camera may pick it up.
+    A stretch ends when the tracker loses the animal. Most losses are re-acquired seconds
+    later on the same camera (a continuation; later still if the animal lies, given
+    `lying_at`); the rest are occlusions or huddles that leave the animal untracked for
+    minutes, after which another camera may pick it up.
     """
     n = len(present_from_s)
     n_cameras = config.cameras_per_pen
     mu = np.log(config.tracklet_median_s)
-    gap_lo, gap_hi = config.continuation_gap_s
     clock = present_from_s + rng.uniform(0.0, FIRST_DETECTION_S, n)
     camera = rng.integers(0, n_cameras, n)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -55,7 +61,11 @@ def draw_segments(
         continued = rng.random(len(idx)) < config.continuation_share
         occlusion = np.exp(rng.normal(np.log(config.occlusion_gap_median_s), OCCLUSION_SIGMA,
                                       len(idx)))  # fmt: skip
-        gap = np.where(continued, rng.uniform(gap_lo, gap_hi, len(idx)), occlusion)
+        reacquired = _continuation_gaps(len(idx), config, rng)
+        if lying_at is not None and config.reacquire_lying_factor != 1.0:
+            lying = lying_at(idx, end)
+            reacquired = np.where(lying, reacquired * config.reacquire_lying_factor, reacquired)
+        gap = np.where(continued, reacquired, occlusion)
         switch = ~continued & (rng.random(len(idx)) < config.camera_switch_share)
         if n_cameras > 1:
             hop = 1 + rng.integers(0, n_cameras - 1, len(idx))
@@ -63,6 +73,15 @@ def draw_segments(
         clock[idx] = end + gap
         idx = idx[clock[idx] < present_to_s[idx]]
     return _whole_seconds(parts)
+
+
+def _continuation_gaps(n: int, config: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
+    """Return n re-acquisition gaps, s: uniform in `continuation_gap_s`, or lognormal around
+    `reacquire_gap_median_s` when that is set."""
+    if config.reacquire_gap_median_s is None:
+        gap_lo, gap_hi = config.continuation_gap_s
+        return rng.uniform(gap_lo, gap_hi, n)
+    return np.exp(rng.normal(np.log(config.reacquire_gap_median_s), config.reacquire_gap_sigma, n))
 
 
 def _whole_seconds(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> Segments:

@@ -77,7 +77,8 @@ def tracklets_table(day: SimulatedDay, config: SimulationConfig) -> pa.Table:
                 pa.string(),
             ),
             "animal_id": pa.array(
-                [animal_id(int(a)) for a in truth.roster.animal[truth.segments.row]], pa.string()
+                [animal_id(int(a)) for a in truth.roster.animal[truth.owners.animal_row]],
+                pa.string(),
             ),
             "pen_id": pa.array([pen_id(int(p)) for p in edge.pen], pa.string()),
             "camera_id": pa.array(cameras, pa.string()),
@@ -86,6 +87,10 @@ def tracklets_table(day: SimulatedDay, config: SimulationConfig) -> pa.Table:
             "n_observations": pa.array(truth.n_observations, pa.int32()),
             "n_samples": pa.array(truth.n_samples, pa.int32()),
             "tag_id": pa.array(edge.tag, pa.string()),
+            # The tracker jumped to another animal inside the tracklet (animal_id is the one
+            # it followed longest); switch_at is the first observation of the other one.
+            "switched": pa.array(truth.owners.switch_at_ms >= 0, pa.bool_()),
+            "switch_at": _switch_times(midnight, truth.owners.switch_at_ms),
         }
     )
 
@@ -114,6 +119,11 @@ def days_table(day: SimulatedDay) -> pa.Table:
         [SOW_STATE_NAMES.get(int(s)) for s in roster.sow_state], pa.string()
     )
     return pa.table(columns)
+
+
+def _switch_times(midnight: np.datetime64, t_ms: np.ndarray) -> pa.Array:
+    moments = midnight + (np.maximum(t_ms, 0) * 1000).astype("timedelta64[us]")
+    return pa.array(moments, pa.timestamp("us"), mask=t_ms < 0).cast(UTC_TIME)
 
 
 def _times(midnight: np.datetime64, seconds: np.ndarray) -> pa.Array:
