@@ -112,7 +112,7 @@ def test_every_linked_animal_day_has_a_row(barn: tuple[Simulation, Path]) -> Non
         "SELECT count(DISTINCT (animal_id, CAST(timezone('UTC', start) AS DATE))) "
         "FROM links JOIN t USING (device_id, track_id) WHERE animal_id IS NOT NULL"
     ).fetchall()[0][0]
-    assert read_days(record).num_rows == expected > CONFIG.animals * (CONFIG.days - 1)
+    assert read_days(record).num_rows == expected > CONFIG.animals * (CONFIG.days - 2)
 
 
 def test_minutes_and_behaviour_follow_the_ground_truth(barn: tuple[Simulation, Path]) -> None:

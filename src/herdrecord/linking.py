@@ -148,6 +148,7 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     for day in sorted({pen.day for pen in pen_days}):
         decisions.extend(solve_day([pen for pen in pen_days if pen.day == day], run))
     solve_seconds = time.perf_counter() - solve_started
+    decisions = _with_confidence(decisions, run)
     _write(record, decisions, run)
     if pen_days:
         save_stitch_model(record, model)
@@ -167,6 +168,30 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         model=describe(model) if pen_days else "",
         metric=metric_fit.metric.describe() if metric_fit.metric else "",
     )
+
+
+def _with_confidence(decisions: list[dict[str, object]], run: RunState) -> list[dict[str, object]]:
+    """Return the decisions with the probability that each is right (`confidence`).
+
+    People's answers and tag reads are the record's ground truth (1.0); every other link gets
+    its cluster's posterior under the score spread of the whole run (None while unknown).
+    """
+    out: list[dict[str, object]] = []
+    position = 0
+    for scores, choice, clusters in run.scored:
+        probability = run.spread.probabilities(scores, choice)
+        for cluster in clusters:
+            decision = decisions[position]
+            position += 1
+            value = probability[cluster]
+            if decision["method"] in ("review", "tag"):
+                confidence: float | None = 1.0
+            elif decision["animal_id"] is None or not np.isfinite(value):
+                confidence = None
+            else:
+                confidence = round(float(value), 4)
+            out.append({**decision, "confidence": confidence})
+    return out
 
 
 @dataclass(frozen=True)

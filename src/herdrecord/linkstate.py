@@ -8,6 +8,7 @@ from datetime import date
 import numpy as np
 
 from herdrecord.assignment import Clusters, PenDayTracklets
+from herdrecord.confidence import ScoreSpread
 from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.reid import FaissIndex
 
@@ -50,6 +51,10 @@ class RunState:
     next_number: int
     enrolled: list[str] = field(default_factory=list)
     seen_today: dict[str, str] = field(default_factory=dict)  # animal -> pen, for the day
+    spread: ScoreSpread = field(default_factory=ScoreSpread)  # the run's scores, for confidence
+    # Per pen-day solved: its final scores (k, a), choice (k,) and each decision's cluster,
+    # so every link's confidence is computed at the end of the run from all its scores.
+    scored: list[tuple[np.ndarray, np.ndarray, list[int]]] = field(default_factory=list)
 
     def new_animal_id(self) -> str:
         """Return the id of the next provisional animal."""

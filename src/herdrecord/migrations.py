@@ -20,7 +20,12 @@ import pyarrow as pa
 from herdrecord.errors import HerdrecordError
 from herdrecord.schema import META_SCHEMA_VERSION, migrations_schema
 
-MIGRATIONS: tuple[str, ...] = ("0001_initial", "0002_days_and_events", "0003_api_keys")
+MIGRATIONS: tuple[str, ...] = (
+    "0001_initial",
+    "0002_days_and_events",
+    "0003_api_keys",
+    "0004_link_confidence",
+)
 """Every migration, in the order it applies; the number in each name is its version."""
 
 

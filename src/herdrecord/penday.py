@@ -98,6 +98,8 @@ def finish_pen_day(
         run.seen_today[roster[column]] = pen.pen_id
     chosen, lead = margins(scores, choice)
     _feed_pool(pen, roster, choice, lead, anchors, run)
+    run.spread.add(scores, choice)
+    run.scored.append((scores, choice, [int(c) for c in pen.label]))
     return _decisions(pen, roster, choice, chosen, lead, anchors, run)
 
 

@@ -23,7 +23,8 @@ from herdrecord.poolindex import open_pool_index, write_pool
 from herdrecord.store import Record
 from herdrecord.timeline import owe_days, settle_days_locked
 
-REVIEW_MARGIN = 0.05  # links that beat the runner-up by less than this are worth a look
+REVIEW_CONFIDENCE = 0.9  # links less likely than this to be right are worth a look
+REVIEW_MARGIN = 0.05  # for links without a confidence (before schema 4): a close runner-up
 MIN_UNKNOWN_S = 300.0  # unknown tracklets shorter than this are not worth a person's time
 
 
@@ -140,17 +141,21 @@ def review_queue(record: Record, limit: int = 50) -> list[ReviewItem]:
     rows = con.sql(
         f"""
         SELECT l.device_id, l.track_id, t.pen_id, t.start, t."end", l.animal_id, l.score,
-               l.margin, epoch(t."end") - epoch(t.start) + 1 AS seconds
+               l.margin, l.confidence, epoch(t."end") - epoch(t.start) + 1 AS seconds
         FROM current l JOIN tracklets t USING (device_id, track_id)
         WHERE l.method = 'auto' AND (
               (l.animal_id IS NULL AND epoch(t."end") - epoch(t.start) >= {MIN_UNKNOWN_S})
-           OR (l.animal_id IS NOT NULL AND coalesce(l.margin, 0) < {REVIEW_MARGIN}))
+           OR (l.animal_id IS NOT NULL AND l.confidence < {REVIEW_CONFIDENCE})
+           OR (l.animal_id IS NOT NULL AND l.confidence IS NULL
+               AND coalesce(l.margin, 0) < {REVIEW_MARGIN}))
         """
     ).fetchall()
     items = []
-    for device_id, track_id, pen_id, start, end, animal_id, score, margin, seconds in rows:
+    for device_id, track_id, pen_id, start, end, animal_id, score, margin, p, seconds in rows:
         if animal_id is None:
             priority, reason = float(seconds), "unknown animal"
+        elif p is not None:
+            priority, reason = float(seconds) * (1.0 - p), f"close call (confidence {p:.2f})"
         else:
             doubt = 1.0 - max(0.0, float(margin or 0.0)) / REVIEW_MARGIN
             priority, reason = float(seconds) * doubt, f"close call (margin {margin or 0:.3f})"
@@ -484,6 +489,8 @@ def _append_links(
             "animal_id": a,
             "score": None,
             "margin": None,
+            # A person's answer is the record's ground truth; other moves wait for linking.
+            "confidence": 1.0 if method == "review" and a is not None else None,
             "method": method,
             "decided_by": by,
             "decided_at": now,

@@ -6,7 +6,7 @@ import json
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the record layout this herdrecord writes; migrations move older records up.
 
 A change to a table here needs a migration that moves records to it, and the migration that
@@ -222,6 +222,13 @@ def links_schema() -> pa.Schema:
             ),
             _f("decided_by", pa.string(), False, "system or the reviewer's name"),
             _f("decided_at", UTC_TIME, False, "when the decision was made, UTC"),
+            _f(
+                "confidence",
+                pa.float32(),
+                True,
+                "probability that the link is right (calibrated on the record's own scores; "
+                "1 for answers and tag reads), null when unknown or not yet estimated",
+            ),
         ]
     )
 
@@ -281,7 +288,12 @@ def days_schema() -> pa.Schema:
             _f("gait_n", pa.int32(), False, "observations carrying a gait indicator"),
             _f("area_px", pa.float32(), True, "median projected area while standing, px^2"),
             _f("keyframes", pa.list_(keyframe_ref), False, "the day's chosen keyframes"),
-            _f("link_confidence", pa.float32(), True, "time-weighted mean link score, cosine"),
+            _f(
+                "link_confidence",
+                pa.float32(),
+                True,
+                "time-weighted mean probability that the day's links are right",
+            ),
             _f(
                 "anomaly_z",
                 pa.float32(),

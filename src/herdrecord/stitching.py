@@ -374,11 +374,17 @@ def chains(successor: np.ndarray, start_s: np.ndarray) -> np.ndarray:
     labels = np.full(n, -1, dtype=np.int64)
     heads = np.flatnonzero(~has_predecessor)
     heads = heads[np.argsort(start_s[heads], kind="stable")]
-    for chain, head in enumerate(heads.tolist()):
+    chain = 0
+    for head in heads.tolist():
         node = head
         while node >= 0 and labels[node] < 0:
             labels[node] = chain
             node = int(successor[node])
+        chain += 1
+    # Tracklets of no length at one instant can point at each other; each such one is its own.
+    for node in np.flatnonzero(labels < 0).tolist():
+        labels[node] = chain
+        chain += 1
     return labels
 
 
@@ -459,7 +465,13 @@ def cover_with_head_count(
     (on the same camera) and look is chosen.
     """
     k = len(ends.start_s)
-    i, j = np.nonzero(ends.start_s[None, :] >= ends.end_s[:, None])
+    i, j = np.nonzero(
+        (ends.start_s[None, :] > ends.end_s[:, None])
+        | (
+            (ends.start_s[None, :] == ends.end_s[:, None])
+            & (np.arange(k)[None, :] > np.arange(k)[:, None])
+        )
+    )
     if len(i) == 0:
         return np.full(k, -1, dtype=np.int64)
     gap = ends.start_s[j] - ends.end_s[i]

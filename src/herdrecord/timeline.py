@@ -244,7 +244,7 @@ def derive_figures(
     if animals is not None:
         links = links.filter(pc.is_in(pc.field("animal_id"), value_set=pa.array(sorted(animals))))
     con = duckdb.connect()
-    con.register("cur", links.select(["device_id", "track_id", "animal_id", "score"]))
+    con.register("cur", links.select(["device_id", "track_id", "animal_id", "confidence"]))
     con.register(
         "trk", record.read_visible("tracklets", ["device_id", "track_id", "pen_id", "start", "end"])
     )
@@ -259,7 +259,7 @@ def derive_figures(
     con.sql(
         f"""
         CREATE TEMP TABLE o AS
-        SELECT c.animal_id, c.score, k.pen_id, o.*,
+        SELECT c.animal_id, c.confidence, k.pen_id, o.*,
                CAST(timezone('UTC', o.t) AS DATE) AS day,
                greatest(epoch(k."end") - epoch(k.start), 1.0)
                  / count(*) OVER (PARTITION BY o.device_id, o.track_id) AS w
@@ -307,8 +307,8 @@ SELECT o.animal_id, o.day, any_value(p.pen_id) AS pen_id,
        avg(gait_score) AS gait_mean,
        count(gait_score) AS gait_n,
        median(area_px) FILTER (behaviour = 'standing') AS area_px,
-       sum(score * w) FILTER (score IS NOT NULL) / sum(w) FILTER (score IS NOT NULL)
-         AS link_confidence
+       sum(confidence * w) FILTER (confidence IS NOT NULL)
+         / sum(w) FILTER (confidence IS NOT NULL) AS link_confidence
 FROM o JOIN pens p USING (animal_id, day) JOIN per_behaviour b USING (animal_id, day)
 GROUP BY o.animal_id, o.day
 ORDER BY o.animal_id, o.day

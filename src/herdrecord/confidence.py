@@ -1,0 +1,68 @@
+"""The probability that a link is right, from how the record's own scores are spread.
+
+Each cluster of a pen-day is scored against every animal it could be. The score of the animal
+it really is follows one distribution, the scores of the others another; both are learned from
+the run itself (the chosen animal's scores and the rest, robustly: median and MAD, so the few
+wrong choices barely move them). Given one cluster's row of scores, the chance that each
+candidate is the true one is proportional to its likelihood ratio (exactly one of them is):
+a softmax of the log ratios (Gaussians of one shared spread, so the ratio grows with the
+score). A link's confidence is that chance for the animal it was given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from herdrecord.assignment import NEG
+
+MIN_SCORES = 20  # chosen scores needed before the spread is trusted
+MAX_KEPT = 200_000  # scores kept per kind (the earliest go first)
+LOG_RATIO_CLIP = 30.0
+
+
+@dataclass
+class ScoreSpread:
+    """The scores a run has seen: of chosen animals, and of the others in the same rows."""
+
+    chosen: list[float] = field(default_factory=list)
+    others: list[float] = field(default_factory=list)
+
+    def add(self, scores: np.ndarray, choice: np.ndarray) -> None:
+        """Add a pen-day's scores (k, a) and each cluster's chosen column (or -1)."""
+        usable = scores > NEG / 2
+        for row in np.flatnonzero(choice >= 0):
+            column = int(choice[row])
+            self.chosen.append(float(scores[row, column]))
+            rest = usable[row].copy()
+            rest[column] = False
+            self.others.extend(scores[row, rest].tolist())
+        del self.chosen[:-MAX_KEPT], self.others[:-MAX_KEPT]
+
+    def probabilities(self, scores: np.ndarray, choice: np.ndarray) -> np.ndarray:
+        """Return each cluster's probability (k,) that its chosen animal is right (NaN where
+        unknown, or while the run has seen too few scores)."""
+        out = np.full(len(choice), np.nan)
+        if len(self.chosen) < MIN_SCORES or len(self.others) < MIN_SCORES:
+            return out
+        same_mean, same_sd = _robust(np.array(self.chosen))
+        other_mean, other_sd = _robust(np.array(self.others))
+        usable = scores > NEG / 2
+        # One shared spread: the log ratio is then linear in the score, so a higher score never
+        # counts against an animal (unequal spreads would, far above the genuine mean).
+        variance = (same_sd**2 + other_sd**2) / 2
+        ratio = (same_mean - other_mean) / variance * (scores - (same_mean + other_mean) / 2)
+        ratio = np.where(usable, np.clip(ratio, -LOG_RATIO_CLIP, LOG_RATIO_CLIP), -np.inf)
+        for row in np.flatnonzero(choice >= 0):
+            r = ratio[row]
+            top = float(r.max())
+            weights = np.exp(r - top)
+            out[row] = float(weights[int(choice[row])] / weights.sum())
+        return out
+
+
+def _robust(values: np.ndarray) -> tuple[float, float]:
+    centre = float(np.median(values))
+    spread = float(1.4826 * np.median(np.abs(values - centre)))
+    return centre, max(spread, 1e-3)
