@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,11 +19,6 @@ from herdrecord.store import Record, create_record
 
 DIM = 384
 BASE = datetime(2026, 11, 21, 6, tzinfo=UTC)
-
-# pytest-xdist starts its workers with COLUMNS=80 and LINES=24; rich would then fix the
-# CLI's console at 80 columns when it is imported, whatever width a test asks for.
-os.environ.pop("COLUMNS", None)
-os.environ.pop("LINES", None)
 
 
 def _jpeg(seed: int) -> str:

@@ -618,7 +618,7 @@ def test_keys_commands_add_list_and_revoke(tmp_path: Path) -> None:
     assert added.exit_code == 0, added.output
     key = added.output.strip().splitlines()[-1]
     assert key.startswith("hr_")
-    listed = runner.invoke(cli_app, ["keys", "list", str(path)], env={"COLUMNS": "200"})
+    listed = runner.invoke(cli_app, ["keys", "list", str(path)])
     assert "barn-cam" in listed.output and "edge" in listed.output and key not in listed.output
     wrong = runner.invoke(cli_app, ["keys", "add", str(path), "x", "--role", "root"])
     assert wrong.exit_code == 2 and "role 'root'" in wrong.output

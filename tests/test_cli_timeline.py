@@ -27,7 +27,6 @@ from herdrecord.timeline import read_days
 from herdrecord.timelineview import animal_timeline, weekly_summary
 
 CONFIG = SimulationConfig(animals=8, pens=1, days=10, seed=2)
-WIDE = {"COLUMNS": "200"}  # the runner is no terminal: rich would assume 80 columns
 DAY_ROW = re.compile(r"^(\d{4}-\d{2}-\d{2}) +pen-")  # a day row of the table, not an event's
 
 runner = CliRunner()
@@ -90,7 +89,7 @@ def test_timeline_shows_every_day_the_calibration_and_the_events(
     barn: tuple[Path, str, list[date]],
 ) -> None:
     path, animal, days = barn
-    result = runner.invoke(app, ["timeline", str(path), animal], env=WIDE)
+    result = runner.invoke(app, ["timeline", str(path), animal])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith(f"{animal} — pen-1, active")
@@ -106,7 +105,7 @@ def test_timeline_shows_every_day_the_calibration_and_the_events(
 def test_plot_writes_a_png(barn: tuple[Path, str, list[date]], tmp_path: Path) -> None:
     path, animal, _ = barn
     out = tmp_path / "timeline.png"
-    result = runner.invoke(app, ["timeline", str(path), animal, "--plot", str(out)], env=WIDE)
+    result = runner.invoke(app, ["timeline", str(path), animal, "--plot", str(out)])
     assert result.exit_code == 0, result.output
     assert f"figure written to {out}" in result.output
     with Image.open(out) as image:
@@ -117,7 +116,7 @@ def test_plot_writes_a_png(barn: tuple[Path, str, list[date]], tmp_path: Path) -
 def test_from_and_to_restrict_the_days(barn: tuple[Path, str, list[date]]) -> None:
     path, animal, days = barn
     period = ["--from", str(days[2]), "--to", str(days[4])]
-    result = runner.invoke(app, ["timeline", str(path), animal, *period], env=WIDE)
+    result = runner.invoke(app, ["timeline", str(path), animal, *period])
     assert result.exit_code == 0, result.output
     assert _day_rows(result.output) == [str(d) for d in days[2:5]]
     result = runner.invoke(app, ["timeline", str(path), animal, *period, "--json"])
@@ -142,7 +141,7 @@ def test_json_lines_hold_the_days_with_keyframe_references(
 
 def test_weekly_rows_summarise_the_days(barn: tuple[Path, str, list[date]]) -> None:
     path, animal, days = barn
-    result = runner.invoke(app, ["timeline", str(path), animal, "--weekly"], env=WIDE)
+    result = runner.invoke(app, ["timeline", str(path), animal, "--weekly"])
     assert result.exit_code == 0, result.output
     weeks = weekly_summary(animal_timeline(open_record(str(path)), animal).days)
     mondays = sorted({d.fromordinal(d.toordinal() - d.weekday()) for d in days})
@@ -171,11 +170,11 @@ def test_days_summary_and_rebuild(barn: tuple[Path, str, list[date]], tmp_path: 
     stored = read_days(open_record(str(copy)))
     animals = len(set(stored.column("animal_id").to_pylist()))
     summary = f"{animals} animals, {stored.num_rows} animal-days over {CONFIG.days} days"
-    result = runner.invoke(app, ["days", str(copy)], env=WIDE)
+    result = runner.invoke(app, ["days", str(copy)])
     assert result.exit_code == 0, result.output
     assert summary in result.output
     assert "flagged:" in result.output and "cross-validated error" in result.output
-    result = runner.invoke(app, ["days", str(copy), "--rebuild"], env=WIDE)
+    result = runner.invoke(app, ["days", str(copy), "--rebuild"])
     assert result.exit_code == 0, result.output
     assert re.search(
         rf"rebuilt {stored.num_rows} animal-day rows over {CONFIG.days} days in \d+\.\d s",

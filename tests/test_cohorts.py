@@ -56,7 +56,6 @@ CONFIG = SimulationConfig(
     obs_interval_s=120.0,  # a quarter of the default rows: shares come out the same, faster
 )
 QUERIES = {"disease", "growth", "lameness", "lookalikes", "reproduction"}
-WIDE = {"COLUMNS": "250"}  # the runner is no terminal: rich would assume 80 columns
 
 runner = CliRunner()
 
@@ -427,7 +426,7 @@ def test_lookalikes_of_an_unknown_animal_is_a_clear_error(record: Record) -> Non
 
 
 def test_list_shows_names_parameters_and_descriptions(barn: Barn) -> None:
-    result = runner.invoke(app, ["query", str(barn.path), "--list"], env=WIDE)
+    result = runner.invoke(app, ["query", str(barn.path), "--list"])
     assert result.exit_code == 0, result.output
     for name in QUERIES:
         assert name in result.output
@@ -441,25 +440,25 @@ def test_the_command_writes_each_format(record: Record, barn: Barn, tmp_path: Pa
     expected = run_query(record, "growth", {"days": "14", "slow_percentile": "30"})
     ids = expected.column("animal_id").to_pylist()
 
-    table = runner.invoke(app, args, env=WIDE)
+    table = runner.invoke(app, args)
     assert table.exit_code == 0, table.output
     assert all(animal in table.stdout for animal in ids)
     assert f"{len(ids)} animals" in table.stdout
 
-    as_csv = runner.invoke(app, [*args, "--format", "csv"], env=WIDE)
+    as_csv = runner.invoke(app, [*args, "--format", "csv"])
     assert as_csv.exit_code == 0, as_csv.output
     parsed = list(csv.DictReader(io.StringIO(as_csv.stdout)))  # stdout holds the rows only
     assert [r["animal_id"] for r in parsed] == ids
     assert f"{len(ids)} animals" in as_csv.stderr
 
-    as_json = runner.invoke(app, [*args, "--format", "json"], env=WIDE)
+    as_json = runner.invoke(app, [*args, "--format", "json"])
     assert as_json.exit_code == 0, as_json.output
     lines = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert [r["animal_id"] for r in lines] == ids
     assert lines[0]["first_day"] == str(expected.column("first_day")[0].as_py())
 
     out = tmp_path / "growth.parquet"
-    as_parquet = runner.invoke(app, [*args, "--format", "parquet", "--out", str(out)], env=WIDE)
+    as_parquet = runner.invoke(app, [*args, "--format", "parquet", "--out", str(out)])
     assert as_parquet.exit_code == 0, as_parquet.output
     written = pq.read_table(out)
     assert written.column("animal_id").to_pylist() == ids
@@ -468,7 +467,10 @@ def test_the_command_writes_each_format(record: Record, barn: Barn, tmp_path: Pa
 
 
 def test_a_narrow_terminal_names_the_columns_left_out(barn: Barn) -> None:
-    result = runner.invoke(app, ["query", str(barn.path), "disease"], env={"COLUMNS": "80"})
+    # TTY_COMPATIBLE=1: rich's switch to treat the runner's stream as a terminal (written
+    # to anything else, the table keeps every column).
+    narrow = {"COLUMNS": "80", "TTY_COMPATIBLE": "1"}
+    result = runner.invoke(app, ["query", str(barn.path), "disease"], env=narrow)
     assert result.exit_code == 0, result.output
     assert "not shown at this width:" in result.output and "controls_changed" in result.output
     assert all(len(line) <= 80 for line in result.output.splitlines() if "│" not in line)
@@ -487,7 +489,7 @@ def test_a_narrow_terminal_names_the_columns_left_out(barn: Barn) -> None:
     ],
 )
 def test_command_errors_are_one_line(barn: Barn, args: list[str], message: str) -> None:
-    result = runner.invoke(app, ["query", str(barn.path), *args], env=WIDE)
+    result = runner.invoke(app, ["query", str(barn.path), *args])
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(message), result.stderr
     assert "Traceback" not in result.output

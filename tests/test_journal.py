@@ -396,7 +396,7 @@ def test_a_refused_upload_is_reported_and_not_sent_again(tmp_path: Path, central
     assert again.exit_code == 0 and "0 uploads pushed" in again.output
     assert central.answers(422) == refusals + 1
     assert _journal_column(edge, "push") == ["refused"]
-    shown = runner.invoke(app, ["journal", str(edge)], env={"COLUMNS": "200"})
+    shown = runner.invoke(app, ["journal", str(edge)])
     assert "1 refused" in shown.output and "different content" in shown.output
 
 

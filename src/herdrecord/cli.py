@@ -10,11 +10,11 @@ from typing import Annotated, Any
 
 import typer
 import typer.core
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from herdrecord.cli_console import CliConsole
 from herdrecord.config import Settings
 from herdrecord.errors import HerdrecordError, InvalidInput
 from herdrecord.ingest import BatchOutcome, IngestReport, ingest
@@ -43,8 +43,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
+# Wrapped to a terminal's width; never wrapped or cut in a pipe, a file or a log.
+console = CliConsole()
+errors = CliConsole(stderr=True)
 
 # A str, not a Path: a Path would fold s3://bucket/herd into s3:/bucket/herd.
 RecordPath = Annotated[
