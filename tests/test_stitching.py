@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from herdrecord.stitching import (
+    CandidatePairs,
     StitchModel,
     candidate_pairs,
     chain_ends,
@@ -68,11 +69,15 @@ def true_successors(day: dict[str, np.ndarray]) -> np.ndarray:
     return successor
 
 
-def first_pass(day: dict[str, np.ndarray]) -> np.ndarray:
-    pairs = candidate_pairs(
+def pairs_of(day: dict[str, np.ndarray]) -> CandidatePairs:
+    return candidate_pairs(
         day["camera"], day["start_s"], day["end_s"], day["first_xy"], day["last_xy"],
         day["descriptor"],
     )  # fmt: skip
+
+
+def first_pass(day: dict[str, np.ndarray]) -> np.ndarray:
+    pairs = pairs_of(day)
     fit = fit_cues(pairs)
     assert fit is not None
     odds = fit.log_odds(pairs.gap_s, pairs.distance_px, pairs.sim)
@@ -100,10 +105,7 @@ def test_the_fit_learns_the_gap_of_the_barn() -> None:
     medians = []
     for gap in (8.0, 60.0):
         day = lost_and_found_day(animals=10, hours=6, gap_median_s=gap, seed=4)
-        pairs = candidate_pairs(
-            day["camera"], day["start_s"], day["end_s"], day["first_xy"], day["last_xy"],
-            day["descriptor"],
-        )  # fmt: skip
+        pairs = pairs_of(day)
         fit = fit_cues(pairs)
         assert fit is not None
         medians.append(float(np.exp(fit.gap_log_mean)))
@@ -119,10 +121,7 @@ def test_the_head_count_leaves_as_many_chains_as_animals() -> None:
         label, day["camera"], day["start_s"], day["end_s"], day["first_xy"], day["last_xy"],
         day["descriptor"], day["weight"],
     )  # fmt: skip
-    pairs = candidate_pairs(
-        day["camera"], day["start_s"], day["end_s"], day["first_xy"], day["last_xy"],
-        day["descriptor"],
-    )  # fmt: skip
+    pairs = pairs_of(day)
     fit = fit_cues(pairs)
     assert fit is not None
     model = StitchModel(version=1, pooled=fit)
@@ -139,10 +138,7 @@ def test_the_head_count_leaves_as_many_chains_as_animals() -> None:
 
 def test_the_join_model_survives_the_record(tmp_path: Path) -> None:
     day = lost_and_found_day(animals=6, hours=3, gap_median_s=20.0, seed=6)
-    pairs = candidate_pairs(
-        day["camera"], day["start_s"], day["end_s"], day["first_xy"], day["last_xy"],
-        day["descriptor"],
-    )  # fmt: skip
+    pairs = pairs_of(day)
     fit = fit_cues(pairs)
     assert fit is not None
     model = StitchModel(version=3, pooled=fit, cameras={"pen-1/cam1": fit})
