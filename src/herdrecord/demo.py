@@ -44,8 +44,18 @@ def prepare_demo(
     (path / DEMO_MARKER).write_text("made by `herdrecord demo`; safe to delete\n")
     # The herd's days run up to yesterday (UTC), as a barn's record would on the day it is read.
     start = datetime.now(UTC).date() - timedelta(days=days)
+    # A barn as the field reports them, not the simulator's easy default: the tracker loses
+    # animals for ~15 s (long tail), the edge sends 1-2 embedding samples per tracklet and a
+    # frozen embedding is a weak identifier, so the review queue has real close calls.
     config = SimulationConfig(
-        animals=animals, pens=max(1, animals // 6), days=days, seed=seed, start=start
+        animals=animals,
+        pens=max(1, animals // 6),
+        days=days,
+        seed=seed,
+        start=start,
+        reacquire_gap_median_s=15.0,
+        samples_per_tracklet_max=2,
+        identity_norm=0.2,
     )
     simulation = simulate(config)
     files = write_simulation(simulation, path / "edge")
