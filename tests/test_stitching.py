@@ -13,12 +13,14 @@ import pytest
 
 from herdrecord.stitching import (
     CandidatePairs,
+    DayTracks,
     StitchModel,
     candidate_pairs,
     chain_ends,
     chains,
     cover_with_head_count,
     fit_cues,
+    repair_swaps,
     stitch,
 )
 
@@ -134,6 +136,49 @@ def test_the_head_count_leaves_as_many_chains_as_animals() -> None:
         np.bincount(day["animal"][final == c], weights=seconds[final == c]).max() for c in range(8)
     )
     assert pure / seconds.sum() >= 0.8
+
+
+def _crossed_at_a_meeting(day: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Return the true chains and the same chains with animals 0 and 1's tails crossed where
+    they met (both lost and found at one place, so only their looks tell them apart)."""
+    truth = day["animal"].copy()
+    rows = {a: np.flatnonzero(truth == a) for a in (0, 1)}
+    for p in range(len(rows[0]) // 2, len(rows[0]) - 1):
+        u0, v0 = rows[0][p], rows[0][p + 1]
+        for q in range(1, len(rows[1]) - 1):
+            u1, v1 = rows[1][q], rows[1][q + 1]
+            starts, ends = day["start_s"], day["end_s"]
+            if starts[v1] > ends[u0] and starts[v0] > ends[u1] and abs(ends[u0] - ends[u1]) < 60:
+                place = day["last_xy"][u0].copy()
+                for row, column in (
+                    (u0, "last_xy"),
+                    (u1, "last_xy"),
+                    (v0, "first_xy"),
+                    (v1, "first_xy"),
+                ):
+                    day[column][row] = place
+                crossed = truth.copy()
+                crossed[(truth == 0) & (starts >= starts[v0])] = 1
+                crossed[(truth == 1) & (starts >= starts[v1])] = 0
+                return truth, crossed
+    raise AssertionError("animals 0 and 1 never lost track at about the same time")
+
+
+def test_crossed_tails_are_undone_by_the_days_looks() -> None:
+    day = lost_and_found_day(animals=6, hours=8, gap_median_s=20.0, seed=7)
+    truth, crossed = _crossed_at_a_meeting(day)
+    pairs = pairs_of(day)
+    fit = fit_cues(pairs)
+    assert fit is not None
+    model = StitchModel(version=1, pooled=fit)
+    tracks = DayTracks(
+        day["start_s"], day["end_s"], day["camera"], day["first_xy"], day["last_xy"],
+        day["descriptor"], day["weight"],
+    )  # fmt: skip
+    repaired = repair_swaps(crossed, tracks, {}, model.pooled, model.look)
+    assert np.array_equal(repaired, truth)
+    # Right chains stay as they are.
+    assert np.array_equal(repair_swaps(truth, tracks, {}, model.pooled, model.look), truth)
 
 
 def test_the_join_model_survives_the_record(tmp_path: Path) -> None:

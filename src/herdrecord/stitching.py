@@ -492,3 +492,134 @@ def cover_with_head_count(
     gain = odds - odds.min() + 1.0 + (odds.max() - odds.min() + 1.0) * k
     pairs = CandidatePairs(i=i, j=j, gap_s=gap, distance_px=distance, sim=sim)
     return stitch(k, pairs, gain)
+
+
+@dataclass(frozen=True)
+class DayTracks:
+    """One pen-day's tracklets as the swap repair sees them; arrays of shape (n,)."""
+
+    start_s: np.ndarray
+    end_s: np.ndarray
+    camera: np.ndarray  # camera key (object)
+    first_xy: np.ndarray  # (n, 2)
+    last_xy: np.ndarray
+    descriptor: np.ndarray  # (n, d) unit looks (in the learned metric when there is one)
+    weight: np.ndarray
+
+
+def repair_swaps(
+    label: np.ndarray,
+    tracks: DayTracks,
+    fits: dict[str, CueFit],
+    pooled: CueFit,
+    look: LookFit,
+) -> np.ndarray:
+    """Return the chain labels with crossed tails undone where the whole day says so.
+
+    Where two animals meet, the tracker loses both and the joins may cross: one chain goes on
+    as the other animal. A join is judged on one gap, one place and two tracklets; the day
+    has the chains' looks before and after. For two joins u->v and u'->v' at about the same
+    time (each crossed join within the search window), swapping the tails gains the change in
+    the joins' gap and place ratios plus the change in the look ratio of each chain's part
+    before against its part after. Each round takes the positive swaps best first, one per
+    chain (the others' gains are stale once a chain changed), until none gains.
+    """
+    label = label.copy()
+    if len(label) == 0:
+        return label
+    window = pooled.window_s
+    for _ in range(len(label)):
+        swaps = _best_swaps(label, tracks, fits, pooled, look, window)
+        if not swaps:
+            break
+        for chain_a, cut_a, chain_b, cut_b in swaps:
+            tail_a = (label == chain_a) & (tracks.start_s >= cut_a)
+            tail_b = (label == chain_b) & (tracks.start_s >= cut_b)
+            label[tail_a] = chain_b
+            label[tail_b] = chain_a
+    return label
+
+
+def _best_swaps(
+    label: np.ndarray,
+    tracks: DayTracks,
+    fits: dict[str, CueFit],
+    pooled: CueFit,
+    look: LookFit,
+    window: float,
+) -> list[tuple[int, float, int, float]]:
+    """Return (chain, tail start, chain, tail start) of the swaps that gain, best first, no
+    chain in two of them."""
+    order = np.lexsort((np.arange(len(label)), tracks.start_s, label))
+    same_chain = label[order[1:]] == label[order[:-1]]
+    u, v = order[:-1][same_chain], order[1:][same_chain]  # the joins, by chain and time
+    if len(u) < 2:
+        return []
+    # Each chain's weighted look summed before each join, and over the whole chain.
+    weighted = tracks.descriptor.astype(np.float64) * tracks.weight[:, None]
+    k = int(label.max()) + 1
+    total = np.zeros((k, weighted.shape[1]))
+    np.add.at(total, label, weighted)
+    running = np.cumsum(weighted[order], axis=0)
+    chain_start = np.r_[0, np.flatnonzero(~same_chain) + 1]
+    offset = np.zeros(len(order), dtype=np.int64)
+    offset[chain_start] = chain_start
+    offset = np.maximum.accumulate(offset)
+    before_all = running - np.where((offset > 0)[:, None], running[np.maximum(offset - 1, 0)], 0.0)
+    before = before_all[:-1][same_chain]  # chain's look up to and including u
+    chain = label[u]
+    # Candidate pairs of joins: other chains, each crossed join forward in time and in window.
+    a, b = np.nonzero(
+        (chain[:, None] < chain[None, :])
+        & (tracks.start_s[v][None, :] > tracks.end_s[u][:, None])
+        & (tracks.start_s[v][:, None] > tracks.end_s[u][None, :])
+        & (tracks.start_s[v][None, :] - tracks.end_s[u][:, None] <= window)
+        & (tracks.start_s[v][:, None] - tracks.end_s[u][None, :] <= window)
+    )
+    if len(a) == 0:
+        return []
+    kept = _join_ratio(u[a], v[a], tracks, fits, pooled) + _join_ratio(
+        u[b], v[b], tracks, fits, pooled
+    )
+    crossed = _join_ratio(u[a], v[b], tracks, fits, pooled) + _join_ratio(
+        u[b], v[a], tracks, fits, pooled
+    )
+    head_a, head_b = before[a], before[b]
+    tail_a, tail_b = total[chain[a]] - head_a, total[chain[b]] - head_b
+    look_kept = look.log_ratio(_cosine(head_a, tail_a)) + look.log_ratio(_cosine(head_b, tail_b))
+    look_crossed = look.log_ratio(_cosine(head_a, tail_b)) + look.log_ratio(_cosine(head_b, tail_a))
+    gain = crossed - kept + look_crossed - look_kept
+    swaps: list[tuple[int, float, int, float]] = []
+    touched: set[int] = set()
+    for pair in np.argsort(-gain, kind="stable").tolist():
+        if gain[pair] <= 1e-9:
+            break
+        chain_a, chain_b = int(chain[a[pair]]), int(chain[b[pair]])
+        if chain_a in touched or chain_b in touched:
+            continue
+        touched |= {chain_a, chain_b}
+        swaps.append(
+            (chain_a, float(tracks.start_s[v[a[pair]]]), chain_b, float(tracks.start_s[v[b[pair]]]))
+        )
+    return swaps
+
+
+def _join_ratio(
+    u: np.ndarray, v: np.ndarray, tracks: DayTracks, fits: dict[str, CueFit], pooled: CueFit
+) -> np.ndarray:
+    """Return the gap and place log ratio of joining tracklet u to tracklet v."""
+    gap = tracks.start_s[v] - tracks.end_s[u]
+    same_camera = tracks.camera[u] == tracks.camera[v]
+    distance = np.where(
+        same_camera, np.linalg.norm(tracks.first_xy[v] - tracks.last_xy[u], axis=1), np.nan
+    )
+    out = np.zeros(len(u))
+    for key in sorted(set(tracks.camera[u].tolist())):
+        mine = tracks.camera[u] == key
+        out[mine] = fits.get(key, pooled).gap_place_ratio(gap[mine], distance[mine])
+    return out
+
+
+def _cosine(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+    return np.asarray(np.einsum("nd,nd->n", x, y) / np.where(norms > 0, norms, 1.0))

@@ -16,6 +16,7 @@ from herdrecord.stitching import (
     PRIOR_FIT,
     PRIOR_LOOK,
     CandidatePairs,
+    DayTracks,
     LookFit,
     StitchModel,
     candidate_pairs,
@@ -24,6 +25,7 @@ from herdrecord.stitching import (
     cover_with_head_count,
     fit_cues,
     fit_look,
+    repair_swaps,
     stitch,
 )
 from herdrecord.store import Record
@@ -151,7 +153,9 @@ def stitch_pen_day(pen_id: str, t: PenDayTracklets, model: StitchModel) -> np.nd
         label, keys, t.start_s, t.end_s, t.first_xy, t.last_xy, t.descriptor, t.weight
     )
     successor = cover_with_head_count(ends, model.cameras, model.pooled, model.look)
-    return np.asarray(chains(successor, ends.start_s)[label])
+    covered = np.asarray(chains(successor, ends.start_s)[label])
+    tracks = DayTracks(t.start_s, t.end_s, keys, t.first_xy, t.last_xy, t.descriptor, t.weight)
+    return repair_swaps(covered, tracks, model.cameras, model.pooled, model.look)
 
 
 def _select(pairs: CandidatePairs, mask: np.ndarray) -> CandidatePairs:
