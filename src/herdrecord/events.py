@@ -30,6 +30,7 @@ from herdrecord.eventrules import (
     check_retraction,
     parse_event,
 )
+from herdrecord.links import owe_relink
 from herdrecord.store import Record
 
 FUTURE_TOLERANCE = timedelta(minutes=5)  # clocks of phones and scales drift a little
@@ -130,6 +131,7 @@ def add_labelled_events(
             raise EventsRejected([p for _, p in sorted(found, key=lambda item: item[0])])
         ids = _write(record, [_row(event, now) for event in events])
         _follow_events(record, {event.animal_id for event in events}, set())
+        _owe_relinks(record, [(e.animal_id, e.kind, e.at) for e in events])
         return ids
 
 
@@ -160,6 +162,13 @@ def correct_event(
             raise EventsRejected(problems)
         new_id = _write(record, [_row(replacement, now, supersedes=event_id)])[0]
         _follow_events(record, {old["animal_id"], replacement.animal_id}, _reopened(old))
+        _owe_relinks(
+            record,
+            [
+                (old["animal_id"], old["kind"], old["at"]),
+                (replacement.animal_id, replacement.kind, replacement.at),
+            ],
+        )
         return new_id
 
 
@@ -184,6 +193,7 @@ def retract_event(
         }
         new_id = _write(record, [row])[0]
         _follow_events(record, {old["animal_id"]}, _reopened(old))
+        _owe_relinks(record, [(old["animal_id"], old["kind"], old["at"])])
         return new_id
 
 
@@ -254,6 +264,17 @@ def _write(record: Record, rows: list[dict[str, Any]]) -> list[str]:
 def _reopened(withdrawn: dict[str, Any]) -> set[str]:
     """Return the animal a withdrawn event may reactivate: the one of a death or sale."""
     return {withdrawn["animal_id"]} if withdrawn["kind"] in DEPARTURES else set()
+
+
+def _owe_relinks(record: Record, changes: Sequence[tuple[str, str, datetime]]) -> None:
+    """Note the pen-days a departure or move changes (from its day on) for the next link run:
+    recorded late, it says who could be seen on days already linked."""
+    since: dict[str, datetime] = {}
+    for animal_id, kind, at in changes:
+        if kind in (*DEPARTURES, "move"):
+            since[animal_id] = min(at, since.get(animal_id, at))
+    for animal_id, at in sorted(since.items()):
+        owe_relink(record, animal_id, at.astimezone(UTC).date())
 
 
 def _follow_events(record: Record, animal_ids: set[str], reopen: set[str]) -> None:

@@ -31,7 +31,9 @@ from herdrecord.assignment import (
     normalise,
     overlaps,
 )
-from herdrecord.links import current_links, pen_days_of
+from herdrecord.eventrules import DEPARTURES
+from herdrecord.events import current_events
+from herdrecord.links import META_RELINK_OWED, current_links, pen_days_of, relinks_owed
 from herdrecord.linkstate import AnimalState, LinkingConfig, PenDayInput, RunState
 from herdrecord.metric import (
     Metric,
@@ -80,7 +82,10 @@ def link_pending(record: Record, config: LinkingConfig | None = None) -> LinkRep
     """Re-solve every pen-day that has a tracklet without a current link; then, when a new
     day closed, apply the retention tiers (unless the settings turn that off)."""
     with record.writer():
-        report = relink_locked(record, _pending_pen_days(record), config)
+        owed = relinks_owed(record)
+        report = relink_locked(record, _pending_pen_days(record) | owed, config)
+        if owed:  # re-solved, links written: the late events' days are settled
+            record.set_metadata(META_RELINK_OWED, [])
         if record.settings.retention_enabled:
             report = replace(report, retention=retain_locked(record))
         return report
@@ -89,7 +94,9 @@ def link_pending(record: Record, config: LinkingConfig | None = None) -> LinkRep
 def relink_all(record: Record, config: LinkingConfig | None = None) -> LinkReport:
     """Re-solve every pen-day of the record (after a change of method or embedder)."""
     with record.writer():
-        return relink_locked(record, None, config)
+        report = relink_locked(record, None, config)
+        record.set_metadata(META_RELINK_OWED, [])
+        return report
 
 
 def relink_locked(
@@ -387,8 +394,15 @@ def _animal_states(record: Record, solving: set[tuple[str, str]]) -> dict[str, A
         .to_lance()
         .to_table(columns=["animal_id", "tag_id", "pen_id", "status"])
     )
+    departed: dict[str, date] = {}
+    for event in current_events(record).to_pylist():
+        if event["kind"] in DEPARTURES:
+            day = event["at"].astimezone(UTC).date()
+            departed[event["animal_id"]] = min(day, departed.get(event["animal_id"], day))
     states = {
-        row["animal_id"]: AnimalState(row["pen_id"], None, row["tag_id"], row["status"])
+        row["animal_id"]: AnimalState(
+            row["pen_id"], None, row["tag_id"], row["status"], departed.get(row["animal_id"])
+        )
         for row in table.to_pylist()
     }
     links = (

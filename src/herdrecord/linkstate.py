@@ -33,6 +33,16 @@ class AnimalState:
     last_seen_day: date | None
     tag_id: str | None
     status: str
+    departed_on: date | None = None  # the UTC day of its death or sale in force, if any
+
+    def present(self, day: date) -> bool:
+        """Return whether the animal could be seen on `day`: active, or departed on or after
+        it (a departure recorded late does not unmake the days before it)."""
+        if self.status == "active":
+            return True
+        return (
+            self.status == "departed" and self.departed_on is not None and day <= self.departed_on
+        )
 
 
 @dataclass

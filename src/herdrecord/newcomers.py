@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -36,7 +38,7 @@ def rematch_day_identities(
     free_animals = [
         c
         for c, a in enumerate(roster)
-        if c not in anchored_columns and a in run.pool.animals and run.animals[a].status == "active"
+        if c not in anchored_columns and a in run.pool.animals and run.animals[a].present(pen.day)
     ]
     if len(columns) < 2 or not free_animals:
         return choice
@@ -66,11 +68,11 @@ def _day_centroid(clusters: Clusters, members: np.ndarray) -> np.ndarray:
     )
 
 
-def _away(animal_id: str, roster: list[str], run: RunState) -> bool:
+def _away(animal_id: str, roster: list[str], run: RunState, day: date) -> bool:
     """Return whether an animal could have moved into this pen today."""
     state = run.animals[animal_id]
     return (
-        state.status == "active"
+        state.present(day)
         and animal_id not in roster
         and animal_id in run.pool.animals
         and animal_id not in run.seen_today
@@ -80,7 +82,7 @@ def _away(animal_id: str, roster: list[str], run: RunState) -> bool:
 def add_movers(pen: PenDayInput, roster: list[str], choice: np.ndarray, run: RunState) -> bool:
     """Add to the roster animals from elsewhere that match clusters left unknown."""
     unknown = np.flatnonzero(choice == UNKNOWN)
-    elsewhere = [a for a in run.animals if _away(a, roster, run)]
+    elsewhere = [a for a in run.animals if _away(a, roster, run, pen.day)]
     if len(unknown) == 0 or not elsewhere:
         return False
     # FAISS narrows the whole pool to a few candidates per cluster; the pool scores them.
@@ -241,7 +243,7 @@ def _same_as_absent(
 ) -> str | None:
     """Return an active animal not on the roster and not seen elsewhere today that the seed
     matches above the threshold (the best such), if any."""
-    absent = [a for a in run.animals if _away(a, roster, run)]
+    absent = [a for a in run.animals if _away(a, roster, run, pen.day)]
     if not absent:
         return None
     sims = run.pool.scores(centroid[None, :], absent)[0]

@@ -48,7 +48,7 @@ def solve_roster(pen: PenDayInput, run: RunState) -> RosterSolution:
     roster = [
         animal_id
         for animal_id, state in run.animals.items()
-        if state.status == "active"
+        if state.present(pen.day)
         and state.pen_id == pen.pen_id
         and (
             state.last_seen_day is None
@@ -115,7 +115,7 @@ def solve_day(pens: list[PenDayInput], run: RunState) -> list[dict[str, object]]
 
 def _anchors(pen: PenDayInput, run: RunState) -> dict[int, str]:
     """Return cluster -> animal fixed by people's answers (first) and tag reads."""
-    by_tag = {s.tag_id: a for a, s in run.animals.items() if s.tag_id and s.status == "active"}
+    by_tag = {s.tag_id: a for a, s in run.animals.items() if s.tag_id and s.present(pen.day)}
     anchors: dict[int, str] = {}
     for i, key in enumerate(pen.keys):
         animal_id = run.must.get(key)
