@@ -19,7 +19,7 @@ from herdrecord.cli import (
     open_from_cli,
     replay_with_report,
 )
-from herdrecord.errors import InvalidInput
+from herdrecord.errors import InvalidInput, PushFailed
 from herdrecord.journal import Journal, JournalEntry, open_journal
 from herdrecord.push import Pushed, PushPolicy, PushReport, Retry, push_outbox
 from herdrecord.store import Record
@@ -164,15 +164,19 @@ def _push_with_progress(
                 f"{escape(retry.reason)}",
             )
 
-        return push_outbox(
-            journal,
-            url,
-            key,
-            policy,
-            refused_too=refused_too,
-            on_pushed=on_pushed,
-            on_retry=on_retry,
-        )
+        try:
+            return push_outbox(
+                journal,
+                url,
+                key,
+                policy,
+                refused_too=refused_too,
+                on_pushed=on_pushed,
+                on_retry=on_retry,
+            )
+        except PushFailed:
+            progress.update(task, visible=False)  # the error's one line says what happened
+            raise
 
 
 def _print_push_report(report: PushReport, record: Record) -> None:

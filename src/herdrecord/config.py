@@ -162,6 +162,14 @@ class Settings(BaseSettings):
         description="Largest HTTP request body the service reads, in bytes as sent (gzip "
         "counts compressed); a larger one is refused with 413 before it is stored.",
     )
+    api_refusal_drain_s: float = Field(
+        default=10.0,
+        ge=0.0,
+        description="After answering before the body is read (401, 403, 413), the service "
+        "reads and discards the rest of the body for at most this many seconds (and never "
+        "past HERDRECORD_API_MAX_BODY_BYTES), so a client still sending reads the answer; "
+        "then it closes the connection.",
+    )
     api_link_idle_s: float = Field(
         default=2.0,
         ge=0.0,
@@ -220,8 +228,8 @@ class Settings(BaseSettings):
         default=8,
         ge=1,
         le=1000,
-        description="Tries `herdrecord push` makes per upload on connection errors, 5xx, 429 "
-        "and 503 before it stops; what is not delivered waits for the next push.",
+        description="Tries `herdrecord push` makes per upload on connection failures, 5xx "
+        "and 429 before it stops; what is not delivered waits for the next push.",
     )
     push_deadline_s: float = Field(
         default=600.0,

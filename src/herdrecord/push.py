@@ -3,11 +3,14 @@
 Each entry goes as received to the central `POST /v1/batches`. The central record is
 idempotent by batch_id, so a push that is repeated, or killed after the central stored an
 upload but before the entry was marked, stores nothing twice: the upload sent again is a
-duplicate there. Connection errors, 5xx, 429 and 503 are retried with exponential backoff
+duplicate there. Connection failures, 5xx and 429 are retried with exponential backoff
 and jitter (a Retry-After is honoured), within a number of tries per upload and one
 deadline per run; entries are sent strictly in order, so the run stops at an upload it
 cannot deliver. A refusal of one upload (409, 413, 415, 422) marks that entry refused with
-the server's message and is not retried; a refused key or a wrong address stops the run.
+the server's message and is not retried; a refused key (401, 403) or a wrong address stops
+the run at once. Uploads go through `AskFirstTransport`: a large one asks
+`Expect: 100-continue`, so a refusal costs the request head, not the body, and a refusal
+counts whenever its status line arrived, even if the connection then closed.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from herdrecord import __version__
 from herdrecord.config import Settings
 from herdrecord.errors import PushFailed
 from herdrecord.journal import Journal, JournalEntry
+from herdrecord.push_transport import ask_first_transport
 from herdrecord.uploads import content_type_of
 
 MAX_BACKOFF_S = 60.0
-RETRIED = frozenset({429, 500, 502, 503, 504})
 REFUSED = frozenset({409, 413, 415, 422})  # this upload, not the push, is refused
 
 
@@ -122,6 +125,7 @@ def push_outbox(
     outcomes: list[Pushed] = []
     stopped = None
     headers = {"Authorization": f"Bearer {key}", "User-Agent": f"herdrecord/{__version__} push"}
+    transport = transport or ask_first_transport(endpoint)
     with httpx.Client(timeout=policy.timeout_s, transport=transport, headers=headers) as client:
         for done, entry in enumerate(entries):
             sent = _send(client, endpoint, journal, entry, policy, deadline, clock, on_retry)
@@ -171,7 +175,7 @@ def _send(
                 return _pushed(entry, response)
             if response.status_code in REFUSED:
                 return _refused(entry, response)
-            if response.status_code not in RETRIED:
+            if not _retried(response.status_code):
                 raise _failed(endpoint, response)
             reason = f"{endpoint} answered {response.status_code} ({_message(response)})"
             retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -187,6 +191,11 @@ def _send(
             on_retry(Retry(entry.entry_id, attempt, wait, reason))
         clock.sleep(wait)
     raise AssertionError("unreachable: the last attempt returns")
+
+
+def _retried(status: int) -> bool:
+    """Return whether an answer of `status` may pass when tried again (overload, a fault)."""
+    return status == 429 or status >= 500
 
 
 def _pushed(entry: JournalEntry, response: httpx.Response) -> Pushed:

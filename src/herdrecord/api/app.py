@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from herdrecord import __version__
+from herdrecord.api.drain import DrainUnreadBody
 from herdrecord.api.models import Health
 from herdrecord.api.problems import ErrorBody, install_handlers
 from herdrecord.api.routes import router
@@ -73,6 +74,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={500: {"model": ErrorBody, "description": "A fault of the service."}},
     )
     install_handlers(app, error_page)
+    app.add_middleware(
+        DrainUnreadBody,
+        max_body_bytes=settings.api_max_body_bytes,
+        drain_s=settings.api_refusal_drain_s,
+    )
 
     @app.get("/healthz", tags=["service"], summary="Is the service up (no key needed)")
     def healthz(request: Request) -> Health:
