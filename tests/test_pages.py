@@ -111,7 +111,12 @@ def _stray_batch(batches: list[dict[str, Any]]) -> dict[str, Any]:
         ],
         observations=[{**template["observations"][0], "t": start}],
     )
-    return {**batches[0], "batch_id": "dev-02/stray", "device_id": "dev-02", "tracklets": [template]}
+    return {
+        **batches[0],
+        "batch_id": "dev-02/stray",
+        "device_id": "dev-02",
+        "tracklets": [template],
+    }
 
 
 def _later(stamp: str, seconds: int) -> str:

@@ -3,10 +3,12 @@
 Each cluster of a pen-day is scored against every animal it could be. The score of the animal
 it really is follows one distribution, the scores of the others another; both are learned from
 the run itself (the chosen animal's scores and the rest, robustly: median and MAD, so the few
-wrong choices barely move them). Given one cluster's row of scores, the chance that each
-candidate is the true one is proportional to its likelihood ratio (exactly one of them is):
-a softmax of the log ratios (Gaussians of one shared spread, so the ratio grows with the
-score). A link's confidence is that chance for the animal it was given.
+wrong choices barely move them). Given one identity's row of scores, each candidate's weight
+is its likelihood ratio (Gaussians of one shared spread, so the ratio grows with the score).
+A pen-day's identities are one assignment (two identities are never one animal), so the
+chance that an identity is each animal is the marginal of that assignment: the weights
+balanced over rows and columns (Sinkhorn). A link's confidence is that chance for the animal
+it was given.
 """
 
 from __future__ import annotations
@@ -54,12 +56,42 @@ class ScoreSpread:
         variance = (same_sd**2 + other_sd**2) / 2
         ratio = (same_mean - other_mean) / variance * (scores - (same_mean + other_mean) / 2)
         ratio = np.where(usable, np.clip(ratio, -LOG_RATIO_CLIP, LOG_RATIO_CLIP), -np.inf)
-        for row in np.flatnonzero(choice >= 0):
-            r = ratio[row]
-            top = float(r.max())
-            weights = np.exp(r - top)
-            out[row] = float(weights[int(choice[row])] / weights.sum())
+        linked = np.flatnonzero(choice >= 0)
+        if len(linked) == 0:
+            return out
+        # One identity per chosen animal (its clusters share its row of scores): the links of
+        # a pen-day are one assignment, so an animal another identity holds is no rival. An
+        # identity its own row cannot score (an animal enrolled today) has no confidence, and
+        # takes no part.
+        columns, first = np.unique(choice[linked], return_index=True)
+        rows = linked[first]
+        scored = usable[rows, columns]
+        chance = dict.fromkeys(columns.tolist(), np.nan)
+        if scored.any():
+            r = ratio[rows[scored]]
+            marginal = _assignment_marginals(np.exp(r - r.max(axis=1, keepdims=True)))
+            held = marginal[np.arange(int(scored.sum())), columns[scored]]
+            chance.update(zip(columns[scored].tolist(), held.tolist(), strict=True))
+        for row in linked.tolist():
+            out[row] = float(chance[int(choice[row])])
         return out
+
+
+def _assignment_marginals(weights: np.ndarray, rounds: int = 200) -> np.ndarray:
+    """Return the chance (g, a) that each identity is each animal when the g identities are a
+    one-to-one assignment to a >= g animals weighted by `weights`: the Sinkhorn balancing of
+    the weights (the Bethe approximation of the permanent's marginals), with a - g empty
+    slots for the animals not seen."""
+    g, a = weights.shape
+    square = np.vstack([weights, np.ones((max(a - g, 0), a))]) if a > g else weights.copy()
+    for _ in range(rounds):
+        square /= np.maximum(square.sum(axis=1, keepdims=True), 1e-300)
+        column = square.sum(axis=0, keepdims=True)
+        square /= np.maximum(column, 1e-300)
+        if np.allclose(square.sum(axis=1), 1.0, atol=1e-6):
+            break
+    square /= np.maximum(square.sum(axis=1, keepdims=True), 1e-300)
+    return np.asarray(square[:g])
 
 
 def _robust(values: np.ndarray) -> tuple[float, float]:

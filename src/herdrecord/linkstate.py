@@ -34,6 +34,7 @@ class AnimalState:
     tag_id: str | None
     status: str
     departed_on: date | None = None  # the UTC day of its death or sale in force, if any
+    enrolled_on: date | None = None  # the day this run enrolled it, if it did
 
     def present(self, day: date) -> bool:
         """Return whether the animal could be seen on `day`: active, or departed on or after

@@ -131,7 +131,9 @@ def enrol(
     for group in groups:
         animal_id = run.new_animal_id()
         seeded.append(animal_id)
-        run.animals[animal_id] = AnimalState(pen.pen_id, pen.day, None, "active")
+        run.animals[animal_id] = AnimalState(
+            pen.pen_id, pen.day, None, "active", enrolled_on=pen.day
+        )
         centroid = normalise((clusters.raw[group] * clusters.weight[group, None]).sum(0))
         origin = ("", f"enrol:{pen.day}", pen.pen_id)
         run.pool.add(animal_id, centroid, float(clusters.end_s[group].max()), 0.0, origin)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 
 import numpy as np
 
@@ -97,10 +97,63 @@ def finish_pen_day(
     for column in set(choice[choice >= 0].tolist()):
         run.seen_today[roster[column]] = pen.pen_id
     chosen, lead = margins(scores, choice)
+    by_identity, whole_day = _identity_scores(pen.clusters, pen.day, roster, choice, scores, run)
     _feed_pool(pen, roster, choice, lead, anchors, run)
-    run.spread.add(scores, choice)
-    run.scored.append((scores, choice, [int(c) for c in pen.label]))
+    # The spread is learned from identities scored against the pool of earlier days only (an
+    # animal enrolled today matches its own new exemplars, which says nothing of the rest).
+    run.spread.add(by_identity[whole_day], choice[whole_day])
+    run.scored.append((by_identity, choice, [int(c) for c in pen.label]))
     return _decisions(pen, roster, choice, chosen, lead, anchors, run)
+
+
+def _identity_scores(
+    clusters: Clusters,
+    pen_day: date,
+    roster: list[str],
+    choice: np.ndarray,
+    scores: np.ndarray,
+    run: RunState,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return each cluster's row of scores as its day identity scores: the whole day's look of
+    every cluster given the same animal, against each animal's pool (before today feeds it).
+
+    A link is decided by its identity (continuity and the head count hold a day's clusters
+    together), so its confidence is that of the identity, not of its one cluster's look.
+    An animal enrolled today has no earlier look to be sure against: its clusters' rows are
+    left unscored (their links carry no confidence). Also returns which clusters' rows are
+    their identity's.
+    """
+    out = scores.copy()
+    whole_day = np.zeros(len(choice), dtype=bool)
+    for c in set(choice[choice >= 0].tolist()):
+        if run.animals[roster[c]].enrolled_on == pen_day:
+            out[choice == c] = NEG  # new today: nothing earlier to be sure against
+
+    in_pool = [a for a in roster if a in run.pool.animals]
+    columns = [
+        c
+        for c in sorted(set(choice[choice >= 0].tolist()))
+        if roster[c] in run.pool.animals and run.animals[roster[c]].enrolled_on != pen_day
+    ]
+    if not columns or not in_pool:
+        return out, whole_day
+    centroids = np.stack(
+        [
+            normalise((clusters.descriptor[m] * clusters.weight[m, None]).sum(0))
+            for m in (np.flatnonzero(choice == c) for c in columns)
+        ]
+    )
+    pooled = run.pool.scores(centroids, in_pool).astype(np.float64)
+    where = [roster.index(a) for a in in_pool]
+    for g, column in enumerate(columns):
+        members = np.flatnonzero(choice == column)
+        row = np.full(scores.shape[1], NEG)
+        row[where] = pooled[g]
+        # What a person ruled out (or no pool) for any member stays ruled out.
+        row[(scores[members] <= NEG / 2).any(axis=0)] = NEG
+        out[members] = row
+        whole_day[members] = True
+    return out, whole_day
 
 
 def solve_day(pens: list[PenDayInput], run: RunState) -> list[dict[str, object]]:

@@ -416,6 +416,8 @@ class ChainEnds:
     first_xy: np.ndarray  # (k, 2)
     last_xy: np.ndarray
     descriptor: np.ndarray  # (k, d) weighted centroid, unit length
+    first_row: np.ndarray  # (k,) the chain's first tracklet
+    last_row: np.ndarray  # (k,) the chain's last tracklet
 
 
 def chain_ends(
@@ -449,6 +451,8 @@ def chain_ends(
         first_xy=first_xy[first],
         last_xy=last_xy[last],
         descriptor=(summed / np.where(norms > 0, norms, 1.0)).astype(np.float32),
+        first_row=first,
+        last_row=last,
     )
 
 
@@ -465,6 +469,49 @@ def cover_with_head_count(
     (on the same camera) and look is chosen.
     """
     k = len(ends.start_s)
+    i, j, odds = _chain_pair_odds(ends, fits, pooled, look)
+    if len(i) == 0:
+        return np.full(k, -1, dtype=np.int64)
+    return stitch(k, _pairs(i, j), _count_first(odds, k))
+
+
+def cover_tracklets(
+    n: int,
+    pairs: CandidatePairs,
+    pair_odds: np.ndarray,
+    ends: ChainEnds,
+    fits: dict[str, CueFit],
+    pooled: CueFit,
+    look: LookFit,
+) -> np.ndarray:
+    """Return each tracklet's successor (or -1) in a cover of the day with as few chains as
+    the tracklets allow, most likely first.
+
+    As `cover_with_head_count`, but the cover is taken over tracklets: its joins are the
+    first pass's candidate pairs (any of them, so a wrong join of the first pass can be routed
+    around) and every first-pass chain's end to every later chain's start. A wrong first-pass
+    join can make a chain (one animal, then another) run beside a chain of the first animal;
+    chains alone could then never be covered by as many as the pen's head count.
+    """
+    i, j, odds = _chain_pair_odds(ends, fits, pooled, look)
+    u = np.concatenate([pairs.i, ends.last_row[i]])
+    v = np.concatenate([pairs.j, ends.first_row[j]])
+    gain = np.concatenate([pair_odds, odds])
+    if len(u) == 0:
+        return np.full(n, -1, dtype=np.int64)
+    # One edge per (end, start): the best of its tracklet and chain odds.
+    order = np.lexsort((-gain, v, u))
+    u, v, gain = u[order], v[order], gain[order]
+    first = np.r_[True, (u[1:] != u[:-1]) | (v[1:] != v[:-1])]
+    u, v, gain = u[first], v[first], gain[first]
+    return stitch(n, _pairs(u, v), _count_first(gain, n))
+
+
+def _chain_pair_odds(
+    ends: ChainEnds, fits: dict[str, CueFit], pooled: CueFit, look: LookFit
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return every (chain, later chain) pair and its log odds of gap, place and look."""
+    k = len(ends.start_s)
     i, j = np.nonzero(
         (ends.start_s[None, :] > ends.end_s[:, None])
         | (
@@ -472,8 +519,6 @@ def cover_with_head_count(
             & (np.arange(k)[None, :] > np.arange(k)[:, None])
         )
     )
-    if len(i) == 0:
-        return np.full(k, -1, dtype=np.int64)
     gap = ends.start_s[j] - ends.end_s[i]
     same_camera = ends.last_camera[i] == ends.first_camera[j]
     distance = np.where(
@@ -487,11 +532,21 @@ def cover_with_head_count(
         # Gap and place from the camera's join model; look at the chain level.
         odds[mine] = fit.gap_place_ratio(gap[mine], distance[mine])
     odds += look.log_ratio(sim)
-    # Every join beats leaving an end open: shift all gains above zero by the same amount,
-    # so the matching takes the most joins first and the best of them second.
-    gain = odds - odds.min() + 1.0 + (odds.max() - odds.min() + 1.0) * k
-    pairs = CandidatePairs(i=i, j=j, gap_s=gap, distance_px=distance, sim=sim)
-    return stitch(k, pairs, gain)
+    return i, j, odds
+
+
+def _count_first(odds: np.ndarray, nodes: int) -> np.ndarray:
+    """Return gains that make every join beat leaving an end open, by the same amount: the
+    matching takes the most joins first and the likeliest of them second."""
+    if len(odds) == 0:
+        return odds
+    spread = float(odds.max() - odds.min()) + 1.0
+    return np.asarray(odds - odds.min() + 1.0 + spread * nodes)
+
+
+def _pairs(i: np.ndarray, j: np.ndarray) -> CandidatePairs:
+    empty = np.zeros(len(i))
+    return CandidatePairs(i=i, j=j, gap_s=empty, distance_px=empty, sim=empty)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from herdrecord.stitching import (
     candidate_pairs,
     chain_ends,
     chains,
-    cover_with_head_count,
+    cover_tracklets,
     fit_cues,
     fit_look,
     repair_swaps,
@@ -116,13 +116,18 @@ def _centroid(t: PenDayTracklets, rows: np.ndarray) -> np.ndarray:
 def first_pass(pen_id: str, t: PenDayTracklets, model: StitchModel) -> np.ndarray:
     """Return the chains of the calibrated joins alone (before the head count)."""
     pairs = pen_day_pairs(pen_id, t)
-    keys = camera_keys(pen_id, t)
+    odds = _pair_odds(pairs, camera_keys(pen_id, t), model)
+    return chains(stitch(len(t.start_s), pairs, odds), t.start_s)
+
+
+def _pair_odds(pairs: CandidatePairs, keys: np.ndarray, model: StitchModel) -> np.ndarray:
+    """Return each candidate pair's log odds of a join under its camera's fit."""
     odds = np.zeros(len(pairs.i))
     for key in sorted(set(keys[pairs.i].tolist())):
         mine = keys[pairs.i] == key
         fit = model.for_camera(key)
         odds[mine] = fit.log_odds(pairs.gap_s[mine], pairs.distance_px[mine], pairs.sim[mine])
-    return chains(stitch(len(t.start_s), pairs, odds), t.start_s)
+    return odds
 
 
 def save_stitch_model(record: Record, model: StitchModel) -> None:
@@ -147,13 +152,15 @@ def stitch_pen_day(pen_id: str, t: PenDayTracklets, model: StitchModel) -> np.nd
     n = len(t.start_s)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    label = first_pass(pen_id, t, model)
+    pairs = pen_day_pairs(pen_id, t)
     keys = camera_keys(pen_id, t)
+    odds = _pair_odds(pairs, keys, model)
+    label = chains(stitch(n, pairs, odds), t.start_s)
     ends = chain_ends(
         label, keys, t.start_s, t.end_s, t.first_xy, t.last_xy, t.descriptor, t.weight
     )
-    successor = cover_with_head_count(ends, model.cameras, model.pooled, model.look)
-    covered = np.asarray(chains(successor, ends.start_s)[label])
+    successor = cover_tracklets(n, pairs, odds, ends, model.cameras, model.pooled, model.look)
+    covered = chains(successor, t.start_s)
     tracks = DayTracks(t.start_s, t.end_s, keys, t.first_xy, t.last_xy, t.descriptor, t.weight)
     return repair_swaps(covered, tracks, model.cameras, model.pooled, model.look)
 
