@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from herdrecord.bulk import bulk_table_from_json
+from herdrecord.cameras import set_overlap
 from herdrecord.config import Settings
 from herdrecord.ingest import ingest
 from herdrecord.intake import Candidate, read_file
@@ -336,12 +337,11 @@ def _score_cell(name: str, config: SimulationConfig, work: Path) -> dict[str, An
 
 
 def register_overlaps(record: Record, pairs: list[tuple[str, str, str]]) -> None:
-    """Tell the record which cameras' views overlap, (pen_id, camera_id, camera_id).
-
-    The record has no camera registry yet; once it has, register the pairs here (the only
-    barn fact the benchmark hands over: a farm would enter it when installing cameras).
-    """
-    del record, pairs
+    """Tell the record's camera registry which cameras' views overlap, (pen_id, camera_id,
+    camera_id): the only barn fact the benchmark hands over (a farm enters it when
+    installing cameras, `herdrecord cameras overlap`)."""
+    for pen_id, cam_a, cam_b in pairs:
+        set_overlap(record, pen_id, cam_a, cam_b)
 
 
 def candidates(sim: Simulation, folder: Path, days: set[str] | None = None) -> Iterator[Candidate]:

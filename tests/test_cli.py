@@ -32,6 +32,7 @@ COMMANDS = [
     "timeline",
     "days",
     "budget",
+    "cameras",
     "compact",
     "query",
     "sql",

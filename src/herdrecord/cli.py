@@ -381,6 +381,7 @@ def main() -> None:
 # The identity commands live in their own module and register themselves on `app`.
 from herdrecord import (  # noqa: E402, F401
     cli_budget,
+    cli_cameras,
     cli_check,
     cli_embed,
     cli_events,

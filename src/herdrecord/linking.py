@@ -7,6 +7,10 @@ assignment against the pen's roster (`assignment.py`), then a search of the whol
 animals that moved in, then enrolment of consistent unknowns as provisional animals, and a
 second joint pass that includes them. Confident links feed the pool. Links are append-only;
 the current link of a tracklet is its latest row.
+
+Where the camera registry says two cameras' views overlap (`cameras.py`), an animal seen by
+both at once is two tracklets; the shorter (its twin, `twins.py`) is taken out before the
+solve, so "seen together means different animals" holds again, and gets its host's link.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from herdrecord.assignment import (
     normalise,
     overlaps,
 )
+from herdrecord.cameras import overlaps_by_pen
 from herdrecord.eventrules import DEPARTURES
 from herdrecord.events import current_events
 from herdrecord.links import META_RELINK_OWED, current_links, pen_days_of, relinks_owed
@@ -58,6 +63,7 @@ from herdrecord.stitchmodel import (
 from herdrecord.store import Record, link_run_done, note_link_run
 from herdrecord.timeline import DaysReport, owe_days, settle_days_locked
 from herdrecord.trackletdata import TrackletData, load_tracklets
+from herdrecord.twins import find_twins
 
 
 @dataclass(frozen=True)
@@ -128,8 +134,18 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     pool_rows = record.table("pool").to_lance().to_table()
     solving = set(zip(data.device_id, data.track_id, strict=True))
     answers = read_answers(record)
-    prepared = [(key, centre_by_camera(data.pen_day(rows)), rows) for key, rows in data.pen_days()]
+    whole = data
+    # Twins out before the metric learns (seen together is then different again), found in
+    # the stored metric's space; once the metric is refit, found again in the new space.
+    earlier = stored_metric(record) if overlaps_by_pen(record) else None
+    if earlier is not None and earlier.transform.shape[0] != dim:
+        earlier = None  # learned for another embedder's vectors
+    data, twins = _take_twins(record, whole, answers, None if earlier is None else earlier.apply)
+    prepared = _centred(data)
     metric_fit = _learn_metric(record, data, prepared, answers.must)
+    if twins and metric_fit.metric is not None:
+        data, twins = _take_twins(record, whole, answers, metric_fit.metric.apply)
+        prepared = _centred(data)
     look = None if metric_fit.metric is None else metric_fit.metric.apply
     pool = Pool.from_arrow(pool_rows, dim, config.exemplars_per_animal, look)
     looks = [(key, _in_metric(t, metric_fit.metric), rows) for key, t, rows in prepared]
@@ -155,7 +171,7 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     for day in sorted({pen.day for pen in pen_days}):
         decisions.extend(solve_day([pen for pen in pen_days if pen.day == day], run))
     solve_seconds = time.perf_counter() - solve_started
-    decisions = _with_confidence(decisions, run)
+    decisions = _with_twins(_with_confidence(decisions, run), twins)
     _write(record, decisions, run)
     if pen_days:
         save_stitch_model(record, model)
@@ -175,6 +191,67 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         model=describe(model) if pen_days else "",
         metric=metric_fit.metric.describe() if metric_fit.metric else "",
     )
+
+
+def _centred(data: TrackletData) -> list[tuple[tuple[str, date], PenDayTracklets, np.ndarray]]:
+    """Return each pen-day's key, its tracklets with camera-centred looks, and their rows."""
+    return [(key, centre_by_camera(data.pen_day(rows)), rows) for key, rows in data.pen_days()]
+
+
+def _take_twins(
+    record: Record,
+    data: TrackletData,
+    answers: Answers,
+    look: Callable[[np.ndarray], np.ndarray] | None,
+) -> tuple[TrackletData, list[tuple[tuple[str, str], tuple[str, str]]]]:
+    """Return the tracklets less the twins (an animal seen at once by a second camera whose
+    view overlaps, `twins.py`), and each twin's key with its host's.
+
+    A tracklet a person answered or a tag read is never taken out as a twin: it is solved.
+    """
+    by_pen = overlaps_by_pen(record)
+    host = np.full(len(data), -1, dtype=np.int64)
+    for (pen_id, _), rows in data.pen_days() if by_pen else ():
+        if pen_id not in by_pen:
+            continue
+        keys = [(data.device_id[r], data.track_id[r]) for r in rows]
+        eligible = np.array(
+            [
+                data.tag_id[r] is None and k not in answers.must and k not in answers.cannot
+                for r, k in zip(rows, keys, strict=True)
+            ]
+        )
+        found = find_twins(data.pen_day(rows), by_pen[pen_id], eligible, look)
+        twin = found >= 0
+        host[rows[twin]] = rows[found[twin]]
+    if not (host >= 0).any():
+        return data, []
+    key = list(zip(data.device_id, data.track_id, strict=True))
+    twins = [(key[r], key[host[r]]) for r in np.flatnonzero(host >= 0)]
+    return data.take(np.flatnonzero(host < 0)), twins
+
+
+def _with_twins(
+    decisions: list[dict[str, object]],
+    twins: list[tuple[tuple[str, str], tuple[str, str]]],
+) -> list[dict[str, object]]:
+    """Return the decisions with one for each twin: its host's animal, score, margin and
+    confidence, decided automatically."""
+    if not twins:
+        return decisions
+    by_key = {(d["device_id"], d["track_id"]): d for d in decisions}
+    out = list(decisions)
+    for (device_id, track_id), of in twins:
+        out.append(
+            {
+                **by_key[of],
+                "device_id": device_id,
+                "track_id": track_id,
+                "method": "auto",
+                "decided_by": "system",
+            }
+        )
+    return out
 
 
 def _with_confidence(decisions: list[dict[str, object]], run: RunState) -> list[dict[str, object]]:

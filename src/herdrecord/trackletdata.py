@@ -35,6 +35,25 @@ class TrackletData:
     def __len__(self) -> int:
         return len(self.device_id)
 
+    def take(self, rows: np.ndarray) -> TrackletData:
+        """Return the tracklets of the given rows (in that order)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        picked = [int(r) for r in rows]
+        return TrackletData(
+            device_id=[self.device_id[r] for r in picked],
+            track_id=[self.track_id[r] for r in picked],
+            camera_id=self.camera_id[rows],
+            pen_id=self.pen_id[rows],
+            day=self.day[rows],
+            start_s=self.start_s[rows],
+            end_s=self.end_s[rows],
+            tag_id=[self.tag_id[r] for r in picked],
+            descriptor=self.descriptor[rows],
+            weight=self.weight[rows],
+            first_xy=self.first_xy[rows],
+            last_xy=self.last_xy[rows],
+        )
+
     def pen_days(self) -> Iterator[tuple[tuple[str, date], np.ndarray]]:
         """Yield ((pen_id, day), row indices) in day order, then pen order."""
         if len(self) == 0:
