@@ -136,7 +136,8 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     answers = read_answers(record)
     whole = data
     # Twins out before the metric learns (seen together is then different again), found in
-    # the stored metric's space; once the metric is refit, found again in the new space.
+    # the stored metric's space; then found again in the refit metric's space, and the metric
+    # refit once more without them (the first fit still learned from the twins missed).
     earlier = stored_metric(record) if overlaps_by_pen(record) else None
     if earlier is not None and earlier.transform.shape[0] != dim:
         earlier = None  # learned for another embedder's vectors
@@ -146,6 +147,10 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     if twins and metric_fit.metric is not None:
         data, twins = _take_twins(record, whole, answers, metric_fit.metric.apply)
         prepared = _centred(data)
+        metric_fit = _learn_metric(record, data, prepared, answers.must)
+        if metric_fit.metric is not None:
+            data, twins = _take_twins(record, whole, answers, metric_fit.metric.apply)
+            prepared = _centred(data)
     look = None if metric_fit.metric is None else metric_fit.metric.apply
     pool = Pool.from_arrow(pool_rows, dim, config.exemplars_per_animal, look)
     looks = [(key, _in_metric(t, metric_fit.metric), rows) for key, t, rows in prepared]
