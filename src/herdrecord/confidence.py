@@ -19,7 +19,7 @@ import numpy as np
 
 from herdrecord.assignment import NEG
 
-MIN_SCORES = 20  # chosen scores needed before the spread is trusted
+MIN_SCORES = 10  # chosen scores (identity-days) needed before the spread is trusted
 MAX_KEPT = 200_000  # scores kept per kind (the earliest go first)
 LOG_RATIO_CLIP = 30.0
 

@@ -45,7 +45,7 @@ def prepare_demo(
     # The herd's days run up to yesterday (UTC), as a barn's record would on the day it is read.
     start = datetime.now(UTC).date() - timedelta(days=days)
     # A barn as the field reports them, not the simulator's easy default: the tracker loses
-    # animals for ~15 s (long tail), the edge sends 1-2 embedding samples per tracklet and a
+    # animals for ~15 s (long tail), the edge sends one embedding sample per tracklet and a
     # frozen embedding is a weak identifier, so the review queue has real close calls.
     config = SimulationConfig(
         animals=animals,
@@ -54,7 +54,7 @@ def prepare_demo(
         seed=seed,
         start=start,
         reacquire_gap_median_s=15.0,
-        samples_per_tracklet_max=2,
+        samples_per_tracklet_max=1,
         identity_norm=0.2,
     )
     simulation = simulate(config)
