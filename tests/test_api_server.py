@@ -89,10 +89,11 @@ def test_a_real_server_takes_an_upload_over_http_and_links_it(server: Server) ->
     while httpx.get(f"{server.url}/healthz").json()["unlinked"]:  # linked once uploads pause
         assert time.monotonic() < deadline, "the service never linked the upload"
         time.sleep(0.2)
-    decided = httpx.post(
+    decided = httpx.post(  # the first query starts the sandbox: ~4.5 s here, more under load
         f"{server.url}/v1/sql",
         headers=admin,
         json={"sql": "SELECT count(*) FROM links WHERE device_id = 'dev-02'"},
+        timeout=60,
     )
     assert decided.json()["rows"] == [[3]]  # a link decision for each of its 3 tracklets
 
