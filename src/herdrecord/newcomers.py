@@ -42,7 +42,7 @@ def rematch_day_identities(
     ]
     if len(columns) < 2 or not free_animals:
         return choice
-    centroids = np.stack([_day_centroid(clusters, np.flatnonzero(choice == c)) for c in columns])
+    centroids = np.stack([day_centroid(clusters, np.flatnonzero(choice == c)) for c in columns])
     scores = run.pool.scores(centroids, [roster[c] for c in free_animals]).astype(np.float64)
     for g, column in enumerate(columns):
         members = np.flatnonzero(choice == column)
@@ -62,7 +62,8 @@ def rematch_day_identities(
     return out
 
 
-def _day_centroid(clusters: Clusters, members: np.ndarray) -> np.ndarray:
+def day_centroid(clusters: Clusters, members: np.ndarray) -> np.ndarray:
+    """Return the weighted mean look of the given clusters, unit length (a day identity's)."""
     return np.asarray(
         normalise((clusters.descriptor[members] * clusters.weight[members, None]).sum(0))
     )

@@ -19,7 +19,13 @@ from herdrecord.assignment import (
     solve,
 )
 from herdrecord.linkstate import PenDayInput, RunState
-from herdrecord.newcomers import add_movers, enrol, rematch_day_identities, settle_enrolments
+from herdrecord.newcomers import (
+    add_movers,
+    day_centroid,
+    enrol,
+    rematch_day_identities,
+    settle_enrolments,
+)
 
 ENROLMENT_ROUNDS = 3  # seed, assign, and seed again from what is still unknown (bounded)
 REFINEMENTS = 3  # rounds of "score against today's centroids, solve again"; converges fast
@@ -137,12 +143,7 @@ def _identity_scores(
     ]
     if not columns or not in_pool:
         return out, whole_day
-    centroids = np.stack(
-        [
-            normalise((clusters.descriptor[m] * clusters.weight[m, None]).sum(0))
-            for m in (np.flatnonzero(choice == c) for c in columns)
-        ]
-    )
+    centroids = np.stack([day_centroid(clusters, np.flatnonzero(choice == c)) for c in columns])
     pooled = run.pool.scores(centroids, in_pool).astype(np.float64)
     where = [roster.index(a) for a in in_pool]
     for g, column in enumerate(columns):
