@@ -22,6 +22,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks migrations examples
 	$(BIN)/ruff format --check src tests benchmarks migrations examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # One worker per core; a test file's tests stay on one worker (its module fixtures are built once).
 pytest: $(VENV)/.installed
@@ -43,7 +44,7 @@ screenshots: $(VENV)/.installed
 	HERDRECORD_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_browser.py
 
 schemas: $(VENV)/.installed
-	$(BIN)/python -m herdrecord.snapshots schemas
+	$(BIN)/python -m herdrecord.tools.snapshots schemas
 
 clean:
 	rm -rf $(VENV) herd-demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
 """Benchmark the HTTP service on loopback against the library, on the same batches.
 
 Side by side in one run:
-  library    `herdrecord.ingest` of day 1's batches (gzip JSON bytes, parsed and checked
+  library    `herdrecord.ingest.ingestor` of day 1's batches (gzip JSON bytes, parsed and checked
              exactly as the service does), one call, into its own record: the raw baseline;
   http       the same bytes POSTed to `herdrecord serve` by 4 concurrent edge clients (one
              per upload, each acknowledged only once committed); ratio = library s / http s
@@ -41,12 +41,12 @@ from typing import Any
 import duckdb
 import httpx
 
+from herdrecord.api.keys import add_key
 from herdrecord.config import Settings
-from herdrecord.ingest import ingest
-from herdrecord.intake import read_bytes
-from herdrecord.keys import add_key
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import create_record, open_record
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import read_bytes
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.record import create_record, open_record
 
 HERE = Path(__file__).resolve().parent
 UPLOADERS = 4

@@ -36,17 +36,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from herdrecord.budget import BudgetReport, measure_budget
-from herdrecord.bulk import bulk_table_from_json
 from herdrecord.config import Settings
-from herdrecord.ingest import compact_if_fragmented, ingest
-from herdrecord.intake import read_file
-from herdrecord.linking import link_pending, relink_all
-from herdrecord.links import current_links
-from herdrecord.metrics import idf1
-from herdrecord.retention import compact
-from herdrecord.simulate import SimulationConfig, iter_days
-from herdrecord.store import Record, create_record
+from herdrecord.contract.parquet import bulk_table_from_json
+from herdrecord.days.budget import BudgetReport, measure_budget
+from herdrecord.days.retention import compact
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import read_file
+from herdrecord.linking.run import link_pending, relink_all
+from herdrecord.linking.scoring import idf1
+from herdrecord.simulation import SimulationConfig, iter_days
+from herdrecord.store.compaction import compact_if_fragmented
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import Record, create_record
 
 HERE = Path(__file__).resolve().parent
 BUDGET_MB = 94.0

@@ -41,12 +41,12 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 try:
-    from herdrecord.embed import Embedder
+    from herdrecord.embedding.model import Embedder
 except ImportError:  # torch and transformers, but not lancedb & co.: the module alone
     package = types.ModuleType("herdrecord")
     package.__path__ = [str(HERE.parent / "src" / "herdrecord")]
     sys.modules["herdrecord"] = package
-    from herdrecord.embed import Embedder
+    from herdrecord.embedding.model import Embedder
 
 BATCHES = (1, 8, 32)
 

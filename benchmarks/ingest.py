@@ -28,15 +28,15 @@ from pathlib import Path
 import lance
 import pyarrow as pa
 
-from herdrecord.bulk import write_bulk
 from herdrecord.config import Settings
-from herdrecord.contract import EdgeBatch
-from herdrecord.frames import stored_rows
-from herdrecord.ingest import ingest
-from herdrecord.intake import batch_files, read_file
-from herdrecord.schema import BATCH_TABLES
-from herdrecord.simulate import SimulationConfig, simulate, write_simulation
-from herdrecord.store import create_record
+from herdrecord.contract.frames import stored_rows
+from herdrecord.contract.models import EdgeBatch
+from herdrecord.contract.parquet import write_bulk
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import batch_files, read_file
+from herdrecord.simulation import SimulationConfig, simulate, write_simulation
+from herdrecord.store.record import create_record
+from herdrecord.store.schema import BATCH_TABLES
 
 HERE = Path(__file__).resolve().parent
 

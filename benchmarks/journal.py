@@ -38,10 +38,10 @@ from typing import Any
 
 from herdrecord.api.writer import Writer
 from herdrecord.config import Settings
-from herdrecord.journal import Journal, Received, open_journal
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import create_record
-from herdrecord.uploads import UploadRefused, parse_upload
+from herdrecord.ingest.group_commit import UploadRefused, parse_upload
+from herdrecord.ingest.journal import Journal, Received, open_journal
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.record import create_record
 
 HERE = Path(__file__).resolve().parent
 CLIENTS = (1, 4)

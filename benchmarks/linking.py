@@ -49,17 +49,17 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from herdrecord.bulk import bulk_table_from_json
-from herdrecord.cameras import set_overlap
 from herdrecord.config import Settings
-from herdrecord.ingest import ingest
-from herdrecord.intake import Candidate, read_file
-from herdrecord.linking import link_pending
-from herdrecord.links import current_links
-from herdrecord.metrics import idf1
-from herdrecord.simulate import Simulation, SimulationConfig, simulate
-from herdrecord.store import Record, create_record
-from herdrecord.trackletdata import TrackletData, load_tracklets
+from herdrecord.contract.parquet import bulk_table_from_json
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import Candidate, read_file
+from herdrecord.linking.cameras import set_overlap
+from herdrecord.linking.run import link_pending
+from herdrecord.linking.scoring import idf1
+from herdrecord.linking.tracklets import TrackletData, load_tracklets
+from herdrecord.simulation import Simulation, SimulationConfig, simulate
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import Record, create_record
 from linking_baselines import (
     calibration,
     centred,
@@ -398,7 +398,7 @@ def run_speed(animals: int, seed: int, path: Path, days: int = 13) -> dict[str, 
     day's descriptors against the same pool."""
     import faiss
 
-    from herdrecord.pool import Pool
+    from herdrecord.linking.pool import Pool
 
     pens = max(1, animals // 20)
     config = SimulationConfig(

@@ -40,18 +40,19 @@ import numpy as np
 import pyarrow as pa
 from playwright.sync_api import Page, sync_playwright
 
+from herdrecord.api.keys import add_key
 from herdrecord.config import Settings
-from herdrecord.eventrules import parse_event
-from herdrecord.events import add_events
-from herdrecord.ingest import compact_if_fragmented, ingest
-from herdrecord.intake import parse_json
-from herdrecord.keys import add_key
-from herdrecord.linking import link_pending
-from herdrecord.review import history
-from herdrecord.schema import animals_schema, days_schema
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import Record, create_record, open_record
-from herdrecord.timelineview import animal_timeline
+from herdrecord.events.rules import parse_event
+from herdrecord.events.store import add_events
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.review import history
+from herdrecord.linking.run import link_pending
+from herdrecord.lookup.timeline import animal_timeline
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.compaction import compact_if_fragmented
+from herdrecord.store.record import Record, create_record, open_record
+from herdrecord.store.schema import animals_schema, days_schema
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))

@@ -32,11 +32,11 @@ from typing import Any
 
 import httpx
 
-from herdrecord.check import check_record
+from herdrecord.api.keys import add_key
 from herdrecord.config import Settings
-from herdrecord.keys import add_key
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import create_record, open_record
+from herdrecord.ops.check import check_record
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.record import create_record, open_record
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from herdrecord.config import Settings
-from herdrecord.fleet import fleet_records, fragment_tasks, read_fragment
+from herdrecord.query.fleet import fleet_records, fragment_tasks, read_fragment
 
 Sums = dict[tuple[str, str], tuple[float, int]]  # (farm, week) -> (sum of lying_share, days)
 

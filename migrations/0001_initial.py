@@ -6,8 +6,8 @@ import json
 
 import pyarrow as pa
 
-from herdrecord.migrations import MigrationContext
-from herdrecord.schema import (
+from herdrecord.store.migrations import MigrationContext
+from herdrecord.store.schema import (
     META_BEHAVIOURS,
     META_CREATED_AT,
     META_CREATED_BY,
@@ -21,9 +21,9 @@ from herdrecord.schema import (
 VERSION = 1
 NAME = "initial"
 
-# This migration must always build schema 1, whatever `herdrecord.schema` says today. Tables
+# This migration must always build schema 1, whatever `herdrecord.store.schema` says today. Tables
 # that changed after schema 1 are frozen below as they were; the others still come from
-# `herdrecord.schema`. Before a change to another table ships, freeze its schema-1 shape here.
+# `herdrecord.store.schema`. Before a change to another table ships, freeze its schema-1 shape here.
 ADDED_LATER = frozenset({"days", "api_keys"})  # tables created by later migrations
 COLUMNS_ADDED_LATER = {  # columns added to schema-1 tables by later migrations
     "tracklets": ("descriptor", "descriptor_weight"),

@@ -9,10 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord.assignment import quality_weighted_descriptors
-from herdrecord.frames import thinning_levels
-from herdrecord.migrations import MigrationContext
-from herdrecord.schema import days_schema, events_schema, table_schemas
+from herdrecord.store.migrations import MigrationContext
+from herdrecord.store.schema import days_schema, events_schema, table_schemas
 
 VERSION = 2
 NAME = "days_and_events"
@@ -120,3 +118,42 @@ def _stamp(table: Any, name: str) -> None:
     table.to_lance().update_schema_metadata(
         {"herdrecord.table": name, "herdrecord.schema_version": str(VERSION)}
     )
+
+
+# Frozen copies of the helpers this migration was written against (herdrecord 0.1, schema 2):
+# a migration keeps running on old records forever, so it must not follow today's modules.
+_THINNING_STEPS_S = (60, 120, 600, 1200, 3600)
+
+
+def thinning_levels(owner: np.ndarray, t_us: np.ndarray, start_us: np.ndarray) -> np.ndarray:
+    """Per observation row, the coarsest thinning step it survives (0 if none)."""
+    n = len(owner)
+    level = np.zeros(n, dtype=np.int32)
+    if n == 0:
+        return level
+    order = np.lexsort((t_us, owner))
+    o, t = owner[order], t_us[order]
+    last = np.ones(n, dtype=bool)
+    last[:-1] = o[1:] != o[:-1]
+    offset = t - start_us[o]
+    for step in _THINNING_STEPS_S:
+        slot = offset // (step * 1_000_000)
+        first = np.ones(n, dtype=bool)
+        first[1:] = (o[1:] != o[:-1]) | (slot[1:] != slot[:-1])
+        level[order[first | last]] = step
+    return level
+
+
+def quality_weighted_descriptors(
+    vectors: np.ndarray, quality: np.ndarray, owner: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each of `n` tracklets' normalised quality-weighted mean of its unit samples, and its
+    summed quality."""
+    norms = np.sqrt(np.einsum("nd,nd->n", vectors, vectors)).astype(np.float32)
+    scale = np.asarray(quality / np.where(norms > 0, norms, np.float32(1)), dtype=np.float32)
+    weighted = vectors * scale[:, None]
+    summed = np.zeros((n, vectors.shape[1]), dtype=np.float64)
+    np.add.at(summed, owner, weighted)
+    lengths = np.sqrt(np.einsum("nd,nd->n", summed, summed))[:, None]
+    unit = (summed / np.where(lengths > 0, lengths, 1.0)).astype(np.float32)
+    return unit, np.bincount(owner, weights=quality, minlength=n)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from herdrecord.migrations import MigrationContext
-from herdrecord.schema import api_keys_schema
+from herdrecord.store.migrations import MigrationContext
+from herdrecord.store.schema import api_keys_schema
 
 VERSION = 3
 NAME = "api_keys"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from herdrecord.migrations import MigrationContext
+from herdrecord.store.migrations import MigrationContext
 
 VERSION = 4
 NAME = "link_confidence"

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from herdrecord.config import Settings
-from herdrecord.store import Record, create_record
+from herdrecord.store.record import Record, create_record
 
 DIM = 384
 BASE = datetime(2026, 11, 21, 6, tzinfo=UTC)
@@ -119,19 +119,22 @@ def write_json(batch: dict[str, Any], path: Path) -> Path:
 
 
 def deliver_day_by_day(record: Record, batches: list[dict[str, Any]]) -> None:
-    """Ingest simulated batches one day at a time, linking after each day, as the edge does."""
-    from herdrecord.ingest import ingest
-    from herdrecord.intake import parse_json
-    from herdrecord.linking import link_pending
+    """Deliver simulated batches one day at a time as the edge does: each day's files through
+    the intake pipeline (journalled, committed, linked), as `herdrecord ingest` takes them."""
+    import tempfile
+
+    from herdrecord import ingest_batches
 
     by_day: dict[str, list[dict[str, Any]]] = {}
     for batch in batches:
         by_day.setdefault(str(batch["batch_id"]).split("/")[1][:10], []).append(batch)
-    for day in sorted(by_day):
-        ingest(
-            record, (parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in by_day[day])
-        )
-        link_pending(record)
+    with tempfile.TemporaryDirectory(prefix="herdrecord-days-") as scratch:
+        for day in sorted(by_day):
+            folder = Path(scratch) / day
+            folder.mkdir()
+            for number, batch in enumerate(by_day[day]):
+                write_json(batch, folder / f"{number:05d}.json")
+            ingest_batches(record, [folder], link="now")
 
 
 def save_tiny_dinov3(folder: Path, seed: int = 0) -> Path:
@@ -169,7 +172,7 @@ def service_settings(path: Path, **changes: Any) -> Settings:
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Storage options of moto's S3 server on a loopback port, with the bucket `herd`."""
-    from herdrecord.storage import ObjectLocation, location_of
+    from herdrecord.store.location import ObjectLocation, location_of
     from servers import start_s3_server, stop_server
 
     options, process = start_s3_server(tmp_path_factory.mktemp("moto") / "moto.log")

@@ -23,16 +23,16 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import make_batch, service_settings
-from herdrecord.api import create_app
+from herdrecord.api.keys import add_key, list_keys
 from herdrecord.api.writer import Writer, commit_uploads
-from herdrecord.bulk import bulk_table_from_json
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.keys import add_key, list_keys
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import Record, create_record, open_record
+from herdrecord.contract.parquet import bulk_table_from_json
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.server import create_app
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.record import Record, create_record, open_record
 
 ROLES = ("edge", "vet", "analyst", "admin")
 SIM = SimulationConfig(

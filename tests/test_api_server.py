@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 
 from conftest import make_batch
+from herdrecord.api.keys import add_key
 from herdrecord.config import Settings
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.keys import add_key
-from herdrecord.linking import link_pending
-from herdrecord.store import create_record, open_record
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.run import link_pending
+from herdrecord.store.record import create_record, open_record
 from servers import start_server, stop_server
 
 EXAMPLES = 30  # generated cases per operation in the default run

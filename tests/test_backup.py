@@ -10,15 +10,15 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import deliver_day_by_day, make_batch
-from herdrecord.backup import backup_record, restore_record
-from herdrecord.check import check_record
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import Record, create_record, open_record
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.ops.backup import backup_record, restore_record
+from herdrecord.ops.check import check_record
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.record import Record, create_record, open_record
 
 SIM = SimulationConfig(
     animals=5, pens=1, days=1, seed=31, arrival_rate_per_day=0.0, obs_interval_s=300.0

@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import make_batch
-from herdrecord.bulk import bulk_table_from_json
 from herdrecord.config import Settings
-from herdrecord.ingest import ingest
-from herdrecord.intake import read_bytes, read_file
-from herdrecord.schema import BATCH_TABLES
-from herdrecord.store import Record, create_record
+from herdrecord.contract.parquet import bulk_table_from_json
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import read_bytes, read_file
+from herdrecord.store.record import Record, create_record
+from herdrecord.store.schema import BATCH_TABLES
 
 REMOVE = object()
 HUGE = "x" * 200_000

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from herdrecord.api.keys import add_key
 from herdrecord.cli import app as cli_app
-from herdrecord.events import current_events
-from herdrecord.keys import add_key
-from herdrecord.store import open_record
+from herdrecord.events.store import current_events
+from herdrecord.store.record import open_record
 from servers import CHROMIUM_ARGS, start_server, stop_server
 
 playwright = pytest.importorskip("playwright.sync_api")

@@ -11,17 +11,17 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import service_settings
-from herdrecord.assignment import PenDayTracklets
-from herdrecord.cameras import camera_overlaps, set_overlap
 from herdrecord.cli import app
 from herdrecord.errors import InvalidInput
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending
-from herdrecord.links import current_links
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import create_record, open_record
-from herdrecord.twins import find_twins
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.assignment import PenDayTracklets
+from herdrecord.linking.cameras import camera_overlaps, set_overlap
+from herdrecord.linking.run import link_pending
+from herdrecord.linking.twins import find_twins
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import create_record, open_record
 
 runner = CliRunner()
 

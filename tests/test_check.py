@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import deliver_day_by_day
-from herdrecord.check import check_record, repair_record
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import INDEX_FILE, PENDING_FILE, Record, create_record
+from herdrecord.ops.check import check_record, repair_record
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.record import INDEX_FILE, PENDING_FILE, Record, create_record
 
 SIM = SimulationConfig(
     animals=5, pens=1, days=1, seed=21, arrival_rate_per_day=0.0, obs_interval_s=300.0

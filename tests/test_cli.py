@@ -121,7 +121,7 @@ def test_ingest_of_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_identity_commands_work_end_to_end(tmp_path: Path) -> None:
-    from herdrecord.simulate import SimulationConfig, simulate, write_simulation
+    from herdrecord.simulation import SimulationConfig, simulate, write_simulation
 
     sim = simulate(SimulationConfig(animals=8, pens=1, days=2, seed=3, keyframes=False))
     files = write_simulation(sim, tmp_path / "sim")

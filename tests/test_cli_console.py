@@ -14,7 +14,7 @@ from rich.table import Table
 from typer.testing import CliRunner
 
 from herdrecord.cli import app
-from herdrecord.cli_console import CliConsole
+from herdrecord.cli.console import CliConsole
 
 runner = CliRunner()
 NARROW = {"COLUMNS": "40"}

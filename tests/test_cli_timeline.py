@@ -17,14 +17,14 @@ from typer.testing import CliRunner
 
 from herdrecord.cli import app
 from herdrecord.config import Settings
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending
-from herdrecord.links import current_links
-from herdrecord.simulate import Simulation, SimulationConfig, simulate
-from herdrecord.store import Record, create_record, open_record
-from herdrecord.timeline import read_days
-from herdrecord.timelineview import animal_timeline, weekly_summary
+from herdrecord.days.derive import read_days
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.run import link_pending
+from herdrecord.lookup.timeline import animal_timeline, weekly_summary
+from herdrecord.simulation import Simulation, SimulationConfig, simulate
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import Record, create_record, open_record
 
 CONFIG = SimulationConfig(animals=8, pens=1, days=10, seed=2)
 DAY_ROW = re.compile(r"^(\d{4}-\d{2}-\d{2}) +pen-")  # a day row of the table, not an event's

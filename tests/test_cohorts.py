@@ -18,13 +18,17 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from herdrecord.bulk import bulk_table_from_json
 from herdrecord.cli import app
-from herdrecord.cohorts import (
+from herdrecord.config import Settings
+from herdrecord.contract.parquet import bulk_table_from_json
+from herdrecord.errors import InvalidInput, UnknownAnimal, UnknownQuery
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import read_file
+from herdrecord.linking.run import link_pending
+from herdrecord.query.cohorts import (
     META_PARAMS,
     META_QUERY,
     InvalidParameters,
-    UnknownQuery,
     bind_params,
     get_query,
     list_queries,
@@ -32,15 +36,10 @@ from herdrecord.cohorts import (
     parse_header,
     run_query,
 )
-from herdrecord.config import Settings
-from herdrecord.errors import InvalidInput, UnknownAnimal
-from herdrecord.ingest import ingest
-from herdrecord.intake import read_file
-from herdrecord.linking import link_pending
-from herdrecord.links import current_links
-from herdrecord.query import connect
-from herdrecord.simulate import Simulation, SimulationConfig, simulate
-from herdrecord.store import Record, create_record, open_record
+from herdrecord.query.views import connect
+from herdrecord.simulation import Simulation, SimulationConfig, simulate
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import Record, create_record, open_record
 
 CONFIG = SimulationConfig(
     animals=24,

@@ -12,12 +12,12 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from conftest import service_settings
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending
-from herdrecord.links import current_links
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import create_record
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.run import link_pending
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import create_record
 
 # The linking matrix's default barn, smaller: the tracker loses pigs for ~15 s, up to 3
 # samples a tracklet, a look that finds its pig among the day's ~0.89 of the time. (On weaker

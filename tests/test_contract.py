@@ -14,12 +14,12 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from herdrecord.bulk import read_bulk, write_bulk
 from herdrecord.config import Settings
-from herdrecord.contract import EdgeBatch
-from herdrecord.intake import parse_json, read_file
-from herdrecord.rules import Expectations, check_frames
-from herdrecord.schema import DEFAULT_BEHAVIOURS
+from herdrecord.contract.models import EdgeBatch
+from herdrecord.contract.parquet import read_bulk, write_bulk
+from herdrecord.contract.rules import Expectations, check_frames
+from herdrecord.ingest.sources import parse_json, read_file
+from herdrecord.store.schema import DEFAULT_BEHAVIOURS
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -255,7 +255,7 @@ def test_parquet_with_wrong_columns_is_rejected(tmp_path: Path) -> None:
 
 
 def test_json_schema_describes_the_contract() -> None:
-    from herdrecord.contract import edge_batch_json_schema
+    from herdrecord.contract.models import edge_batch_json_schema
 
     schema = edge_batch_json_schema()
     assert schema["$id"] == "herdrecord.edge-batch/1"
@@ -272,7 +272,7 @@ def test_json_schema_describes_the_contract() -> None:
 def test_json_batches_convert_to_the_bulk_form_unchanged(
     tmp_path: Path, batch_factory: Callable[..., dict[str, Any]]
 ) -> None:
-    from herdrecord.bulk import bulk_table_from_json
+    from herdrecord.contract.parquet import bulk_table_from_json
 
     batches = [batch_factory(f"dev-01/b{i}", seed=i, track_offset=10 * i) for i in range(2)]
     pq.write_table(bulk_table_from_json(batches), tmp_path / "bulk.parquet")
@@ -286,7 +286,7 @@ def test_json_batches_convert_to_the_bulk_form_unchanged(
 def test_parquet_form_ids_follow_the_identifier_rule(
     tmp_path: Path, batch_factory: Callable[..., dict[str, Any]]
 ) -> None:
-    from herdrecord.bulk import bulk_table_from_json
+    from herdrecord.contract.parquet import bulk_table_from_json
 
     batch = batch_factory()
     batch["batch_id"] = "bad id with spaces"
@@ -304,7 +304,7 @@ def test_parquet_form_ids_follow_the_identifier_rule(
 def test_parquet_with_uncastable_columns_is_a_clear_problem(tmp_path: Path) -> None:
     import pyarrow as pa
 
-    from herdrecord.bulk import BULK_SCHEMA
+    from herdrecord.contract.parquet import BULK_SCHEMA
 
     columns = {f.name: pa.nulls(1, f.type) for f in BULK_SCHEMA}
     columns["embedder_dim"] = pa.array(["three hundred"])

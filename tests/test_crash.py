@@ -29,24 +29,19 @@ import lancedb
 import pyarrow as pa
 import pytest
 
-from herdrecord.check import check_record
 from herdrecord.config import Settings
+from herdrecord.days.derive import DAYS_OWED_FILE, rebuild_days
+from herdrecord.days.retention import compact
 from herdrecord.errors import MigrationRequired
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending
-from herdrecord.links import current_links
-from herdrecord.migrations import MIGRATIONS, MigrationContext, applied, load_migration
-from herdrecord.retention import compact
-from herdrecord.schema import (
-    BATCH_TABLES,
-    DEFAULT_BEHAVIOURS,
-    migrations_schema,
-    table_schemas,
-)
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.storage import LOCK_FILE
-from herdrecord.store import (
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.run import link_pending
+from herdrecord.ops.check import check_record
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.linktable import current_links
+from herdrecord.store.location import LOCK_FILE
+from herdrecord.store.migrations import MIGRATIONS, MigrationContext, applied, load_migration
+from herdrecord.store.record import (
     INDEX_FILE,
     LINK_RUN_FILE,
     Record,
@@ -55,7 +50,12 @@ from herdrecord.store import (
     open_record,
     recover_interrupted,
 )
-from herdrecord.timeline import DAYS_OWED_FILE, rebuild_days
+from herdrecord.store.schema import (
+    BATCH_TABLES,
+    DEFAULT_BEHAVIOURS,
+    migrations_schema,
+    table_schemas,
+)
 
 HERDRECORD = [sys.executable, "-m", "herdrecord"]
 SEED = 20261122  # the kill moments are drawn from this seed
@@ -281,9 +281,9 @@ def test_linking_killed_at_random_moments_then_rerun_links_every_tracklet_once(
 # A link run killed the moment its links are written, before it re-derives their days.
 LINKS_WRITTEN_THEN_KILLED = """
 import os, signal, sys
-from herdrecord import linking
+from herdrecord.linking import run as linking
 from herdrecord.config import Settings
-from herdrecord.store import open_record
+from herdrecord.store.record import open_record
 write = linking._write
 def killed_after_writing(*args):
     write(*args)
@@ -319,9 +319,9 @@ def test_a_link_run_killed_after_its_links_has_its_days_derived_by_the_next(
 # A link run killed the moment its pool is written, before its links.
 POOL_WRITTEN_THEN_KILLED = """
 import os, signal, sys
-from herdrecord import linking
+from herdrecord.linking import run as linking
 from herdrecord.config import Settings
-from herdrecord.store import open_record
+from herdrecord.store.record import open_record
 write_pool = linking.write_pool
 def killed_after_the_pool(*args):
     write_pool(*args)
@@ -370,9 +370,9 @@ def test_a_link_run_killed_before_its_links_is_undone_and_redone_alike(
 # A merge killed once its links have moved, before its pool, status and days.
 MERGE_KILLED_AFTER_ITS_LINKS = """
 import os, signal, sys
-from herdrecord import review
+from herdrecord.linking import review
 from herdrecord.config import Settings
-from herdrecord.store import open_record
+from herdrecord.store.record import open_record
 def killed(*args):
     os.kill(os.getpid(), signal.SIGKILL)
 review.write_pool = killed
@@ -383,7 +383,7 @@ review.merge(open_record(sys.argv[1], Settings()), sys.argv[2], sys.argv[3], "te
 def test_a_merge_killed_after_its_links_has_its_days_derived_and_can_be_run_again(
     tmp_path: Path,
 ) -> None:
-    from herdrecord.review import TrackletRef, merge, split
+    from herdrecord.linking.review import TrackletRef, merge, split
 
     path = tmp_path / "herd"
     record = create_record(str(path), Settings())
@@ -578,9 +578,9 @@ def test_migration_killed_at_random_moments_then_rerun_reaches_the_latest_schema
 # A migrate killed after the last migration's log row, before its version stamp.
 LOGGED_THEN_KILLED = """
 import os, signal, sys
-from herdrecord import migrations
+from herdrecord.store import migrations
 from herdrecord.config import Settings
-from herdrecord.store import migrate_record
+from herdrecord.store.record import migrate_record
 stamp = migrations._set_schema_version
 def killed_before_the_last_stamp(db, version):
     if version == migrations.latest_version():

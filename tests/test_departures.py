@@ -14,14 +14,14 @@ import pyarrow as pa
 import pytest
 
 from conftest import service_settings
-from herdrecord.eventrules import EventInput
-from herdrecord.events import add_events
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending
-from herdrecord.links import current_links, relinks_owed
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import Record, create_record
+from herdrecord.events.rules import EventInput
+from herdrecord.events.store import add_events
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.run import link_pending
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.linktable import current_links, relinks_owed
+from herdrecord.store.record import Record, create_record
 
 SIM = SimulationConfig(
     animals=8,

@@ -17,11 +17,17 @@ from typer.testing import CliRunner
 from conftest import make_batch, save_tiny_dinov3
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
-from herdrecord.embed import IMAGENET_MEAN, IMAGENET_STD, Embedder, Preprocessing, weights_sha256
+from herdrecord.embedding.model import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Embedder,
+    Preprocessing,
+    weights_sha256,
+)
 from herdrecord.errors import InvalidInput
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.store import create_record, open_record
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.store.record import create_record, open_record
 
 runner = CliRunner()
 

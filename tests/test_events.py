@@ -13,9 +13,15 @@ import pytest
 from typer.testing import CliRunner
 
 from herdrecord.cli import app
-from herdrecord.errors import HerdrecordError, InvalidInput, UnknownAnimal
-from herdrecord.eventcsv import import_events_csv
-from herdrecord.eventrules import (
+from herdrecord.errors import (
+    EventSuperseded,
+    HerdrecordError,
+    InvalidInput,
+    UnknownAnimal,
+    UnknownEvent,
+)
+from herdrecord.events.csv_import import import_events_csv
+from herdrecord.events.rules import (
     BREEDING_KINDS,
     DEPARTURES,
     EVENT_KINDS,
@@ -24,9 +30,7 @@ from herdrecord.eventrules import (
     EventsRejected,
     parse_event,
 )
-from herdrecord.events import (
-    EventSuperseded,
-    UnknownEvent,
+from herdrecord.events.store import (
     add_events,
     amended_event,
     correct_event,
@@ -34,8 +38,8 @@ from herdrecord.events import (
     event_history,
     retract_event,
 )
-from herdrecord.schema import animals_schema
-from herdrecord.store import Record
+from herdrecord.store.record import Record
+from herdrecord.store.schema import animals_schema
 
 NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
 AT = "2026-11-21T06:00:00Z"

@@ -26,15 +26,15 @@ from typer.testing import CliRunner
 from herdrecord.cli import app
 from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput, UnknownAnimal
-from herdrecord.eventrules import parse_event
-from herdrecord.events import add_events, correct_event, retract_event
-from herdrecord.export import ExportFilters, ExportOptions, ExportResult, export_parquet
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending
-from herdrecord.query import connect
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import Record, create_record, open_record
+from herdrecord.events.rules import parse_event
+from herdrecord.events.store import add_events, correct_event, retract_event
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.run import link_pending
+from herdrecord.query.export import ExportFilters, ExportOptions, ExportResult, export_parquet
+from herdrecord.query.views import connect
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.record import Record, create_record, open_record
 
 # Five days across a month end, so every time-based table has two month partitions.
 CONFIG = SimulationConfig(animals=8, pens=1, days=5, seed=5, start=date(2026, 9, 28))
@@ -303,7 +303,7 @@ def test_an_animal_list_keeps_their_rows(barn: Path, tmp_path: Path) -> None:
 def test_a_cohort_keeps_its_animals(
     barn: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A stand-in for herdrecord.cohorts with the agreed signature, run_query(record, name,
+    # A stand-in for herdrecord.query.cohorts with the agreed signature, run_query(record, name,
     # params) -> table with animal_id: the real module was not there when this was written.
     asked: list[tuple[str, dict[str, str]]] = []
 
@@ -311,9 +311,9 @@ def test_a_cohort_keeps_its_animals(
         asked.append((name, params))
         return pa.table({"animal_id": ["P00004", "P00004"], "lying_share": [0.5, 0.6]})
 
-    cohorts = types.ModuleType("herdrecord.cohorts")
+    cohorts = types.ModuleType("herdrecord.query.cohorts")
     cohorts.run_query = run_query  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "herdrecord.cohorts", cohorts)
+    monkeypatch.setitem(sys.modules, "herdrecord.query.cohorts", cohorts)
     filters = ExportFilters(cohort="lame", cohort_params={"min_score": "2"})
     result = export_parquet(open_record(str(barn)), tmp_path / "x", filters)
     assert asked == [("lame", {"min_score": "2"})]
@@ -325,7 +325,7 @@ def test_a_cohort_keeps_its_animals(
 def test_a_cohort_without_the_cohorts_module_is_a_clear_error(
     barn: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "herdrecord.cohorts", None)  # import fails
+    monkeypatch.setitem(sys.modules, "herdrecord.query.cohorts", None)  # import fails
     with pytest.raises(InvalidInput, match="named cohorts are not available"):
         export_parquet(open_record(str(barn)), tmp_path / "x", ExportFilters(cohort="lame"))
 

@@ -18,12 +18,12 @@ from conftest import deliver_day_by_day, make_batch
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput
-from herdrecord.fleet import fleet_connection, fleet_export, fleet_query, fleet_records
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.sqlsandbox import run_sql
-from herdrecord.store import Record, create_record
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.query.fleet import fleet_connection, fleet_export, fleet_query, fleet_records
+from herdrecord.query.sandbox import run_sql
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.record import Record, create_record
 
 ROOT = "s3://herd/fleet"
 FARMS = {"farm-a": 5, "farm-b": 7}  # farm -> animals
@@ -57,8 +57,8 @@ def _weigh_everyone(record: Record) -> None:
     """Three scale weighings per animal over the two days (the growth query's input)."""
     from datetime import datetime
 
-    from herdrecord.eventrules import EventInput
-    from herdrecord.events import add_events
+    from herdrecord.events.rules import EventInput
+    from herdrecord.events.store import add_events
 
     animals = record.table("animals").to_lance().to_table(columns=["animal_id"])
     times = ("2026-09-01T06:00:00+00:00", "2026-09-01T18:00:00+00:00", "2026-09-02T12:00:00+00:00")
@@ -109,7 +109,7 @@ def test_views_across_farms_carry_farm_id(fleet: list[Record]) -> None:
 
 
 def _unlinked(record: Record) -> int:
-    from herdrecord.links import current_links
+    from herdrecord.store.linktable import current_links
 
     links = current_links(record)
     return sum(1 for a in links.column("animal_id").to_pylist() if a is None)
@@ -208,8 +208,8 @@ def test_edge_records_push_to_their_farms_central_records_on_s3(
     """Two barns' edge boxes (local records with an outbox) push through `herdrecord push`
     to their farms' central services, each serving a record on S3; the fleet then reads both
     farms, and a push sent to the wrong farm stores nothing there."""
-    from herdrecord.keys import add_key
-    from herdrecord.store import open_record
+    from herdrecord.api.keys import add_key
+    from herdrecord.store.record import open_record
     from servers import start_server, stop_server
 
     root = "s3://herd/pushed"

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from herdrecord.check import repair_record
 from herdrecord.config import Settings
 from herdrecord.errors import RecordLocked
-from herdrecord.ingest import ingest
-from herdrecord.intake import Candidate, parse_json, read_file
-from herdrecord.store import PENDING_FILE, Record, open_record
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import Candidate, parse_json, read_file
+from herdrecord.ops.check import repair_record
+from herdrecord.store.record import PENDING_FILE, Record, open_record
 
 Factory = Callable[..., dict[str, Any]]
 
@@ -96,8 +96,8 @@ def test_same_batch_id_with_other_content_is_rejected(
 def test_json_and_parquet_forms_of_one_batch_are_duplicates(
     record: Record, batch_factory: Factory, tmp_path: Path
 ) -> None:
-    from herdrecord.bulk import write_bulk
-    from herdrecord.contract import EdgeBatch
+    from herdrecord.contract.models import EdgeBatch
+    from herdrecord.contract.parquet import write_bulk
 
     batch = batch_factory()
     ingest(record, [candidate(batch)])
@@ -118,7 +118,7 @@ def test_a_track_id_reused_by_a_device_is_rejected(record: Record, batch_factory
 def test_many_small_batches_are_grouped_and_compacted(
     tmp_path: Path, batch_factory: Factory
 ) -> None:
-    from herdrecord.store import create_record
+    from herdrecord.store.record import create_record
 
     settings = Settings(write_group_rows=40, compact_after_fragments=4, lock_timeout_s=0.5)
     record = create_record(str(tmp_path / "herd"), settings)
@@ -157,7 +157,7 @@ def test_a_second_writer_fails_clearly_while_the_first_holds_the_lock(
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from herdrecord.storage import WriteLock
+from herdrecord.store.location import WriteLock
 lock = WriteLock.acquire(Path(sys.argv[1]), 5)
 print("locked", flush=True)
 time.sleep(60)
@@ -167,10 +167,10 @@ time.sleep(60)
 HALF_WRITE = """
 import json, os, signal, sys
 from herdrecord.config import Settings
-from herdrecord.frames import stored_rows
-from herdrecord.ingest import _announce
-from herdrecord.intake import parse_json
-from herdrecord.store import open_record
+from herdrecord.contract.frames import stored_rows
+from herdrecord.ingest.ingestor import _announce
+from herdrecord.ingest.sources import parse_json
+from herdrecord.store.record import open_record
 record = open_record(sys.argv[1], Settings())
 frames = parse_json(open(sys.argv[2], "rb").read(), "x").frames
 rows = stored_rows(frames, record.embedder.dim)

@@ -34,19 +34,19 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from conftest import make_batch, service_settings, write_json
-from herdrecord import replay
-from herdrecord.api import create_app
-from herdrecord.bulk import bulk_table_from_json
+from herdrecord.api.keys import add_key
 from herdrecord.cli import app
 from herdrecord.config import Settings
+from herdrecord.contract.parquet import bulk_table_from_json
 from herdrecord.errors import PushFailed
-from herdrecord.ingest import BatchOutcome, ingest
-from herdrecord.intake import parse_json
-from herdrecord.journal import JOURNAL_FILE, Journal, Received, open_journal
-from herdrecord.keys import add_key
-from herdrecord.push import PushClock, PushPolicy, PushReport, Retry, push_outbox
-from herdrecord.replay import FileIntake, commit_journalled, replay_journal
-from herdrecord.store import Record, create_record, open_record
+from herdrecord.ingest import replay
+from herdrecord.ingest.ingestor import BatchOutcome, ingest
+from herdrecord.ingest.journal import JOURNAL_FILE, Journal, Received, open_journal
+from herdrecord.ingest.push import PushClock, PushPolicy, PushReport, Retry, push_outbox
+from herdrecord.ingest.replay import FileIntake, commit_journalled, replay_journal
+from herdrecord.ingest.sources import parse_json
+from herdrecord.server import create_app
+from herdrecord.store.record import Record, create_record, open_record
 from servers import start_server, stop_server
 
 runner = CliRunner()

@@ -14,12 +14,12 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from herdrecord.config import Settings
-from herdrecord.ingest import ingest
-from herdrecord.intake import Candidate, parse_json
-from herdrecord.linking import link_pending, linked_counts, relink_all
-from herdrecord.links import current_links
-from herdrecord.simulate import Simulation, SimulationConfig, simulate
-from herdrecord.store import Record, create_record, open_record
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import Candidate, parse_json
+from herdrecord.linking.run import link_pending, linked_counts, relink_all
+from herdrecord.simulation import Simulation, SimulationConfig, simulate
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import Record, create_record, open_record
 
 LATE = "dev-02/2026-09-02T12"  # a batch that arrives after the others
 
@@ -163,7 +163,7 @@ def test_relinking_everything_is_stable(record: Record) -> None:
 # --- review: people's answers are constraints, never overridden, and re-derive links ---
 
 from herdrecord.errors import InvalidInput  # noqa: E402
-from herdrecord.review import (  # noqa: E402
+from herdrecord.linking.review import (  # noqa: E402
     TrackletRef,
     confirm,
     depart,
@@ -312,10 +312,10 @@ def test_unknown_ids_are_clear_errors(record: Record) -> None:
 
 
 def test_the_faiss_index_follows_the_pool_without_rebuilds(record: Record) -> None:
-    from herdrecord.pool import Pool
-    from herdrecord.poolindex import open_pool_index
+    from herdrecord.linking.pool import Pool
+    from herdrecord.linking.poolindex import open_pool_index
     from herdrecord.reid import IndexStamp, load_index
-    from herdrecord.store import INDEX_FILE
+    from herdrecord.store.record import INDEX_FILE
 
     def current_stamp() -> IndexStamp:
         rows = record.table("pool").to_lance().to_table()
@@ -340,7 +340,7 @@ def test_the_faiss_index_follows_the_pool_without_rebuilds(record: Record) -> No
 
 
 def test_answers_that_disagree_break_a_continuation_chain() -> None:
-    from herdrecord.linking import _split_at_answers
+    from herdrecord.linking.run import _split_at_answers
 
     label = np.array([0, 0, 0, 1])
     keys = [("d", "t1"), ("d", "t2"), ("d", "t3"), ("d", "t4")]
@@ -351,7 +351,7 @@ def test_answers_that_disagree_break_a_continuation_chain() -> None:
 
 
 def test_answers_naming_one_animal_take_their_tracklets_out_of_overlapping_chains() -> None:
-    from herdrecord.linking import _part_rival_chains
+    from herdrecord.linking.run import _part_rival_chains
 
     # Chain 0 (t1 answered A, then t2, t3) overlaps chain 1 (t4, t5 answered A, t6) in time,
     # though t1 and t5 do not overlap: both answers can hold, so the chains give way.

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from conftest import service_settings
-from herdrecord.assignment import centre_by_camera
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending
-from herdrecord.metric import stored_metric
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import Record, create_record
-from herdrecord.trackletdata import load_tracklets
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.assignment import centre_by_camera
+from herdrecord.linking.learned_metric import stored_metric
+from herdrecord.linking.run import link_pending
+from herdrecord.linking.tracklets import load_tracklets
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.record import Record, create_record
 
 # Posture and behaviour dominate the look: raw cosine is a poor identifier here.
 SIM = SimulationConfig(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from herdrecord.metrics import IdentityScores, OpenSetScores, idf1, open_set_scores
+from herdrecord.linking.scoring import IdentityScores, OpenSetScores, idf1, open_set_scores
 
 
 def test_perfect_linking_scores_one_whatever_the_names() -> None:

@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 from conftest import save_tiny_dinov3
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
-from herdrecord.embed import Embedder
+from herdrecord.embedding.model import Embedder
+from herdrecord.embedding.mot import MotBox, frame_files, mot_batches, read_mot
 from herdrecord.errors import InvalidInput
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.mot import MotBox, frame_files, mot_batches, read_mot
-from herdrecord.store import create_record, open_record
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.store.record import create_record, open_record
 
 FPS = 10.0
 N_FRAMES = 40

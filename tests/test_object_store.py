@@ -13,17 +13,17 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import deliver_day_by_day, make_batch, write_json
-from herdrecord.check import check_record
 from herdrecord.cli import app as cli_app
-from herdrecord.cohorts import run_query
 from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput, RecordLocked
-from herdrecord.export import export_parquet
-from herdrecord.links import current_links
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.sqlsandbox import run_sql
-from herdrecord.storage import LOCK_FILE, ObjectLocation, ObjectLock
-from herdrecord.store import INDEX_FILE, Record, create_record, open_record
+from herdrecord.ops.check import check_record
+from herdrecord.query.cohorts import run_query
+from herdrecord.query.export import export_parquet
+from herdrecord.query.sandbox import run_sql
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.linktable import current_links
+from herdrecord.store.location import LOCK_FILE, ObjectLocation, ObjectLock
+from herdrecord.store.record import INDEX_FILE, Record, create_record, open_record
 
 SIM = SimulationConfig(
     animals=6, pens=1, days=2, seed=33, arrival_rate_per_day=0.0, obs_interval_s=300.0
@@ -71,8 +71,8 @@ def test_ingest_and_linking_on_s3_match_a_local_record(barns: tuple[Record, Reco
 
 
 def test_a_resent_batch_on_s3_is_a_duplicate(s3: dict[str, str]) -> None:
-    from herdrecord.ingest import ingest
-    from herdrecord.intake import parse_json
+    from herdrecord.ingest.ingestor import ingest
+    from herdrecord.ingest.sources import parse_json
 
     record = create_record("s3://herd/resend", _settings(s3))
     batch = make_batch(batch_id="cam-1/2026-09-01T08", device_id="cam-1", n_tracklets=3)
@@ -179,8 +179,8 @@ def test_a_writer_that_lost_its_lease_commits_nothing(
     s3: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from herdrecord.errors import HerdrecordError
-    from herdrecord.ingest import Ingestor
-    from herdrecord.intake import parse_json
+    from herdrecord.ingest.ingestor import Ingestor
+    from herdrecord.ingest.sources import parse_json
 
     monkeypatch.setattr(ObjectLock, "LEASE_S", 0.4)
     record = create_record("s3://herd/lost", _settings(s3))

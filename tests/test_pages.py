@@ -21,18 +21,18 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import service_settings
-from herdrecord.animals import get_animal
-from herdrecord.api import create_app
-from herdrecord.cohorts import run_query
-from herdrecord.events import current_events
-from herdrecord.herd import herd_overview
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.keys import add_key, revoke_key
-from herdrecord.linking import link_pending
-from herdrecord.review import enrol_new, history, review_queue
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import Record, create_record
+from herdrecord.api.keys import add_key, revoke_key
+from herdrecord.events.store import current_events
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.review import enrol_new, history, review_queue
+from herdrecord.linking.run import link_pending
+from herdrecord.lookup.animals import get_animal
+from herdrecord.lookup.herd import herd_overview
+from herdrecord.query.cohorts import run_query
+from herdrecord.server import create_app
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.record import Record, create_record
 from herdrecord.web.charts import BUDGET_BARS, GROWTH_POINTS, budget_chart, growth_chart
 from herdrecord.web.session import COOKIE
 

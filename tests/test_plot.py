@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from herdrecord.errors import InvalidInput
-from herdrecord.events import current_events
-from herdrecord.plot import _events, plot_timeline
-from herdrecord.schema import DEFAULT_BEHAVIOURS, days_schema, events_schema
-from herdrecord.store import Record
+from herdrecord.events.store import current_events
+from herdrecord.lookup.plot import _events, plot_timeline
+from herdrecord.store.record import Record
+from herdrecord.store.schema import DEFAULT_BEHAVIOURS, days_schema, events_schema
 
 START = date(2026, 3, 2)
 ANIMAL = "pig-0007"

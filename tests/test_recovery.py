@@ -11,14 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_batch, write_json
-from herdrecord.check import check_record, repair_record
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
 from herdrecord.errors import HerdrecordError
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.recovery import DAMAGED_DIR, RECOVERY_FILE
-from herdrecord.store import Record, create_record, open_record
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.ops.check import check_record, repair_record
+from herdrecord.store.record import Record, create_record, open_record
+from herdrecord.store.recovery import DAMAGED_DIR, RECOVERY_FILE
 
 runner = CliRunner()
 
@@ -145,7 +145,7 @@ def test_an_error_without_evidence_changes_nothing(
 ) -> None:
     import lance
 
-    from herdrecord import recovery
+    from herdrecord.store import recovery
 
     newest = _newest_manifest(record, "tracklets")
     real = lance.dataset
@@ -176,7 +176,7 @@ def test_a_table_with_no_readable_version_is_a_clear_error(record: Record) -> No
 def test_a_recovery_cut_short_is_finished_by_the_next_open(
     record: Record, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from herdrecord import recovery
+    from herdrecord.store import recovery
 
     _newest_manifest(record, "tracklets").write_bytes(b"")
 

@@ -17,19 +17,19 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import deliver_day_by_day, make_batch, save_tiny_dinov3
-from herdrecord.check import check_record
 from herdrecord.cli import app as cli_app
 from herdrecord.config import Settings
-from herdrecord.embed import Embedder
+from herdrecord.embedding.model import Embedder
+from herdrecord.embedding.reembed import KEPT_BY, apply_reembed, reembed, shadow_of
 from herdrecord.errors import InvalidInput
-from herdrecord.eventrules import parse_event
-from herdrecord.events import add_events, current_events
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.links import current_links
-from herdrecord.reembed import KEPT_BY, apply_reembed, reembed, shadow_of
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import Record, create_record, open_record
+from herdrecord.events.rules import parse_event
+from herdrecord.events.store import add_events, current_events
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.ops.check import check_record
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import Record, create_record, open_record
 
 SIM = SimulationConfig(
     animals=6, pens=1, days=1, seed=9, arrival_rate_per_day=0.0, obs_interval_s=300.0

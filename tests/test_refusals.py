@@ -30,14 +30,14 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from herdrecord.api.keys import add_key, revoke_key
 from herdrecord.cli import app
 from herdrecord.config import Settings
 from herdrecord.errors import PushFailed
-from herdrecord.ingest import BatchOutcome
-from herdrecord.journal import JOURNAL_FILE, Journal, Received
-from herdrecord.keys import add_key, revoke_key
-from herdrecord.push import PushClock, PushPolicy, push_outbox
-from herdrecord.store import create_record
+from herdrecord.ingest.ingestor import BatchOutcome
+from herdrecord.ingest.journal import JOURNAL_FILE, Journal, Received
+from herdrecord.ingest.push import PushClock, PushPolicy, push_outbox
+from herdrecord.store.record import create_record
 from servers import start_server, stop_server
 
 MB = 1_000_000

@@ -13,16 +13,16 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import deliver_day_by_day
-from herdrecord.budget import measure_budget
 from herdrecord.cli import app
 from herdrecord.config import Settings
-from herdrecord.frames import THINNING_STEPS_S, thinning_levels
-from herdrecord.linking import relink_all
-from herdrecord.links import current_links
-from herdrecord.retention import compact
-from herdrecord.simulate import Simulation, SimulationConfig, simulate
-from herdrecord.store import Record, create_record, open_record
-from herdrecord.timeline import read_days, rebuild_days
+from herdrecord.contract.frames import THINNING_STEPS_S, thinning_levels
+from herdrecord.days.budget import measure_budget
+from herdrecord.days.derive import read_days, rebuild_days
+from herdrecord.days.retention import compact
+from herdrecord.linking.run import relink_all
+from herdrecord.simulation import Simulation, SimulationConfig, simulate
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import Record, create_record, open_record
 
 SHORT = {
     "retain_full_observations_days": 3,

@@ -22,18 +22,18 @@ import pytest
 from PIL import Image
 
 from herdrecord.config import Settings
-from herdrecord.contract import EdgeBatch
+from herdrecord.contract.frames import frames_from_model
+from herdrecord.contract.models import EdgeBatch
+from herdrecord.contract.rules import Expectations, check_frames
 from herdrecord.errors import InvalidInput
-from herdrecord.frames import frames_from_model
-from herdrecord.rules import Expectations, check_frames
-from herdrecord.schema import DEFAULT_BEHAVIOURS
-from herdrecord.simulate import (
+from herdrecord.simulation import (
     Simulation,
     SimulationConfig,
     iter_batches,
     simulate,
     write_simulation,
 )
+from herdrecord.store.schema import DEFAULT_BEHAVIOURS
 
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 LYING = ("lying_lateral_min", "lying_sternal_min")

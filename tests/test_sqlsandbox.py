@@ -22,20 +22,13 @@ from typer.testing import CliRunner
 from conftest import make_batch
 from herdrecord.cli import app
 from herdrecord.config import Settings
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending
-from herdrecord.linkstate import LinkingConfig
-from herdrecord.sqlsandbox import (
-    SqlFailed,
-    SqlRejected,
-    SqlTimedOut,
-    check_statement,
-    read_rows,
-    run_sql,
-    sandbox_connection,
-)
-from herdrecord.store import Record, create_record, open_record
+from herdrecord.errors import SqlFailed, SqlRejected, SqlTimedOut
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.run import link_pending
+from herdrecord.linking.state import LinkingConfig
+from herdrecord.query.sandbox import check_statement, read_rows, run_sql, sandbox_connection
+from herdrecord.store.record import Record, create_record, open_record
 
 runner = CliRunner()
 SETTINGS = Settings(lock_timeout_s=0.5)

@@ -16,16 +16,17 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from herdrecord.check import check_record
 from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput
-from herdrecord.ingest import compact_if_fragmented, ingest
-from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending
-from herdrecord.links import current_links
-from herdrecord.review import TrackletRef, confirm, merge, reassign, split
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import create_record
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.review import TrackletRef, confirm, merge, reassign, split
+from herdrecord.linking.run import link_pending
+from herdrecord.ops.check import check_record
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.compaction import compact_if_fragmented
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import create_record
 
 SIM = SimulationConfig(
     animals=4, pens=1, days=2, seed=41, arrival_rate_per_day=0.0, obs_interval_s=600.0

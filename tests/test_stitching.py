@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from herdrecord.stitching import (
+from herdrecord.linking.stitching import (
     CandidatePairs,
     DayTracks,
     StitchModel,
@@ -194,12 +194,12 @@ def test_the_join_model_survives_the_record(tmp_path: Path) -> None:
 LINK_SCRIPT = """
 import json, sys
 from herdrecord.config import Settings
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending
-from herdrecord.links import current_links
-from herdrecord.simulate import SimulationConfig, simulate
-from herdrecord.store import create_record
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.run import link_pending
+from herdrecord.store.linktable import current_links
+from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.store.record import create_record
 
 sim = simulate(SimulationConfig(animals=8, pens=2, days=2, seed=11, keyframes=False,
                                 obs_interval_s=120.0, continuation_gap_s=(5.0, 40.0)))
@@ -234,12 +234,12 @@ def test_linking_keeps_its_join_model_in_the_record_and_says_what_it_learned(
 
     from herdrecord.cli import app
     from herdrecord.config import Settings
-    from herdrecord.ingest import ingest
-    from herdrecord.intake import parse_json
-    from herdrecord.linking import link_pending
-    from herdrecord.simulate import SimulationConfig, simulate
-    from herdrecord.stitchmodel import stored_stitch_model
-    from herdrecord.store import create_record, open_record
+    from herdrecord.ingest.ingestor import ingest
+    from herdrecord.ingest.sources import parse_json
+    from herdrecord.linking.run import link_pending
+    from herdrecord.linking.stitchmodel import stored_stitch_model
+    from herdrecord.simulation import SimulationConfig, simulate
+    from herdrecord.store.record import create_record, open_record
 
     sim = simulate(
         SimulationConfig(animals=6, pens=1, days=1, seed=2, keyframes=False, obs_interval_s=120.0)

@@ -14,12 +14,12 @@ import pytest
 
 from herdrecord.config import Settings
 from herdrecord.errors import MigrationRequired, RecordExists, RecordNotFound, SchemaTooNew
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.migrations import MIGRATIONS, applied, check_registry, load_migration
-from herdrecord.schema import SCHEMA_VERSION, migrations_schema, table_schemas
-from herdrecord.snapshots import all_snapshot_files
-from herdrecord.store import Record, create_record, migrate_record, open_record
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.store.migrations import MIGRATIONS, applied, check_registry, load_migration
+from herdrecord.store.record import Record, create_record, migrate_record, open_record
+from herdrecord.store.schema import SCHEMA_VERSION, migrations_schema, table_schemas
+from herdrecord.tools.snapshots import all_snapshot_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def test_a_schema_1_record_migrates_to_the_current_schema_keeping_its_rows(
 ) -> None:
     import lancedb
 
-    from herdrecord.migrations import MigrationContext, apply_pending
+    from herdrecord.store.migrations import MigrationContext, apply_pending
 
     path = tmp_path / "old"
     path.mkdir()

@@ -15,11 +15,11 @@ import pytest
 
 from conftest import deliver_day_by_day
 from herdrecord.config import Settings
-from herdrecord.links import current_links
-from herdrecord.review import TrackletRef, merge, split
-from herdrecord.simulate import Simulation, SimulationConfig, simulate
-from herdrecord.store import Record, create_record, open_record
-from herdrecord.timeline import read_days, rebuild_days, weight_calibration
+from herdrecord.days.derive import read_days, rebuild_days, weight_calibration
+from herdrecord.linking.review import TrackletRef, merge, split
+from herdrecord.simulation import Simulation, SimulationConfig, simulate
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import Record, create_record, open_record
 
 CONFIG = SimulationConfig(
     animals=18,

@@ -1,12 +1,32 @@
-"""The errors herdrecord raises: one base class, one subclass per kind of failure."""
+"""The errors herdrecord raises: one hierarchy, one class per kind of failure.
+
+Each class carries what an adapter needs on the class itself: `status` (the HTTP status the
+service answers with) and `code` (a stable machine-readable name). The HTTP service
+(`herdrecord.api.problems`) and the CLI (`herdrecord.cli.common`) map errors by these
+attributes, in one place each; a status of 500 means "not the caller's fault", and its
+message stays in the service's log.
+"""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
+from datetime import datetime
+from typing import ClassVar
 
 
 class HerdrecordError(Exception):
     """Base class of every error herdrecord raises on purpose; its message is for a person."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+
+class NotFound(HerdrecordError):
+    """What was asked for (an animal, tracklet, event, keyframe, key, query) is not there."""
+
+    status: ClassVar[int] = 404
+    code: ClassVar[str] = "not_found"
 
 
 class RecordNotFound(HerdrecordError):
@@ -54,6 +74,9 @@ class MigrationRequired(HerdrecordError):
 class RecordLocked(HerdrecordError):
     """Another writer holds the record's write lock."""
 
+    status: ClassVar[int] = 503
+    code: ClassVar[str] = "record_locked"
+
     def __init__(self, uri: str, holder: str, waited_s: float) -> None:
         self.uri = uri
         self.holder = holder
@@ -93,8 +116,11 @@ class BatchConflict(HerdrecordError):
 class InvalidInput(HerdrecordError):
     """An argument, file or setting given by a person is not usable."""
 
+    status: ClassVar[int] = 422
+    code: ClassVar[str] = "invalid_input"
 
-class UnknownAnimal(HerdrecordError):
+
+class UnknownAnimal(NotFound):
     """No animal with that id in the record."""
 
     def __init__(self, animal_id: str) -> None:
@@ -102,7 +128,7 @@ class UnknownAnimal(HerdrecordError):
         super().__init__(f"no animal {animal_id!r} in the record — `herdrecord animals` lists them")
 
 
-class UnknownTracklet(HerdrecordError):
+class UnknownTracklet(NotFound):
     """No tracklet with that device and track id in the record."""
 
     def __init__(self, device_id: str, track_id: str) -> None:
@@ -116,5 +142,94 @@ class PushFailed(HerdrecordError):
 
     def __init__(self, url: str, status: int, message: str, hint: str) -> None:
         self.url = url
-        self.status = status
+        self.http_status = status  # the central service's answer
         super().__init__(f"push to {url} refused ({status}: {message}); {hint}")
+
+
+class UnknownKey(NotFound):
+    """The principal has no active key."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"{name} has no active key — `herdrecord keys list` shows the keys")
+
+
+class SqlError(HerdrecordError):
+    """A free SQL query was refused, failed or ran too long."""
+
+    status: ClassVar[int] = 422
+    code: ClassVar[str] = "error"
+
+
+class SqlRejected(SqlError):
+    """The sandbox refused the query: not one SELECT, or it reached for files, URLs, extensions
+    or settings."""
+
+    code: ClassVar[str] = "rejected"
+
+
+class SqlFailed(SqlError):
+    """DuckDB could not run the query: a syntax error, an unknown column, out of memory ..."""
+
+    code: ClassVar[str] = "failed"
+
+
+class SqlTimedOut(SqlError):
+    """The query ran past its time limit and its process was stopped."""
+
+    code: ClassVar[str] = "timedout"
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        super().__init__(
+            f"query ran past {limit_s:g} s and was stopped — add filters or a LIMIT, or raise "
+            "HERDRECORD_SQL_TIMEOUT_S"
+        )
+
+
+class UnknownKeyframe(NotFound):
+    """No keyframe of that tracklet at that time."""
+
+    def __init__(self, device_id: str, track_id: str, t: datetime) -> None:
+        self.device_id = device_id
+        self.track_id = track_id
+        self.t = t
+        super().__init__(f"no keyframe of {device_id}:{track_id} at {t.isoformat()}")
+
+
+class UnknownEvent(NotFound):
+    """No event with that id in the record."""
+
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+        super().__init__(f"no event {event_id!r} in the record — `herdrecord event list` shows ids")
+
+
+class EventSuperseded(HerdrecordError):
+    """The event was already corrected or retracted; only the event in force can change."""
+
+    status: ClassVar[int] = 409
+    code: ClassVar[str] = "event_superseded"
+
+    def __init__(self, event_id: str, by: str, retracted: bool) -> None:
+        self.event_id = event_id
+        self.by = by
+        what = "retracted" if retracted else f"corrected by {by}; change that one instead"
+        super().__init__(f"event {event_id} was already {what}")
+
+
+class UnknownQuery(InvalidInput):
+    """No named query of that name."""
+
+    status: ClassVar[int] = 404
+    code: ClassVar[str] = "not_found"
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = tuple(known)
+        close = difflib.get_close_matches(name, self.known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        super().__init__(
+            f"no named query {name!r}{hint}; the queries are {', '.join(self.known)} — "
+            "`herdrecord query PATH --list` describes them"
+        )

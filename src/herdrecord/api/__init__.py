@@ -1,5 +1,2 @@
-"""The HTTP service (FastAPI): `create_app(settings)`, run by `herdrecord serve`."""
-
-from herdrecord.api.app import create_app
-
-__all__ = ["create_app"]
+"""The HTTP service's JSON API (FastAPI routes, models, errors, the writer); the app that
+serves it together with the pages is made by `herdrecord.server.create_app`."""

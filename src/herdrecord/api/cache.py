@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
-from herdrecord.store import Record
+from herdrecord.store.record import Record
 
 V = TypeVar("V")
 

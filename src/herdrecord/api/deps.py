@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from herdrecord.animals import AnimalSummary, get_animal
+from herdrecord.api.keys import KeyRing, Principal, Role
 from herdrecord.api.problems import ApiError
 from herdrecord.api.writer import Writer
 from herdrecord.config import Settings
-from herdrecord.keys import KeyRing, Principal, Role
-from herdrecord.store import Record
+from herdrecord.lookup.animals import AnimalSummary, get_animal
+from herdrecord.store.record import Record
 
 bearer = HTTPBearer(
     auto_error=False,

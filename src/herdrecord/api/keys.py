@@ -20,21 +20,16 @@ from typing import Literal, get_args
 
 import pyarrow as pa
 
-from herdrecord.contract import IDENTIFIER_PATTERN
-from herdrecord.errors import HerdrecordError, InvalidInput
-from herdrecord.store import Record
+from herdrecord.contract.models import IDENTIFIER_PATTERN
+from herdrecord.errors import (
+    InvalidInput,
+    UnknownKey,
+)
+from herdrecord.store.record import Record
 
 Role = Literal["edge", "vet", "analyst", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
 KEY_PATTERN = re.compile(r"^hr_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
-
-
-class UnknownKey(HerdrecordError):
-    """The principal has no active key."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(f"{name} has no active key — `herdrecord keys list` shows the keys")
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from herdrecord.contract import Identifier
-from herdrecord.eventrules import Author, EventKind, LamenessScale, Note, ShortText
-from herdrecord.keys import Role
+from herdrecord.api.keys import Role
+from herdrecord.contract.models import Identifier
+from herdrecord.events.rules import Author, EventKind, LamenessScale, Note, ShortText
 
 
 class Strict(BaseModel):

@@ -12,19 +12,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from herdrecord.cohorts import UnknownQuery
-from herdrecord.contract import format_loc
-from herdrecord.errors import (
-    HerdrecordError,
-    InvalidInput,
-    RecordLocked,
-    UnknownAnimal,
-    UnknownTracklet,
-)
-from herdrecord.events import EventSuperseded, UnknownEvent
-from herdrecord.keyframes import UnknownKeyframe
-from herdrecord.keys import UnknownKey
-from herdrecord.sqlsandbox import SqlError
+from herdrecord.contract.models import format_loc
+from herdrecord.errors import HerdrecordError
 
 log = logging.getLogger("herdrecord.api")
 
@@ -117,38 +106,6 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-NOT_FOUND = (
-    UnknownAnimal,
-    UnknownTracklet,
-    UnknownEvent,
-    UnknownQuery,
-    UnknownKeyframe,
-    UnknownKey,
-)
-
-
-def _status_of(exc: HerdrecordError) -> tuple[int, str]:
-    if isinstance(
-        exc,
-        UnknownAnimal
-        | UnknownTracklet
-        | UnknownEvent
-        | UnknownQuery
-        | UnknownKeyframe
-        | UnknownKey,
-    ):
-        return 404, "not_found"
-    if isinstance(exc, RecordLocked):
-        return 503, "record_locked"
-    if isinstance(exc, EventSuperseded):
-        return 409, "event_superseded"
-    if isinstance(exc, SqlError):
-        return 422, type(exc).__name__.removeprefix("Sql").lower()
-    if isinstance(exc, InvalidInput):
-        return 422, "invalid_input"
-    return 500, "internal_error"
-
-
 API_PATHS = ("/v1/", "/healthz", "/docs", "/redoc", "/openapi.json")
 PageError = Callable[[Request, int, str], Response]
 
@@ -176,7 +133,7 @@ def install_handlers(app: FastAPI, page_error: PageError | None = None) -> None:
 
     @app.exception_handler(HerdrecordError)
     async def _herdrecord_error(request: Request, exc: HerdrecordError) -> Response:
-        status, code = _status_of(exc)
+        status, code = exc.status, exc.code
         if status == 500:
             log.error(
                 "unexpected %s on %s %s: %s",

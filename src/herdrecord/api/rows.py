@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from fastapi import Response
 
 from herdrecord.api.models import Rows
-from herdrecord.plainvalues import flat_for_csv, json_ready
+from herdrecord.query.plainvalues import flat_for_csv, json_ready
 
 RowFormat = Literal["json", "csv", "parquet"]
 TABLE_CONTENT: dict[str, Any] = {

@@ -20,13 +20,14 @@ from functools import partial
 from typing import Any, TypeVar
 
 from herdrecord.api.problems import ApiError
-from herdrecord.ingest import BatchOutcome, Ingestor, compact_if_fragmented
-from herdrecord.intake import Candidate
-from herdrecord.journal import Journal, Received
-from herdrecord.linking import LinkReport, link_pending
-from herdrecord.replay import commit_journalled
-from herdrecord.store import Record
-from herdrecord.uploads import commit_uploads
+from herdrecord.ingest.group_commit import commit_uploads
+from herdrecord.ingest.ingestor import BatchOutcome, Ingestor
+from herdrecord.ingest.journal import Journal, Received
+from herdrecord.ingest.replay import commit_journalled
+from herdrecord.ingest.sources import Candidate
+from herdrecord.linking.run import LinkReport, link_pending
+from herdrecord.store.compaction import compact_if_fragmented
+from herdrecord.store.record import Record
 
 log = logging.getLogger("herdrecord.api")
 T = TypeVar("T")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from herdrecord.budget import BudgetReport, measure_budget
-from herdrecord.cli import RecordPath, app, console, open_from_cli
-from herdrecord.retention import compact
+from herdrecord.cli.common import RecordPath, app, console, open_from_cli
+from herdrecord.days.budget import BudgetReport, measure_budget
+from herdrecord.days.retention import compact
 
 
 @app.command()

@@ -10,9 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from herdrecord.cameras import camera_overlaps, set_overlap
-from herdrecord.cli import RecordPath, app, console, open_from_cli
-from herdrecord.cli_rows import RowFormat, write_rows
+from herdrecord.cli.common import RecordPath, app, console, open_from_cli
+from herdrecord.cli.rows import RowFormat, write_rows
+from herdrecord.linking.cameras import camera_overlaps, set_overlap
 
 cameras_app = typer.Typer(
     help="Which cameras of a pen have overlapping views (they see one animal twice at once): "

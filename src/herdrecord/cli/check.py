@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from herdrecord.check import check_record, repair_record
-from herdrecord.cli import RecordPath, app, console, open_from_cli
+from herdrecord.cli.common import RecordPath, app, console, open_from_cli
+from herdrecord.ops.check import check_record, repair_record
 
 
 @app.command(name="check")
@@ -51,7 +51,7 @@ def backup_command(
     dest: Annotated[Path, typer.Argument(help="New directory for the backup.")],
 ) -> None:
     """Back up a record (consistent while ingest runs: ingest waits milliseconds at most)."""
-    from herdrecord.backup import backup_record
+    from herdrecord.ops.backup import backup_record
 
     record = open_from_cli(path)
     with console.status(f"backing up {record.path}"):
@@ -68,7 +68,7 @@ def restore_command(
     path: Annotated[Path, typer.Argument(help="New directory for the restored record.")],
 ) -> None:
     """Restore a backup into a new record, rebuild its re-ID index and check it."""
-    from herdrecord.backup import restore_record
+    from herdrecord.ops.backup import restore_record
 
     with console.status(f"restoring {backup}"):
         report = restore_record(backup, path)

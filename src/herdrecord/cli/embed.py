@@ -13,10 +13,10 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from herdrecord.cli import RecordPath, app, console, open_from_cli
-from herdrecord.embed import Embedder, EmbedderId, decode, image_files
+from herdrecord.cli.common import RecordPath, app, console, ingest_with_progress, open_from_cli
+from herdrecord.embedding.model import Embedder, EmbedderId, decode, image_files
 from herdrecord.errors import InvalidInput
-from herdrecord.store import Record
+from herdrecord.store.record import Record
 
 WeightsDir = Annotated[
     Path,
@@ -178,8 +178,7 @@ def import_mot(
     import json
     import tempfile
 
-    from herdrecord.cli import _link_after_ingest, _print_report, ingest_with_progress
-    from herdrecord.mot import frame_files, mot_batches, read_mot
+    from herdrecord.embedding.mot import frame_files, mot_batches, read_mot
 
     record = open_from_cli(path)
     boxes = read_mot(tracks)
@@ -207,11 +206,9 @@ def import_mot(
         for batch in batches:
             name = str(batch["batch_id"]).replace("/", "_") + ".json.gz"
             (folder / name).write_bytes(gzip.compress(json.dumps(batch).encode()))
-        report = ingest_with_progress(record, [str(folder)])
-    _print_report(report)
-    if report.count("rejected"):
+        result = ingest_with_progress(record, [str(folder)])
+    if result.count("rejected"):
         raise typer.Exit(1)
-    _link_after_ingest(record)
 
 
 @app.command(name="reembed")
@@ -236,7 +233,7 @@ def reembed_command(
 ) -> None:
     """Move a record to a new embedder: re-embed its keyframes, re-link in a shadow, show
     which tracklets would change animal; --apply switches over (resumable: run it again)."""
-    from herdrecord.reembed import apply_reembed, finish_switch, reembed
+    from herdrecord.embedding.reembed import apply_reembed, finish_switch, reembed
 
     finished = finish_switch(Path(path).expanduser().resolve())
     if finished is not None:

@@ -10,11 +10,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from herdrecord.cli import RecordPath, app, console, open_from_cli
+from herdrecord.cli.common import RecordPath, app, console, open_from_cli
 from herdrecord.errors import InvalidInput
-from herdrecord.eventcsv import import_events_csv
-from herdrecord.eventrules import EVENT_KINDS, describe_event, parse_event
-from herdrecord.events import (
+from herdrecord.events.csv_import import import_events_csv
+from herdrecord.events.rules import EVENT_KINDS, describe_event, parse_event
+from herdrecord.events.store import (
     add_events,
     amended_event,
     correct_event,

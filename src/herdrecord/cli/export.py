@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from herdrecord.cli import RecordPath, app, console, errors, open_from_cli
+from herdrecord.cli.common import RecordPath, app, console, errors, open_from_cli
 from herdrecord.errors import InvalidInput
-from herdrecord.export import (
+from herdrecord.query.export import (
     ExportFilters,
     ExportOptions,
     ExportProgress,

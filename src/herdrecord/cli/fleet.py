@@ -10,15 +10,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from herdrecord.cli import app, console, errors
-from herdrecord.cli_export import ExportDir, FirstDay, LastDay, parse_day
-from herdrecord.cli_query import parse_params, rows_table
-from herdrecord.cli_rows import RowFormat, check_output, write_rows
-from herdrecord.cli_sql import show_sql_result
+from herdrecord.cli.common import app, console, errors
+from herdrecord.cli.export import ExportDir, FirstDay, LastDay, parse_day
+from herdrecord.cli.query import parse_params, rows_table
+from herdrecord.cli.rows import RowFormat, check_output, write_rows
+from herdrecord.cli.sql import show_sql_result
 from herdrecord.config import Settings
-from herdrecord.export import ExportFilters, ExportProgress
-from herdrecord.fleet import fleet_export, fleet_query, fleet_records
-from herdrecord.sqlsandbox import run_sql
+from herdrecord.query.export import ExportFilters, ExportProgress
+from herdrecord.query.fleet import fleet_export, fleet_query, fleet_records
+from herdrecord.query.sandbox import run_sql
 
 fleet_app = typer.Typer(
     help="Read across many barns: a root (directory or s3://bucket/prefix) holding one record "

@@ -9,20 +9,21 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from herdrecord.cli import (
+from herdrecord.cli.common import (
     RecordPath,
-    _progress,
-    _settings,
     app,
     console,
+    env_settings,
     errors,
     open_from_cli,
-    replay_with_report,
+    print_replay,
+    progress,
 )
 from herdrecord.errors import InvalidInput, PushFailed
-from herdrecord.journal import Journal, JournalEntry, open_journal
-from herdrecord.push import Pushed, PushPolicy, PushReport, Retry, push_outbox
-from herdrecord.store import Record
+from herdrecord.ingest.journal import Journal, JournalEntry, open_journal
+from herdrecord.ingest.push import Pushed, PushPolicy, PushReport, Retry, push_outbox
+from herdrecord.ingest.replay import replay_journal
+from herdrecord.store.record import Record
 
 SHOWN_ENTRIES = 50
 
@@ -44,7 +45,7 @@ def journal_command(
     journal = _journal_of(record)
     try:
         if replay:
-            replay_with_report(record, journal)
+            print_replay(replay_journal(record, journal))
             journal.make_durable()
         summary = journal.summary()
         entries = journal.entries()
@@ -111,7 +112,7 @@ def push_command(
     """Send the outbox (uploads committed here, not yet pushed) to a central service, in
     order, with retries; each is stored there once however often it is sent. Exit 1 if any
     was refused or is left for the next push."""
-    settings = _settings()
+    settings = env_settings()
     secret = key or (settings.push_key.get_secret_value() if settings.push_key else "")
     if not secret:
         raise InvalidInput(
@@ -144,13 +145,13 @@ def _journal_of(record: Record) -> Journal:
 def _push_with_progress(
     journal: Journal, url: str, key: str, policy: PushPolicy, refused_too: bool
 ) -> PushReport:
-    with _progress() as progress:
-        task = progress.add_task("pushing", total=len(journal.waiting(refused_too)) or 1)
+    with progress() as bar:
+        task = bar.add_task("pushing", total=len(journal.waiting(refused_too)) or 1)
         counts = {"pushed": 0, "refused": 0}
 
         def on_pushed(pushed: Pushed) -> None:
             counts[pushed.status] += 1
-            progress.update(
+            bar.update(
                 task,
                 advance=1,
                 description=f"[green]{counts['pushed']} pushed[/] · "
@@ -158,7 +159,7 @@ def _push_with_progress(
             )
 
         def on_retry(retry: Retry) -> None:
-            progress.update(
+            bar.update(
                 task,
                 description=f"[yellow]try {retry.attempt + 1} in {retry.wait_s:.1f} s[/]: "
                 f"{escape(retry.reason)}",
@@ -175,7 +176,7 @@ def _push_with_progress(
                 on_retry=on_retry,
             )
         except PushFailed:
-            progress.update(task, visible=False)  # the error's one line says what happened
+            bar.update(task, visible=False)  # the error's one line says what happened
             raise
 
 

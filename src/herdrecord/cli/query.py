@@ -13,10 +13,10 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from herdrecord.cli import RecordPath, app, console, errors, open_from_cli
-from herdrecord.cli_rows import RowFormat, check_output, write_rows
-from herdrecord.cohorts import NamedQuery, get_query, list_queries, run_query
+from herdrecord.cli.common import RecordPath, app, console, errors, open_from_cli
+from herdrecord.cli.rows import RowFormat, check_output, write_rows
 from herdrecord.errors import InvalidInput
+from herdrecord.query.cohorts import NamedQuery, get_query, list_queries, run_query
 
 COLUMN_GAP = 3  # padding and rule rich puts between two columns
 

@@ -7,10 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from herdrecord.animals import find_animals
-from herdrecord.cli import RecordPath, app, console, open_from_cli
-from herdrecord.linking import LinkReport, link_pending, relink_all
-from herdrecord.review import (
+from herdrecord.cli.common import RecordPath, app, console, open_from_cli, print_link_report
+from herdrecord.linking.review import (
     ReviewOutcome,
     TrackletRef,
     confirm,
@@ -23,6 +21,8 @@ from herdrecord.review import (
     review_queue,
     split,
 )
+from herdrecord.linking.run import link_pending, relink_all
+from herdrecord.lookup.animals import find_animals
 
 review_app = typer.Typer(
     help="Answer uncertain links: confirm, reassign, new, merge, split, rename.",
@@ -33,19 +33,6 @@ app.add_typer(review_app, name="review")
 By = Annotated[str, typer.Option("--by", help="Who is answering (kept in the audit trail).")]
 Tracklet = Annotated[str, typer.Argument(help="Tracklet as DEVICE:TRACK.", show_default=False)]
 Animal = Annotated[str, typer.Argument(help="Animal id.", show_default=False)]
-
-
-def print_link_report(report: LinkReport) -> None:
-    """Print one line about a linking run."""
-    console.print(
-        f"linked {report.linked:,} of {report.tracklets:,} tracklets in {report.pen_days} "
-        f"pen-days ({report.unknown:,} unknown, {len(report.enrolled)} provisional animals "
-        f"enrolled; threshold {report.threshold:.3f}) in {report.seconds:.1f} s"
-    )
-    if report.model:
-        console.print(report.model, highlight=False)
-    if report.metric:
-        console.print(report.metric, highlight=False)
 
 
 @app.command()

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import typer
 
 from herdrecord.errors import InvalidInput
-from herdrecord.plainvalues import flat_for_csv, json_ready
+from herdrecord.query.plainvalues import flat_for_csv, json_ready
 
 
 class RowFormat(StrEnum):

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from herdrecord.cli import RecordPath, _settings, app, console, errors, open_from_cli
-from herdrecord.keys import ROLES, add_key, list_keys, revoke_key
+from herdrecord.api.keys import ROLES, add_key, list_keys, revoke_key
+from herdrecord.cli.common import RecordPath, app, console, env_settings, errors, open_from_cli
 
 keys_app = typer.Typer(
     help="API keys of the HTTP service: add (shown once), list, revoke.", no_args_is_help=True
@@ -30,11 +30,11 @@ def serve(
     """Serve the record over HTTP (OpenAPI at /docs); Ctrl-C stops it after in-flight writes."""
     import uvicorn
 
-    from herdrecord.api import create_app
+    from herdrecord.server import create_app
 
     if log_level not in ("critical", "error", "warning", "info", "debug"):
         raise typer.BadParameter(f"{log_level!r} is not a log level", param_hint="--log-level")
-    settings = _settings().model_copy(update={"record": str(path)})
+    settings = env_settings().model_copy(update={"record": str(path)})
     record = open_from_cli(path)  # a missing or unmigrated record fails here, in one line
     if not list_keys(record):
         errors.print(

@@ -10,10 +10,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from herdrecord.cli import RecordPath, app, console, errors
-from herdrecord.cli_rows import RowFormat, check_output, write_rows
+from herdrecord.cli.common import RecordPath, app, console, errors
+from herdrecord.cli.rows import RowFormat, check_output, write_rows
 from herdrecord.config import Settings
-from herdrecord.sqlsandbox import SqlResult, run_sql
+from herdrecord.query.sandbox import SqlResult, run_sql
 
 # A terminal table past this many rows helps nobody; --format csv or json gives them all.
 SHOWN_ROWS = 50

@@ -13,11 +13,11 @@ import typer
 from rich import box
 from rich.table import Table
 
-from herdrecord.cli import RecordPath, app, console, errors, open_from_cli
+from herdrecord.cli.common import RecordPath, app, console, errors, open_from_cli
+from herdrecord.days.derive import rebuild_days
 from herdrecord.errors import InvalidInput
-from herdrecord.eventrules import describe_event
-from herdrecord.timeline import rebuild_days
-from herdrecord.timelineview import (
+from herdrecord.events.rules import describe_event
+from herdrecord.lookup.timeline import (
     AnimalTimeline,
     CalibrationStatus,
     DaysSummary,

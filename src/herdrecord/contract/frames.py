@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord.assignment import quality_weighted_descriptors
-from herdrecord.contract import EdgeBatch
-from herdrecord.schema import UTC_TIME, embedding_type
+from herdrecord.contract.models import EdgeBatch
+from herdrecord.reid.vectors import quality_weighted_descriptors
+from herdrecord.store.schema import UTC_TIME, embedding_type
 
 _BBOX = ("bbox_x", "bbox_y", "bbox_w", "bbox_h")
 

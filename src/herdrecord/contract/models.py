@@ -2,10 +2,10 @@
 
 The contract has two encodings. The JSON form (plain or gzip) is parsed by the pydantic
 models here, which check types, shapes and value ranges. The Parquet form for bulk loads is
-read column-wise by `herdrecord.bulk`. Both are turned into the same columnar `BatchFrames`
-and then checked by the one set of record-dependent rules in `herdrecord.rules` (embedder,
-dimension, vocabulary, time order, duplicates, limits), so a batch means the same thing and
-is judged the same way whichever encoding carried it.
+read column-wise by `herdrecord.contract.parquet`. Both are turned into the same columnar
+`BatchFrames` and then checked by the one set of record-dependent rules in
+`herdrecord.contract.rules` (embedder, dimension, vocabulary, time order, duplicates, limits),
+so a batch means the same thing and is judged the same way whichever encoding carried it.
 """
 
 from __future__ import annotations

@@ -20,8 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from herdrecord.contract import EdgeBatch
-from herdrecord.frames import (
+from herdrecord.contract.frames import (
     KEYFRAME_FRAME,
     OBSERVATION_FRAME,
     TRACKLET_FRAME,
@@ -29,7 +28,8 @@ from herdrecord.frames import (
     BatchHeader,
     frames_from_model,
 )
-from herdrecord.schema import UTC_TIME
+from herdrecord.contract.models import EdgeBatch
+from herdrecord.store.schema import UTC_TIME
 
 _BBOX_TYPE = pa.list_(pa.float32())
 BULK_SCHEMA = pa.schema(

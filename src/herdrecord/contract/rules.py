@@ -16,14 +16,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from herdrecord.config import Settings
-from herdrecord.contract import (
+from herdrecord.contract.frames import BatchFrames
+from herdrecord.contract.models import (
     BATCH_SCHEMA_ID,
     IDENTIFIER_PATTERN,
     Observation,
     Sample,
     numeric_bounds,
 )
-from herdrecord.frames import BatchFrames
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 IDENTIFIER = re.compile(IDENTIFIER_PATTERN)

@@ -25,8 +25,8 @@ from typing import Any
 import duckdb
 import pyarrow.compute as pc
 
-from herdrecord.retention import RetentionPolicy, newest_day
-from herdrecord.store import Record
+from herdrecord.days.retention import RetentionPolicy, newest_day
+from herdrecord.store.record import Record
 
 YEAR_DAYS = 365
 RECENT_DAYS = 7  # the window whose rows per animal-day stand for full-rate data

@@ -24,13 +24,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord.anomalies import AnomalyConfig, flag_days
-from herdrecord.daykeyframes import choose_keyframes
-from herdrecord.events import current_events
-from herdrecord.links import current_links
-from herdrecord.schema import days_schema
-from herdrecord.store import Record
-from herdrecord.weights import WeightCalibration, calibrate, calibration_pairs
+from herdrecord.days.anomalies import AnomalyConfig, flag_days
+from herdrecord.days.keyframe_choice import choose_keyframes
+from herdrecord.days.weights import WeightCalibration, calibrate, calibration_pairs
+from herdrecord.events.store import current_events
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import Record
+from herdrecord.store.schema import days_schema
+from herdrecord.store.sql import sql_literal
 
 ACTIVE_BEHAVIOURS = frozenset({"walking", "eating", "drinking", "exploring", "interacting"})
 BOUT_GAP_S = 15 * 60  # a lying bout survives a gap in tracking this long
@@ -103,7 +104,7 @@ def _refresh_chunk(
     changed = combined.filter(pc.field("day") >= wanted[0])
     scope = "day IN (" + ", ".join(f"date '{d.isoformat()}'" for d in wanted) + ")"
     if animal_set is not None:
-        scope += " AND animal_id IN (" + ", ".join(_sql(a) for a in sorted(animal_set)) + ")"
+        scope += " AND animal_id IN (" + ", ".join(sql_literal(a) for a in sorted(animal_set)) + ")"
     (
         record.table("days")
         .merge_insert(["animal_id", "day"])
@@ -181,7 +182,7 @@ def read_days_calibrated(
     """Return stored days as `read_days` does, with weights from the calibration given."""
     where = []
     if animal_id is not None:
-        where.append(f"animal_id = {_sql(animal_id)}")
+        where.append(f"animal_id = {sql_literal(animal_id)}")
     if start is not None:
         where.append(f"day >= date '{start.isoformat()}'")
     if end is not None:
@@ -395,7 +396,3 @@ def _with_eating_share(days: pa.Table) -> pa.Table:
         pc.cast(days.column("observed_min"), pa.float64()),
     )
     return days.append_column("eating_share", eating)
-
-
-def _sql(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

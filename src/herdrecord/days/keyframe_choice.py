@@ -10,8 +10,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from herdrecord.schema import days_schema
-from herdrecord.store import Record
+from herdrecord.store.record import Record
+from herdrecord.store.schema import days_schema
 
 TIME_SCALE_S = 3600.0  # two pictures an hour apart are about half as redundant
 REDUNDANCY_WEIGHT = 0.7  # how much a redundant picture loses against a sharp one

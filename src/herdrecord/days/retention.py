@@ -29,12 +29,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from herdrecord.config import Settings
+from herdrecord.contract.frames import THINNING_STEPS_S
 from herdrecord.errors import InvalidInput
-from herdrecord.frames import THINNING_STEPS_S
-from herdrecord.ingest import compact_if_fragmented
-from herdrecord.links import current_links
-from herdrecord.schema import META_RETAINED_THROUGH
-from herdrecord.store import Record
+from herdrecord.store.compaction import compact_if_fragmented
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import Record
+from herdrecord.store.schema import META_RETAINED_THROUGH
 
 
 @dataclass(frozen=True)

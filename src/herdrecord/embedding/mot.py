@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from herdrecord.contract import BATCH_SCHEMA_ID
-from herdrecord.embed import Embedder
+from herdrecord.contract.models import BATCH_SCHEMA_ID
+from herdrecord.embedding.model import Embedder
 from herdrecord.errors import InvalidInput
 
 MOT_FIELDS = ("frame", "id", "x", "y", "w", "h", "conf")

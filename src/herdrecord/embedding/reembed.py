@@ -35,15 +35,16 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
-from herdrecord.embed import Embedder, EmbedderId
+from herdrecord.embedding.model import Embedder, EmbedderId
 from herdrecord.errors import InvalidInput
-from herdrecord.linking import relink_all
-from herdrecord.links import current_links
-from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
-from herdrecord.poolindex import open_pool_index, write_pool
-from herdrecord.schema import META_EMBEDDER, embedding_type, table_schemas
-from herdrecord.storage import LOCK_FILE
-from herdrecord.store import INDEX_FILE, PENDING_FILE, Record, open_record, sql_literal
+from herdrecord.linking.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
+from herdrecord.linking.poolindex import open_pool_index, write_pool
+from herdrecord.linking.run import relink_all
+from herdrecord.store.linktable import current_links
+from herdrecord.store.location import LOCK_FILE
+from herdrecord.store.record import INDEX_FILE, PENDING_FILE, Record, open_record
+from herdrecord.store.schema import META_EMBEDDER, embedding_type, table_schemas
+from herdrecord.store.sql import sql_literal
 
 STATE_FILE = "state.json"
 KEPT_BY = "reembed"  # decided_by of the must-links that keep tracklets without keyframes

@@ -8,9 +8,9 @@ from datetime import datetime
 from pathlib import Path
 
 from herdrecord.errors import InvalidInput
-from herdrecord.eventrules import EventInput, EventsRejected, parse_event
-from herdrecord.events import add_labelled_events
-from herdrecord.store import Record
+from herdrecord.events.rules import EventInput, EventsRejected, parse_event
+from herdrecord.events.store import add_labelled_events
+from herdrecord.store.record import Record
 
 CSV_COLUMNS = (
     "animal_id",

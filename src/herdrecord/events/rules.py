@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from herdrecord.contract import IDENTIFIER_PATTERN, Identifier
+from herdrecord.contract.models import IDENTIFIER_PATTERN, Identifier
 from herdrecord.errors import InvalidInput
 
 EventKind = Literal[

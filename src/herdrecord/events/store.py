@@ -21,8 +21,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord.errors import HerdrecordError, InvalidInput, UnknownAnimal
-from herdrecord.eventrules import (
+from herdrecord.errors import (
+    EventSuperseded,
+    InvalidInput,
+    UnknownAnimal,
+    UnknownEvent,
+)
+from herdrecord.events.rules import (
     DEPARTURES,
     EVENT_KINDS,
     EventInput,
@@ -30,28 +35,10 @@ from herdrecord.eventrules import (
     check_retraction,
     parse_event,
 )
-from herdrecord.links import owe_relink
-from herdrecord.store import Record
+from herdrecord.store.linktable import owe_relink
+from herdrecord.store.record import Record
 
 FUTURE_TOLERANCE = timedelta(minutes=5)  # clocks of phones and scales drift a little
-
-
-class UnknownEvent(HerdrecordError):
-    """No event with that id in the record."""
-
-    def __init__(self, event_id: str) -> None:
-        self.event_id = event_id
-        super().__init__(f"no event {event_id!r} in the record — `herdrecord event list` shows ids")
-
-
-class EventSuperseded(HerdrecordError):
-    """The event was already corrected or retracted; only the event in force can change."""
-
-    def __init__(self, event_id: str, by: str, retracted: bool) -> None:
-        self.event_id = event_id
-        self.by = by
-        what = "retracted" if retracted else f"corrected by {by}; change that one instead"
-        super().__init__(f"event {event_id} was already {what}")
 
 
 def record_problems(

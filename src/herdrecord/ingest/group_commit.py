@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from herdrecord.bulk import read_bulk
-from herdrecord.ingest import BatchOutcome, Ingestor, compact_if_fragmented
-from herdrecord.intake import GZIP_MAGIC, PARQUET_MAGIC, Candidate, read_bytes
-from herdrecord.store import Record
+from herdrecord.contract.parquet import read_bulk
+from herdrecord.ingest.ingestor import BatchOutcome, Ingestor
+from herdrecord.ingest.sources import GZIP_MAGIC, PARQUET_MAGIC, Candidate, read_bytes
+from herdrecord.store.compaction import compact_if_fragmented
+from herdrecord.store.record import Record
 
 JSON_TYPES = ("application/json",)
 GZIP_TYPES = ("application/gzip", "application/x-gzip")

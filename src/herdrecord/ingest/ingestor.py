@@ -13,18 +13,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord.frames import BatchFrames, stored_rows
-from herdrecord.intake import Candidate
-from herdrecord.rules import Expectations, check_frames
-from herdrecord.schema import BATCH_TABLES
-from herdrecord.store import PENDING_FILE, Record
+from herdrecord.contract.frames import BatchFrames, stored_rows
+from herdrecord.contract.rules import Expectations, check_frames
+from herdrecord.ingest.sources import Candidate
+from herdrecord.store.compaction import compact_if_fragmented
+from herdrecord.store.record import PENDING_FILE, Record
+from herdrecord.store.schema import BATCH_TABLES
+from herdrecord.store.sql import sql_literal
 
 Status = Literal["accepted", "duplicate", "rejected"]
 
@@ -249,7 +251,9 @@ class Ingestor:
             stored = (
                 self.record.table("tracklets")
                 .to_lance()
-                .to_table(columns=["track_id", "batch_id"], filter=f"device_id = {_sql(device)}")
+                .to_table(
+                    columns=["track_id", "batch_id"], filter=f"device_id = {sql_literal(device)}"
+                )
             )
             self._stored[device] = stored
         return stored
@@ -295,20 +299,6 @@ def ingest(
     return IngestReport(ingestor.outcomes, compacted, seconds)
 
 
-def compact_if_fragmented(record: Record, force: bool = False) -> tuple[str, ...]:
-    """Compact tables with more fragments than the setting allows; return their names."""
-    limit = record.settings.compact_after_fragments
-    keep = timedelta(days=record.settings.keep_versions_days)
-    compacted = []
-    for name in sorted(record.db.list_tables(limit=10_000).tables):
-        table = record.table(name)
-        fragments = len(table.to_lance().get_fragments())
-        if fragments > limit or (force and fragments > 1):
-            table.optimize(cleanup_older_than=keep)
-            compacted.append(name)
-    return tuple(compacted)
-
-
 def _announce(record: Record, batch_ids: list[str]) -> None:
     """Durably note the batch ids about to be written, before any of their rows."""
     record.location.write(PENDING_FILE, json.dumps({"batch_ids": batch_ids}).encode())
@@ -339,7 +329,3 @@ def _conflict(batch_id: str, stored: str, sent: str) -> str:
         f"batch_id: {batch_id!r} was already committed with different content "
         f"(stored {stored[:12]}, sent {sent[:12]}); give changed content a new batch_id"
     )
-
-
-def _sql(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

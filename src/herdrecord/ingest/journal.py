@@ -34,13 +34,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from herdrecord.ingest import BatchOutcome
-from herdrecord.intake import PARQUET_MAGIC
-from herdrecord.storage import fsync_directory
-from herdrecord.store import Record
-from herdrecord.uploads import content_type_of
+from herdrecord.ingest.group_commit import content_type_of
+from herdrecord.ingest.ingestor import BatchOutcome
+from herdrecord.ingest.sources import PARQUET_MAGIC
+from herdrecord.store.location import fsync_directory
+from herdrecord.store.record import Record
 
-JOURNAL_FILE = ".herdrecord.journal.sqlite"
+JOURNAL_FILE = ".herdrecord.ingest.journal.sqlite"
 COPY_CHUNK_BYTES = 1 << 20  # files are copied into the journal a MiB at a time
 
 EntryState = Literal["received", "committed", "failed"]

@@ -25,12 +25,12 @@ from typing import Any, Literal
 
 import httpx
 
-from herdrecord import __version__
+from herdrecord._version import __version__
 from herdrecord.config import Settings
 from herdrecord.errors import PushFailed
-from herdrecord.journal import Journal, JournalEntry
-from herdrecord.push_transport import ask_first_transport
-from herdrecord.uploads import content_type_of
+from herdrecord.ingest.group_commit import content_type_of
+from herdrecord.ingest.journal import Journal, JournalEntry
+from herdrecord.ingest.push_transport import ask_first_transport
 
 MAX_BACKOFF_S = 60.0
 REFUSED = frozenset({409, 413, 415, 422})  # this upload, not the push, is refused

@@ -18,17 +18,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from herdrecord.errors import RecordLocked
-from herdrecord.ingest import BatchOutcome, Ingestor, Status, compact_if_fragmented
-from herdrecord.intake import Candidate, read_bytes, read_file
-from herdrecord.journal import Journal, JournalEntry, Received
-from herdrecord.store import Record
-from herdrecord.uploads import UploadRefused, content_type_of, parse_upload, write_uploads
+from herdrecord.ingest.group_commit import (
+    UploadRefused,
+    content_type_of,
+    parse_upload,
+    write_uploads,
+)
+from herdrecord.ingest.ingestor import BatchOutcome, Ingestor, Status
+from herdrecord.ingest.journal import Journal, JournalEntry, Received
+from herdrecord.ingest.sources import Candidate, read_bytes, read_file
+from herdrecord.store.compaction import compact_if_fragmented
+from herdrecord.store.record import Record
 
 FILES_PER_SYNC = 64  # files journalled per fsync by `herdrecord ingest`
 BYTES_PER_SYNC = 256 * 1024 * 1024
 REPLAY_CHUNK_BYTES = 256 * 1024 * 1024  # journalled bytes parsed and committed together
 
-log = logging.getLogger("herdrecord.journal")
+log = logging.getLogger("herdrecord.ingest.journal")
 
 
 @dataclass(frozen=True)

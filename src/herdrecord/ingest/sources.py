@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pydantic
 
-from herdrecord.bulk import read_bulk
-from herdrecord.contract import EdgeBatch, format_loc
+from herdrecord.contract.frames import BatchFrames, frames_from_model
+from herdrecord.contract.models import EdgeBatch, format_loc
+from herdrecord.contract.parquet import read_bulk
 from herdrecord.errors import InvalidInput
-from herdrecord.frames import BatchFrames, frames_from_model
 
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"

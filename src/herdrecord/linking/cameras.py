@@ -10,7 +10,7 @@ two cameras of a pair in sorted order.
 from __future__ import annotations
 
 from herdrecord.errors import InvalidInput
-from herdrecord.store import Record
+from herdrecord.store.record import Record
 
 META_CAMERA_OVERLAPS = "camera_overlaps"
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from herdrecord.assignment import NEG
+from herdrecord.linking.assignment import NEG
 
 MIN_SCORES = 10  # chosen scores (identity-days) needed before the spread is trusted
 MAX_KEPT = 200_000  # scores kept per kind (the earliest go first)

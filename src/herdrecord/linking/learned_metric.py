@@ -26,8 +26,8 @@ import numpy as np
 from scipy import linalg
 from scipy.stats import rankdata
 
-from herdrecord.assignment import normalise
-from herdrecord.store import Record
+from herdrecord.reid.vectors import normalise
+from herdrecord.store.record import Record
 
 METRIC_FILE = "link_metric.npz"
 META_METRIC = "link_metric"

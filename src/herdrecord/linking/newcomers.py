@@ -7,9 +7,10 @@ from datetime import date
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from herdrecord.assignment import NEG, UNKNOWN, Clusters, normalise, overlaps
-from herdrecord.linkstate import AnimalState, PenDayInput, RunState
-from herdrecord.poolindex import nearest_animals
+from herdrecord.linking.assignment import NEG, UNKNOWN, Clusters, overlaps
+from herdrecord.linking.poolindex import nearest_animals
+from herdrecord.linking.state import AnimalState, PenDayInput, RunState
+from herdrecord.reid.vectors import normalise
 
 
 def rematch_day_identities(

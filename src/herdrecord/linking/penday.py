@@ -8,24 +8,24 @@ from datetime import UTC, date, datetime, time
 
 import numpy as np
 
-from herdrecord.assignment import (
+from herdrecord.linking.assignment import (
     NEG,
     UNKNOWN,
     Clusters,
     day_scores,
     margins,
-    normalise,
     overlaps,
     solve,
 )
-from herdrecord.linkstate import PenDayInput, RunState
-from herdrecord.newcomers import (
+from herdrecord.linking.newcomers import (
     add_movers,
     day_centroid,
     enrol,
     rematch_day_identities,
     settle_enrolments,
 )
+from herdrecord.linking.state import PenDayInput, RunState
+from herdrecord.reid.vectors import normalise
 
 ENROLMENT_ROUNDS = 3  # seed, assign, and seed again from what is still unknown (bounded)
 REFINEMENTS = 3  # rounds of "score against today's centroids, solve again"; converges fast

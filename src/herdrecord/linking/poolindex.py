@@ -12,11 +12,11 @@ import logging
 
 import numpy as np
 
-from herdrecord.pool import Pool
+from herdrecord.linking.pool import Pool
 from herdrecord.reid import FaissIndex, IndexStamp, index_bytes, load_index_bytes
-from herdrecord.store import INDEX_FILE, Record
+from herdrecord.store.record import INDEX_FILE, Record
 
-log = logging.getLogger("herdrecord.poolindex")
+log = logging.getLogger("herdrecord.linking.poolindex")
 
 
 def open_pool_index(record: Record, pool: Pool) -> FaissIndex:

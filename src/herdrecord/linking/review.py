@@ -15,13 +15,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from herdrecord.days.derive import owe_days, settle_days_locked
 from herdrecord.errors import InvalidInput, UnknownAnimal, UnknownTracklet
-from herdrecord.linking import read_answers, relink_locked
-from herdrecord.links import current_links, pen_days_of
-from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
-from herdrecord.poolindex import open_pool_index, write_pool
-from herdrecord.store import Record
-from herdrecord.timeline import owe_days, settle_days_locked
+from herdrecord.linking.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
+from herdrecord.linking.poolindex import open_pool_index, write_pool
+from herdrecord.linking.run import read_answers, relink_locked
+from herdrecord.store.linktable import current_links, pen_days_of
+from herdrecord.store.record import Record
+from herdrecord.store.sql import sql_literal
 
 REVIEW_CONFIDENCE = 0.9  # links less likely than this to be right are worth a look
 REVIEW_MARGIN = 0.05  # for links without a confidence (before schema 4): a close runner-up
@@ -112,7 +113,9 @@ def candidates(record: Record, tracklet: TrackletRef, k: int = 4) -> list[Candid
     roster = (
         record.table("animals")
         .to_lance()
-        .to_table(columns=["animal_id"], filter=f"status = 'active' AND pen_id = {_sql(pen_id)}")
+        .to_table(
+            columns=["animal_id"], filter=f"status = 'active' AND pen_id = {sql_literal(pen_id)}"
+        )
         .column("animal_id")
         .to_pylist()
     )
@@ -121,7 +124,7 @@ def candidates(record: Record, tracklet: TrackletRef, k: int = 4) -> list[Candid
     descriptor = rows.column("descriptor")[0].as_py()
     scores: dict[str, float] = {}
     if descriptor is not None and roster:
-        listed = ", ".join(_sql(a) for a in roster)
+        listed = ", ".join(sql_literal(a) for a in roster)
         exemplars = record.table("pool").to_lance().to_table(filter=f"animal_id IN ({listed})")
         pool = Pool.from_arrow(exemplars, record.embedder.dim, DEFAULT_EXEMPLARS_PER_ANIMAL)
         query = np.asarray(descriptor, dtype=np.float32)[None, :]
@@ -320,7 +323,7 @@ def history(record: Record, animal_id: str) -> list[HistoryEntry]:
     _require_animal(record, animal_id)
     table = record.table("links").to_lance()
     mine = table.to_table(
-        columns=["device_id", "track_id"], filter=f"animal_id = {_sql(animal_id)}"
+        columns=["device_id", "track_id"], filter=f"animal_id = {sql_literal(animal_id)}"
     )
     tracks = sorted(set(mine.column("track_id").to_pylist()))
     if not tracks:
@@ -336,7 +339,7 @@ def history(record: Record, animal_id: str) -> list[HistoryEntry]:
             "decided_by",
             "score",
         ],
-        filter=f"track_id IN ({', '.join(_sql(t) for t in tracks)})",
+        filter=f"track_id IN ({', '.join(sql_literal(t) for t in tracks)})",
     )
     pairs = set(
         zip(mine.column("device_id").to_pylist(), mine.column("track_id").to_pylist(), strict=True)
@@ -411,15 +414,14 @@ def _pen_of(record: Record, tracklet: TrackletRef) -> str:
 
 
 def _tracklet_filter(tracklet: TrackletRef) -> str:
-    return f"device_id = {_sql(tracklet.device_id)} AND track_id = {_sql(tracklet.track_id)}"
-
-
-def _sql(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    device, track = sql_literal(tracklet.device_id), sql_literal(tracklet.track_id)
+    return f"device_id = {device} AND track_id = {track}"
 
 
 def _require_animal(record: Record, animal_id: str) -> dict[str, object]:
-    rows = record.table("animals").to_lance().to_table(filter=f"animal_id = {_sql(animal_id)}")
+    rows = (
+        record.table("animals").to_lance().to_table(filter=f"animal_id = {sql_literal(animal_id)}")
+    )
     if rows.num_rows == 0:
         raise UnknownAnimal(animal_id)
     row: dict[str, object] = rows.to_pylist()[0]
@@ -452,7 +454,7 @@ def _new_animal(record: Record, name: str | None, pen_id: str) -> str:
 
 def _update_animal(record: Record, animal_id: str, **changes: object) -> None:
     table = record.table("animals")
-    row = table.to_lance().to_table(filter=f"animal_id = {_sql(animal_id)}").to_pylist()[0]
+    row = table.to_lance().to_table(filter=f"animal_id = {sql_literal(animal_id)}").to_pylist()[0]
     updated = pa.Table.from_pylist([{**row, **changes}], schema=table.schema)
     table.merge_insert("animal_id").when_matched_update_all().when_not_matched_insert_all().execute(
         updated
@@ -502,7 +504,7 @@ def _append_links(
 
 def _rewrite_constraints(record: Record, gone: str, keep: str) -> None:
     table = record.table("constraints")
-    rows = table.to_lance().to_table(filter=f"animal_id = {_sql(gone)}")
+    rows = table.to_lance().to_table(filter=f"animal_id = {sql_literal(gone)}")
     if rows.num_rows == 0:
         return
     moved = rows.set_column(
@@ -538,7 +540,7 @@ def _answered_at_the_same_time(
     keys = {key for key, animal in read_answers(record).must.items() if animal == animal_id} - {own}
     if not keys:
         return None
-    listed = ", ".join(_sql(t) for t in sorted({own[1], *(t for _, t in keys)}))
+    listed = ", ".join(sql_literal(t) for t in sorted({own[1], *(t for _, t in keys)}))
     rows = record.read_visible(
         "tracklets", ["device_id", "track_id", "start", "end"], where=f"track_id IN ({listed})"
     ).to_pylist()

@@ -26,21 +26,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord.assignment import (
+from herdrecord.days.derive import DaysReport, owe_days, settle_days_locked
+from herdrecord.days.retention import RetentionReport, retain_locked
+from herdrecord.events.rules import DEPARTURES
+from herdrecord.events.store import current_events
+from herdrecord.linking.assignment import (
     PenDayTracklets,
     calibrate_threshold,
     centre_by_camera,
     make_clusters,
     maximal_cliques,
-    normalise,
     overlaps,
 )
-from herdrecord.cameras import overlaps_by_pen
-from herdrecord.eventrules import DEPARTURES
-from herdrecord.events import current_events
-from herdrecord.links import META_RELINK_OWED, current_links, pen_days_of, relinks_owed
-from herdrecord.linkstate import AnimalState, LinkingConfig, PenDayInput, RunState
-from herdrecord.metric import (
+from herdrecord.linking.cameras import overlaps_by_pen
+from herdrecord.linking.learned_metric import (
     Metric,
     MetricFit,
     constraint_pairs,
@@ -48,22 +47,23 @@ from herdrecord.metric import (
     save_metric,
     stored_metric,
 )
-from herdrecord.penday import solve_day
-from herdrecord.pool import Pool
-from herdrecord.poolindex import open_pool_index, write_pool
-from herdrecord.retention import RetentionReport, retain_locked
-from herdrecord.stitching import StitchModel
-from herdrecord.stitchmodel import (
+from herdrecord.linking.penday import solve_day
+from herdrecord.linking.pool import Pool
+from herdrecord.linking.poolindex import open_pool_index, write_pool
+from herdrecord.linking.state import AnimalState, LinkingConfig, PenDayInput, RunState
+from herdrecord.linking.stitching import StitchModel
+from herdrecord.linking.stitchmodel import (
     describe,
     first_pass,
     fit_stitch_model,
     save_stitch_model,
     stitch_pen_day,
 )
-from herdrecord.store import Record, link_run_done, note_link_run
-from herdrecord.timeline import DaysReport, owe_days, settle_days_locked
-from herdrecord.trackletdata import TrackletData, load_tracklets
-from herdrecord.twins import find_twins
+from herdrecord.linking.tracklets import TrackletData, load_tracklets
+from herdrecord.linking.twins import find_twins
+from herdrecord.reid.vectors import normalise
+from herdrecord.store.linktable import META_RELINK_OWED, current_links, pen_days_of, relinks_owed
+from herdrecord.store.record import Record, link_run_done, note_link_run
 
 
 @dataclass(frozen=True)

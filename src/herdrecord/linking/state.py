@@ -7,9 +7,9 @@ from datetime import date
 
 import numpy as np
 
-from herdrecord.assignment import Clusters, PenDayTracklets
-from herdrecord.confidence import ScoreSpread
-from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
+from herdrecord.linking.assignment import Clusters, PenDayTracklets
+from herdrecord.linking.confidence import ScoreSpread
+from herdrecord.linking.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.reid import FaissIndex
 
 

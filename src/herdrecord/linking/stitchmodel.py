@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from herdrecord.assignment import PenDayTracklets
-from herdrecord.stitching import (
+from herdrecord.linking.assignment import PenDayTracklets
+from herdrecord.linking.stitching import (
     PRIOR_FIT,
     PRIOR_LOOK,
     CandidatePairs,
@@ -28,7 +28,7 @@ from herdrecord.stitching import (
     repair_swaps,
     stitch,
 )
-from herdrecord.store import Record
+from herdrecord.store.record import Record
 
 META_LINK_MODEL = "link_model"
 

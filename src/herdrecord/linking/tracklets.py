@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord.assignment import PenDayTracklets
-from herdrecord.store import Record
+from herdrecord.linking.assignment import PenDayTracklets
+from herdrecord.store.record import Record
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Set
 
 import numpy as np
 
-from herdrecord.assignment import PenDayTracklets, centre_by_camera
+from herdrecord.linking.assignment import PenDayTracklets, centre_by_camera
 
 CONTAINED = 0.5  # share of the shorter tracklet's time that must lie within the longer one
 EM_ROUNDS = 30

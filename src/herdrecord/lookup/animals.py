@@ -10,9 +10,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord.contract import IDENTIFIER_PATTERN
+from herdrecord.contract.models import IDENTIFIER_PATTERN
 from herdrecord.errors import InvalidInput, UnknownAnimal
-from herdrecord.store import Record
+from herdrecord.store.record import Record
 
 STATUSES = ("active", "departed", "merged")
 

@@ -9,10 +9,10 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pyarrow.compute as pc
 
-from herdrecord.animals import AnimalSummary, find_animals
-from herdrecord.events import current_events
-from herdrecord.review import review_queue
-from herdrecord.store import Record
+from herdrecord.events.store import current_events
+from herdrecord.linking.review import review_queue
+from herdrecord.lookup.animals import AnimalSummary, find_animals
+from herdrecord.store.record import Record
 
 RECENT_DAYS = 7  # flags and events this close to the latest day count as recent
 REVIEW_SCAN = 10_000  # review items read to count each animal's open ones

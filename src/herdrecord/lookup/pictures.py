@@ -7,20 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from urllib.parse import urlencode
 
-from herdrecord.contract import IDENTIFIER_PATTERN
-from herdrecord.errors import HerdrecordError, UnknownTracklet
-from herdrecord.store import Record
-from herdrecord.timeline import read_days
-
-
-class UnknownKeyframe(HerdrecordError):
-    """No keyframe of that tracklet at that time."""
-
-    def __init__(self, device_id: str, track_id: str, t: datetime) -> None:
-        self.device_id = device_id
-        self.track_id = track_id
-        self.t = t
-        super().__init__(f"no keyframe of {device_id}:{track_id} at {t.isoformat()}")
+from herdrecord.contract.models import IDENTIFIER_PATTERN
+from herdrecord.days.derive import read_days
+from herdrecord.errors import (
+    UnknownKeyframe,
+    UnknownTracklet,
+)
+from herdrecord.store.record import Record
 
 
 @dataclass(frozen=True)

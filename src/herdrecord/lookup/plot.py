@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from herdrecord.errors import InvalidInput
-from herdrecord.eventrules import BREEDING_KINDS, DEPARTURES
+from herdrecord.events.rules import BREEDING_KINDS, DEPARTURES
 
 FIGSIZE_IN = (12.0, 9.0)
 DPI = 100

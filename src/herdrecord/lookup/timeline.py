@@ -14,11 +14,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from herdrecord.days.derive import calibration_and_weighings, read_days_calibrated
+from herdrecord.days.weights import MIN_WEIGHINGS, WeightCalibration
 from herdrecord.errors import InvalidInput, UnknownAnimal
-from herdrecord.events import current_events
-from herdrecord.store import Record
-from herdrecord.timeline import calibration_and_weighings, read_days_calibrated
-from herdrecord.weights import MIN_WEIGHINGS, WeightCalibration
+from herdrecord.events.store import current_events
+from herdrecord.store.record import Record
+from herdrecord.store.sql import sql_literal
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def _animal(record: Record, animal_id: str) -> dict[str, Any]:
     rows = (
         record.table("animals")
         .to_lance()
-        .to_table(filter=f"animal_id = {_sql(animal_id)}")
+        .to_table(filter=f"animal_id = {sql_literal(animal_id)}")
         .to_pylist()
     )
     if not rows:
@@ -220,12 +221,8 @@ def plot_animal_timeline(timeline: AnimalTimeline, out: Path) -> Path:
     if not out.parent.is_dir():
         raise InvalidInput(f"cannot write {out}: folder {out.parent} does not exist")
     # matplotlib costs a quarter of a second to import: only a figure pays it.
-    from herdrecord.plot import plot_timeline
+    from herdrecord.lookup.plot import plot_timeline
 
     return plot_timeline(
         timeline.days, timeline.events, out, title=timeline.title, behaviours=timeline.behaviours
     )
-
-
-def _sql(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

@@ -21,11 +21,11 @@ import lance
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord import __version__
-from herdrecord.check import CheckReport, repair_record
+from herdrecord._version import __version__
 from herdrecord.errors import InvalidInput
-from herdrecord.schema import BATCH_TABLES
-from herdrecord.store import Record, is_record, open_record
+from herdrecord.ops.check import CheckReport, repair_record
+from herdrecord.store.record import Record, is_record, open_record
+from herdrecord.store.schema import BATCH_TABLES
 
 MANIFEST = "backup.json"
 

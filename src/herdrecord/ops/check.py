@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord.links import current_links
-from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
-from herdrecord.poolindex import index_stamp, open_pool_index
-from herdrecord.recovery import RECOVERY_FILE, pending_recovery
+from herdrecord.linking.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
+from herdrecord.linking.poolindex import index_stamp, open_pool_index
 from herdrecord.reid.persist import index_bytes, load_index_bytes
-from herdrecord.schema import BATCH_TABLES
-from herdrecord.store import INDEX_FILE, Record, sql_literal
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import INDEX_FILE, Record
+from herdrecord.store.recovery import RECOVERY_FILE, pending_recovery
+from herdrecord.store.schema import BATCH_TABLES
+from herdrecord.store.sql import sql_literal
 
 SHOWN = 20  # examples named per problem
 

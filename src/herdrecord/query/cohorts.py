@@ -34,18 +34,22 @@ from typing import Literal, cast, get_args
 import numpy as np
 import pyarrow as pa
 
-from herdrecord.errors import InvalidInput, UnknownAnimal
-from herdrecord.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
-from herdrecord.poolindex import open_pool_index
-from herdrecord.query import connect
+from herdrecord.errors import (
+    InvalidInput,
+    UnknownAnimal,
+    UnknownQuery,
+)
+from herdrecord.linking.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
+from herdrecord.linking.poolindex import open_pool_index
+from herdrecord.query.views import connect
 from herdrecord.reid import EmbeddingIndex, make_index
-from herdrecord.store import Record
+from herdrecord.store.record import Record
 
 ParamType = Literal["integer", "double", "text", "date"]
 PARAM_TYPES: tuple[str, ...] = get_args(ParamType)
 ParamValue = int | float | str | date | None
 
-META_QUERY = b"herdrecord.query"
+META_QUERY = b"herdrecord.query.views"
 META_PARAMS = b"herdrecord.params"
 
 _NAME = r"[a-z_][a-z0-9_]*"
@@ -93,20 +97,6 @@ class NamedQuery:
     description: str
     params: tuple[QueryParam, ...]
     sql: str | None
-
-
-class UnknownQuery(InvalidInput):
-    """No named query of that name."""
-
-    def __init__(self, name: str, known: Sequence[str]) -> None:
-        self.name = name
-        self.known = tuple(known)
-        close = difflib.get_close_matches(name, self.known, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        super().__init__(
-            f"no named query {name!r}{hint}; the queries are {', '.join(self.known)} — "
-            "`herdrecord query PATH --list` describes them"
-        )
 
 
 class InvalidParameters(InvalidInput):
@@ -291,7 +281,7 @@ def _parse_param(text: str, source: str) -> QueryParam:
 
 @functools.cache
 def _sql_queries() -> tuple[NamedQuery, ...]:
-    folder = resources.files("herdrecord") / "queries"
+    folder = resources.files("herdrecord.query") / "queries"
     queries = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".sql"):

@@ -37,9 +37,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from herdrecord import __version__
+from herdrecord._version import __version__
 from herdrecord.errors import HerdrecordError, InvalidInput, UnknownAnimal
-from herdrecord.exporttables import (
+from herdrecord.query.export_tables import (
     EXPORT_COLUMNS,
     TIME_TABLES,
     ExportedFile,
@@ -50,8 +50,8 @@ from herdrecord.exporttables import (
     months_of,
     write_part,
 )
-from herdrecord.query import connect, data_dictionary_markdown
-from herdrecord.store import Record
+from herdrecord.query.views import connect, data_dictionary_markdown
+from herdrecord.store.record import Record
 
 MANIFEST_FORMAT = "herdrecord-export/1"
 
@@ -63,7 +63,7 @@ class ExportFilters:
     first_day: date | None = None  # inclusive, UTC
     last_day: date | None = None  # inclusive, UTC
     animal_ids: tuple[str, ...] | None = None
-    cohort: str | None = None  # a named query of herdrecord.cohorts
+    cohort: str | None = None  # a named query of herdrecord.query.cohorts
     cohort_params: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -212,14 +212,14 @@ def selected_animals(record: Record, filters: ExportFilters) -> tuple[str, ...] 
 
 
 def _cohort_animals(record: Record, name: str, params: Mapping[str, str]) -> list[str]:
-    """Return the animals of the named cohort query (herdrecord.cohorts)."""
+    """Return the animals of the named cohort query (herdrecord.query.cohorts)."""
     try:
-        cohorts: Any = importlib.import_module("herdrecord.cohorts")
+        cohorts: Any = importlib.import_module("herdrecord.query.cohorts")
     except ModuleNotFoundError as exc:
-        if exc.name != "herdrecord.cohorts":
+        if exc.name != "herdrecord.query.cohorts":
             raise
         raise InvalidInput(
-            "named cohorts are not available in this herdrecord (no herdrecord.cohorts); "
+            "named cohorts are not available in this herdrecord (no herdrecord.query.cohorts); "
             "list the animals with --animals instead"
         ) from None
     table: pa.Table = cohorts.run_query(record, name, dict(params))

@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from herdrecord.query import ADDED_COLUMNS
-from herdrecord.schema import table_schemas
-from herdrecord.store import Record
+from herdrecord.query.views import ADDED_COLUMNS
+from herdrecord.store.record import Record
+from herdrecord.store.schema import table_schemas
 
 # DuckDB and pyarrow read row groups in parallel and skip them by their statistics: groups
 # of a few hundred thousand rows serve both without files of many tiny groups. Keyframe rows

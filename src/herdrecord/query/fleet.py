@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput
-from herdrecord.export import (
+from herdrecord.query.export import (
     ExportFilters,
     ExportOptions,
     ExportProgress,
@@ -35,9 +35,10 @@ from herdrecord.export import (
     staged,
     write_dictionary,
 )
-from herdrecord.query import VIEWS, connect
-from herdrecord.storage import location_of
-from herdrecord.store import Record, is_record, open_record
+from herdrecord.query.views import VIEWS, connect
+from herdrecord.store.location import location_of
+from herdrecord.store.record import Record, is_record, open_record
+from herdrecord.store.sql import sql_literal
 
 
 def fleet_records(root: str, settings: Settings) -> list[Record]:
@@ -87,7 +88,7 @@ def fleet_connection(
 
 def fleet_query(records: list[Record], name: str, params: Mapping[str, str]) -> pa.Table:
     """Run a named cohort query on every farm; return its rows with `farm_id` first."""
-    from herdrecord.cohorts import run_query
+    from herdrecord.query.cohorts import run_query
 
     tables = []
     for record in records:
@@ -144,7 +145,7 @@ def fleet_export(
 def _literal(text: str) -> str:
     if not re.fullmatch(r"[\x21-\x7e]+", text):
         raise InvalidInput(f"farm id {text!r} is not printable ASCII without spaces")
-    return "'" + text.replace("'", "''") + "'"
+    return sql_literal(text)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Free read-only SQL over the record's views, run in a locked-down DuckDB in its own process.
 
 `run_sql` checks that the text is one SELECT (or an EXPLAIN of one), then starts a child
-process (`python -m herdrecord.sqlsandbox`) that opens the record, builds the views of
+process (`python -m herdrecord.query.sandbox`) that opens the record, builds the views of
 `query.connect` and locks its DuckDB connection down: no files, URLs or extensions, memory and
 threads capped, the configuration locked. The parent gives the query `sql_timeout_s` and kills
 the child when it runs over, so a runaway query never harms the caller. Rows come back as an
@@ -32,37 +32,13 @@ import duckdb
 import pyarrow as pa
 
 from herdrecord.config import Settings
-from herdrecord.errors import HerdrecordError
-from herdrecord.store import open_record
+from herdrecord.errors import HerdrecordError, SqlError, SqlFailed, SqlRejected, SqlTimedOut
+from herdrecord.store.record import open_record
 
 # Opening the record in the child (interpreter start, imports, views) is not the query's time;
 # it gets its own, generous bound so that a stuck start cannot hang the caller either.
 STARTUP_LIMIT_S = 120.0
 _READ_BATCH_ROWS = 65_536
-
-
-class SqlError(HerdrecordError):
-    """A free SQL query was refused, failed or ran too long."""
-
-
-class SqlRejected(SqlError):
-    """The sandbox refused the query: not one SELECT, or it reached for files, URLs, extensions
-    or settings."""
-
-
-class SqlFailed(SqlError):
-    """DuckDB could not run the query: a syntax error, an unknown column, out of memory ..."""
-
-
-class SqlTimedOut(SqlError):
-    """The query ran past its time limit and its process was stopped."""
-
-    def __init__(self, limit_s: float) -> None:
-        self.limit_s = limit_s
-        super().__init__(
-            f"query ran past {limit_s:g} s and was stopped — add filters or a LIMIT, or raise "
-            "HERDRECORD_SQL_TIMEOUT_S"
-        )
 
 
 @dataclass(frozen=True)
@@ -87,7 +63,7 @@ def run_sql(
 ) -> SqlResult:
     """Run one read-only SELECT over the record's views in a sandboxed child process; with
     `fleet`, over the views of every farm's record under the root `record_path`."""
-    from herdrecord.fleet import fleet_records
+    from herdrecord.query.fleet import fleet_records
 
     check_statement(sql)
     # A missing or too-new record fails here, clearly.
@@ -113,7 +89,7 @@ def run_sql(
             # -P: the current directory is not put on sys.path, so no file there can stand in
             # for a module the child imports.
             child = subprocess.Popen(
-                [sys.executable, "-P", "-m", "herdrecord.sqlsandbox", str(request)],
+                [sys.executable, "-P", "-m", "herdrecord.query.sandbox", str(request)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
@@ -272,8 +248,8 @@ def sandbox_connection(
     """Return a DuckDB connection with the record's views (or a fleet's: every farm's rows
     with farm_id) that can read nothing else, load nothing, change no setting and use at
     most the configured memory and threads."""
-    from herdrecord.fleet import fleet_connection, fleet_records
-    from herdrecord.query import connect
+    from herdrecord.query.fleet import fleet_connection, fleet_records
+    from herdrecord.query.views import connect
 
     # The Lance tables are registered as Python dataset objects, not opened by path, so their
     # scans keep working once external access is off (checked: registering works before and
@@ -342,7 +318,7 @@ def translate(exc: duckdb.Error, settings: Settings) -> SqlError:
     if _needs_extension(exc, text):
         return SqlRejected(f"herdrecord sql loads no extensions: {text}")
     if isinstance(exc, duckdb.PermissionException):
-        from herdrecord.query import VIEWS
+        from herdrecord.query.views import VIEWS
 
         return SqlRejected(
             f"herdrecord sql reads only the record's views ({', '.join(VIEWS)}), not files or "

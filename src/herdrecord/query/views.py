@@ -25,9 +25,9 @@ import lance
 import pyarrow as pa
 
 from herdrecord.config import Settings
-from herdrecord.schema import table_schemas
-from herdrecord.store import Record, create_record
-from herdrecord.timeline import weight_calibration
+from herdrecord.days.derive import weight_calibration
+from herdrecord.store.record import Record, create_record
+from herdrecord.store.schema import table_schemas
 
 
 class TabularDataset(lance.LanceDataset):
@@ -181,7 +181,7 @@ def data_dictionary_markdown(dim: int = 384) -> str:
         "",
         "The views `herdrecord query`, `herdrecord sql` and the Parquet export show, with every",
         "column's type and meaning. Times are UTC; `_px` columns are pixels of the camera frame.",
-        "Generated from `src/herdrecord/schema.py` and `src/herdrecord/query.py` by",
+        "Generated from `src/herdrecord/store/schema.py` and `src/herdrecord/query/views.py` by",
         "`make schemas`; do not edit by hand.",
     ]
     for view, columns in data_dictionary(dim).items():

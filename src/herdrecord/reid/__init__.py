@@ -1,8 +1,9 @@
 """Re-identification index: the pool's exemplar embeddings, searched by cosine similarity."""
 
+from herdrecord.reid.backends import make_index
 from herdrecord.reid.exact import ExactIndex
 from herdrecord.reid.faiss_index import DEFAULT_IVF_THRESHOLD, FaissConfig, FaissIndex
-from herdrecord.reid.index import MISSING_ID, EmbeddingIndex, SearchResult, make_index
+from herdrecord.reid.index import MISSING_ID, EmbeddingIndex, SearchResult
 from herdrecord.reid.persist import (
     IndexStamp,
     index_bytes,

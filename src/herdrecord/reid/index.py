@@ -48,23 +48,6 @@ class EmbeddingIndex(Protocol):
         ...
 
 
-def make_index(dim: int, expected_size: int, backend: str = "faiss") -> EmbeddingIndex:
-    """Return an empty index of `dim`-d vectors for a pool expected to hold `expected_size`.
-
-    `backend` is "faiss" (exact while small, IVF once large) or "exact" (numpy brute force).
-    """
-    # Imported here because both backends import this module for SearchResult.
-    if backend == "faiss":
-        from herdrecord.reid.faiss_index import FaissIndex
-
-        return FaissIndex(dim, expected_size=expected_size)
-    if backend == "exact":
-        from herdrecord.reid.exact import ExactIndex
-
-        return ExactIndex(dim)
-    raise ValueError(f"unknown index backend {backend!r}; use 'faiss' or 'exact'")
-
-
 def check_ids(ids: ArrayLike) -> NDArray[np.int64]:
     """Return `ids` as a contiguous (n,) int64 array; raise ValueError unless 1-D and >= 0."""
     array = np.ascontiguousarray(ids, dtype=np.int64)

@@ -68,7 +68,7 @@ def index_bytes(index: FaissIndex, stamp: IndexStamp) -> bytes:
 
 def save_index(index: FaissIndex, path: Path, stamp: IndexStamp) -> None:
     """Write `index` with its `stamp` to `path` atomically (temp file, fsync, rename)."""
-    from herdrecord.storage import write_durably
+    from herdrecord.store.location import write_durably
 
     write_durably(path, index_bytes(index, stamp))
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from herdrecord.schema import DEFAULT_BEHAVIOURS
 from herdrecord.simulation.breeding import SowState
 from herdrecord.simulation.health import ENTERIC, RESPIRATORY
+from herdrecord.store.schema import DEFAULT_BEHAVIOURS
 
 BEHAVIOURS: tuple[str, ...] = DEFAULT_BEHAVIOURS
 LYING_LATERAL, LYING_STERNAL, SITTING, STANDING, WALKING = 0, 1, 2, 3, 4

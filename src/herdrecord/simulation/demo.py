@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 
 from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput
-from herdrecord.simulate import SimulationConfig, simulate, write_simulation
-from herdrecord.store import Record, create_record, is_record
+from herdrecord.simulation import SimulationConfig, simulate, write_simulation
+from herdrecord.store.record import Record, create_record, is_record
 
 DEMO_MARKER = ".herdrecord-demo"
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from herdrecord.contract import BATCH_SCHEMA_ID
+from herdrecord.contract.models import BATCH_SCHEMA_ID
 from herdrecord.simulation.behaviour import BEHAVIOURS
 from herdrecord.simulation.config import SimulationConfig
 

@@ -8,7 +8,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord.store import Record
+from herdrecord.store.record import Record
 
 
 def pen_days_of(record: Record, keys: pa.Table, *, listed: bool = True) -> set[tuple[str, date]]:

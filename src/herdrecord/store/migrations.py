@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from herdrecord.errors import HerdrecordError
-from herdrecord.schema import META_SCHEMA_VERSION, migrations_schema
+from herdrecord.store.schema import META_SCHEMA_VERSION, migrations_schema
 
 MIGRATIONS: tuple[str, ...] = (
     "0001_initial",
@@ -72,10 +72,10 @@ class AppliedMigration:
 
 def migrations_dir() -> Path:
     """Return the folder holding the migration modules (installed copy or source tree)."""
-    installed = Path(__file__).parent / "_migrations"
+    installed = Path(__file__).parents[1] / "_migrations"
     if installed.is_dir():
         return installed
-    return Path(__file__).resolve().parents[2] / "migrations"
+    return Path(__file__).resolve().parents[3] / "migrations"
 
 
 def load_migration(name: str) -> ModuleType:

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord import __version__
+from herdrecord._version import __version__
 from herdrecord.config import Settings
 from herdrecord.errors import (
     HerdrecordError,
@@ -24,14 +24,15 @@ from herdrecord.errors import (
     RecordNotFound,
     SchemaTooNew,
 )
-from herdrecord.migrations import (
+from herdrecord.store.location import Location, Lock, location_of
+from herdrecord.store.migrations import (
     AppliedMigration,
     MigrationContext,
     apply_pending,
     latest_version,
 )
-from herdrecord.recovery import Recovery, recover_torn_versions
-from herdrecord.schema import (
+from herdrecord.store.recovery import Recovery, recover_torn_versions
+from herdrecord.store.schema import (
     BATCH_TABLES,
     DEFAULT_BEHAVIOURS,
     DEFAULT_EMBEDDER_DIM,
@@ -43,7 +44,7 @@ from herdrecord.schema import (
     META_SCHEMA_VERSION,
     SCHEMA_VERSION,
 )
-from herdrecord.storage import Location, Lock, location_of
+from herdrecord.store.sql import sql_literal
 
 PENDING_FILE = ".herdrecord.pending.json"  # batch ids being written; cleared after the ledger
 LINK_RUN_FILE = ".herdrecord.link-run.json"  # a link run's undo, until its links are written
@@ -307,11 +308,6 @@ def check_farm_id(farm_id: str) -> None:
             f"farm id {farm_id!r}: use letters, digits, '.', '_' and '-' (starting with a "
             "letter or digit, at most 128)"
         )
-
-
-def sql_literal(text: str) -> str:
-    """Return `text` as a quoted SQL string literal (for Lance filters and DuckDB)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _read_metadata(db: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ changed" rather than touch a version that may be good.
 A table whose newest versions are damaged goes back to its last sound one: the damaged
 manifests are moved to `_damaged/` in the table's directory (kept, not deleted), so Lance
 opens the good one and writes on from it. The whole plan (every table's fallback) is made
-first and noted durably (`.herdrecord.recovery.json`, state "in progress") before anything
+first and noted durably (`.herdrecord.store.recovery.json`, state "in progress") before anything
 moves, so a recovery cut short is finished by the next open.
 
 What that loses is said, not guessed at: batches no longer whole are taken out whole
@@ -38,9 +38,10 @@ from typing import Any
 import lance
 
 from herdrecord.errors import HerdrecordError
-from herdrecord.schema import BATCH_TABLES
+from herdrecord.store.schema import BATCH_TABLES
+from herdrecord.store.sql import sql_literal
 
-RECOVERY_FILE = ".herdrecord.recovery.json"
+RECOVERY_FILE = ".herdrecord.store.recovery.json"
 DAMAGED_DIR = "_damaged"
 LANCE_MAGIC = b"LANC"  # the last bytes of every Lance manifest
 _U64_MAX = 2**64 - 1
@@ -52,7 +53,7 @@ _COUNTED = {
     "keyframes": "n_keyframes",
 }
 
-log = logging.getLogger("herdrecord.recovery")
+log = logging.getLogger("herdrecord.store.recovery")
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class _Unsure(Exception):
 def recover_torn_versions(path: Path, settings: Any) -> Recovery | None:
     """Take every table of the local record at `path` back to its last sound version if its
     newest is damaged; return what was done, or None when every table was sound."""
-    from herdrecord.storage import LocalLocation
+    from herdrecord.store.location import LocalLocation
 
     location = LocalLocation(path)
     if not _unfinished(location) and not any(_newest_damaged(t) for t in _tables(path)):
@@ -289,7 +290,7 @@ def _move_aside(table: Path, versions: tuple[int, ...]) -> None:
         if version in versions:
             os.replace(manifest, damaged / manifest.name)
     (table / "_versions" / "latest_version_hint.json").unlink(missing_ok=True)
-    from herdrecord.storage import fsync_directory
+    from herdrecord.store.location import fsync_directory
 
     fsync_directory(table / "_versions")
     fsync_directory(damaged)
@@ -299,8 +300,6 @@ def _take_out_broken_batches(path: Path, recovery: Recovery) -> list[str]:
     """Remove, whole, every batch that is not whole any more; return their ids (a re-send
     then stores them again). Runs under the writer lock: no write is in progress."""
     import lancedb
-
-    from herdrecord.store import sql_literal
 
     db = lancedb.connect(str(path))
     ledger = db.open_table("batches").to_lance().to_table().to_pylist()

@@ -404,12 +404,8 @@ def schema_to_json(schema: pa.Schema) -> dict[str, object]:
 
 
 def snapshot_files() -> dict[str, str]:
-    """Return the generated content of `schemas/`, file name -> text."""
-    from herdrecord.contract import edge_batch_json_schema
-
-    files = {
+    """Return the generated table schemas of `schemas/tables/`, file name -> text."""
+    return {
         f"tables/{name}.json": json.dumps(schema_to_json(schema), indent=2) + "\n"
         for name, schema in table_schemas(DEFAULT_EMBEDDER_DIM).items()
     }
-    files["edge-batch-1.schema.json"] = json.dumps(edge_batch_json_schema(), indent=2) + "\n"
-    return files

@@ -1,4 +1,4 @@
-"""Write the generated schema snapshots: `python -m herdrecord.snapshots schemas`."""
+"""Write the generated schema snapshots: `python -m herdrecord.tools.snapshots schemas`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from herdrecord.query import data_dictionary, data_dictionary_markdown
-from herdrecord.schema import snapshot_files
+from herdrecord.config import Settings
+from herdrecord.contract.models import edge_batch_json_schema
+from herdrecord.query.views import data_dictionary, data_dictionary_markdown
+from herdrecord.server import create_app
+from herdrecord.store.schema import snapshot_files
 
 
 def all_snapshot_files() -> dict[str, str]:
@@ -16,6 +19,7 @@ def all_snapshot_files() -> dict[str, str]:
     dictionary of the query views (Markdown for people, JSON for programs), and the HTTP
     service's OpenAPI document."""
     files = snapshot_files()
+    files["edge-batch-1.schema.json"] = json.dumps(edge_batch_json_schema(), indent=2) + "\n"
     files["data-dictionary.md"] = data_dictionary_markdown()
     dictionary = {
         view: [asdict(column) for column in columns] for view, columns in data_dictionary().items()
@@ -27,9 +31,6 @@ def all_snapshot_files() -> dict[str, str]:
 
 def openapi_document() -> dict[str, object]:
     """Return the HTTP service's OpenAPI document (built without opening a record)."""
-    from herdrecord.api import create_app
-    from herdrecord.config import Settings
-
     document: dict[str, object] = create_app(Settings(record="unused")).openapi()
     return document
 

@@ -21,26 +21,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from herdrecord.animals import AnimalSummary, get_animal
 from herdrecord.api.deps import current_record, current_settings, current_writer
+from herdrecord.api.keys import Role
 from herdrecord.api.models import Rows
 from herdrecord.api.rows import render_rows
 from herdrecord.api.writer import Writer
-from herdrecord.cohorts import NamedQuery, get_query, list_queries, run_query
 from herdrecord.config import Settings
-from herdrecord.errors import HerdrecordError, InvalidInput, UnknownAnimal
-from herdrecord.eventrules import EVENT_KINDS, EventsRejected, parse_event
-from herdrecord.events import add_events, current_events
-from herdrecord.herd import herd_overview
-from herdrecord.keyframes import (
-    KeyframeRef,
-    UnknownKeyframe,
-    animal_keyframes,
-    keyframe_jpeg,
-    tracklet_keyframes,
-)
-from herdrecord.keys import Role
-from herdrecord.review import (
+from herdrecord.errors import HerdrecordError, InvalidInput, UnknownAnimal, UnknownKeyframe
+from herdrecord.events.rules import EVENT_KINDS, EventsRejected, parse_event
+from herdrecord.events.store import add_events, current_events
+from herdrecord.linking.review import (
     ReviewOutcome,
     TrackletRef,
     candidates,
@@ -53,8 +43,17 @@ from herdrecord.review import (
     same_animal,
     split,
 )
-from herdrecord.store import Record
-from herdrecord.timelineview import animal_timeline
+from herdrecord.lookup.animals import AnimalSummary, get_animal
+from herdrecord.lookup.herd import herd_overview
+from herdrecord.lookup.pictures import (
+    KeyframeRef,
+    animal_keyframes,
+    keyframe_jpeg,
+    tracklet_keyframes,
+)
+from herdrecord.lookup.timeline import animal_timeline
+from herdrecord.query.cohorts import NamedQuery, get_query, list_queries, run_query
+from herdrecord.store.record import Record
 from herdrecord.web.charts import (
     BEHAVIOUR_COLOURS,
     EVENT_COLOURS,

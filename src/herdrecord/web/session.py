@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from herdrecord.keys import KeyRing, Role
+from herdrecord.api.keys import KeyRing, Role
 
 COOKIE = "herdrecord_session"
 PAGE_ROLES: tuple[Role, ...] = ("vet", "analyst", "admin")

@@ -9,7 +9,6 @@ from typing import Annotated
 import pyarrow as pa
 from fastapi import APIRouter, Query, Request, Response
 
-from herdrecord.animals import AnimalSummary, find_animals
 from herdrecord.api.cache import VersionedCache, etag, table_versions
 from herdrecord.api.deps import CurrentRecord, CurrentSettings, ExistingAnimal, Reader
 from herdrecord.api.models import (
@@ -22,10 +21,11 @@ from herdrecord.api.models import (
     Tracklet,
 )
 from herdrecord.api.problems import ApiError, responses
-from herdrecord.plainvalues import json_ready
-from herdrecord.review import history
-from herdrecord.store import Record
-from herdrecord.timelineview import animal_timeline
+from herdrecord.linking.review import history
+from herdrecord.lookup.animals import AnimalSummary, find_animals
+from herdrecord.lookup.timeline import animal_timeline
+from herdrecord.query.plainvalues import json_ready
+from herdrecord.store.record import Record
 
 router = APIRouter(tags=["animals"])
 TIMELINE_TABLES = ("animals", "days", "events", "links")

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Request, Response
 from herdrecord.api.deps import CurrentSettings, CurrentWriter, Edge
 from herdrecord.api.models import BatchResult, LinkResult, UploadResult
 from herdrecord.api.problems import ApiError, responses
-from herdrecord.contract import edge_batch_json_schema
-from herdrecord.ingest import BatchOutcome
-from herdrecord.journal import Received
-from herdrecord.uploads import GZIP_TYPES, PARQUET_TYPES, UploadRefused, parse_upload
+from herdrecord.contract.models import edge_batch_json_schema
+from herdrecord.ingest.group_commit import GZIP_TYPES, PARQUET_TYPES, UploadRefused, parse_upload
+from herdrecord.ingest.ingestor import BatchOutcome
+from herdrecord.ingest.journal import Received
 
 router = APIRouter(tags=["edge"])
 

@@ -11,9 +11,9 @@ from herdrecord.api.deps import CurrentRecord, CurrentSettings, CurrentWriter, R
 from herdrecord.api.models import EventIds, EventPage, EventsIn, Retraction
 from herdrecord.api.problems import ApiError, responses
 from herdrecord.api.routes.animals import event_models
-from herdrecord.contract import IDENTIFIER_PATTERN
-from herdrecord.eventrules import EVENT_KINDS, EventInput, EventsRejected, parse_event
-from herdrecord.events import add_labelled_events, current_events, retract_event
+from herdrecord.contract.models import IDENTIFIER_PATTERN
+from herdrecord.events.rules import EVENT_KINDS, EventInput, EventsRejected, parse_event
+from herdrecord.events.store import add_labelled_events, current_events, retract_event
 
 router = APIRouter(tags=["events"])
 

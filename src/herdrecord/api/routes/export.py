@@ -16,7 +16,7 @@ from starlette.background import BackgroundTask
 
 from herdrecord.api.deps import Analyst, CurrentRecord
 from herdrecord.api.problems import responses
-from herdrecord.export import ExportFilters, ExportOptions, export_zip
+from herdrecord.query.export import ExportFilters, ExportOptions, export_zip
 
 router = APIRouter(tags=["export"])
 CHUNK_BYTES = 1 << 20

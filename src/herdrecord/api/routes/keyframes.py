@@ -10,8 +10,8 @@ from fastapi import APIRouter, Query, Response
 from herdrecord.api.deps import CurrentRecord, CurrentSettings, ExistingAnimal, Reader
 from herdrecord.api.models import Keyframe, KeyframePage
 from herdrecord.api.problems import ApiError, responses
-from herdrecord.contract import IDENTIFIER_PATTERN
-from herdrecord.keyframes import animal_keyframes, keyframe_jpeg
+from herdrecord.contract.models import IDENTIFIER_PATTERN
+from herdrecord.lookup.pictures import animal_keyframes, keyframe_jpeg
 
 router = APIRouter(tags=["keyframes"])
 Identifier = Annotated[str, Query(pattern=IDENTIFIER_PATTERN, max_length=128)]

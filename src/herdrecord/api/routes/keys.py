@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from herdrecord.api.deps import Admin, CurrentRecord, CurrentWriter
+from herdrecord.api.keys import ApiKey, add_key, list_keys, revoke_key
 from herdrecord.api.models import KeyIn, KeyInfo, KeyList, NewKey
 from herdrecord.api.problems import responses
-from herdrecord.keys import ApiKey, add_key, list_keys, revoke_key
 
 router = APIRouter(tags=["keys"])
 

@@ -11,9 +11,9 @@ from herdrecord.api.deps import CurrentRecord, Reader
 from herdrecord.api.models import NamedQuery, QueryIn, QueryList, QueryParam, Rows
 from herdrecord.api.problems import responses
 from herdrecord.api.rows import TABLE_CONTENT, RowFormat, render_rows
-from herdrecord.cohorts import NamedQuery as LibraryQuery
-from herdrecord.cohorts import list_queries, run_query
-from herdrecord.plainvalues import json_ready
+from herdrecord.query.cohorts import NamedQuery as LibraryQuery
+from herdrecord.query.cohorts import list_queries, run_query
+from herdrecord.query.plainvalues import json_ready
 
 router = APIRouter(tags=["queries"])
 

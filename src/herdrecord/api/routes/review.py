@@ -19,7 +19,7 @@ from herdrecord.api.models import (
     Tracklet,
 )
 from herdrecord.api.problems import responses
-from herdrecord.review import (
+from herdrecord.linking.review import (
     ReviewOutcome,
     TrackletRef,
     confirm,

@@ -10,7 +10,7 @@ from herdrecord.api.deps import Analyst, CurrentRecord, CurrentSettings
 from herdrecord.api.models import Rows, SqlIn
 from herdrecord.api.problems import responses
 from herdrecord.api.rows import TABLE_CONTENT, RowFormat, render_rows
-from herdrecord.sqlsandbox import run_sql
+from herdrecord.query.sandbox import run_sql
 
 router = APIRouter(tags=["sql"])
 

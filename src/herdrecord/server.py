@@ -9,18 +9,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
-from herdrecord import __version__
+from herdrecord._version import __version__
 from herdrecord.api.drain import DrainUnreadBody
+from herdrecord.api.keys import KeyRing
 from herdrecord.api.models import Health
 from herdrecord.api.problems import ErrorBody, install_handlers
 from herdrecord.api.routes import router
 from herdrecord.api.writer import Writer
 from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput
-from herdrecord.journal import Journal, open_journal
-from herdrecord.keys import KeyRing
-from herdrecord.replay import replay_journal
-from herdrecord.store import Record, open_record
+from herdrecord.ingest.journal import Journal, open_journal
+from herdrecord.ingest.replay import replay_journal
+from herdrecord.store.record import Record, open_record
+from herdrecord.web.pages import error_page, install_pages
 from herdrecord.web.session import Sessions
 
 log = logging.getLogger("herdrecord.api")
@@ -38,8 +39,6 @@ answers review items; **analyst** reads, runs named queries and free SQL, and ex
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Return the service for the record named by `settings.record`."""
-    # The pages use the API's dependencies: imported here, not at the top (no import cycle).
-    from herdrecord.web.pages import error_page, install_pages
 
     settings = settings or Settings()
     if not settings.record:

@@ -1,0 +1,216 @@
+"""Commands on the record itself: init, migrate, ingest, farm, info, simulate, demo."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from herdrecord.cli.common import (
+    RecordPath,
+    app,
+    console,
+    env_settings,
+    human_bytes,
+    ingest_with_progress,
+    open_from_cli,
+)
+from herdrecord.errors import InvalidInput
+from herdrecord.store.record import create_record, migrate_record
+
+
+@app.command()
+def init(
+    path: RecordPath,
+    farm: Annotated[str, typer.Option(help="Farm id the record belongs to.")] = "farm-a",
+    embedder: Annotated[
+        str, typer.Option(help="Name of the embedder of the vectors.")
+    ] = "dinov3-vits16",
+    dim: Annotated[
+        int, typer.Option(help="Dimension of the embedder's vectors.", min=1, max=8192)
+    ] = 384,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="Pin the record to the model in this directory (its dimension and the "
+            "SHA-256 of its weights)."
+        ),
+    ] = None,
+) -> None:
+    """Create a new, empty record at PATH."""
+    identity = None
+    if weights is not None:
+        from herdrecord.embedding.model import Embedder
+
+        with console.status(f"loading the model in {weights}"):
+            identity = Embedder.load(weights, embedder, "cpu").identity
+        dim = identity.dim
+    record = create_record(
+        str(path), env_settings(), farm_id=farm, embedder_name=embedder, embedder_dim=dim
+    )
+    if identity is not None and identity.weights_sha256:
+        record.pin_embedder(identity.weights_sha256)
+    console.print(
+        f"created record [bold]{record.uri}[/] (schema {record.schema_version}, "
+        f"embedder {record.embedder.name}/{record.embedder.dim}, farm {record.farm_id})"
+    )
+
+
+@app.command()
+def migrate(path: RecordPath) -> None:
+    """Apply pending schema migrations to the record at PATH."""
+    applied = migrate_record(str(path), env_settings())
+    if not applied:
+        console.print(f"{path}: up to date, nothing to migrate")
+    for migration in applied:
+        console.print(f"applied migration {migration.version:04d} {migration.name}")
+
+
+@app.command(name="ingest")
+def ingest_command(
+    path: RecordPath,
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="Batch files (.json, .json.gz, .parquet), directories of them, or - for one "
+            "JSON batch on standard input.",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Ingest edge batches into the record: atomic, idempotent, one writer at a time."""
+    result = ingest_with_progress(open_from_cli(path), sources)
+    if result.count("rejected"):
+        raise typer.Exit(code=1)
+
+
+@app.command(name="farm")
+def farm_command(
+    path: RecordPath,
+    set_to: Annotated[
+        str | None,
+        typer.Option(
+            "--set",
+            help="Name the record's farm (for a record made with the default id); refused "
+            "while it holds another farm's batches.",
+        ),
+    ] = None,
+) -> None:
+    """Show the farm the record belongs to (batches for another farm are refused), or set it."""
+    record = open_from_cli(path)
+    if set_to is not None:
+        record.set_farm_id(set_to)
+    console.print(f"{escape(record.uri)}: farm {escape(record.farm_id)}", soft_wrap=True)
+
+
+@app.command()
+def info(path: RecordPath) -> None:
+    """Print what the record holds: tables, rows, bytes on disk, versions, fragments."""
+    record = open_from_cli(path)
+    table = Table(title=f"{record.uri}")
+    for column in ("table", "rows", "bytes on disk", "version", "fragments"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    total_rows = total_bytes = 0
+    for entry in record.table_info():
+        table.add_row(
+            entry.name,
+            f"{entry.rows:,}",
+            human_bytes(entry.bytes_on_disk),
+            str(entry.version),
+            str(entry.fragments),
+        )
+        total_rows += entry.rows
+        total_bytes += entry.bytes_on_disk
+    table.add_section()
+    table.add_row("total", f"{total_rows:,}", human_bytes(total_bytes), "", "")
+    console.print(
+        f"schema {record.schema_version} · embedder {record.embedder.name}/"
+        f"{record.embedder.dim} ({record.embedder.metric}) · farm {record.farm_id} · "
+        f"{len(record.behaviours)} behaviours"
+    )
+    console.print(table)
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Directory to write batches/ and truth/ into.")],
+    animals: Annotated[int, typer.Option(help="Animals present at the start.", min=1)] = 40,
+    pens: Annotated[int, typer.Option(help="Pens (one edge device each).", min=1)] = 4,
+    days: Annotated[int, typer.Option(help="Days to simulate.", min=1)] = 21,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same herd.")] = 0,
+    start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD.")] = "2026-09-01",
+    breeding: Annotated[bool, typer.Option(help="Add a breeding herd of sows.")] = False,
+    keyframes: Annotated[bool, typer.Option(help="Render JPEG keyframes.")] = True,
+) -> None:
+    """Simulate a seeded herd and write it as edge batches plus a separate ground truth."""
+    from herdrecord.simulation import SimulationConfig, write_simulation
+    from herdrecord.simulation import simulate as run_simulation
+
+    config = SimulationConfig(
+        animals=animals,
+        pens=pens,
+        days=days,
+        seed=seed,
+        start=_parse_date(start),
+        breeding=breeding,
+        keyframes=keyframes,
+    )
+    with console.status(f"simulating {animals} animals in {pens} pens for {days} days"):
+        simulation = run_simulation(config)
+        files = write_simulation(simulation, out)
+    console.print(
+        f"wrote {len(simulation.batches)} batches to {files.batches_dir} and the ground truth "
+        f"to {files.truth_dir}"
+    )
+
+
+def _parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"--start {text!r}: expected a date as YYYY-MM-DD") from None
+
+
+@app.command()
+def demo(
+    path: Annotated[Path, typer.Argument(help="Directory for the demo record.")] = Path(
+        "herd-demo"
+    ),
+    animals: Annotated[int, typer.Option(help="Animals in the demo herd.", min=1)] = 24,
+    days: Annotated[int, typer.Option(help="Days to simulate.", min=1)] = 14,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Simulate a small herd, ingest it into a fresh record with progress, and show it."""
+    from herdrecord.events.csv_import import import_events_csv
+    from herdrecord.simulation.demo import prepare_demo, write_farm_events
+
+    with console.status(f"simulating {animals} animals for {days} days"):
+        prepared = prepare_demo(
+            path, animals=animals, days=days, seed=seed, settings=env_settings()
+        )
+    console.print(
+        f"simulated {prepared.batches} edge batches into {prepared.batches_dir}; "
+        f"ground truth in {prepared.truth_dir}"
+    )
+    ingest_with_progress(prepared.record, [str(prepared.batches_dir)])
+    farm_csv, left_out = write_farm_events(
+        prepared.truth_dir, prepared.record, prepared.batches_dir.parent / "farm-events.csv"
+    )
+    stored = import_events_csv(prepared.record, farm_csv)
+    console.print(
+        f"imported {len(stored)} farm events (scale weights, lameness scores, diagnoses, "
+        f"treatments, moves, sales) from {farm_csv}, matched by ear tag"
+        + (f"; {left_out} of animals whose tag was never read left out" if left_out else "")
+    )
+    info(prepared.record.uri)
+    console.print(
+        f"next: [bold]herdrecord timeline {prepared.record.path} P00001 --plot p1.png[/], "
+        f"[bold]herdrecord budget {prepared.record.path}[/], or ingest the same batches "
+        "again to see them reported as duplicates; to serve it over HTTP: "
+        f"[bold]herdrecord keys add {prepared.record.path} me --role admin[/] then "
+        f"[bold]herdrecord serve {prepared.record.path}[/]"
+    )

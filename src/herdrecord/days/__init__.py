@@ -1,0 +1,3 @@
+"""Per-animal days derived from links: keyframe choice, anomalies, weights, retention and the
+storage budget.
+"""

@@ -1,0 +1,1 @@
+"""The DINOv3 embedder, re-embedding and MOT import."""

@@ -1,0 +1,1 @@
+"""Animal events (treatments, moves, departures, tags): their table, their rules and CSV import."""

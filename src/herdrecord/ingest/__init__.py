@@ -1,0 +1,3 @@
+"""Getting batches in: sources, the one intake pipeline, the journal, replay, group commit and
+push.
+"""

@@ -1,0 +1,3 @@
+"""Linking tracklets to individual animals: pen-days, stitching, newcomers, the pool, the learned
+metric, confidence and review.
+"""

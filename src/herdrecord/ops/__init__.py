@@ -1,0 +1,1 @@
+"""Operating a record: the consistency check and backups."""

@@ -1,0 +1,3 @@
+"""Vets' and data scientists' questions: DuckDB views, cohort queries, the SQL sandbox, Parquet
+export, fleets.
+"""

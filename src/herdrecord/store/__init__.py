@@ -1,0 +1,3 @@
+"""The record on disk: opening and locking it, its tables and schema, migrations, recovery and
+compaction.
+"""

@@ -1,0 +1,1 @@
+"""Developer tools (schema snapshots)."""
