@@ -115,3 +115,26 @@ def test_the_library_ingest_journals_and_links_like_the_cli(
 
     again = ingest_batches(record, [folder / "one.json"], link="never")
     assert again.count("duplicate") == 1 and again.linked is None
+
+
+def test_the_moves_renamed_no_name_a_record_holds_on_disk() -> None:
+    # Records written before the layout change name these files and metadata keys; a module
+    # path in them would orphan a journal, a recovery note or an export's query provenance.
+    from herdrecord.days.derive import DAYS_OWED_FILE
+    from herdrecord.ingest.journal import JOURNAL_FILE
+    from herdrecord.query.cohorts import META_PARAMS, META_QUERY
+    from herdrecord.store.location import LOCK_FILE
+    from herdrecord.store.record import LINK_RUN_FILE, PENDING_FILE
+    from herdrecord.store.recovery import RECOVERY_FILE
+
+    assert (JOURNAL_FILE, RECOVERY_FILE, LOCK_FILE) == (
+        ".herdrecord.journal.sqlite",
+        ".herdrecord.recovery.json",
+        ".herdrecord.lock",
+    )
+    assert (PENDING_FILE, LINK_RUN_FILE, DAYS_OWED_FILE) == (
+        ".herdrecord.pending.json",
+        ".herdrecord.link-run.json",
+        ".herdrecord.days-owed.json",
+    )
+    assert (META_QUERY, META_PARAMS) == (b"herdrecord.query", b"herdrecord.params")

@@ -40,7 +40,7 @@ from herdrecord.ingest.sources import PARQUET_MAGIC
 from herdrecord.store.location import fsync_directory
 from herdrecord.store.record import Record
 
-JOURNAL_FILE = ".herdrecord.ingest.journal.sqlite"
+JOURNAL_FILE = ".herdrecord.journal.sqlite"
 COPY_CHUNK_BYTES = 1 << 20  # files are copied into the journal a MiB at a time
 
 EntryState = Literal["received", "committed", "failed"]

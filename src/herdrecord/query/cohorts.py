@@ -49,7 +49,7 @@ ParamType = Literal["integer", "double", "text", "date"]
 PARAM_TYPES: tuple[str, ...] = get_args(ParamType)
 ParamValue = int | float | str | date | None
 
-META_QUERY = b"herdrecord.query.views"
+META_QUERY = b"herdrecord.query"
 META_PARAMS = b"herdrecord.params"
 
 _NAME = r"[a-z_][a-z0-9_]*"

@@ -11,7 +11,7 @@ changed" rather than touch a version that may be good.
 A table whose newest versions are damaged goes back to its last sound one: the damaged
 manifests are moved to `_damaged/` in the table's directory (kept, not deleted), so Lance
 opens the good one and writes on from it. The whole plan (every table's fallback) is made
-first and noted durably (`.herdrecord.store.recovery.json`, state "in progress") before anything
+first and noted durably (`.herdrecord.recovery.json`, state "in progress") before anything
 moves, so a recovery cut short is finished by the next open.
 
 What that loses is said, not guessed at: batches no longer whole are taken out whole
@@ -41,7 +41,7 @@ from herdrecord.errors import HerdrecordError
 from herdrecord.store.schema import BATCH_TABLES
 from herdrecord.store.sql import sql_literal
 
-RECOVERY_FILE = ".herdrecord.store.recovery.json"
+RECOVERY_FILE = ".herdrecord.recovery.json"
 DAMAGED_DIR = "_damaged"
 LANCE_MAGIC = b"LANC"  # the last bytes of every Lance manifest
 _U64_MAX = 2**64 - 1
