@@ -176,7 +176,7 @@ def _is_typed(type_: str, value: object) -> bool:
 
 
 def test_the_sql_files_ship_inside_the_package() -> None:
-    files = {f.name for f in (resources.files("herdrecord") / "queries").iterdir()}
+    files = {f.name for f in (resources.files("herdrecord.query") / "queries").iterdir()}
     assert files >= {f"{name}.sql" for name in QUERIES - {"lookalikes"}}
 
 
