@@ -41,7 +41,14 @@ from herdrecord.contract.parquet import bulk_table_from_json
 from herdrecord.errors import PushFailed
 from herdrecord.ingest import replay
 from herdrecord.ingest.ingestor import BatchOutcome, ingest
-from herdrecord.ingest.journal import JOURNAL_FILE, Journal, Received, open_journal
+from herdrecord.ingest.journal import (
+    JOURNAL_FILE,
+    Journal,
+    Received,
+    journal_bytes,
+    open_journal,
+)
+from herdrecord.ingest.pipeline import ingest_batches
 from herdrecord.ingest.push import PushClock, PushPolicy, PushReport, Retry, push_outbox
 from herdrecord.ingest.replay import FileIntake, commit_journalled, replay_journal
 from herdrecord.ingest.sources import parse_json
@@ -587,3 +594,26 @@ def test_push_marks_a_refusal_and_fails_clearly_on_a_refused_key(tmp_path: Path)
         ("pushed", None),
     ]
     journal.close()
+
+
+def test_the_journal_gives_its_space_back_once_its_entries_are_released(
+    record: Record, batch_factory: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    # The demo left an 80 MB journal holding no entries: the incremental vacuum never ran
+    # to the end. Forty files (over 5 MB) journalled, committed and released must leave it small.
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for n in range(40):
+        batch = batch_factory(
+            batch_id=f"dev-01/2026-{10 + n // 20}-{n % 20 + 1:02d}T06",
+            n_tracklets=5,
+            n_samples=9,
+            track_offset=100 * n,
+        )
+        (folder / f"{n:02d}.json").write_text(json.dumps(batch))
+    assert sum(f.stat().st_size for f in folder.iterdir()) > 5_000_000
+    result = ingest_batches(record, [folder], link="never")
+    assert result.count("accepted") == 40
+    assert journal_bytes(record) < 500_000
+    result = CliRunner().invoke(app, ["info", record.uri])
+    assert "(intake journal)" in result.output

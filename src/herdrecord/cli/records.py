@@ -20,6 +20,7 @@ from herdrecord.cli.common import (
     open_from_cli,
 )
 from herdrecord.errors import InvalidInput
+from herdrecord.ingest.journal import journal_bytes
 from herdrecord.store.record import create_record, migrate_record
 
 
@@ -125,6 +126,10 @@ def info(path: RecordPath) -> None:
         )
         total_rows += entry.rows
         total_bytes += entry.bytes_on_disk
+    journal = journal_bytes(record)
+    if journal:
+        table.add_row("(intake journal)", "", human_bytes(journal), "", "")
+        total_bytes += journal
     table.add_section()
     table.add_row("total", f"{total_rows:,}", human_bytes(total_bytes), "", "")
     console.print(

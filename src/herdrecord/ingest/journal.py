@@ -112,6 +112,19 @@ class JournalSummary:
     size_bytes: int
 
 
+def journal_bytes(record: Record) -> int:
+    """Return the bytes on disk of the record's intake journal (0 if it has none), without
+    opening or creating it."""
+    path = record.location.local_path
+    if path is None:
+        return 0
+    return sum(
+        file.stat().st_size
+        for file in (path / JOURNAL_FILE, path / (JOURNAL_FILE + "-wal"))
+        if file.exists()
+    )
+
+
 def open_journal(record: Record) -> Journal | None:
     """Return the record's intake journal; None where every commit is durable without one."""
     # A record on object storage needs none: a PUT is durable when it returns.
@@ -263,9 +276,22 @@ class Journal:
                 "AND (push IS NULL OR push = 'pushed')"
             ).rowcount
         if removed:
-            with self._lock:
-                self._db.execute("PRAGMA incremental_vacuum")  # give the bytes back
+            self.reclaim()
         return int(removed)
+
+    def reclaim(self) -> None:
+        """Give the freed pages back to the file system: an incremental vacuum (a journal made
+        before it was switched on gets one full VACUUM once it is empty), then a truncating
+        checkpoint so the file itself shrinks."""
+        with self._lock:
+            db = self._db
+            if int(db.execute("PRAGMA auto_vacuum").fetchone()[0]) == 0:
+                if db.execute("SELECT count(*) FROM entries").fetchone()[0] == 0:
+                    db.executescript("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")
+            else:
+                # executescript steps the pragma to the end; `execute` frees one page at most.
+                db.executescript("PRAGMA incremental_vacuum;")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def summary(self) -> JournalSummary:
         """Return the entries' counts by what they wait for, and their bytes."""
