@@ -139,6 +139,13 @@ def test_identity_commands_work_end_to_end(tmp_path: Path) -> None:
     result = runner.invoke(app, ["review", "rename", str(herd), "P00001", "Peppa"])
     assert result.exit_code == 0
     assert "Peppa" in runner.invoke(app, ["animals", str(herd)]).output
+    # A name carrying terminal control sequences shows them escaped, never raw.
+    hostile = "Pep\x1b[2J\x1b]0;owned\x07pa\u202eevil"
+    result = runner.invoke(app, ["review", "rename", str(herd), "P00002", hostile])
+    assert result.exit_code == 0, result.output
+    listed = runner.invoke(app, ["animals", str(herd)]).output
+    assert "\x1b" not in listed and "\u202e" not in listed and "\x07" not in listed
+    assert "Pep\\x1b[2J\\x1b]0;owned\\x07pa\\u202eevil" in listed
     result = runner.invoke(app, ["review", "merge", str(herd), "P00001", "P00002", "--by", "vet"])
     assert result.exit_code == 2 and "seen at the same time" in result.output
     out = tmp_path / "export"

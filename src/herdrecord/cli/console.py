@@ -3,14 +3,26 @@ when written to a pipe, a file or a log (scripts grep the messages; a path must 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.console import Console, ConsoleDimensions
+from rich.text import Text
 
 # The width a console reports when it writes to no terminal: wide enough that no table is
 # cut and no column left out. Nothing the CLI prints fills the width (no rule, no panel,
 # no expanded table), so no line grows to it.
 PIPE_WIDTH = 1_000_000
+
+# What a note, a name or a code may carry that would steer the terminal rather than show:
+# C0/C1 controls but newline and tab (ESC starts colour, title and cursor sequences), and
+# Unicode's bidirectional overrides and isolates (a right-to-left override reverses text).
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """Return `text` with terminal control characters written as visible escapes (\\x1b)."""
+    return _CONTROLS.sub(lambda m: ascii(m.group(0))[1:-1], text)
 
 
 class CliConsole(Console):
@@ -29,6 +41,11 @@ class CliConsole(Console):
         # rich freezes COLUMNS when the console is made (at import); read it at each print
         # instead, so that only a width given here is fixed.
         self._width = width
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        """Every string printed, table cells included, shows its control characters escaped:
+        a note in `event list` or a value in `sql` cannot move the cursor or recolour."""
+        return super().render_str(escape_controls(text), **kwargs)
 
     @property
     def writes_to_terminal(self) -> bool:
