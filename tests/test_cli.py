@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -180,3 +183,16 @@ def test_demo_builds_a_record_with_days_and_farm_events(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["event", "list", str(record), "--kind", "weight"])
     assert result.exit_code == 0 and "weight" in result.output
+
+
+def test_init_and_export_print_no_dependency_warnings(tmp_path: Path) -> None:
+    # Lance logged 14 WARN lines ("No existing dataset ..., it will be created") per init.
+    env = {k: v for k, v in os.environ.items() if k not in ("LANCEDB_LOG", "LANCE_LOG", "RUST_LOG")}
+    herdrecord = Path(sys.executable).with_name("herdrecord")
+    herd = str(tmp_path / "herd")
+    for args in (["init", herd], ["export", herd, "--out", str(tmp_path / "out")]):
+        done = subprocess.run(
+            [str(herdrecord), *args], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert "WARN" not in done.stderr and "lance::" not in done.stderr, done.stderr

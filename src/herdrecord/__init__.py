@@ -15,7 +15,15 @@ and the CLI's start-up import it).
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# LanceDB's Rust logger reads LANCEDB_LOG once, when lancedb is first imported (always after
+# this line): at its default level it prints a WARN for every table it creates ("No existing
+# dataset at ..., it will be created"), which means nothing to a user. Errors still show;
+# a level set by the user wins (LANCE_LOG is the same switch for the lance package).
+os.environ.setdefault("LANCEDB_LOG", "error")
+os.environ.setdefault("LANCE_LOG", "error")
 
 from herdrecord._version import __version__
 from herdrecord.errors import (
