@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -79,6 +80,14 @@ def test_init_ingest_info_round_trip(tmp_path: Path, batch_factory: Factory) -> 
     result = runner.invoke(app, ["info", str(herd)])
     assert result.exit_code == 0
     assert "observations" in result.output and "24" in result.output
+    # Every byte of the directory is counted (the re-ID index and the journal too), in
+    # decimal units as `budget` counts them.
+    on_disk = sum(p.stat().st_size for p in herd.rglob("*") if p.is_file())
+    assert "(re-ID index)" in result.output
+    shown = re.search(r"total\W+[\d,]+\W+([\d.]+) (B|kB|MB|GB)", result.output)
+    assert shown is not None, result.output
+    size = float(shown.group(1)) * {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}[shown.group(2)]
+    assert abs(size - on_disk) < 0.1 * on_disk
     result = runner.invoke(app, ["migrate", str(herd)])
     assert "up to date" in result.output
 

@@ -107,11 +107,12 @@ def print_ingest_report(report: IngestReport) -> None:
 
 
 def human_bytes(size: int) -> str:
+    """Return a size in decimal units (1 MB = 10^6 bytes, as `herdrecord budget` counts)."""
     value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
+        value /= 1000
     return f"{value:.1f} GB"
 
 

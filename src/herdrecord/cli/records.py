@@ -21,7 +21,7 @@ from herdrecord.cli.common import (
 )
 from herdrecord.errors import InvalidInput
 from herdrecord.ingest.journal import journal_bytes
-from herdrecord.store.record import create_record, migrate_record
+from herdrecord.store.record import INDEX_FILE, create_record, migrate_record
 
 
 @app.command()
@@ -126,10 +126,14 @@ def info(path: RecordPath) -> None:
         )
         total_rows += entry.rows
         total_bytes += entry.bytes_on_disk
-    journal = journal_bytes(record)
-    if journal:
-        table.add_row("(intake journal)", "", human_bytes(journal), "", "")
-        total_bytes += journal
+    # Beside the tables: the intake journal and the re-ID pool's FAISS index (a cache).
+    for label, size in (
+        ("(intake journal)", journal_bytes(record)),
+        ("(re-ID index)", record.location.size_under(INDEX_FILE)),
+    ):
+        if size:
+            table.add_row(label, "", human_bytes(size), "", "")
+            total_bytes += size
     table.add_section()
     table.add_row("total", f"{total_rows:,}", human_bytes(total_bytes), "", "")
     console.print(
