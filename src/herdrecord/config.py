@@ -249,6 +249,31 @@ class Settings(BaseSettings):
         description="Seconds one push request may take (connect, send, answer) before it "
         "counts as a failed try.",
     )
+    api_max_small_body_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="Largest HTTP request body of every route but batch uploads (SQL, "
+        "events, review answers, keys, the pages' forms), in bytes; a larger one is refused "
+        "with 413 before it is read.",
+    )
+    api_body_timeout_s: float = Field(
+        default=120.0,
+        gt=0.0,
+        description="Seconds a whole HTTP request body may take to arrive; a slower one is "
+        "refused with 408 and its connection closed.",
+    )
+    api_keep_alive_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        description="`herdrecord serve`: seconds an idle HTTP connection is kept open for "
+        "its next request.",
+    )
+    api_max_connections: int = Field(
+        default=200,
+        gt=0,
+        description="`herdrecord serve`: most connections and requests served at once; "
+        "past it new requests get 503.",
+    )
 
     @field_validator("sql_memory_limit")
     @classmethod

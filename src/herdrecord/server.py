@@ -77,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         DrainUnreadBody,
         max_body_bytes=settings.api_max_body_bytes,
         drain_s=settings.api_refusal_drain_s,
+        max_small_body_bytes=settings.api_max_small_body_bytes,
+        body_timeout_s=settings.api_body_timeout_s,
     )
 
     @app.get("/healthz", tags=["service"], summary="Is the service up (no key needed)")

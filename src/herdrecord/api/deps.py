@@ -38,14 +38,8 @@ def allow(*roles: Role) -> Callable[..., Principal]:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise ApiError(
-                401, "send an API key as `Authorization: Bearer hr_...`", headers=_CHALLENGE
-            )
-        keys: KeyRing = request.app.state.keys
-        principal = keys.principal(credentials.credentials)
-        if principal is None:
-            raise ApiError(401, "the API key is unknown or revoked", headers=_CHALLENGE)
+        presented = "" if credentials is None else f"{credentials.scheme} {credentials.credentials}"
+        principal = authenticate(request.app.state.keys, presented)
         if principal.role not in roles:
             raise ApiError(
                 403,
@@ -54,6 +48,17 @@ def allow(*roles: Role) -> Callable[..., Principal]:
         return principal
 
     return check
+
+
+def authenticate(keys: KeyRing, authorization: str) -> Principal:
+    """Return who the `Authorization` header's key belongs to (401 when none or unknown)."""
+    scheme, _, presented = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise ApiError(401, "send an API key as `Authorization: Bearer hr_...`", headers=_CHALLENGE)
+    principal = keys.principal(presented.strip())
+    if principal is None:
+        raise ApiError(401, "the API key is unknown or revoked", headers=_CHALLENGE)
+    return principal
 
 
 def current_record(request: Request) -> Record:
