@@ -86,7 +86,8 @@ def test_a_real_server_takes_an_upload_over_http_and_links_it(server: Server) ->
         assert client.get("/v1/animals").status_code == 403  # an edge key only uploads
     admin = {"Authorization": f"Bearer {server.keys['admin']}"}
     deadline = time.monotonic() + 30
-    while httpx.get(f"{server.url}/healthz").json()["unlinked"]:  # linked once uploads pause
+    # Linked once uploads pause (a keyless health check says only ok).
+    while httpx.get(f"{server.url}/healthz", headers=admin).json()["unlinked"]:
         assert time.monotonic() < deadline, "the service never linked the upload"
         time.sleep(0.2)
     decided = httpx.post(  # the first query starts the sandbox: ~4.5 s here, more under load

@@ -70,7 +70,8 @@ class Service:
 
     def uploads(self) -> int:
         """Return how many uploads reached the writer."""
-        return int(httpx.get(f"{self.url}/healthz").json()["uploads"])
+        vet = {"Authorization": f"Bearer {self.keys['vet']}"}  # keyless health says only ok
+        return int(httpx.get(f"{self.url}/healthz", headers=vet).json()["uploads"])
 
 
 def _serve(folder: Path, **env: str) -> Service:

@@ -82,9 +82,10 @@ def test_migrate_logs_what_it_applied_and_is_idempotent(record: Record, settings
         (2, "0002_days_and_events"),
         (3, "0003_api_keys"),
         (4, "0004_link_confidence"),
+        (5, "0005_key_devices"),
     ]
     assert migrate_record(str(record.path), settings) == []
-    assert len(applied(record.db)) == 4
+    assert len(applied(record.db)) == 5
 
 
 def test_a_schema_1_record_migrates_to_the_current_schema_keeping_its_rows(
@@ -146,7 +147,7 @@ def test_a_schema_1_record_migrates_to_the_current_schema_keeping_its_rows(
     with pytest.raises(MigrationRequired):
         open_record(str(path), settings)
 
-    assert [m.version for m in migrate_record(str(path), settings)] == [2, 3, 4]
+    assert [m.version for m in migrate_record(str(path), settings)] == [2, 3, 4, 5]
     assert [m.version for m in apply_pending(ctx)] == []
     migrated = open_record(str(path), settings)
     for name, schema in table_schemas(384).items():

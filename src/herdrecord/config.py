@@ -262,9 +262,9 @@ class Settings(BaseSettings):
         description="Seconds a whole HTTP request body may take to arrive; a slower one is "
         "refused with 408 and its connection closed.",
     )
-    api_keep_alive_s: float = Field(
-        default=5.0,
-        gt=0.0,
+    api_keep_alive_s: int = Field(
+        default=5,
+        gt=0,
         description="`herdrecord serve`: seconds an idle HTTP connection is kept open for "
         "its next request.",
     )
@@ -273,6 +273,12 @@ class Settings(BaseSettings):
         gt=0,
         description="`herdrecord serve`: most connections and requests served at once; "
         "past it new requests get 503.",
+    )
+    api_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        description="`herdrecord serve`: seconds a client has to send a request's headers "
+        "(on a new connection, or after the previous answer); then the connection is closed.",
     )
 
     @field_validator("sql_memory_limit")

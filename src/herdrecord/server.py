@@ -10,10 +10,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from herdrecord._version import __version__
+from herdrecord.api.deps import authenticate
 from herdrecord.api.drain import DrainUnreadBody
 from herdrecord.api.keys import KeyRing
 from herdrecord.api.models import Health
-from herdrecord.api.problems import ErrorBody, install_handlers
+from herdrecord.api.problems import ApiError, ErrorBody, install_handlers
 from herdrecord.api.routes import router
 from herdrecord.api.writer import Writer
 from herdrecord.config import Settings
@@ -81,8 +82,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body_timeout_s=settings.api_body_timeout_s,
     )
 
-    @app.get("/healthz", tags=["service"], summary="Is the service up (no key needed)")
+    @app.get(
+        "/healthz",
+        tags=["service"],
+        summary="Is the service up (no key needed; a key of any role sees more)",
+        response_model=Health,
+        response_model_exclude_unset=True,
+    )
     def healthz(request: Request) -> Health:
+        """Answer `{"status": "ok"}`; with a valid key, also the record, its schema and the
+        writer's counts (a stranger learns nothing of the server)."""
+        try:
+            authenticate(request.app.state.keys, request.headers.get("authorization", ""))
+        except ApiError:
+            return Health(status="ok")
         record = request.app.state.record
         writer: Writer = request.app.state.writer
         return Health(

@@ -14,6 +14,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, get_args
@@ -42,6 +43,7 @@ class ApiKey:
     created_at: datetime
     created_by: str
     revoked_at: datetime | None
+    devices: tuple[str, ...] = ()  # an edge key's devices; () for any (a key made before)
 
     @property
     def active(self) -> bool:
@@ -51,17 +53,34 @@ class ApiKey:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request comes from: the key's name and role."""
+    """Who a request comes from: the key's name and role, and an edge key's devices."""
 
     name: str
     role: Role
+    devices: tuple[str, ...] = ()  # () : any device (an edge key made before keys named them)
+
+    def may_write_for(self, device_id: str) -> bool:
+        """Return whether the key may upload batches of that device."""
+        return self.role != "edge" or not self.devices or device_id in self.devices
 
 
-def add_key(record: Record, name: str, role: str, by: str) -> tuple[ApiKey, str]:
-    """Make a key for a new principal; return it and the key text (shown once, never stored)."""
+def add_key(
+    record: Record, name: str, role: str, by: str, devices: Sequence[str] = ()
+) -> tuple[ApiKey, str]:
+    """Make a key for a new principal; return it and the key text (shown once, never stored).
+
+    An edge key names the devices it may upload for; one that names none may upload for any
+    device (as every edge key made before keys named devices does), and `keys list` says so.
+    A key of another role names none."""
     _check_name(name)
     if role not in ROLES:
         raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLES)}")
+    bound = tuple(dict.fromkeys(devices))
+    if role != "edge" and bound:
+        raise InvalidInput(f"only edge keys name devices; a {role} key reads or acts for all")
+    for device in bound:
+        if len(device) > 128 or not re.match(IDENTIFIER_PATTERN, device):
+            raise InvalidInput(f"device id {device!r} is not a valid identifier")
     with record.writer():
         stored = _rows(record)
         if any(key.name == name and key.active for key in stored):
@@ -74,7 +93,7 @@ def add_key(record: Record, name: str, role: str, by: str) -> tuple[ApiKey, str]
         while key_id in taken:
             key_id = secrets.token_hex(6)
         text = f"hr_{key_id}_{secrets.token_urlsafe(32)}"
-        key = ApiKey(name, role, key_id, datetime.now(UTC), by, None)  # type: ignore[arg-type]
+        key = ApiKey(name, role, key_id, datetime.now(UTC), by, None, bound)  # type: ignore[arg-type]
         row = {
             "name": name,
             "role": role,
@@ -83,6 +102,7 @@ def add_key(record: Record, name: str, role: str, by: str) -> tuple[ApiKey, str]
             "created_at": key.created_at,
             "created_by": by,
             "revoked_at": None,
+            "devices": list(bound) or None,
         }
         table = record.table("api_keys")
         table.add(pa.Table.from_pylist([row], schema=table.schema))
@@ -106,7 +126,7 @@ def revoke_key(record: Record, name: str) -> ApiKey:
             where=f"name = '{name}' AND revoked_at IS NULL", values={"revoked_at": now}
         )
     key = active[0]
-    return ApiKey(key.name, key.role, key.key_id, key.created_at, key.created_by, now)
+    return ApiKey(key.name, key.role, key.key_id, key.created_at, key.created_by, now, key.devices)
 
 
 class KeyRing:
@@ -153,10 +173,14 @@ class KeyRing:
             version = table.version
             if version != self._version:
                 rows = table.to_lance().to_table(
-                    columns=["name", "role", "key_id", "key_sha256"], filter="revoked_at IS NULL"
+                    columns=["name", "role", "key_id", "key_sha256", "devices"],
+                    filter="revoked_at IS NULL",
                 )
                 self._by_id = {
-                    row["key_id"]: (row["key_sha256"], Principal(row["name"], row["role"]))
+                    row["key_id"]: (
+                        row["key_sha256"],
+                        Principal(row["name"], row["role"], tuple(row["devices"] or ())),
+                    )
                     for row in rows.to_pylist()
                 }
                 self._version = version
@@ -167,9 +191,19 @@ def _rows(record: Record) -> list[ApiKey]:
     rows = (
         record.table("api_keys")
         .to_lance()
-        .to_table(columns=["name", "role", "key_id", "created_at", "created_by", "revoked_at"])
+        .to_table(
+            columns=[
+                "name",
+                "role",
+                "key_id",
+                "created_at",
+                "created_by",
+                "revoked_at",
+                "devices",
+            ]
+        )
     )
-    return [ApiKey(**row) for row in rows.to_pylist()]
+    return [ApiKey(**{**row, "devices": tuple(row["devices"] or ())}) for row in rows.to_pylist()]
 
 
 def _digest(text: str) -> str:

@@ -19,18 +19,26 @@ class Strict(BaseModel):
 
 
 class Health(BaseModel):
-    """Whether the service is up, and what it serves."""
+    """Whether the service is up; with a valid key (any role), also what it serves."""
 
     status: Literal["ok"]
-    record: str
-    farm_id: str
-    schema_version: int
-    queued_writes: int = Field(description="Writes waiting for the writer.")
-    unlinked: bool = Field(description="Uploaded tracklets are waiting to be linked.")
-    uploads: int = Field(description="Uploads answered since the service started.")
-    commits: int = Field(description="Group commits that stored them (fewer: grouped).")
-    links: int = Field(description="Linking runs since the service started.")
-    last_link_error: str | None = Field(description="Why the last linking run failed, if it did.")
+    record: str | None = Field(default=None, description="The record served (with a key).")
+    farm_id: str | None = None
+    schema_version: int | None = None
+    queued_writes: int | None = Field(default=None, description="Writes waiting for the writer.")
+    unlinked: bool | None = Field(
+        default=None, description="Uploaded tracklets are waiting to be linked."
+    )
+    uploads: int | None = Field(
+        default=None, description="Uploads answered since the service started."
+    )
+    commits: int | None = Field(
+        default=None, description="Group commits that stored them (fewer: grouped)."
+    )
+    links: int | None = Field(default=None, description="Linking runs since the service started.")
+    last_link_error: str | None = Field(
+        default=None, description="Why the last linking run failed, if it did."
+    )
 
 
 class BatchResult(BaseModel):
@@ -328,6 +336,11 @@ class KeyIn(Strict):
 
     name: Identifier
     role: Role
+    devices: list[Identifier] = Field(
+        default_factory=list,
+        description="An edge key's devices, the only ones it may upload batches for; an edge "
+        "key with none may upload for any device.",
+    )
 
 
 class KeyInfo(BaseModel):
@@ -339,6 +352,10 @@ class KeyInfo(BaseModel):
     created_at: datetime
     created_by: str
     revoked_at: datetime | None
+    devices: list[str] = Field(
+        default_factory=list,
+        description="The devices an edge key may upload for; empty: any device.",
+    )
 
 
 class NewKey(KeyInfo):

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -107,6 +111,32 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 API_PATHS = ("/v1/", "/healthz", "/docs", "/redoc", "/openapi.json")
+HIDDEN_PATH = "<server path>"
+# Folders of the server an error must not name: temp files, the installation.
+_SERVER_ROOTS = tuple(
+    {tempfile.gettempdir(), sys.prefix, sys.base_prefix, str(Path(__file__).parents[2])}
+)
+
+
+def hide_server_paths(text: str, roots: Iterable[str] = ()) -> str:
+    """Return `text` with every path under the record's folder (`roots`), the temp folder
+    or the installation replaced by `<server path>`."""
+    for root in sorted({*roots, *_SERVER_ROOTS} - {"", "/"}, key=len, reverse=True):
+        text = re.sub(
+            re.escape(root.rstrip("/")) + r"(?:/[^\s'\"`,;()]*|(?![\w.-]))", HIDDEN_PATH, text
+        )
+    return text
+
+
+def _record_roots(request: Request) -> list[str]:
+    record = getattr(request.app.state, "record", None)
+    uri = str(getattr(record, "uri", "") or "")
+    roots = [uri]
+    if uri and "://" not in uri:
+        roots.append(str(Path(uri).resolve()))
+    return roots
+
+
 PageError = Callable[[Request, int, str], Response]
 
 
@@ -122,6 +152,9 @@ def install_handlers(app: FastAPI, page_error: PageError | None = None) -> None:
         problems: list[str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
+        roots = _record_roots(request)
+        message = hide_server_paths(message, roots)
+        problems = [hide_server_paths(p, roots) for p in problems or []]
         if page_error is not None and not request.url.path.startswith(API_PATHS):
             shown = message + "".join(f"; {p}" for p in (problems or [])[:5])
             return page_error(request, status, shown)

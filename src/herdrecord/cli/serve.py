@@ -43,7 +43,57 @@ def serve(
         )
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     console.print(f"serving {path} on http://{host}:{port} (OpenAPI: /docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        # Slow or idle clients hold nothing for long: idle connections close after the
+        # keep-alive, a request's headers may not pass 16 KiB, at most so many connections
+        # at once (more get 503); the body's own time limit is the service's
+        # (HERDRECORD_API_BODY_TIMEOUT_S).
+        http=_header_timeout(settings.api_header_timeout_s),
+        timeout_keep_alive=settings.api_keep_alive_s,
+        limit_concurrency=settings.api_max_connections,
+        h11_max_incomplete_event_size=16 * 1024,
+        server_header=False,
+    )
+
+
+def _header_timeout(seconds: float) -> type:
+    """Return uvicorn's h11 protocol with a time limit on each request's headers (uvicorn
+    has none: a client that never ends its headers would hold the connection for ever)."""
+    import asyncio
+
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeout(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            self._header_timer = self.loop.call_later(seconds, self._headers_late)
+
+        def _headers_late(self) -> None:
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()  # no whole request yet: the client is too slow
+
+    return HeaderTimeout
 
 
 @keys_app.command("add")
@@ -52,9 +102,21 @@ def keys_add(
     name: Annotated[str, typer.Argument(help="Who the key is for (a device, person, program).")],
     role: Annotated[str, typer.Option(help=f"One of {', '.join(ROLES)}.")],
     by: Annotated[str | None, typer.Option(help="Who makes it (default: your login).")] = None,
+    device: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An edge key's device, the only one it may upload for; repeat for several. "
+            "An edge key with none may upload for any device."
+        ),
+    ] = None,
 ) -> None:
     """Make a key; it is printed once, here, and stored only as a hash."""
-    key, text = add_key(open_from_cli(path), name, role, by or getpass.getuser())
+    key, text = add_key(open_from_cli(path), name, role, by or getpass.getuser(), device or ())
+    if key.role == "edge" and not key.devices:
+        errors.print(
+            "[yellow]warning:[/] this edge key may upload for any device; bind it with "
+            "--device DEVICE_ID"
+        )
     console.print(
         f"made a {key.role} key for [bold]{key.name}[/] (id {key.key_id}); it is shown "
         "once, keep it now:",
@@ -67,12 +129,15 @@ def keys_add(
 def keys_list(path: RecordPath) -> None:
     """List every key ever made (never the keys themselves)."""
     table = Table()
-    for column in ("name", "role", "key id", "created", "by", "revoked"):
+    for column in ("name", "role", "devices", "key id", "created", "by", "revoked"):
         table.add_column(column)
     for key in list_keys(open_from_cli(path)):
         table.add_row(
             key.name,
             key.role,
+            ", ".join(key.devices)
+            if key.devices
+            else ("any (unbound)" if key.role == "edge" else ""),
             key.key_id,
             f"{key.created_at:%Y-%m-%d %H:%M}",
             key.created_by,

@@ -25,6 +25,7 @@ MIGRATIONS: tuple[str, ...] = (
     "0002_days_and_events",
     "0003_api_keys",
     "0004_link_confidence",
+    "0005_key_devices",
 )
 """Every migration, in the order it applies; the number in each name is its version."""
 

@@ -6,7 +6,7 @@ import json
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version of the record layout this herdrecord writes; migrations move older records up.
 
 A change to a table here needs a migration that moves records to it, and the migration that
@@ -348,6 +348,13 @@ def api_keys_schema() -> pa.Schema:
             _f("created_at", UTC_TIME, False, "when the key was made, UTC"),
             _f("created_by", pa.string(), False, "who made it"),
             _f("revoked_at", UTC_TIME, True, "when it was revoked, UTC; null while valid"),
+            _f(
+                "devices",
+                pa.list_(pa.string()),
+                True,
+                "the devices an edge key may upload batches for; null or empty for a key "
+                "made before keys named them (it may upload for any device)",
+            ),
         ]
     )
 

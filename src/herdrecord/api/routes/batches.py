@@ -71,6 +71,20 @@ async def upload_batch(
     if isinstance(parsed, UploadRefused):
         code = "batch_rejected" if parsed.status == 422 else None
         raise ApiError(parsed.status, parsed.message, code, parsed.problems)
+    foreign = sorted(
+        {
+            c.frames.header.device_id
+            for c in parsed
+            if c.frames is not None and not principal.may_write_for(c.frames.header.device_id)
+        }
+    )
+    if foreign:
+        raise ApiError(
+            403,
+            f"{principal.name} uploads only for {', '.join(principal.devices)}; the upload "
+            f"has batches of {', '.join(foreign)}, nothing stored",
+            "wrong_device",
+        )
     # Acknowledged only after the writer has journalled the bytes (fsynced) and committed.
     outcomes = await writer.upload(parsed, received)
     results = [_result(outcome) for outcome in outcomes]

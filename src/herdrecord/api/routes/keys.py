@@ -25,7 +25,9 @@ async def post_key(
     principal: Admin, record: CurrentRecord, writer: CurrentWriter, body: KeyIn
 ) -> NewKey:
     """Return the new key; it is shown this once and stored only as a hash."""
-    key, text = await writer.run(lambda: add_key(record, body.name, body.role, principal.name))
+    key, text = await writer.run(
+        lambda: add_key(record, body.name, body.role, principal.name, body.devices)
+    )
     return NewKey(**_info(key).model_dump(), key=text)
 
 
@@ -45,4 +47,5 @@ def _info(key: ApiKey) -> KeyInfo:
         created_at=key.created_at,
         created_by=key.created_by,
         revoked_at=key.revoked_at,
+        devices=list(key.devices),
     )
