@@ -38,6 +38,7 @@ from typing import Any
 
 from herdrecord.api.writer import Writer
 from herdrecord.config import Settings
+from herdrecord.contract.limits import BulkLimits
 from herdrecord.ingest.group_commit import UploadRefused, parse_upload
 from herdrecord.ingest.journal import Journal, Received, open_journal
 from herdrecord.simulation import SimulationConfig, simulate
@@ -117,7 +118,14 @@ async def _run(
     journal = open_journal(record) if journalled else None
     uploads = []
     for body in bodies:
-        parsed = parse_upload("application/json", "gzip", body, 1 << 26, "upload by bench")
+        parsed = parse_upload(
+            "application/json",
+            "gzip",
+            body,
+            1 << 26,
+            "upload by bench",
+            BulkLimits.from_settings(Settings()),
+        )
         assert not isinstance(parsed, UploadRefused)
         uploads.append((parsed, Received("upload by bench", "application/json", "gzip", body)))
     timed = {"ack_path_s": 0.0, "sync_s": 0.0}

@@ -15,11 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from herdrecord.config import Settings
+from herdrecord.contract.limits import BulkLimits
 from herdrecord.contract.models import EdgeBatch
 from herdrecord.contract.parquet import read_bulk, write_bulk
 from herdrecord.contract.rules import Expectations, check_frames
 from herdrecord.ingest.sources import parse_json, read_file
 from herdrecord.store.schema import DEFAULT_BEHAVIOURS
+
+BULK = BulkLimits.from_settings(Settings())
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -214,7 +217,7 @@ def test_parquet_form_round_trips_with_the_same_content_hash(
     batches = [batch_factory(f"dev-01/b{i}", seed=i, track_offset=10 * i) for i in range(3)]
     path = tmp_path / "bulk.parquet"
     write_bulk([EdgeBatch.model_validate(b) for b in batches], path)
-    read = list(read_bulk(path))
+    read = list(read_bulk(path, BULK))
     assert [b.batch_id for b in read] == ["dev-01/b0", "dev-01/b1", "dev-01/b2"]
     for bulk, batch in zip(read, batches, strict=True):
         assert bulk.frames is not None
@@ -235,7 +238,7 @@ def test_parquet_form_is_checked_by_the_same_rules(
     rows[2]["observations"][1]["behaviour"] = "flying"
     rows[0]["samples"][0]["quality"] = float("nan")
     pq.write_table(type(table).from_pylist(rows, schema=table.schema), path)
-    (bulk,) = read_bulk(path)
+    (bulk,) = read_bulk(path, BULK)
     assert bulk.frames is not None
     problems = check_frames(bulk.frames, expectations())
     assert "tracklets[1].samples[0].embedding: expected 384 floats, got 100" in problems
@@ -248,7 +251,7 @@ def test_parquet_with_wrong_columns_is_rejected(tmp_path: Path) -> None:
 
     path = tmp_path / "wrong.parquet"
     pq.write_table(pa.table({"batch_id": ["x"], "colour": ["pink"]}), path)
-    (bulk,) = read_bulk(path)
+    (bulk,) = read_bulk(path, BULK)
     assert bulk.frames is None
     assert "track_id: required column missing" in bulk.problems
     assert any(p.startswith("colour: unknown column") for p in bulk.problems)
@@ -276,7 +279,7 @@ def test_json_batches_convert_to_the_bulk_form_unchanged(
 
     batches = [batch_factory(f"dev-01/b{i}", seed=i, track_offset=10 * i) for i in range(2)]
     pq.write_table(bulk_table_from_json(batches), tmp_path / "bulk.parquet")
-    read = list(read_bulk(tmp_path / "bulk.parquet"))
+    read = list(read_bulk(tmp_path / "bulk.parquet", BULK))
     for bulk, batch in zip(read, batches, strict=True):
         json_form = parse_json(json.dumps(batch).encode(), "x").frames
         assert bulk.frames is not None and json_form is not None
@@ -292,7 +295,7 @@ def test_parquet_form_ids_follow_the_identifier_rule(
     batch["batch_id"] = "bad id with spaces"
     batch["tracklets"][1]["track_id"] = ""
     pq.write_table(bulk_table_from_json([batch]), tmp_path / "bulk.parquet")
-    (bulk,) = read_bulk(tmp_path / "bulk.parquet")
+    (bulk,) = read_bulk(tmp_path / "bulk.parquet", BULK)
     assert bulk.frames is not None
     problems = check_frames(bulk.frames, expectations())
     assert any(
@@ -309,7 +312,7 @@ def test_parquet_with_uncastable_columns_is_a_clear_problem(tmp_path: Path) -> N
     columns = {f.name: pa.nulls(1, f.type) for f in BULK_SCHEMA}
     columns["embedder_dim"] = pa.array(["three hundred"])
     pq.write_table(pa.table(columns), tmp_path / "typed.parquet")
-    (bulk,) = read_bulk(tmp_path / "typed.parquet")
+    (bulk,) = read_bulk(tmp_path / "typed.parquet", BULK)
     assert bulk.frames is None
     assert bulk.problems[0].startswith("file: a column has the wrong type for the bulk form")
 

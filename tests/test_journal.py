@@ -194,7 +194,7 @@ def test_rejected_batches_are_not_journalled_and_a_bulk_file_keeps_what_was_stor
     pq.write_table(bulk_table_from_json([_batch("dev-02", 0), _batch("dev-02", 1, dim=8)]), mixed)
     journal = open_journal(record)
     assert journal is not None
-    intake = FileIntake(journal, record.settings.max_batch_bytes)
+    intake = FileIntake(journal, record.settings)
     report = ingest(record, intake.files([good, bad, mixed], lambda: None), intake.outcome)
     assert [o.status for o in report.outcomes] == ["accepted", "rejected", "accepted", "rejected"]
     entries = journal.entries()

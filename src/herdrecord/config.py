@@ -50,6 +50,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Largest accepted keyframe JPEG, in bytes.",
     )
+    max_bulk_file_bytes: int = Field(
+        default=2 * 1024 * 1024 * 1024,
+        gt=0,
+        description="Largest bulk Parquet file, in bytes its values take once decoded (read "
+        "from its footer and dictionaries before any value is); a 1,000-animal day takes "
+        "about 0.5 GB. Bigger files are refused whole: write a day as several files.",
+    )
     write_group_rows: int = Field(
         default=3_000_000,
         gt=0,

@@ -11,7 +11,7 @@ so a batch means the same thing and is judged the same way whichever encoding ca
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import (
     AwareDatetime,
@@ -20,9 +20,12 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    create_model,
 )
+from pydantic.types import FailFast
 
 BATCH_SCHEMA_ID = "herdrecord.edge-batch/1"
+_Model = TypeVar("_Model", bound=BaseModel)
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
 Identifier = Annotated[
@@ -157,3 +160,36 @@ def edge_batch_json_schema() -> dict[str, Any]:
     )
     normalised: dict[str, Any] = json.loads(json.dumps(schema))
     return normalised
+
+
+def first_errors_variant(model: type[_Model]) -> type[_Model]:
+    """Return a subclass of the model whose every list stops validating at its first bad item.
+
+    The fields, bounds and config are the model's; only the error listing changes, so a batch
+    of a million bad items costs one error per list instead of a million (and the memory of
+    each). Nested models in lists and fields get the same treatment."""
+    overrides: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        nested = _nested_model(annotation)
+        if get_origin(annotation) is list:
+            (item,) = get_args(annotation)
+            item_model = _nested_model(item)
+            item = first_errors_variant(item_model) if item_model else item
+            overrides[name] = (Annotated[list[item], FailFast()], info)  # type: ignore[valid-type]
+        elif nested is not None:
+            overrides[name] = (first_errors_variant(nested), info)
+    return create_model(
+        f"{model.__name__}FirstErrors", __base__=model, __module__=model.__module__, **overrides
+    )
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+EdgeBatchFirstErrors = first_errors_variant(EdgeBatch)
+"""The contract with each list's first error only: what a large or hostile batch is checked
+by, so its cost in errors is bounded by its nesting, not by its item count."""

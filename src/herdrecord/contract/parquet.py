@@ -28,9 +28,11 @@ from herdrecord.contract.frames import (
     BatchHeader,
     frames_from_model,
 )
+from herdrecord.contract.limits import MAX_LISTED, MAX_TEXT_CHARS, BulkLimits
 from herdrecord.contract.models import EdgeBatch
 from herdrecord.store.schema import UTC_TIME
 
+PAGE_SLACK_BYTES = 64 * 1024  # page headers and statistics a column chunk may add
 _BBOX_TYPE = pa.list_(pa.float32())
 BULK_SCHEMA = pa.schema(
     [
@@ -215,24 +217,41 @@ def _nest(
     return pa.ListArray.from_arrays(pa.array(offsets), struct)
 
 
-def read_bulk(path: Path) -> Iterator[BulkBatch]:
-    """Yield the batches of a bulk Parquet file in the order they first appear."""
+def read_bulk(path: Path, limits: BulkLimits) -> Iterator[BulkBatch]:
+    """Yield the batches of a bulk Parquet file in the order they first appear.
+
+    The file is judged before its values are decoded: the footer's row count and uncompressed
+    sizes, then, with every text and binary column read as a dictionary, the bytes the values
+    would take decoded and the longest text. A 4 KB file of a million repeated 100 KB strings
+    is refused at the cost of one string, not of a million."""
     try:
-        table = pq.read_table(path)
+        with pq.ParquetFile(path) as footer:
+            metadata = footer.metadata
+            schema = footer.schema_arrow
     except (pa.ArrowException, OSError) as exc:
         yield BulkBatch(None, None, (f"file: not a readable Parquet file ({exc})",))
         return
-    problems = _schema_problems(table.schema)
+    problems = _schema_problems(schema) or _footer_problems(metadata, limits)
     if problems:
         yield BulkBatch(None, None, tuple(problems))
         return
     try:
-        table = _conform(table)
+        encoded = pq.read_table(path, read_dictionary=_byte_array_columns(metadata))
+    except (pa.ArrowException, OSError) as exc:
+        yield BulkBatch(None, None, (f"file: not a readable Parquet file ({exc})",))
+        return
+    problems = _decoded_problems(encoded, limits)
+    if problems:
+        yield BulkBatch(None, None, tuple(problems))
+        return
+    try:
+        table = _conform(encoded)
     except pa.ArrowException as exc:  # a column that cannot be cast to the bulk form
         yield BulkBatch(
             None, None, (f"file: a column has the wrong type for the bulk form ({exc})",)
         )
         return
+    del encoded
     batch_ids = table.column("batch_id")
     if batch_ids.null_count:
         yield BulkBatch(None, None, ("batch_id: null on some rows",))
@@ -242,6 +261,105 @@ def read_bulk(path: Path) -> Iterator[BulkBatch]:
     for batch_id in unique_ids[np.argsort(first)]:
         rows = table.filter(pc.equal(batch_ids, batch_id))
         yield _frames_of(str(batch_id), rows)
+
+
+def _footer_problems(metadata: pq.FileMetaData, limits: BulkLimits) -> list[str]:
+    """Return what the footer alone shows to be over the limits: rows and uncompressed bytes."""
+    if metadata.num_rows > limits.max_rows:
+        return [
+            f"file: {metadata.num_rows} tracklet rows, more than the limit of {limits.max_rows} "
+            "per bulk file; split it into several files"
+        ]
+    stored = sum(
+        metadata.row_group(g).column(c).total_uncompressed_size
+        for g in range(metadata.num_row_groups)
+        for c in range(metadata.num_columns)
+    )
+    if stored > limits.max_bytes:
+        return [_too_big(stored, limits)]
+    return _long_value_columns(metadata, limits)
+
+
+def _long_value_columns(metadata: pq.FileMetaData, limits: BulkLimits) -> list[str]:
+    """Return the string and binary columns whose stored bytes show values over their cap.
+
+    A column chunk of n values stores at most n × (cap + 4) bytes plus its page headers, so a
+    file of long distinct strings is refused from its footer, before a value is read."""
+    problems = []
+    schema = metadata.schema
+    for i in range(metadata.num_columns):
+        column = schema.column(i)
+        if column.physical_type != "BYTE_ARRAY":
+            continue
+        text = column.converted_type == "UTF8"
+        cap = MAX_TEXT_CHARS * 4 if text else limits.max_value_bytes  # UTF-8: 4 bytes a char
+        for g in range(metadata.num_row_groups):
+            chunk = metadata.row_group(g).column(i)
+            if chunk.total_uncompressed_size > chunk.num_values * (cap + 4) + PAGE_SLACK_BYTES:
+                kind = f"identifiers and labels are at most {MAX_TEXT_CHARS} characters"
+                if not text:
+                    kind = f"binary values are at most {limits.max_value_bytes} bytes"
+                problems.append(f"{_column_name(column.path)}: values too long ({kind})")
+                break
+    return problems
+
+
+def _column_name(path: str) -> str:
+    """Return a Parquet leaf path as the bulk form names it: `observations.behaviour`."""
+    return ".".join(p for p in path.split(".") if p not in ("list", "element", "item"))
+
+
+def _too_big(size: int, limits: BulkLimits) -> str:
+    return (
+        f"file: its values take {size} bytes decoded, more than the limit of {limits.max_bytes} "
+        "(max_bulk_file_bytes); split it into several files"
+    )
+
+
+def _byte_array_columns(metadata: pq.FileMetaData) -> list[str]:
+    """Return the paths of the file's string and binary leaves, to read as dictionaries."""
+    schema = metadata.schema
+    return [
+        schema.column(i).path
+        for i in range(metadata.num_columns)
+        if schema.column(i).physical_type == "BYTE_ARRAY"
+    ]
+
+
+def _decoded_problems(table: pa.Table, limits: BulkLimits) -> list[str]:
+    """Return the sizes that break the limits once the dictionaries would be decoded."""
+    problems: list[str] = []
+    total = 0
+    for name in table.column_names:
+        for chunk in table.column(name).chunks:
+            total += _decoded_size(chunk, name, problems)
+    if total > limits.max_bytes:
+        problems.insert(0, _too_big(total, limits))
+    return problems[:MAX_LISTED]
+
+
+def _decoded_size(array: pa.Array, name: str, problems: list[str]) -> int:
+    """Return the bytes `array` takes decoded; note text longer than `MAX_TEXT_CHARS`."""
+    type_ = array.type
+    if pa.types.is_dictionary(type_):
+        lengths = pc.binary_length(array.dictionary).fill_null(0)
+        if pa.types.is_string(type_.value_type) and len(lengths):
+            longest = pc.max(lengths).as_py()
+            if longest > MAX_TEXT_CHARS:
+                problems.append(
+                    f"{name}: a value of {longest} characters; identifiers and labels are at "
+                    f"most {MAX_TEXT_CHARS}"
+                )
+        used = pc.sum(pc.take(lengths, array.indices)).as_py() or 0
+        return int(used) + 4 * len(array)
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        return 8 * (len(array) + 1) + _decoded_size(array.flatten(), name, problems)
+    if pa.types.is_struct(type_):
+        return sum(
+            _decoded_size(child, f"{name}.{type_.field(i).name}", problems)
+            for i, child in enumerate(array.flatten())
+        )
+    return int(array.nbytes)
 
 
 def _schema_problems(schema: pa.Schema) -> list[str]:

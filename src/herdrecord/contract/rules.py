@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from herdrecord.config import Settings
 from herdrecord.contract.frames import BatchFrames
+from herdrecord.contract.limits import shortened
 from herdrecord.contract.models import (
     BATCH_SCHEMA_ID,
     IDENTIFIER_PATTERN,
@@ -106,7 +107,7 @@ def _identifier_problems(frames: BatchFrames) -> Iterator[str]:
     for name in ("batch_id", "farm_id", "device_id", "embedder_name"):
         value = getattr(h, name)
         if len(value) > 128 or not IDENTIFIER.fullmatch(value):
-            yield f"{name}: {value!r} is not an identifier ({IDENTIFIER_RULE})"
+            yield f"{name}: {shortened(value)} is not an identifier ({IDENTIFIER_RULE})"
     for name in ("track_id", "camera_id", "pen_id", "tag_id"):
         column = frames.tracklets.column(name)
         valid = pc.and_(
@@ -116,7 +117,7 @@ def _identifier_problems(frames: BatchFrames) -> Iterator[str]:
         bad = np.asarray(valid.fill_null(name == "tag_id"))
         for i in _where(~bad):
             yield (
-                f"tracklets[{i}].{name}: {column[i].as_py()!r} is not an identifier "
+                f"tracklets[{i}].{name}: {shortened(column[i].as_py())} is not an identifier "
                 f"({IDENTIFIER_RULE})"
             )
 
@@ -124,7 +125,7 @@ def _identifier_problems(frames: BatchFrames) -> Iterator[str]:
 def _header_problems(frames: BatchFrames, expect: Expectations) -> Iterator[str]:
     h = frames.header
     if h.schema_id != BATCH_SCHEMA_ID:
-        yield f"schema: expected {BATCH_SCHEMA_ID!r}, got {h.schema_id!r}"
+        yield f"schema: expected {BATCH_SCHEMA_ID!r}, got {shortened(h.schema_id)}"
     pinned = expect.embedder_weights
     stated = h.embedder_weights
     if (h.embedder_name, h.embedder_dim) != (expect.embedder_name, expect.embedder_dim) or (
@@ -226,7 +227,7 @@ def _observation_problems(frames: BatchFrames, expect: Expectations) -> Iterator
     behaviour = obs.column("behaviour")
     for i in _where(~known):
         yield (
-            f"{prefix[i]}.behaviour: {behaviour[int(i)].as_py()!r} is not in the record's "
+            f"{prefix[i]}.behaviour: {shortened(behaviour[int(i)].as_py())} is not in the record's "
             f"vocabulary ({', '.join(expect.behaviours)})"
         )
     yield from _bounds(obs, Observation, prefix)

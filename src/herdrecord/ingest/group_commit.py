@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from herdrecord.contract.limits import BulkLimits, shortened
 from herdrecord.contract.parquet import read_bulk
 from herdrecord.ingest.ingestor import BatchOutcome, Ingestor
 from herdrecord.ingest.sources import GZIP_MAGIC, PARQUET_MAGIC, Candidate, read_bytes
@@ -41,15 +42,20 @@ class UploadRefused:
 
 
 def parse_upload(
-    content_type: str, content_encoding: str, body: bytes, max_batch_bytes: int, source: str
+    content_type: str,
+    content_encoding: str,
+    body: bytes,
+    max_batch_bytes: int,
+    source: str,
+    bulk: BulkLimits,
 ) -> list[Candidate] | UploadRefused:
     """Return the batches of the body (each checked by the contract), or why it is refused."""
     kind = content_type.split(";")[0].strip().lower()
     if kind not in KNOWN_TYPES:
         return UploadRefused(
             415,
-            f"cannot read a body of type {kind!r}; send application/json, application/gzip "
-            "or application/vnd.apache.parquet",
+            f"cannot read a body of type {shortened(kind)}; send application/json, "
+            "application/gzip or application/vnd.apache.parquet",
         )
     if not body:
         return UploadRefused(422, "the body is empty; send one batch", ["batch: the body is empty"])
@@ -57,7 +63,9 @@ def parse_upload(
         with tempfile.TemporaryDirectory(prefix="herdrecord-upload-") as tmp:
             path = Path(tmp) / "upload.parquet"
             path.write_bytes(body)
-            return [Candidate(source, b.batch_id, b.frames, b.problems) for b in read_bulk(path)]
+            return [
+                Candidate(source, b.batch_id, b.frames, b.problems) for b in read_bulk(path, bulk)
+            ]
     if kind in PARQUET_TYPES:
         return UploadRefused(
             422,

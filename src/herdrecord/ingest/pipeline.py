@@ -93,7 +93,7 @@ def ingest_batches(
             replayed = replay_journal(record, journal)
             if replayed.entries:
                 hears.replayed(replayed)
-        intake = FileIntake(journal, record.settings.max_batch_bytes)
+        intake = FileIntake(journal, record.settings)
 
         def on_outcome(outcome: BatchOutcome) -> None:
             intake.outcome(outcome)

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from herdrecord.config import Settings
+from herdrecord.contract.limits import BulkLimits
 from herdrecord.errors import RecordLocked
 from herdrecord.ingest.group_commit import (
     UploadRefused,
@@ -114,6 +116,7 @@ def _replay_chunk(
             journal.body(entry.entry_id),
             record.settings.max_batch_bytes,
             entry.source,
+            BulkLimits.from_settings(record.settings),
         )
         if isinstance(parsed, UploadRefused):
             problems = tuple(parsed.problems) or (parsed.message,)
@@ -168,9 +171,10 @@ class FileIntake:
     batch of it has an outcome (pass each outcome to `outcome`). Without a journal it only
     reads the files."""
 
-    def __init__(self, journal: Journal | None, max_bytes: int) -> None:
+    def __init__(self, journal: Journal | None, settings: Settings) -> None:
         self.journal = journal
-        self.max_bytes = max_bytes
+        self.max_bytes = settings.max_batch_bytes
+        self.bulk = BulkLimits.from_settings(settings)
         self._open: dict[str, deque[_Open]] = defaultdict(deque)
 
     def files(self, paths: Sequence[Path], after_file: Callable[[], None]) -> Iterator[Candidate]:
@@ -179,7 +183,9 @@ class FileIntake:
             chunk = paths[start:end]
             ids = self.journal.add_files(chunk) if self.journal else [None] * len(chunk)
             for path, entry_id in zip(chunk, ids, strict=True):
-                yield from self._tracked(entry_id, str(path), read_file(path, self.max_bytes))
+                yield from self._tracked(
+                    entry_id, str(path), read_file(path, self.max_bytes, self.bulk)
+                )
                 after_file()
 
     def stdin(self, data: bytes) -> Iterator[Candidate]:

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydantic
+from pydantic_core import ErrorDetails
 
+from herdrecord.config import Settings
 from herdrecord.contract.frames import BatchFrames, frames_from_model
-from herdrecord.contract.models import EdgeBatch, format_loc
+from herdrecord.contract.limits import FULL_LISTING_BYTES, BulkLimits, capped
+from herdrecord.contract.models import EdgeBatch, EdgeBatchFirstErrors, format_loc
 from herdrecord.contract.parquet import read_bulk
 from herdrecord.errors import InvalidInput
 
@@ -50,8 +53,9 @@ def _is_batch_name(path: Path) -> bool:
     return path.name.endswith(BATCH_SUFFIXES)
 
 
-def read_file(path: Path, max_bytes: int) -> Iterator[Candidate]:
-    """Yield the batches in one file (JSON, gzip JSON, or bulk Parquet)."""
+def read_file(path: Path, max_bytes: int, bulk: BulkLimits | None = None) -> Iterator[Candidate]:
+    """Yield the batches in one file (JSON or gzip JSON of at most `max_bytes`, or a bulk
+    Parquet file within `bulk`, by default the default settings' limits)."""
     source = str(path)
     try:
         with path.open("rb") as handle:
@@ -60,8 +64,8 @@ def read_file(path: Path, max_bytes: int) -> Iterator[Candidate]:
         yield Candidate(source, None, None, (f"file: cannot read ({exc.strerror})",))
         return
     if head == PARQUET_MAGIC:
-        for bulk in read_bulk(path):
-            yield Candidate(source, bulk.batch_id, bulk.frames, bulk.problems)
+        for read in read_bulk(path, bulk or BulkLimits.from_settings(Settings())):
+            yield Candidate(source, read.batch_id, read.frames, read.problems)
         return
     with path.open("rb") as handle:
         yield read_bytes(handle, source, max_bytes)
@@ -92,13 +96,28 @@ def _gunzip(data: bytes, max_bytes: int) -> bytes:
 
 
 def parse_json(data: bytes, source: str) -> Candidate:
-    """Return a JSON batch validated by the contract models, as frames or problems."""
+    """Return a JSON batch validated by the contract models, as frames or problems.
+
+    Items are checked up to each list's first error, so a hostile batch of a million bad items
+    costs one error per list; a batch under `FULL_LISTING_BYTES` is checked again to list every
+    problem. At most `MAX_LISTED` problems are listed, and a count of the rest. The counts
+    (tracklets, samples, ...) are the record's rules', checked on the frames."""
     try:
-        batch = EdgeBatch.model_validate_json(data)
-    except pydantic.ValidationError as exc:
-        problems = tuple(f"{format_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
-        return Candidate(source, _batch_id_of(data), None, problems)
+        batch = EdgeBatchFirstErrors.model_validate_json(data)
+    except pydantic.ValidationError as first:
+        errors = first.errors() if len(data) > FULL_LISTING_BYTES else _every_error(data)
+        problems = capped(f"{format_loc(e['loc'])}: {e['msg']}" for e in errors)
+        return Candidate(source, _batch_id_of(data), None, tuple(problems))
     return Candidate(source, batch.batch_id, frames_from_model(batch), ())
+
+
+def _every_error(data: bytes) -> list[ErrorDetails]:
+    """Return every error of a small batch (the first-errors check stopped at each list's first)."""
+    try:
+        EdgeBatch.model_validate_json(data)
+    except pydantic.ValidationError as exc:
+        return exc.errors()
+    return []  # pragma: no cover - the first-errors check refused the same bytes
 
 
 def _batch_id_of(data: bytes) -> str | None:

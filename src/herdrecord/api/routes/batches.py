@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from herdrecord.api.deps import CurrentSettings, CurrentWriter, Edge
 from herdrecord.api.models import BatchResult, LinkResult, UploadResult
 from herdrecord.api.problems import ApiError, responses
+from herdrecord.contract.limits import BulkLimits
 from herdrecord.contract.models import edge_batch_json_schema
 from herdrecord.ingest.group_commit import GZIP_TYPES, PARQUET_TYPES, UploadRefused, parse_upload
 from herdrecord.ingest.ingestor import BatchOutcome
@@ -67,6 +68,7 @@ async def upload_batch(
         body,
         settings.max_batch_bytes,
         received.source,
+        BulkLimits.from_settings(settings),
     )
     if isinstance(parsed, UploadRefused):
         code = "batch_rejected" if parsed.status == 422 else None
