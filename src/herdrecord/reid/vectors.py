@@ -6,25 +6,29 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-__all__ = ["DENSE_GROUP_CELLS", "group_sum", "normalise", "quality_weighted_descriptors"]
+__all__ = ["group_sum", "normalise", "quality_weighted_descriptors"]
 
 
 def group_sum(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Return the row sums of `values` (n, d) per group label (n,), shape (n_groups, d)."""
-    if n_groups * len(groups) <= DENSE_GROUP_CELLS:
-        # Small (a pen-day's clusters): a dense one-hot product runs on the BLAS.
-        onehot = np.zeros((n_groups, len(groups)), dtype=values.dtype)
-        onehot[groups, np.arange(len(groups))] = 1.0
-        return np.asarray(onehot @ values)
-    # Large (a run's samples): a sparse one-hot product, one pass over the rows.
+    """Return the row sums of `values` (n, d) per group label (n,), shape (n_groups, d).
+
+    One pass over the rows either way: labels in order (a batch's samples, by tracklet) are
+    summed as runs (`np.add.reduceat`); any other order by a sparse one-hot product. (A dense
+    one-hot product costs n_groups x n x d: 48 ms for one batch's 530 samples where the runs
+    take 1.7 ms.)"""
+    out_dtype = np.result_type(values.dtype, np.float32)
+    if len(groups) == 0:
+        return np.zeros((n_groups, values.shape[1]), dtype=out_dtype)
+    if np.all(groups[1:] >= groups[:-1]):
+        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        summed = np.zeros((n_groups, values.shape[1]), dtype=out_dtype)
+        summed[groups[starts]] = np.add.reduceat(values, starts, axis=0)
+        return summed
     onehot = sparse.csr_matrix(
         (np.ones(len(groups), dtype=values.dtype), (groups, np.arange(len(groups)))),
         shape=(n_groups, len(groups)),
     )
     return np.asarray(onehot @ values)
-
-
-DENSE_GROUP_CELLS = 4_000_000
 
 
 def quality_weighted_descriptors(
