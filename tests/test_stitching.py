@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from herdrecord.linking.stitching import (
@@ -23,14 +24,20 @@ from herdrecord.linking.stitching import (
     repair_swaps,
     stitch,
 )
+from herdrecord.linking.tails import untangle_tails
 
 
 def lost_and_found_day(
-    animals: int, hours: float, gap_median_s: float, seed: int, long_loss_share: float = 0.0
+    animals: int,
+    hours: float,
+    gap_median_s: float,
+    seed: int,
+    long_loss_share: float = 0.0,
+    wander_px: float = 3.0,
 ) -> dict[str, np.ndarray]:
     """Return one camera's tracklets of a pen: each animal tracked, lost for a lognormal gap
     (median `gap_median_s`; `long_loss_share` of losses last 20-40 min instead), found again
-    near where it was; weak looks (noise dominates)."""
+    near where it was (`wander_px` x sqrt(gap) away); weak looks (noise dominates)."""
     rng = np.random.default_rng(seed)
     rows: list[tuple[int, float, float, np.ndarray, np.ndarray]] = []
     identity = rng.normal(size=(animals, 32))
@@ -45,7 +52,7 @@ def lost_and_found_day(
             gap = float(np.exp(rng.normal(np.log(gap_median_s), 0.6)))
             if rng.random() < long_loss_share:
                 gap = rng.uniform(1200, 2400)
-            xy = np.clip(xy + rng.normal(0, 3 * np.sqrt(gap), 2), 0, 1280)
+            xy = np.clip(xy + rng.normal(0, wander_px * np.sqrt(gap), 2), 0, 1280)
             t += length + gap
     rows.sort(key=lambda r: r[1])
     animal = np.array([r[0] for r in rows])
@@ -254,3 +261,105 @@ def test_linking_keeps_its_join_model_in_the_record_and_says_what_it_learned(
     result = CliRunner().invoke(app, ["link", str(path), "--all"])
     assert result.exit_code == 0, result.output
     assert "join model v2 " in result.output
+
+
+def _went_round_at_a_meeting(day: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Return the true chains and the same chains with animals 0, 1 and 2's tails dealt round
+    (0 goes on as 1, 1 as 2, 2 as 0) at a moment all three were lost at one place."""
+    truth = day["animal"].copy()
+    starts, ends = day["start_s"], day["end_s"]
+    joins = {
+        a: [(rows[p], rows[p + 1]) for p in range(1, len(rows) - 2)]
+        for a in (0, 1, 2)
+        for rows in [np.flatnonzero(truth == a)]
+    }
+    for u0, v0 in joins[0]:
+        cut = starts[v0] - 0.5
+        found = [(u0, v0)]
+        for a in (1, 2):
+            spanning = [(u, v) for u, v in joins[a] if ends[u] < cut < starts[v]]
+            if spanning:
+                found.append(spanning[0])
+        if len(found) < 3:
+            continue
+        place = day["last_xy"][u0].copy()
+        for u, v in found:
+            day["last_xy"][u] = place
+            day["first_xy"][v] = place
+        dealt = truth.copy()
+        for a in (0, 1, 2):
+            dealt[(truth == a) & (starts > cut)] = (a + 1) % 3
+        return truth, dealt
+    raise AssertionError("animals 0, 1 and 2 were never lost at one moment")
+
+
+def test_tails_dealt_round_three_chains_are_undone() -> None:
+    """Three animals lost at once and picked up in the wrong order: one re-deal of the three
+    chains in a gap gives each head its own tail back, and right chains stay as they are."""
+    day = lost_and_found_day(animals=6, hours=8, gap_median_s=120.0, seed=8)
+    truth, dealt = _went_round_at_a_meeting(day)
+    fit = fit_cues(pairs_of(day))
+    assert fit is not None
+    model = StitchModel(version=1, pooled=fit)
+    tracks = DayTracks(
+        day["start_s"], day["end_s"], day["camera"], day["first_xy"], day["last_xy"],
+        day["descriptor"], day["weight"],
+    )  # fmt: skip
+    untangled = untangle_tails(dealt, tracks, {}, model.pooled, model.look)
+    assert _same_partition(untangled, truth)
+    assert _same_partition(untangle_tails(truth, tracks, {}, model.pooled, model.look), truth)
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    pairs = set(zip(a.tolist(), b.tolist(), strict=True))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+def _purity(label: np.ndarray, truth: np.ndarray, seconds: np.ndarray) -> float:
+    kept = sum(
+        np.bincount(truth[label == c], weights=seconds[label == c]).max() for c in set(label)
+    )
+    return float(kept / seconds.sum())
+
+
+def test_a_crowded_pen_keeps_its_animals_apart_all_day(tmp_path: Path) -> None:
+    """40 pigs in one pen for a day, lost every minute or so and found again among their
+    pen-mates, with no learned metric yet (one pen-day): IDF1 0.886 (0.740 before the tails
+    were re-dealt by the day's looks)."""
+    from herdrecord.config import Settings
+    from herdrecord.ingest.ingestor import ingest
+    from herdrecord.ingest.sources import parse_json
+    from herdrecord.linking.run import link_pending
+    from herdrecord.linking.scoring import idf1
+    from herdrecord.linking.tracklets import load_tracklets
+    from herdrecord.simulation import SimulationConfig, simulate
+    from herdrecord.store.linktable import current_links
+    from herdrecord.store.record import create_record
+
+    config = SimulationConfig(
+        animals=40, pens=1, days=1, seed=17, keyframes=False, obs_interval_s=60.0,
+        reacquire_gap_median_s=15.0, samples_per_tracklet_max=3, identity_norm=0.31,
+        arrival_rate_per_day=0.0,
+    )  # fmt: skip
+    sim = simulate(config)
+    record = create_record(str(tmp_path / "record"), Settings())
+    ingest(record, (parse_json(json.dumps(b).encode(), b["batch_id"]) for b in sim.batches))
+    link_pending(record)
+    data = load_tracklets(record, None)
+    key = list(zip(data.device_id, data.track_id, strict=True))
+    true_of = _by_tracklet(sim.truth_tracklets, "animal_id")
+    linked = _by_tracklet(current_links(record), "animal_id")
+    seconds = data.end_s - data.start_s + 1.0
+    scores = idf1(
+        np.array([str(true_of[k]) for k in key], dtype=object),
+        np.array([linked.get(k) for k in key], dtype=object),
+        seconds,
+    )
+    assert scores.idf1 >= 0.85, scores
+
+
+def _by_tracklet(table: pa.Table, column: str) -> dict[tuple[str, str], object]:
+    keys = zip(
+        table.column("device_id").to_pylist(), table.column("track_id").to_pylist(), strict=True
+    )
+    return dict(zip(keys, table.column(column).to_pylist(), strict=True))

@@ -633,10 +633,10 @@ def _best_swaps(
     )
     if len(a) == 0:
         return []
-    kept = _join_ratio(u[a], v[a], tracks, fits, pooled) + _join_ratio(
+    kept = join_ratio(u[a], v[a], tracks, fits, pooled) + join_ratio(
         u[b], v[b], tracks, fits, pooled
     )
-    crossed = _join_ratio(u[a], v[b], tracks, fits, pooled) + _join_ratio(
+    crossed = join_ratio(u[a], v[b], tracks, fits, pooled) + join_ratio(
         u[b], v[a], tracks, fits, pooled
     )
     head_a, head_b = before[a], before[b]
@@ -659,7 +659,7 @@ def _best_swaps(
     return swaps
 
 
-def _join_ratio(
+def join_ratio(
     u: np.ndarray, v: np.ndarray, tracks: DayTracks, fits: dict[str, CueFit], pooled: CueFit
 ) -> np.ndarray:
     """Return the gap and place log ratio of joining tracklet u to tracklet v."""

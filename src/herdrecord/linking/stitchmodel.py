@@ -28,6 +28,7 @@ from herdrecord.linking.stitching import (
     repair_swaps,
     stitch,
 )
+from herdrecord.linking.tails import untangle_tails
 from herdrecord.store.record import Record
 
 META_LINK_MODEL = "link_model"
@@ -162,7 +163,8 @@ def stitch_pen_day(pen_id: str, t: PenDayTracklets, model: StitchModel) -> np.nd
     successor = cover_tracklets(n, pairs, odds, ends, model.cameras, model.pooled, model.look)
     covered = chains(successor, t.start_s)
     tracks = DayTracks(t.start_s, t.end_s, keys, t.first_xy, t.last_xy, t.descriptor, t.weight)
-    return repair_swaps(covered, tracks, model.cameras, model.pooled, model.look)
+    repaired = repair_swaps(covered, tracks, model.cameras, model.pooled, model.look)
+    return untangle_tails(repaired, tracks, model.cameras, model.pooled, model.look)
 
 
 def _select(pairs: CandidatePairs, mask: np.ndarray) -> CandidatePairs:
