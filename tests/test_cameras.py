@@ -75,7 +75,7 @@ def test_cameras_cli(tmp_path: Path) -> None:
     result = runner.invoke(app, ["cameras", "overlap", herd, "pen-1", "cam2", "cam1"])
     assert "already overlap" in result.output and "--all" not in result.output
     runner.invoke(app, ["cameras", "overlap", herd, "pen-2", "cam1", "cam2"])
-    result = runner.invoke(app, ["cameras", "list", herd, "--format", "json"])
+    result = runner.invoke(app, ["cameras", "list", herd, "--format", "jsonl"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert rows == [

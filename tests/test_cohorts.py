@@ -450,7 +450,7 @@ def test_the_command_writes_each_format(record: Record, barn: Barn, tmp_path: Pa
     assert [r["animal_id"] for r in parsed] == ids
     assert f"{len(ids)} animals" in as_csv.stderr
 
-    as_json = runner.invoke(app, [*args, "--format", "json"])
+    as_json = runner.invoke(app, [*args, "--format", "jsonl"])
     assert as_json.exit_code == 0, as_json.output
     lines = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert [r["animal_id"] for r in lines] == ids
@@ -484,7 +484,7 @@ def test_a_narrow_terminal_names_the_columns_left_out(barn: Barn) -> None:
         (["nosuch"], "error: no named query 'nosuch'"),
         ([], "error: give a query name, or --list"),
         (["growth", "--format", "parquet"], "error: --format parquet writes a file"),
-        (["growth", "--out", "x.csv"], "error: --out needs --format csv, json or parquet"),
+        (["growth", "--out", "x.csv"], "error: --out needs --format csv, json, jsonl or parquet"),
     ],
 )
 def test_command_errors_are_one_line(barn: Barn, args: list[str], message: str) -> None:

@@ -168,7 +168,7 @@ def test_the_fleet_commands(fleet: list[Record], monkeypatch: pytest.MonkeyPatch
             ROOT,
             "SELECT farm_id, count(*) AS n FROM animals GROUP BY 1",
             "--format",
-            "json",
+            "jsonl",
         ],
     )
     assert sql.exit_code == 0, sql.output

@@ -334,7 +334,7 @@ def test_the_command_writes_csv_to_stdout(herd: Path) -> None:
 def test_the_command_writes_json_lines_to_a_file(herd: Path, tmp_path: Path) -> None:
     out = tmp_path / "animals.jsonl"
     sql = "SELECT animal_id, created_at FROM animals ORDER BY animal_id"
-    result = runner.invoke(app, ["sql", str(herd), sql, "--format", "json", "--out", str(out)])
+    result = runner.invoke(app, ["sql", str(herd), sql, "--format", "jsonl", "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 3 and rows[0]["animal_id"] == "P00001"

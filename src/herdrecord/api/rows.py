@@ -6,12 +6,11 @@ import io
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from fastapi import Response
 
 from herdrecord.api.models import Rows
-from herdrecord.query.plainvalues import flat_for_csv, json_ready
+from herdrecord.query.plainvalues import csv_bytes, json_ready
 
 RowFormat = Literal["json", "csv", "parquet"]
 TABLE_CONTENT: dict[str, Any] = {
@@ -25,9 +24,7 @@ def render_rows(
 ) -> Rows | Response:
     """Return the rows in the asked format (CSV and Parquet as a download named `name`)."""
     if fmt == "csv":
-        buffer = io.BytesIO()
-        pcsv.write_csv(flat_for_csv(table), buffer)
-        return Response(buffer.getvalue(), media_type="text/csv", headers=_download(name, "csv"))
+        return Response(csv_bytes(table), media_type="text/csv", headers=_download(name, "csv"))
     if fmt == "parquet":
         buffer = io.BytesIO()
         pq.write_table(table, buffer)

@@ -5,21 +5,35 @@ from __future__ import annotations
 from rich.table import Table
 
 from herdrecord.cli.common import RecordPath, app, console, open_from_cli
+from herdrecord.cli.rows import ListFormat, ListFormatOption, listing_rows, print_listing
 from herdrecord.days.budget import BudgetReport, measure_budget
 from herdrecord.days.retention import compact
 
+BUDGET_COLUMNS = (
+    "table",
+    "rows",
+    "live_bytes",
+    "disk_bytes",
+    "measured_mb_per_animal_year",
+    "projected_mb_per_animal_year",
+)
+
 
 @app.command()
-def budget(path: RecordPath) -> None:
+def budget(path: RecordPath, output_format: ListFormatOption = ListFormat.table) -> None:
     """Report MB per animal per year, by table, measured and projected, against the budget."""
     report = measure_budget(open_from_cli(path))
-    console.print(_budget_table(report))
+    tables = sorted(report.tables, key=lambda t: -t.projected_mb_per_animal_year)
+    rows = listing_rows(BUDGET_COLUMNS, [vars(t) | {"table": t.name} for t in tables])
     span = f"{report.first_day} to {report.last_day}" if report.first_day else "no days yet"
     verdict = "[green]within[/]" if report.within_budget else "[red]over[/]"
-    console.print(
+    print_listing(
+        rows,
+        output_format,
+        lambda: console.print(_budget_table(report)),
         f"{report.animals} animals, {report.animal_days} animal-days ({span}); projected "
         f"{report.projected_mb_per_animal_year:.1f} MB per animal-year with retention, "
-        f"{verdict} the budget of {report.budget_mb_per_animal_year:.0f} MB"
+        f"{verdict} the budget of {report.budget_mb_per_animal_year:.0f} MB",
     )
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 
-import pyarrow as pa
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from herdrecord.cli.common import RecordPath, app, console, open_from_cli
-from herdrecord.cli.rows import RowFormat, write_rows
+from herdrecord.cli.rows import ListFormat, ListFormatOption, listing_rows, print_listing
 from herdrecord.linking.cameras import camera_overlaps, set_overlap
 
 cameras_app = typer.Typer(
@@ -23,14 +21,6 @@ app.add_typer(cameras_app, name="cameras")
 
 PenArgument = Annotated[str, typer.Argument(help="The pen the cameras look at.")]
 CameraArgument = Annotated[str, typer.Argument(help="A camera id, as in the batches.")]
-
-
-class ListFormat(StrEnum):
-    """How `cameras list` writes the pairs."""
-
-    table = "table"
-    csv = "csv"
-    json = "json"
 
 
 @cameras_app.command("overlap")
@@ -53,24 +43,17 @@ def cameras_separate(
 
 
 @cameras_app.command("list")
-def cameras_list(
-    path: RecordPath,
-    output_format: Annotated[
-        ListFormat, typer.Option("--format", help="table, csv or json (lines).")
-    ] = ListFormat.table,
-) -> None:
+def cameras_list(path: RecordPath, output_format: ListFormatOption = ListFormat.table) -> None:
     """List the camera pairs registered as overlapping, by pen."""
     pairs = camera_overlaps(open_from_cli(path))
-    if output_format is not ListFormat.table:
-        rows = pa.table(
-            {
-                "pen_id": pa.array([p for p, _, _ in pairs], pa.string()),
-                "camera_id": pa.array([a for _, a, _ in pairs], pa.string()),
-                "other_camera_id": pa.array([b for _, _, b in pairs], pa.string()),
-            }
-        )
-        write_rows(rows, RowFormat(output_format.value), None)
-        return
+    rows = listing_rows(
+        ("pen_id", "camera_id", "other_camera_id"),
+        [{"pen_id": p, "camera_id": a, "other_camera_id": b} for p, a, b in pairs],
+    )
+    print_listing(rows, output_format, lambda: _print_pairs(pairs))
+
+
+def _print_pairs(pairs: list[tuple[str, str, str]]) -> None:
     if not pairs:
         console.print("no overlapping cameras registered")
         return

@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.status import Status
 
+from herdrecord._version import __version__
 from herdrecord.cli.console import CliConsole
 from herdrecord.config import Settings
 from herdrecord.errors import HerdrecordError, InvalidInput
@@ -48,7 +49,32 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # every command inherits -h
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"herdrecord {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            help="Print herdrecord's version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """A longitudinal per-animal visual record database for livestock."""
+
+
 # Wrapped to a terminal's width; never wrapped or cut in a pipe, a file or a log.
 console = CliConsole()
 errors = CliConsole(stderr=True)
@@ -129,10 +155,10 @@ def print_link_report(report: LinkReport) -> None:
         console.print(report.metric, highlight=False)
 
 
-def print_replay(report: ReplayReport) -> None:
+def print_replay(report: ReplayReport, to: CliConsole = console) -> None:
     """Say what replaying the journal did, if it found anything."""
     if report.entries:
-        console.print(
+        to.print(
             f"replayed {report.entries} journalled uploads an earlier run left: "
             f"{report.count('accepted')} batches stored again, "
             f"{report.count('duplicate')} already stored, {report.count('rejected')} rejected"

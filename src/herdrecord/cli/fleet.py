@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -13,7 +13,15 @@ from rich.table import Table
 from herdrecord.cli.common import app, console, errors
 from herdrecord.cli.export import ExportDir, FirstDay, LastDay, parse_day
 from herdrecord.cli.query import parse_params, rows_table
-from herdrecord.cli.rows import RowFormat, check_output, write_rows
+from herdrecord.cli.rows import (
+    ListFormat,
+    ListFormatOption,
+    RowFormat,
+    check_output,
+    listing_rows,
+    print_listing,
+    write_rows,
+)
 from herdrecord.cli.sql import show_sql_result
 from herdrecord.config import Settings
 from herdrecord.query.export import ExportFilters, ExportProgress
@@ -38,33 +46,54 @@ Format = Annotated[
     RowFormat,
     typer.Option(
         "--format",
-        help="table (on the terminal), csv, json (one object per line) or parquet (needs --out).",
+        help="table (on the terminal), csv, json (one array), jsonl (one object per line) or "
+        "parquet (needs --out).",
     ),
 ]
 Out = Annotated[
     Path | None,
-    typer.Option(help="File to write the rows to (csv, json, parquet) instead of stdout."),
+    typer.Option(help="File to write the rows to (csv, json, jsonl, parquet) instead of stdout."),
 ]
 
 
+FARM_COLUMNS = ("farm_id", "record", "batches", "tracklets", "animals", "last_batch_at")
+
+
 @fleet_app.command(name="farms")
-def farms_command(root: FleetRoot) -> None:
+def farms_command(root: FleetRoot, output_format: ListFormatOption = ListFormat.table) -> None:
     """List the farms of the fleet: their records, batches, tracklets and animals."""
+    farms = []
+    for record in fleet_records(root, Settings()):
+        ledger = record.table("batches").to_lance().to_table(columns=["committed_at"])
+        farms.append(
+            {
+                "farm_id": record.farm_id,
+                "record": record.uri,
+                "batches": ledger.num_rows,
+                "tracklets": record.table("tracklets").count_rows(),
+                "animals": record.table("animals").count_rows(),
+                "last_batch_at": max(ledger.column("committed_at").to_pylist(), default=None),
+            }
+        )
+    rows = listing_rows(FARM_COLUMNS, farms)
+    print_listing(rows, output_format, lambda: console.print(_farms_table(root, farms)))
+
+
+def _farms_table(root: str, farms: list[dict[str, Any]]) -> Table:
     table = Table(title=escape(root))
     for column in ("farm", "record", "batches", "tracklets", "animals", "last batch (UTC)"):
         table.add_column(column, justify="right" if column in ("batches", "animals") else "left")
-    for record in fleet_records(root, Settings()):
-        ledger = record.table("batches").to_lance().to_table(columns=["committed_at"])
-        last = max(ledger.column("committed_at").to_pylist(), default=None)
+    for farm in farms:
+        last = farm["last_batch_at"]
         table.add_row(
-            escape(record.farm_id),
-            escape(record.uri),
-            f"{ledger.num_rows:,}",
-            f"{record.table('tracklets').count_rows():,}",
-            f"{record.table('animals').count_rows():,}",
+            escape(farm["farm_id"]),
+            escape(farm["record"]),
+            f"{farm['batches']:,}",
+            f"{farm['tracklets']:,}",
+            f"{farm['animals']:,}",
             f"{last:%Y-%m-%d %H:%M}" if last else "-",
         )
-    console.print(table)
+    return table
 
 
 @fleet_app.command(name="sql")

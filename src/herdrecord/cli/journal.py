@@ -19,6 +19,13 @@ from herdrecord.cli.common import (
     print_replay,
     progress,
 )
+from herdrecord.cli.rows import (
+    ListFormat,
+    ListFormatOption,
+    listing_rows,
+    notes_console,
+    print_listing,
+)
 from herdrecord.errors import InvalidInput, PushFailed
 from herdrecord.ingest.journal import Journal, JournalEntry, open_journal
 from herdrecord.ingest.push import Pushed, PushPolicy, PushReport, Retry, push_outbox
@@ -38,28 +45,47 @@ def journal_command(
             help="Replay now what is not known durable (ingest and serve do it on start).",
         ),
     ] = False,
+    output_format: ListFormatOption = ListFormat.table,
 ) -> None:
     """Show the record's intake journal: uploads not yet durable, waiting to be pushed,
-    refused by the central service."""
+    refused by the central service (a table shows the latest 50; other formats all)."""
     record = open_from_cli(path)
     journal = _journal_of(record)
     try:
         if replay:
-            print_replay(replay_journal(record, journal))
+            print_replay(replay_journal(record, journal), notes_console(output_format))
             journal.make_durable()
         summary = journal.summary()
         entries = journal.entries()
     finally:
         journal.close()
-    console.print(
+    rows = listing_rows(
+        JOURNAL_COLUMNS, [vars(e) | {"batch_ids": list(e.batch_ids)} for e in entries]
+    )
+    print_listing(
+        rows,
+        output_format,
+        lambda: console.print(_entries_table(entries)) if entries else None,
         f"{len(entries)} uploads in the journal ({summary.size_bytes / 1e6:.1f} MB): "
         f"{summary.received} not yet committed, {summary.unsynced} not yet synced, "
         f"{summary.waiting} waiting to be pushed, {summary.refused} refused, "
         f"{summary.failed} failed on replay"
-        + ("" if record.settings.edge_outbox else " · outbox off (HERDRECORD_EDGE_OUTBOX)")
+        + ("" if record.settings.edge_outbox else " · outbox off (HERDRECORD_EDGE_OUTBOX)"),
     )
-    if entries:
-        console.print(_entries_table(entries))
+
+
+JOURNAL_COLUMNS = (
+    "entry_id",
+    "received_at",
+    "source",
+    "batch_ids",
+    "state",
+    "durable",
+    "push",
+    "push_message",
+    "message",
+    "size_bytes",
+)
 
 
 def _entries_table(entries: list[JournalEntry]) -> Table:

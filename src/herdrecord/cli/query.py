@@ -41,13 +41,15 @@ def query_command(
         RowFormat,
         typer.Option(
             "--format",
-            help="table (on the terminal), csv, json (one object per line) or parquet "
-            "(needs --out).",
+            help="table (on the terminal), csv, json (one array), jsonl (one object per line) "
+            "or parquet (needs --out).",
         ),
     ] = RowFormat.table,
     out: Annotated[
         Path | None,
-        typer.Option(help="File to write the rows to (csv, json, parquet) instead of stdout."),
+        typer.Option(
+            help="File to write the rows to (csv, json, jsonl, parquet) instead of stdout."
+        ),
     ] = None,
     list_queries_: Annotated[
         bool, typer.Option("--list", help="List the named queries, their parameters and defaults.")

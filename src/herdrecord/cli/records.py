@@ -1,10 +1,10 @@
-"""Commands on the record itself: init, migrate, ingest, farm, info, simulate, demo."""
+"""Commands on the record itself: init, migrate, ingest, farm, info, pens, simulate, demo."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,8 +19,10 @@ from herdrecord.cli.common import (
     ingest_with_progress,
     open_from_cli,
 )
+from herdrecord.cli.rows import ListFormat, ListFormatOption, listing_rows, print_listing
 from herdrecord.errors import InvalidInput
 from herdrecord.ingest.journal import journal_bytes
+from herdrecord.lookup.pens import PenSummary, pen_summaries
 from herdrecord.store.record import INDEX_FILE, create_record, migrate_record
 
 
@@ -100,48 +102,121 @@ def farm_command(
             "while it holds another farm's batches.",
         ),
     ] = None,
+    output_format: ListFormatOption = ListFormat.table,
 ) -> None:
     """Show the farm the record belongs to (batches for another farm are refused), or set it."""
     record = open_from_cli(path)
     if set_to is not None:
         record.set_farm_id(set_to)
-    console.print(f"{escape(record.uri)}: farm {escape(record.farm_id)}", soft_wrap=True)
+    rows = listing_rows(("record", "farm_id"), [{"record": record.uri, "farm_id": record.farm_id}])
+    print_listing(
+        rows,
+        output_format,
+        lambda: console.print(
+            f"{escape(record.uri)}: farm {escape(record.farm_id)}", soft_wrap=True
+        ),
+    )
+
+
+INFO_COLUMNS = ("table", "rows", "bytes_on_disk", "version", "fragments")
 
 
 @app.command()
-def info(path: RecordPath) -> None:
+def info(path: RecordPath, output_format: ListFormatOption = ListFormat.table) -> None:
     """Print what the record holds: tables, rows, bytes on disk, versions, fragments."""
     record = open_from_cli(path)
-    table = Table(title=f"{record.uri}")
-    for column in ("table", "rows", "bytes on disk", "version", "fragments"):
-        table.add_column(column, justify="left" if column == "table" else "right")
-    total_rows = total_bytes = 0
-    for entry in record.table_info():
-        table.add_row(
-            entry.name,
-            f"{entry.rows:,}",
-            human_bytes(entry.bytes_on_disk),
-            str(entry.version),
-            str(entry.fragments),
-        )
-        total_rows += entry.rows
-        total_bytes += entry.bytes_on_disk
+    entries: list[dict[str, Any]] = [
+        {
+            "table": entry.name,
+            "rows": entry.rows,
+            "bytes_on_disk": entry.bytes_on_disk,
+            "version": entry.version,
+            "fragments": entry.fragments,
+        }
+        for entry in record.table_info()
+    ]
     # Beside the tables: the intake journal and the re-ID pool's FAISS index (a cache).
     for label, size in (
         ("(intake journal)", journal_bytes(record)),
         ("(re-ID index)", record.location.size_under(INDEX_FILE)),
     ):
         if size:
-            table.add_row(label, "", human_bytes(size), "", "")
-            total_bytes += size
-    table.add_section()
-    table.add_row("total", f"{total_rows:,}", human_bytes(total_bytes), "", "")
-    console.print(
+            entries.append(dict.fromkeys(INFO_COLUMNS) | {"table": label, "bytes_on_disk": size})
+    about = (
         f"schema {record.schema_version} · embedder {record.embedder.name}/"
         f"{record.embedder.dim} ({record.embedder.metric}) · farm {record.farm_id} · "
         f"{len(record.behaviours)} behaviours"
     )
-    console.print(table)
+    print_listing(
+        listing_rows(INFO_COLUMNS, entries),
+        output_format,
+        lambda: console.print(_info_table(record.uri, entries)),
+        about,
+    )
+
+
+def _info_table(uri: str, entries: list[dict[str, Any]]) -> Table:
+    table = Table(title=uri)
+    for column in ("table", "rows", "bytes on disk", "version", "fragments"):
+        table.add_column(column, justify="left" if column == "table" else "right")
+    for entry in entries:
+        table.add_row(
+            entry["table"],
+            "" if entry["rows"] is None else f"{entry['rows']:,}",
+            human_bytes(entry["bytes_on_disk"]),
+            "" if entry["version"] is None else str(entry["version"]),
+            "" if entry["fragments"] is None else str(entry["fragments"]),
+        )
+    table.add_section()
+    total_rows = sum(e["rows"] or 0 for e in entries)
+    total_bytes = sum(e["bytes_on_disk"] for e in entries)
+    table.add_row("total", f"{total_rows:,}", human_bytes(total_bytes), "", "")
+    return table
+
+
+PEN_COLUMNS = (
+    "pen_id",
+    "animals",
+    "devices",
+    "cameras",
+    "tracklets",
+    "last_seen",
+    "last_upload",
+)
+
+
+@app.command()
+def pens(path: RecordPath, output_format: ListFormatOption = ListFormat.table) -> None:
+    """List the pens: head count (active animals), devices and cameras, last upload."""
+    found = pen_summaries(open_from_cli(path))
+    rows = listing_rows(
+        PEN_COLUMNS,
+        [vars(p) | {"devices": list(p.devices), "cameras": list(p.cameras)} for p in found],
+    )
+    print_listing(rows, output_format, lambda: console.print(_pens_table(found)))
+
+
+def _pens_table(found: list[PenSummary]) -> Table:
+    table = Table(title=f"{len(found)} pens")
+    for column in ("pen", "animals", "devices", "cameras", "tracklets"):
+        table.add_column(column, justify="right" if column in ("animals", "tracklets") else "left")
+    table.add_column("last seen (UTC)")
+    table.add_column("last upload (UTC)")
+    for pen in found:
+        table.add_row(
+            pen.pen_id,
+            str(pen.animals),
+            ", ".join(pen.devices),
+            ", ".join(pen.cameras),
+            f"{pen.tracklets:,}",
+            _utc(pen.last_seen),
+            _utc(pen.last_upload),
+        )
+    return table
+
+
+def _utc(moment: datetime | None) -> str:
+    return "-" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}"
 
 
 @app.command()

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from herdrecord.cli.common import RecordPath, app, console, open_from_cli, print_link_report
+from herdrecord.cli.rows import ListFormat, ListFormatOption, listing_rows, print_listing
+from herdrecord.errors import InvalidInput
+from herdrecord.linking.audit import Decision, folded_history
 from herdrecord.linking.review import (
+    ReviewItem,
     ReviewOutcome,
     TrackletRef,
     confirm,
     depart,
     enrol_new,
-    history,
     merge,
     reassign,
     rename,
@@ -22,7 +26,7 @@ from herdrecord.linking.review import (
     split,
 )
 from herdrecord.linking.run import link_pending, relink_all
-from herdrecord.lookup.animals import find_animals
+from herdrecord.lookup.animals import AnimalSummary, find_animals
 
 review_app = typer.Typer(
     help="Answer uncertain links: confirm, reassign, new, merge, split, rename.",
@@ -47,6 +51,20 @@ def link(
     print_link_report(report)
 
 
+ANIMAL_COLUMNS = (
+    "animal_id",
+    "display_name",
+    "tag_id",
+    "pen_id",
+    "status",
+    "merged_into",
+    "provisional",
+    "days",
+    "first_day",
+    "last_day",
+)
+
+
 @app.command()
 def animals(
     path: RecordPath,
@@ -55,9 +73,15 @@ def animals(
     search: Annotated[
         str | None, typer.Option(help="Part of the id, name or ear tag (any case).")
     ] = None,
+    output_format: ListFormatOption = ListFormat.table,
 ) -> None:
     """List the record's animals, with the days each was seen."""
     found = find_animals(open_from_cli(path), pen, status, search)
+    rows = listing_rows(ANIMAL_COLUMNS, [vars(animal) for animal in found])
+    print_listing(rows, output_format, lambda: console.print(_animals_table(found)))
+
+
+def _animals_table(found: list[AnimalSummary]) -> Table:
     table = Table(title=f"{len(found)} animals")
     for column in ("animal", "name", "tag", "pen", "status", "provisional", "days", "last seen"):
         table.add_column(column, justify="right" if column == "days" else "left")
@@ -72,30 +96,100 @@ def animals(
             str(animal.days),
             str(animal.last_day or ""),
         )
-    console.print(table)
+    return table
 
 
-@review_app.command("list")
+REVIEW_COLUMNS = (
+    "rank",
+    "tracklet",
+    "pen_id",
+    "start",
+    "end",
+    "minutes",
+    "animal_id",
+    "score",
+    "margin",
+    "minutes_at_stake",
+    "reason",
+)
+
+
+REVIEW_LIST_HELP = (
+    "Show the review queue, ranked by the tracked minutes at stake (most first).\n\n"
+    "Minutes at stake: the tracklet's minutes times how unsure its link is (1 - confidence; "
+    "all of them for an unknown animal). Score: cosine similarity to the linked animal. "
+    "Margin (links made before confidences): the linked animal's score minus the best other "
+    "animal's. A negative margin means another animal looks more alike, but the pen-day's "
+    "assignment (each animal on at most one tracklet at a time, the best total over the "
+    "day) gave that animal to another tracklet seen at the same time."
+)
+
+
+@review_app.command("list", help=REVIEW_LIST_HELP)
 def review_list(
     path: RecordPath,
     limit: Annotated[int, typer.Option(help="Most items to show.", min=1)] = 20,
+    output_format: ListFormatOption = ListFormat.table,
 ) -> None:
-    """Show the review queue, most valuable first."""
-    items = review_queue(open_from_cli(path), limit)
-    table = Table(title=f"review queue ({len(items)} shown)")
-    for column in ("tracklet", "pen", "start", "minutes", "animal", "score", "why"):
+    """Show the review queue, ranked by the tracked minutes at stake (most first)."""
+    every = review_queue(open_from_cli(path), None)
+    shown = every[:limit]
+    rows = listing_rows(
+        REVIEW_COLUMNS,
+        [
+            {
+                "rank": rank,
+                "tracklet": str(item.tracklet),
+                "pen_id": item.pen_id,
+                "start": item.start,
+                "end": item.end,
+                "minutes": _minutes(item.end - item.start),
+                "animal_id": item.animal_id,
+                "score": item.score,
+                "margin": item.margin,
+                "minutes_at_stake": round(item.priority / 60, 2),
+                "reason": item.reason,
+            }
+            for rank, item in enumerate(shown, start=1)
+        ],
+    )
+    print_listing(
+        rows,
+        output_format,
+        lambda: console.print(_review_table(shown)),
+        f"{len(shown)} of {len(every)} open questions shown, most minutes at stake first"
+        + (f" (--limit {len(every)} for all)" if len(shown) < len(every) else ""),
+    )
+
+
+def _minutes(span: timedelta) -> float:
+    return round(span.total_seconds() / 60, 1)
+
+
+def _review_table(items: list[ReviewItem]) -> Table:
+    table = Table(title="review queue")
+    table.add_column("rank", justify="right")
+    table.add_column("tracklet", no_wrap=True)
+    for column in ("pen", "start"):
         table.add_column(column)
-    for item in items:
+    table.add_column("minutes", justify="right")
+    table.add_column("animal")
+    table.add_column("score", justify="right")
+    table.add_column("at stake (min)", justify="right")
+    table.add_column("why")
+    for rank, item in enumerate(items, start=1):
         table.add_row(
+            str(rank),
             str(item.tracklet),
             item.pen_id,
             f"{item.start:%Y-%m-%d %H:%M}",
-            f"{(item.end - item.start).total_seconds() / 60:.0f}",
+            f"{_minutes(item.end - item.start):.0f}",
             item.animal_id or "unknown",
             "" if item.score is None else f"{item.score:.3f}",
+            f"{item.priority / 60:.1f}",
             item.reason,
         )
-    console.print(table)
+    return table
 
 
 def _print_outcome(outcome: ReviewOutcome) -> None:
@@ -173,21 +267,70 @@ def review_depart(path: RecordPath, animal: Animal, by: By) -> None:
     _print_outcome(depart(open_from_cli(path), animal, by))
 
 
+HISTORY_COLUMNS = (
+    "decided_at",
+    "first_decided_at",
+    "times",
+    "tracklet",
+    "animal_id",
+    "method",
+    "decided_by",
+    "score",
+    "current",
+)
+
+
 @app.command(name="history")
-def history_command(path: RecordPath, animal: Animal) -> None:
-    """Show an animal's link decisions: the audit trail."""
-    entries = history(open_from_cli(path), animal)
-    table = Table(title=f"{animal}: {len(entries)} decisions")
-    for column in ("decided at", "tracklet", "animal", "method", "by", "score", "current"):
-        table.add_column(column)
-    for e in entries:
+def history_command(
+    path: RecordPath,
+    animal: Animal,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the latest N decisions (after folding).", min=1)
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only decisions at or after this day or time (UTC), e.g. 2026-11-21."),
+    ] = None,
+    output_format: ListFormatOption = ListFormat.table,
+) -> None:
+    """Show an animal's link decisions, the audit trail, oldest first; a decision repeated
+    unchanged (each re-link writes it again) shows once, with how many times."""
+    every = folded_history(open_from_cli(path), animal, _since(since))
+    shown = every if limit is None else every[-limit:]
+    rows = listing_rows(HISTORY_COLUMNS, [vars(d) | {"tracklet": str(d.tracklet)} for d in shown])
+    total = sum(d.times for d in every)
+    note = f"{animal}: {len(every)} decisions ({total} with repeats)" + (
+        f", the latest {len(shown)} shown" if len(shown) < len(every) else ""
+    )
+    print_listing(rows, output_format, lambda: console.print(_history_table(shown)), note)
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"--since {text!r}: expected a day or time, e.g. 2026-11-21 or 2026-11-21T06:00"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _history_table(decisions: list[Decision]) -> Table:
+    table = Table()
+    for column in ("decided at", "tracklet", "animal", "method", "by", "score", "times"):
+        table.add_column(column, justify="right" if column in ("score", "times") else "left")
+    table.add_column("current")
+    for d in decisions:
         table.add_row(
-            f"{e.decided_at:%Y-%m-%d %H:%M:%S}",
-            str(e.tracklet),
-            e.animal_id or "unknown",
-            e.method,
-            e.decided_by,
-            "" if e.score is None else f"{e.score:.3f}",
-            "yes" if e.current else "",
+            f"{d.decided_at:%Y-%m-%d %H:%M:%S}",
+            str(d.tracklet),
+            d.animal_id or "unknown",
+            d.method,
+            d.decided_by,
+            "" if d.score is None else f"{d.score:.3f}",
+            "" if d.times == 1 else f"×{d.times}",
+            "yes" if d.current else "",
         )
-    console.print(table)
+    return table

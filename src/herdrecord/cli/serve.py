@@ -7,10 +7,12 @@ import logging
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from herdrecord.api.keys import ROLES, add_key, list_keys, revoke_key
+from herdrecord.api.keys import ROLES, ApiKey, add_key, list_keys, revoke_key
 from herdrecord.cli.common import RecordPath, app, console, env_settings, errors, open_from_cli
+from herdrecord.cli.rows import ListFormat, ListFormatOption, listing_rows, print_listing
 
 keys_app = typer.Typer(
     help="API keys of the HTTP service: add (shown once), list, revoke.", no_args_is_help=True
@@ -117,21 +119,36 @@ def keys_add(
             "[yellow]warning:[/] this edge key may upload for any device; bind it with "
             "--device DEVICE_ID"
         )
-    console.print(
-        f"made a {key.role} key for [bold]{key.name}[/] (id {key.key_id}); it is shown "
-        "once, keep it now:",
+    # The key alone on stdout, so that KEY=$(herdrecord keys add ...) holds just the key.
+    errors.print(
+        f"made {_article(key.role)} {key.role} key for [bold]{escape(key.name)}[/] "
+        f"(id {key.key_id}); it is shown once, keep it now",
         highlight=False,
     )
     typer.echo(text)
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"
+
+
+KEY_COLUMNS = ("name", "role", "devices", "key_id", "created_at", "created_by", "revoked_at")
+
+
 @keys_app.command("list")
-def keys_list(path: RecordPath) -> None:
-    """List every key ever made (never the keys themselves)."""
+def keys_list(path: RecordPath, output_format: ListFormatOption = ListFormat.table) -> None:
+    """List every key ever made (never the keys themselves); an edge key with no devices
+    may upload for any."""
+    keys = list_keys(open_from_cli(path))
+    rows = listing_rows(KEY_COLUMNS, [vars(key) | {"devices": list(key.devices)} for key in keys])
+    print_listing(rows, output_format, lambda: console.print(_keys_table(keys)))
+
+
+def _keys_table(keys: list[ApiKey]) -> Table:
     table = Table()
     for column in ("name", "role", "devices", "key id", "created", "by", "revoked"):
         table.add_column(column)
-    for key in list_keys(open_from_cli(path)):
+    for key in keys:
         table.add_row(
             key.name,
             key.role,
@@ -143,7 +160,7 @@ def keys_list(path: RecordPath) -> None:
             key.created_by,
             "" if key.revoked_at is None else f"{key.revoked_at:%Y-%m-%d %H:%M}",
         )
-    console.print(table)
+    return table
 
 
 @keys_app.command("revoke")

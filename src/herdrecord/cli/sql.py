@@ -34,13 +34,15 @@ def sql_command(
         RowFormat,
         typer.Option(
             "--format",
-            help="table (the first rows, on the terminal), csv, json (one object per line) or "
-            "parquet (needs --out).",
+            help="table (the first rows, on the terminal), csv, json (one array), jsonl (one "
+            "object per line) or parquet (needs --out).",
         ),
     ] = RowFormat.table,
     out: Annotated[
         Path | None,
-        typer.Option(help="File to write the rows to (csv, json, parquet) instead of stdout."),
+        typer.Option(
+            help="File to write the rows to (csv, json, jsonl, parquet) instead of stdout."
+        ),
     ] = None,
 ) -> None:
     """Run one read-only SELECT over the record's views, sandboxed: no files, URLs or

@@ -14,9 +14,17 @@ from rich import box
 from rich.table import Table
 
 from herdrecord.cli.common import RecordPath, app, console, errors, open_from_cli
+from herdrecord.cli.rows import (
+    ListFormat,
+    ListFormatOption,
+    listing_rows,
+    notes_console,
+    print_listing,
+)
 from herdrecord.days.derive import rebuild_days
 from herdrecord.errors import InvalidInput
 from herdrecord.events.rules import describe_event
+from herdrecord.lookup.flagged import flagged_days
 from herdrecord.lookup.timeline import (
     AnimalTimeline,
     CalibrationStatus,
@@ -83,17 +91,75 @@ def days_command(
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Re-derive every animal-day from the current links.")
     ] = False,
+    flagged: Annotated[
+        bool,
+        typer.Option(
+            "--flagged", help="List the flagged animal-days: animal, day, flags, deviation."
+        ),
+    ] = False,
+    output_format: ListFormatOption = ListFormat.table,
 ) -> None:
-    """Summarise the record's animal-days; with --rebuild, re-derive them all first."""
+    """Summarise the record's animal-days (or, with --flagged, list the flagged ones); with
+    --rebuild, re-derive them all first."""
     record = open_from_cli(path)
     if rebuild:
-        with console.status("re-deriving every animal-day from the current links"):
+        with errors.status("re-deriving every animal-day from the current links"):
             report = rebuild_days(record)
-        console.print(
+        notes_console(output_format).print(
             f"rebuilt {report.rows:,} animal-day rows over {report.days} days in "
-            f"{report.seconds:.1f} s"
+            f"{report.seconds:.1f} s",
+            highlight=False,
         )
-    _print_summary(days_summary(record))
+    summary = days_summary(record)
+    if flagged:
+        rows = flagged_days(record)
+        print_listing(rows, output_format, lambda: _print_flagged(rows), _summary(summary))
+        return
+    print_listing(
+        listing_rows(SUMMARY_COLUMNS, [_summary_row(summary)]),
+        output_format,
+        lambda: console.print(_summary(summary), highlight=False),
+        "" if output_format is ListFormat.table else _summary(summary),
+    )
+
+
+SUMMARY_COLUMNS = (
+    "animals",
+    "animal_days",
+    "calendar_days",
+    "first_day",
+    "last_day",
+    "flagged_animal_days",
+    "flagged_animals",
+    "weighings",
+    "weight_cv_mae_kg",
+)
+
+
+def _summary_row(summary: DaysSummary) -> dict[str, Any]:
+    fit = summary.calibration.calibration
+    return vars(summary) | {
+        "weighings": summary.calibration.weighings,
+        "weight_cv_mae_kg": None if fit is None else fit.cv_mae_kg,
+    }
+
+
+def _print_flagged(rows: pa.Table) -> None:
+    if rows.num_rows == 0:
+        console.print("no flagged animal-days", highlight=False)
+        return
+    table = Table(title=f"{rows.num_rows} flagged animal-days", title_justify="left")
+    for column in ("day", "animal", "pen", "obs. h", "anomalies"):
+        table.add_column(column, justify="right" if column == "obs. h" else "left")
+    for row in rows.to_pylist():
+        table.add_row(
+            f"{row['day']}",
+            row["animal_id"],
+            row["pen_id"],
+            _number(row["observed_min"], ".1f", 1 / 60),
+            _flags(row["anomalies"], row["anomaly_z"]),
+        )
+    console.print(table)
 
 
 def _day(text: str | None, option: str) -> date | None:
@@ -275,19 +341,15 @@ def _json_value(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _print_summary(summary: DaysSummary) -> None:
+def _summary(summary: DaysSummary) -> str:
     if summary.animal_days == 0:
-        console.print(
-            "no animal-days yet: ingest batches and link them (`herdrecord link PATH`)",
-            highlight=False,
-        )
+        counted = "no animal-days yet: ingest batches and link them (`herdrecord link PATH`)"
     else:
         share = summary.flagged_animal_days / summary.animal_days
-        console.print(
+        counted = (
             f"{summary.animals} animals, {summary.animal_days:,} animal-days over "
             f"{summary.calendar_days} days ({summary.first_day} to {summary.last_day})\n"
             f"flagged: {summary.flagged_animal_days:,} animal-days ({100 * share:.1f} %) of "
-            f"{summary.flagged_animals} animals",
-            highlight=False,
+            f"{summary.flagged_animals} animals"
         )
-    console.print(_calibration_line(summary.calibration), highlight=False)
+    return f"{counted}\n{_calibration_line(summary.calibration)}"

@@ -138,8 +138,9 @@ def candidates(record: Record, tracklet: TrackletRef, k: int = 4) -> list[Candid
     return [Candidate(a, scores.get(a), a == current) for a in chosen]
 
 
-def review_queue(record: Record, limit: int = 50) -> list[ReviewItem]:
-    """Return the most valuable open questions first: unsure links and long unknowns."""
+def review_queue(record: Record, limit: int | None = 50) -> list[ReviewItem]:
+    """Return the most valuable open questions first: unsure links and long unknowns
+    (`limit` None: every open question)."""
     con = _connect_links(record)
     rows = con.sql(
         f"""

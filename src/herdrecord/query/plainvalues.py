@@ -1,18 +1,71 @@
-"""Values as plain data: JSON-ready Python values, and tables CSV can hold (CLI and API)."""
+"""Values as plain data: JSON-ready Python values, and the one CSV writer (CLI, API, pages)."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import math
+import re
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+# A spreadsheet opening a CSV runs a cell that starts with one of these as a formula
+# (=HYPERLINK(...), =cmd|' /C calc'!A0, +, -, @, and tab or CR that some strip first).
+# OWASP's CSV-injection guidance: prefix such a text cell with ' so it shows as text.
+_FORMULA_START = r"^[=+\-@\t\r]"
+# A text that is only a number (-3.5, +1e3) is read as that number, never as a formula.
+_PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 
 
-def flat_for_csv(rows: pa.Table) -> pa.Table:
+def csv_bytes(rows: pa.Table) -> bytes:
+    """Return the rows as CSV (a header, then one line per row), safe to open in a
+    spreadsheet: text cells and names that would run as formulas start with '.
+
+    Every CSV the project writes (`sql`, `query`, the API's ?format=csv, page downloads)
+    comes from here. Numbers stay numbers: only text is ever prefixed.
+    """
+    flat = _flat_for_csv(rows)
+    columns = [_inert(column) for column in flat.columns]
+    names = [_inert_text(name) for name in flat.column_names]
+    buffer = io.BytesIO()
+    pcsv.write_csv(pa.table(columns, names=names), buffer)
+    return buffer.getvalue()
+
+
+def _inert(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    if not _is_text(column.type):
+        return column
+    # The CSV writer takes no string_view; large_string holds the same text.
+    text = column.cast(pa.large_string()) if pa.types.is_string_view(column.type) else column
+    if len(text) == 0:
+        return text
+    risky = pc.and_(
+        pc.match_substring_regex(text, _FORMULA_START),
+        pc.invert(pc.match_substring_regex(text, _PLAIN_NUMBER)),
+    )
+    quoted = pc.binary_join_element_wise(pa.scalar("'", text.type), text, pa.scalar("", text.type))
+    return pc.if_else(risky, quoted, text)
+
+
+def _inert_text(text: str) -> str:
+    risky = re.match(_FORMULA_START, text) and not re.match(_PLAIN_NUMBER, text)
+    return f"'{text}" if risky else text
+
+
+def _is_text(type_: pa.DataType) -> bool:
+    return any(
+        check(type_)
+        for check in (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    )
+
+
+def _flat_for_csv(rows: pa.Table) -> pa.Table:
     """Return the rows with what CSV cannot hold as text: nested values (lists, structs, maps)
     as JSON, bytes as base64, intervals and other types as Python writes them."""
     columns = []
