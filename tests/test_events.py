@@ -218,17 +218,17 @@ def test_a_list_is_stored_whole_or_not_at_all(herd: Record) -> None:
         herd,
         [good, event("lameness", "A2", "2026-11-21T08:00+01:00", value=1, scale="0-3")],
         now=NOW,
-    )
+    ).event_ids
     assert len(set(ids)) == 2
     rows = herd.table("events").to_lance().to_table().sort_by("at").to_pylist()
-    assert [r["event_id"] for r in rows] == ids
+    assert [r["event_id"] for r in rows] == list(ids)
     assert rows[1]["at"] == datetime(2026, 11, 21, 7, tzinfo=UTC)  # 08:00+01:00, kept in UTC
     assert rows[0]["recorded_at"] == NOW and rows[0]["supersedes"] is None
     assert rows[0]["retracted"] is False
 
 
 def test_a_correction_replaces_the_event_and_keeps_the_old_row(herd: Record) -> None:
-    [first] = add_events(herd, [event("weight", value=110)], now=NOW)
+    [first] = add_events(herd, [event("weight", value=110)], now=NOW).event_ids
     fixed = amended_event(herd, first, {"value": "111.5", "author": "vet2"})
     second = correct_event(herd, first, fixed, now=NOW)
     in_force = current_events(herd, "A1")
@@ -254,7 +254,9 @@ def test_a_correction_replaces_the_event_and_keeps_the_old_row(herd: Record) -> 
 
 
 def test_a_correction_of_kind_drops_the_fields_of_the_old_kind(herd: Record) -> None:
-    [first] = add_events(herd, [event("lameness", value=2, scale="0-3", note="LH")], now=NOW)
+    [first] = add_events(
+        herd, [event("lameness", value=2, scale="0-3", note="LH")], now=NOW
+    ).event_ids
     fixed = amended_event(herd, first, {"kind": "weight", "value": 95})
     assert (fixed.kind, fixed.scale, fixed.unit, fixed.note) == ("weight", None, "kg", "LH")
 
@@ -262,7 +264,7 @@ def test_a_correction_of_kind_drops_the_fields_of_the_old_kind(herd: Record) -> 
 def test_a_retraction_withdraws_the_event(herd: Record) -> None:
     [kept, wrong] = add_events(
         herd, [event("weight", value=110), event("diagnosis", code="PRRS")], now=NOW
-    )
+    ).event_ids
     retraction = retract_event(herd, wrong, "vet", "wrong pig", now=NOW)
     assert current_events(herd).column("event_id").to_pylist() == [kept]
     raw = herd.table("events").to_lance().to_table()
@@ -278,13 +280,15 @@ def test_a_retraction_withdraws_the_event(herd: Record) -> None:
 
 
 def test_moves_sales_deaths_and_births_update_the_animal(herd: Record) -> None:
-    [move] = add_events(herd, [event("move", at="2026-11-20T06:00Z", code="pen-7")], now=NOW)
+    [move] = add_events(
+        herd, [event("move", at="2026-11-20T06:00Z", code="pen-7")], now=NOW
+    ).event_ids
     assert animal(herd, "A1")["pen_id"] == "pen-7"
     add_events(herd, [event("move", at="2026-11-01T06:00Z", code="pen-3")], now=NOW)
     assert animal(herd, "A1")["pen_id"] == "pen-7"  # a back-dated move is not the latest
     correct_event(herd, move, amended_event(herd, move, {"code": "pen-8"}), now=NOW)
     assert animal(herd, "A1")["pen_id"] == "pen-8"
-    [sale] = add_events(herd, [event("sale", "A2", code="abattoir-1")], now=NOW)
+    [sale] = add_events(herd, [event("sale", "A2", code="abattoir-1")], now=NOW).event_ids
     assert animal(herd, "A2")["status"] == "departed"
     retract_event(herd, sale, "vet", "sold the other one", now=NOW)
     assert animal(herd, "A2")["status"] == "active"
@@ -297,17 +301,17 @@ def test_moves_sales_deaths_and_births_update_the_animal(herd: Record) -> None:
 
 def test_only_a_withdrawn_departure_reactivates_an_animal(herd: Record) -> None:
     add_animal(herd, "A4", status="departed")  # departed by review, with no event
-    [weight] = add_events(herd, [event("weight", "A4", value=80)], now=NOW)
+    [weight] = add_events(herd, [event("weight", "A4", value=80)], now=NOW).event_ids
     retract_event(herd, weight, "vet", "wrong scale", now=NOW)
     assert animal(herd, "A4")["status"] == "departed"
     [death, sale] = add_events(
         herd, [event("death", "A2"), event("sale", "A2", at="2026-11-21T07:00Z")], now=NOW
-    )
+    ).event_ids
     retract_event(herd, sale, "vet", "it died before", now=NOW)
     assert animal(herd, "A2")["status"] == "departed"  # the death still stands
     correct_event(herd, death, amended_event(herd, death, {"kind": "note", "note": "ill"}), now=NOW)
     assert animal(herd, "A2")["status"] == "active"
-    assert add_events(herd, [], now=NOW) == []
+    assert add_events(herd, [], now=NOW).event_ids == ()
 
 
 def test_current_events_filter_by_animal_time_and_kind(herd: Record) -> None:
@@ -365,7 +369,7 @@ def test_csv_import_stores_every_row(herd: Record, tmp_path: Path) -> None:
         + f"A2,farrowing,{AT},14,,,,vet,,12,\n",
         encoding="utf-8",
     )
-    ids = import_events_csv(herd, csv_file, now=NOW)
+    ids = import_events_csv(herd, csv_file, now=NOW).event_ids
     assert len(ids) == 3
     rows = current_events(herd).to_pylist()
     assert rows[0]["note"] == "stiff, left hind" and rows[0]["code"] is None

@@ -90,7 +90,7 @@ def barn(tmp_path_factory: pytest.TempPathFactory) -> Path:
             }
         )
     )
-    ids = add_events(record, events)
+    ids = add_events(record, events).event_ids
     correct_event(record, ids[0], events[0].model_copy(update={"value": 32.5}))
     retract_event(record, ids[1], "scale", "weighed the wrong pig")
     return path

@@ -83,9 +83,10 @@ def test_migrate_logs_what_it_applied_and_is_idempotent(record: Record, settings
         (3, "0003_api_keys"),
         (4, "0004_link_confidence"),
         (5, "0005_key_devices"),
+        (6, "0006_event_keys"),
     ]
     assert migrate_record(str(record.path), settings) == []
-    assert len(applied(record.db)) == 5
+    assert len(applied(record.db)) == 6
 
 
 def test_a_schema_1_record_migrates_to_the_current_schema_keeping_its_rows(
@@ -147,13 +148,14 @@ def test_a_schema_1_record_migrates_to_the_current_schema_keeping_its_rows(
     with pytest.raises(MigrationRequired):
         open_record(str(path), settings)
 
-    assert [m.version for m in migrate_record(str(path), settings)] == [2, 3, 4, 5]
+    assert [m.version for m in migrate_record(str(path), settings)] == [2, 3, 4, 5, 6]
     assert [m.version for m in apply_pending(ctx)] == []
     migrated = open_record(str(path), settings)
     for name, schema in table_schemas(384).items():
         assert migrated.table(name).schema.remove_metadata() == schema.remove_metadata(), name
     (row,) = migrated.table("events").to_arrow().to_pylist()
     assert row["value"] == 31.5 and row["author"] == "scale" and row["unit"] is None
+    assert row["event_key"] is None  # events recorded before keys had none
     # The migration derives what ingest now stores: descriptors and thinning levels.
     for name, key, derived in (
         ("tracklets", ["track_id"], ["descriptor", "descriptor_weight"]),

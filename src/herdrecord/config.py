@@ -287,6 +287,21 @@ class Settings(BaseSettings):
         description="`herdrecord serve`: seconds a client has to send a request's headers "
         "(on a new connection, or after the previous answer); then the connection is closed.",
     )
+    max_event_rows: int = Field(
+        default=100_000,
+        gt=0,
+        description="Most events one import takes (CSV rows or ADE events); a longer file is "
+        "refused whole, before any row is checked: split it (a 1,000-sow farm records about "
+        "20,000 events a year).",
+    )
+    event_days_before_first_seen: int = Field(
+        default=3650,
+        ge=0,
+        description="Days an event may lie before its animal was first seen (its first day "
+        "in the record, or its enrolment) when no birth date bounds it; older dates are "
+        "refused as typos (1970, a wrong century). Raise it to import long-lived animals' "
+        "history.",
+    )
 
     @field_validator("sql_memory_limit")
     @classmethod

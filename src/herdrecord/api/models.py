@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from herdrecord.api.keys import Role
 from herdrecord.contract.models import Identifier
-from herdrecord.events.rules import Author, EventKind, LamenessScale, Note, ShortText
+from herdrecord.events.rules import Author, EventKey, EventKind, LamenessScale, Note, ShortText
 
 
 class Strict(BaseModel):
@@ -198,6 +198,12 @@ class EventIn(Strict):
     result: ShortText | None = None
     withdrawal_days: float | None = None
     note: Note | None = None
+    event_key: EventKey | None = Field(
+        default=None,
+        description="Your own id of the event (unique per record): sending it again is a "
+        "duplicate, not stored. Without one, an event with the same animal, kind, time and "
+        "values as one recorded is the duplicate.",
+    )
 
 
 class EventsIn(Strict):
@@ -206,10 +212,22 @@ class EventsIn(Strict):
     events: list[EventIn] = Field(min_length=1, max_length=10_000)
 
 
+class EventDuplicateOut(BaseModel):
+    """An event sent again: not stored."""
+
+    index: int = Field(description="Its position in the request's events, from 0.")
+    event_id: str = Field(description="The event recorded before, which it repeats.")
+    by: Literal["event_key", "content"] = Field(
+        description="event_key: the same key; content: the same animal, kind, time and values."
+    )
+    withdrawn: bool = Field(description="That event has since been corrected or retracted.")
+
+
 class EventIds(BaseModel):
-    """Ids of the events stored."""
+    """Ids of the events stored, and the repeats left out."""
 
     event_ids: list[str]
+    duplicates: list[EventDuplicateOut] = Field(default_factory=list)
 
 
 class Retraction(Strict):

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from herdrecord.cli.common import RecordPath, app, console, open_from_cli
+from herdrecord.cli.common import RecordPath, app, console, errors, open_from_cli
 from herdrecord.errors import InvalidInput
-from herdrecord.events.csv_import import import_events_csv
+from herdrecord.events.csv_import import CSV_COLUMNS, import_events_csv, import_events_csv_data
 from herdrecord.events.rules import EVENT_KINDS, describe_event, parse_event
 from herdrecord.events.store import (
     add_events,
@@ -21,6 +21,8 @@ from herdrecord.events.store import (
     current_events,
     retract_event,
 )
+from herdrecord.events.tags import animal_with_tag
+from herdrecord.store.record import Record
 
 event_app = typer.Typer(
     help="Record health and production events: lameness, treatments, weights, moves ...",
@@ -28,7 +30,16 @@ event_app = typer.Typer(
 )
 app.add_typer(event_app, name="event")
 
+MAX_ROWS_NAMED = 20  # duplicate rows named in an import's summary; the rest are counted
+
 EventId = Annotated[str, typer.Argument(help="Id of the event.", show_default=False)]
+AnimalOption = Annotated[
+    str | None, typer.Option(help="Animal id (or name it by --tag).", show_default=False)
+]
+TagOption = Annotated[
+    str | None,
+    typer.Option(help="Ear tag or RFID of the animal, instead of --animal.", show_default=False),
+]
 Kind = Annotated[str | None, typer.Option(help=f"Kind of event: {', '.join(EVENT_KINDS)}.")]
 Value = Annotated[
     float | None,
@@ -59,10 +70,11 @@ WithdrawalDays = Annotated[
 @event_app.command("add")
 def event_add(
     path: RecordPath,
-    animal: Annotated[str, typer.Option(help="Animal id.", show_default=False)],
     kind: Annotated[
         str, typer.Option(help=f"Kind of event: {', '.join(EVENT_KINDS)}.", show_default=False)
     ],
+    animal: AnimalOption = None,
+    tag: TagOption = None,
     value: Value = None,
     scale: Scale = None,
     code: Code = None,
@@ -72,10 +84,16 @@ def event_add(
     unit: Unit = None,
     result: Result = None,
     withdrawal_days: WithdrawalDays = None,
+    event_key: Annotated[
+        str | None,
+        typer.Option(help="Your own id of the event: adding it again stores nothing."),
+    ] = None,
 ) -> None:
-    """Record one event (at defaults to now) and print its id."""
+    """Record one event (at defaults to now) and print its id; an event recorded before
+    (the same key, or the same animal, kind, time and values) prints that event's id."""
+    record = open_from_cli(path)
     given = _given(
-        animal_id=animal,
+        animal_id=_animal(record, animal, tag, required=True),
         kind=kind,
         at=at or datetime.now(UTC),
         author=_author(author),
@@ -86,36 +104,62 @@ def event_add(
         unit=unit,
         result=result,
         withdrawal_days=withdrawal_days,
+        event_key=event_key,
     )
-    event_ids = add_events(open_from_cli(path), [parse_event(given)])
-    console.print(event_ids[0], highlight=False)
+    recorded = add_events(record, [parse_event(given)])
+    for duplicate in recorded.duplicates:
+        errors.print(f"already recorded: {duplicate.describe()}", highlight=False)
+        console.print(duplicate.event_id, highlight=False)
+    for event_id in recorded.event_ids:
+        console.print(event_id, highlight=False)
 
 
 @event_app.command("import")
 def event_import(
     path: RecordPath,
     file: Annotated[
-        Path,
+        str,
         typer.Argument(
-            help="CSV file, UTF-8, with a header: animal_id, kind, at, author and any of value, "
-            "scale, code, note, unit, result, withdrawal_days. Empty cells are empty.",
+            help="CSV file (UTF-8, a header row; - reads standard input). Columns: "
+            f"{', '.join(CSV_COLUMNS)}. Each row needs kind, at (with a time zone) and "
+            "author, and names its animal by animal_id or by tag_id (the ear tag); the others "
+            "are filled as the kind needs (see `event add --help`). Empty cells are empty.",
             show_default=False,
         ),
     ],
 ) -> None:
-    """Store every event of a CSV file, or none of them if any row is wrong."""
-    event_ids = import_events_csv(open_from_cli(path), file)
-    console.print(f"stored {len(event_ids)} events from {file}", highlight=False)
+    """Store every event of a CSV file, or none of them if any row is wrong; rows that
+    repeat events already recorded are counted as duplicates and not stored again."""
+    record = open_from_cli(path)
+    if file == "-":
+        recorded = import_events_csv_data(record, typer.get_binary_stream("stdin").read(), "-")
+    else:
+        recorded = import_events_csv(record, Path(file))
+    source = "standard input" if file == "-" else file
+    summary = f"stored {len(recorded.event_ids)} events from {source}"
+    if recorded.duplicates:
+        rows = ", ".join(str(d.position) for d in recorded.duplicates[:MAX_ROWS_NAMED])
+        more = len(recorded.duplicates) - MAX_ROWS_NAMED
+        summary += (
+            f"; {len(recorded.duplicates)} duplicates of events already recorded, not stored "
+            f"(rows {rows}{f' and {more} more' if more > 0 else ''})"
+        )
+    console.print(summary, highlight=False, soft_wrap=True)
 
 
 @event_app.command("list")
 def event_list(
     path: RecordPath,
     animal: Annotated[str | None, typer.Option(help="Only this animal's events.")] = None,
+    tag: Annotated[
+        str | None, typer.Option(help="Only the events of the animal with this ear tag.")
+    ] = None,
     kind: Annotated[str | None, typer.Option(help="Only events of this kind.")] = None,
 ) -> None:
     """List the events in force (corrected and retracted ones left out), oldest first."""
-    rows = current_events(open_from_cli(path), animal_id=animal, kind=kind).to_pylist()
+    record = open_from_cli(path)
+    animal_id = _animal(record, animal, tag, required=False)
+    rows = current_events(record, animal_id=animal_id, kind=kind).to_pylist()
     table = Table(title=f"{len(rows)} events")
     for column in ("at (UTC)", "animal", "kind"):
         table.add_column(column, no_wrap=True)
@@ -139,6 +183,9 @@ def event_correct(
     path: RecordPath,
     event_id: EventId,
     animal: Annotated[str | None, typer.Option(help="Animal id, if it was the wrong one.")] = None,
+    tag: Annotated[
+        str | None, typer.Option(help="Ear tag of the right animal, if it was the wrong one.")
+    ] = None,
     kind: Kind = None,
     value: Value = None,
     scale: Scale = None,
@@ -151,8 +198,9 @@ def event_correct(
     withdrawal_days: WithdrawalDays = None,
 ) -> None:
     """Replace an event by a corrected copy (given options change it) and print the new id."""
+    record = open_from_cli(path)
     changes = _given(
-        animal_id=animal,
+        animal_id=_animal(record, animal, tag, required=False),
         kind=kind,
         at=at,
         author=_author(author),
@@ -164,7 +212,6 @@ def event_correct(
         result=result,
         withdrawal_days=withdrawal_days,
     )
-    record = open_from_cli(path)
     new_id = correct_event(record, event_id, amended_event(record, event_id, changes))
     console.print(new_id, highlight=False)
 
@@ -179,6 +226,17 @@ def event_retract(
     """Withdraw an event recorded in error (it stays in the record's history)."""
     retract_event(open_from_cli(path), event_id, _author(author), reason)
     console.print(f"retracted {event_id}", highlight=False)
+
+
+def _animal(record: Record, animal: str | None, tag: str | None, *, required: bool) -> str | None:
+    """Return the animal named by --animal or --tag (one of them when `required`)."""
+    if animal is not None and tag is not None:
+        raise InvalidInput("name the animal by --animal or by --tag, not both")
+    if tag is not None:
+        return animal_with_tag(record, tag)
+    if animal is None and required:
+        raise InvalidInput("name the animal: --animal ID or --tag TAG")
+    return animal
 
 
 def _given(**options: Any) -> dict[str, Any]:

@@ -286,7 +286,7 @@ def demo(
     )
     stored = import_events_csv(prepared.record, farm_csv)
     console.print(
-        f"imported {len(stored)} farm events (scale weights, lameness scores, diagnoses, "
+        f"imported {len(stored.event_ids)} farm events (scale weights, lameness scores, diagnoses, "
         f"treatments, moves, sales) from {farm_csv}, matched by ear tag"
         + (f"; {left_out} of animals whose tag was never read left out" if left_out else "")
     )

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from herdrecord.errors import InvalidInput
 from herdrecord.events.rules import EventInput, EventsRejected, parse_event
-from herdrecord.events.store import add_labelled_events
+from herdrecord.events.store import EventsRecorded, add_labelled_events
+from herdrecord.events.tags import animals_by_tag
 from herdrecord.store.record import Record
 
 CSV_COLUMNS = (
@@ -25,20 +26,29 @@ CSV_COLUMNS = (
     "unit",
     "result",
     "withdrawal_days",
+    "event_key",
 )
 CSV_REQUIRED = ("kind", "at", "author")  # and animal_id or tag_id
 
 
-def import_events_csv(record: Record, path: Path, *, now: datetime | None = None) -> list[str]:
-    """Store every event of a CSV file (header row, empty cell = null) or none of them.
+def import_events_csv(record: Record, path: Path, *, now: datetime | None = None) -> EventsRecorded:
+    """Store every event of a CSV file (header row, empty cell = null) or none of them;
+    rows that repeat events already recorded are reported as duplicates, not stored.
 
     Rows name their animal by `animal_id`, or by `tag_id` (the ear tag or RFID a farm's
     management software knows it by), resolved to the animal the record links to that tag."""
-    header, *rows = _csv_rows(_read_text(path), path)
-    names = _csv_header(header[1], path)
+    return import_events_csv_data(record, _read_bytes(path), str(path), now=now)
+
+
+def import_events_csv_data(
+    record: Record, data: bytes, source: str, *, now: datetime | None = None
+) -> EventsRecorded:
+    """Store every event of CSV bytes read from `source` (a file name, or `-`) or none."""
+    header, *rows = _csv_rows(_decode(data, source), source, record.settings.max_event_rows)
+    names = _csv_header(header[1], source)
     if not rows:
-        raise InvalidInput(f"{path}: no events below the header")
-    tagged = _animals_by_tag(record) if "tag_id" in names else {}
+        raise InvalidInput(f"{source}: no events below the header")
+    tagged = animals_by_tag(record) if "tag_id" in names else {}
     events: list[tuple[int, str, EventInput]] = []
     problems: list[tuple[int, str]] = []
     for ordinal, (line, cells) in enumerate(rows, start=1):
@@ -46,38 +56,44 @@ def import_events_csv(record: Record, path: Path, *, now: datetime | None = None
         if len(cells) != len(names):
             problems.append((ordinal, f"{label}{len(cells)} cells; the header has {len(names)}"))
             continue
-        data = {name: cell.strip() or None for name, cell in zip(names, cells, strict=True)}
-        tag = data.pop("tag_id", None)
-        if tag is not None and data.get("animal_id") is None:
+        data_ = {name: cell.strip() or None for name, cell in zip(names, cells, strict=True)}
+        tag = data_.pop("tag_id", None)
+        if tag is not None and data_.get("animal_id") is None:
             if tag not in tagged:
                 problems.append((ordinal, f"{label}tag_id: no animal in the record carries {tag}"))
                 continue
-            data["animal_id"] = tagged[tag]
+            data_["animal_id"] = tagged[tag]
         try:
-            events.append((ordinal, label, parse_event(data)))
+            events.append((ordinal, label, parse_event(data_)))
         except EventsRejected as exc:
             problems += [(ordinal, label + p) for p in exc.problems]
     return add_labelled_events(record, events, problems, now=now)
 
 
-def _read_text(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise InvalidInput(f"{path}: no such file") from None
     except (IsADirectoryError, PermissionError) as exc:
         raise InvalidInput(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _decode(data: bytes, source: str) -> str:
     if b"\x00" in data:
-        raise InvalidInput(f"{path}: holds NUL bytes, so it is not a CSV text file")
+        raise InvalidInput(f"{source}: holds NUL bytes, so it is not a CSV text file")
     try:
         return data.decode("utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise InvalidInput(f"{path}: not UTF-8 text (line {line}); save it as CSV UTF-8") from None
+        raise InvalidInput(
+            f"{source}: not UTF-8 text (line {line}); save it as CSV UTF-8"
+        ) from None
 
 
-def _csv_rows(text: str, path: Path) -> list[tuple[int, list[str]]]:
-    """Return (first line, cells) of every row that is not blank."""
+def _csv_rows(text: str, source: str, max_rows: int) -> list[tuple[int, list[str]]]:
+    """Return (first line, cells) of every row that is not blank, the header first; refuse
+    more than `max_rows` rows below the header before checking any."""
     reader = csv.reader(io.StringIO(text, newline=""))
     rows = []
     line = 1
@@ -85,15 +101,20 @@ def _csv_rows(text: str, path: Path) -> list[tuple[int, list[str]]]:
         for cells in reader:
             if any(cell.strip() for cell in cells):
                 rows.append((line, cells))
+                if len(rows) > max_rows + 1:
+                    raise InvalidInput(
+                        f"{source}: more than {max_rows:,} events (line {line}); one import "
+                        f"takes at most {max_rows:,} (HERDRECORD_MAX_EVENT_ROWS): split the file"
+                    )
             line = reader.line_num + 1
     except csv.Error as exc:
-        raise InvalidInput(f"{path}: line {reader.line_num}: {exc}") from None
+        raise InvalidInput(f"{source}: line {reader.line_num}: {exc}") from None
     if not rows:
-        raise InvalidInput(f"{path}: empty; the first row must name the columns")
+        raise InvalidInput(f"{source}: empty; the first row must name the columns")
     return rows
 
 
-def _csv_header(cells: list[str], path: Path) -> list[str]:
+def _csv_header(cells: list[str], path: str) -> list[str]:
     header = [cell.strip() for cell in cells]
     unknown = [name for name in header if name not in CSV_COLUMNS]
     if unknown:
@@ -110,17 +131,3 @@ def _csv_header(cells: list[str], path: Path) -> list[str]:
     if missing:
         raise InvalidInput(f"{path}: the header lacks the column(s) {', '.join(missing)}")
     return header
-
-
-def _animals_by_tag(record: Record) -> dict[str, str]:
-    """Return tag -> animal for the animals that carry a tag (merged ones left out)."""
-    animals = (
-        record.table("animals")
-        .to_lance()
-        .to_table(columns=["animal_id", "tag_id", "status"], filter="tag_id IS NOT NULL")
-    )
-    return {
-        row["tag_id"]: row["animal_id"]
-        for row in sorted(animals.to_pylist(), key=lambda r: r["status"] == "active")
-        if row["status"] != "merged"
-    }

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -62,6 +63,7 @@ MAX_WITHDRAWAL_DAYS = 1000.0
 MAX_PROBLEMS_SHOWN = 50
 MAX_NOTE_CHARS = 2000
 MAX_AUTHOR_CHARS = 128
+MAX_EVENT_KEY_CHARS = 128
 DEPARTURES = ("death", "sale")  # kinds that take an animal off the farm
 PARTURITIONS = ("farrowing", "calving")  # kinds that count a litter born, and born alive
 BREEDING_KINDS = (
@@ -85,6 +87,12 @@ ShortText = Annotated[
 ]
 Note = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NOTE_CHARS)
+]
+EventKey = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=MAX_EVENT_KEY_CHARS, pattern=_PRINTABLE
+    ),
 ]
 
 # Which optional columns each kind uses; a column a kind does not use must stay empty
@@ -154,6 +162,16 @@ class EventInput(BaseModel):
     result: ShortText | None = None
     withdrawal_days: float | None = None
     note: Note | None = None
+    # The sender's own id of the event: a repeat of the key is a duplicate, not stored.
+    event_key: EventKey | None = None
+
+    @field_validator("at")
+    @classmethod
+    def _fits_utc(cls, given: datetime) -> datetime:
+        try:
+            return given.astimezone(UTC)
+        except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it
+            raise _rule(f"{given.isoformat()} is outside the years 1 to 9999 in UTC") from None
 
     @field_validator(*_RULED_FIELDS)
     @classmethod

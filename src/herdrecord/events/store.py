@@ -9,15 +9,21 @@ sets its pen, the latest `birth` its birth date, a `death` or `sale` departs it;
 correction or retraction withdraws its last death or sale, a departed animal is active again.
 With no move or birth left in force, the pen and birth date keep their last value. Times are
 kept in UTC; a birth date is the UTC date of the birth.
+
+Recording is idempotent: an event given again (by its sender's `event_key`, or else by the
+same animal, kind, time and values) is reported as a duplicate and not stored, so a file
+imported twice or a request sent twice stores its events once.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -41,27 +47,65 @@ from herdrecord.store.record import Record
 FUTURE_TOLERANCE = timedelta(minutes=5)  # clocks of phones and scales drift a little
 
 
+@dataclass(frozen=True)
+class EventDuplicate:
+    """An event given again: not stored; `event_id` is the one recorded before it."""
+
+    position: int  # among the events given (a CSV's row number, from 1)
+    label: str  # how the problem list names it: "", "events[3]: ", "row 3 (line 4): "
+    event_id: str
+    by_key: bool  # the same event_key; else the same animal, kind, time and values
+    withdrawn: bool  # that event has since been corrected or retracted
+
+    def describe(self) -> str:
+        """Return one line saying what this repeats: `row 3 (line 4): a repeat of ...`."""
+        what = "the same event_key as" if self.by_key else "a repeat of"
+        since = " (since corrected or retracted)" if self.withdrawn else ""
+        return f"{self.label}{what} event {self.event_id}{since}; not stored"
+
+
+@dataclass(frozen=True)
+class EventsRecorded:
+    """What a call that records events did: the new events, and the repeats left out."""
+
+    event_ids: tuple[str, ...]  # the events stored, in the order given
+    duplicates: tuple[EventDuplicate, ...]
+
+
 def record_problems(
     record: Record, events: Sequence[EventInput], *, now: datetime
 ) -> list[tuple[int, str]]:
-    """Return (index, problem) for events the record cannot take: unknown, merged, time."""
+    """Return (index, problem) for events the record cannot take: unknown, merged, time.
+
+    An event may not lie in the future, before its animal's birth date, nor, without one,
+    more than `event_days_before_first_seen` days before the animal was first seen.
+    """
     animals = {
         row["animal_id"]: row
         for row in record.table("animals")
         .to_lance()
-        .to_table(columns=["animal_id", "status", "merged_into", "birth_date"])
+        .to_table(columns=["animal_id", "status", "merged_into", "birth_date", "created_at"])
         .to_pylist()
     }
     births = {e.animal_id: e.at.astimezone(UTC).date() for e in events if e.kind == "birth"}
+    first_seen = _first_seen(record, {e.animal_id for e in events}, animals)
+    margin = timedelta(days=record.settings.event_days_before_first_seen)
     return [
         (index, problem)
         for index, event in enumerate(events)
-        for problem in _problems_with(event, animals.get(event.animal_id), births, now)
+        for problem in _problems_with(
+            event, animals.get(event.animal_id), births, first_seen, margin, now
+        )
     ]
 
 
 def _problems_with(
-    event: EventInput, animal: dict[str, Any] | None, births: dict[str, date], now: datetime
+    event: EventInput,
+    animal: dict[str, Any] | None,
+    births: dict[str, date],
+    first_seen: dict[str, date],
+    margin: timedelta,
+    now: datetime,
 ) -> list[str]:
     """Return what keeps the record from taking `event` about `animal` (None: unknown)."""
     if animal is None:
@@ -79,17 +123,56 @@ def _problems_with(
             "check the date and its time zone"
         )
     born: date | None = births.get(event.animal_id, animal["birth_date"])
-    if event.kind != "birth" and born is not None and at.date() < born:
-        problems.append(f"at: {at:%Y-%m-%d} is before {event.animal_id}'s birth date {born}")
+    seen = first_seen.get(event.animal_id)
+    if event.kind != "birth" and born is not None:
+        if at.date() < born:
+            problems.append(f"at: {at:%Y-%m-%d} is before {event.animal_id}'s birth date {born}")
+    elif seen is not None and at.date() < _days_before(seen, margin):
+        problems.append(
+            f"at: {at:%Y-%m-%d} is more than {margin.days} days before {event.animal_id} was "
+            f"first seen ({seen}); check the year, or raise "
+            "HERDRECORD_EVENT_DAYS_BEFORE_FIRST_SEEN to import older history"
+        )
     return problems
+
+
+def _days_before(day: date, margin: timedelta) -> date:
+    try:
+        return day - margin
+    except OverflowError:  # a margin reaching past the year 1 bounds nothing
+        return date.min
+
+
+def _first_seen(
+    record: Record, animal_ids: set[str], animals: Mapping[str, dict[str, Any]]
+) -> dict[str, date]:
+    """Return the day each animal was first seen: its first day in `days`, or its enrolment
+    if that is earlier (an animal enrolled by hand before any camera saw it)."""
+    seen = {a: animals[a]["created_at"].astimezone(UTC).date() for a in animal_ids if a in animals}
+    if not seen:
+        return seen
+    days = (
+        record.table("days")
+        .to_lance()
+        .to_table(
+            columns=["animal_id", "day"],
+            filter=pc.is_in(pc.field("animal_id"), pa.array(sorted(seen))),
+        )
+        .group_by("animal_id")
+        .aggregate([("day", "min")])
+    )
+    for animal_id, first in zip(
+        days.column("animal_id").to_pylist(), days.column("day_min").to_pylist(), strict=True
+    ):
+        seen[animal_id] = min(seen[animal_id], first)
+    return seen
 
 
 def add_events(
     record: Record, events: Sequence[EventInput], *, now: datetime | None = None
-) -> list[str]:
-    """Store the events all together or none of them; return their new event ids."""
-    if not events:
-        return []
+) -> EventsRecorded:
+    """Store the events all together or none of them; a repeat of an event already
+    recorded (or given earlier in `events`) is reported as a duplicate and not stored."""
     single = len(events) == 1
     labelled = [(i, "" if single else f"events[{i}]: ", e) for i, e in enumerate(events)]
     return add_labelled_events(record, labelled, now=now)
@@ -101,25 +184,113 @@ def add_labelled_events(
     problems: Sequence[tuple[int, str]] = (),
     *,
     now: datetime | None = None,
-) -> list[str]:
-    """Store (position, label, event)s all together or none of them; return their new ids.
+) -> EventsRecorded:
+    """Store (position, label, event)s all together or none of them, leaving out repeats.
 
     `problems` are those found before (rows that did not parse), by position and labelled;
     all are reported in position order, each problem of the record after its event's label.
+
+    An event with an `event_key` repeats the event stored with that key (the same key with
+    other content is a problem); one without repeats a stored event with the same animal,
+    kind, time and values (the author aside), even one since corrected or retracted, so that
+    importing a file again never brings back what was fixed.
     """
     now = _now(now)
-    events = [event for _, _, event in labelled]
+    if not labelled and not problems:
+        return EventsRecorded((), ())
     with record.writer():
+        ids = [uuid.uuid4().hex for _ in labelled]
         found = list(problems)
+        duplicates: list[EventDuplicate] = []
+        fresh: list[int] = []
+        repeats = _Repeats(record)
+        for index, (position, label, event) in enumerate(labelled):
+            match = repeats.find(event)
+            if isinstance(match, str):
+                found.append((position, label + match))
+            elif match is not None:
+                earlier, withdrawn = match
+                duplicates.append(
+                    EventDuplicate(position, label, earlier, event.event_key is not None, withdrawn)
+                )
+            else:
+                repeats.remember(event, ids[index])
+                fresh.append(index)
+        events = [labelled[i][2] for i in fresh]
         for index, problem in record_problems(record, events, now=now):
-            position, label, _ = labelled[index]
+            position, label, _ = labelled[fresh[index]]
             found.append((position, label + problem))
         if found:
             raise EventsRejected([p for _, p in sorted(found, key=lambda item: item[0])])
-        ids = _write(record, [_row(event, now) for event in events])
-        _follow_events(record, {event.animal_id for event in events}, set())
-        _owe_relinks(record, [(e.animal_id, e.kind, e.at) for e in events])
-        return ids
+        stored = tuple(ids[i] for i in fresh)
+        if events:
+            _write(record, [_row(event, now) for event in events], list(stored))
+            _follow_events(record, {event.animal_id for event in events}, set())
+            _owe_relinks(record, [(e.animal_id, e.kind, e.at) for e in events])
+        return EventsRecorded(stored, tuple(duplicates))
+
+
+Identity = tuple[Any, ...]
+
+
+def event_identity(event: Mapping[str, Any]) -> Identity:
+    """Return what makes two events the same: animal, kind, UTC time and every value but the
+    author (who typed it in is not what happened)."""
+    withdrawal = event["withdrawal_days"]
+    return (
+        event["animal_id"],
+        event["kind"],
+        event["at"].astimezone(UTC),
+        event["scale"],
+        event["value"],
+        event["unit"],
+        event["code"],
+        event["result"],
+        # stored as float32: compare what the column keeps
+        None if withdrawal is None else float(np.float32(withdrawal)),
+        event["note"],
+    )
+
+
+class _Repeats:
+    """The record's events by key and by identity, to tell repeats among new events."""
+
+    def __init__(self, record: Record) -> None:
+        rows = record.read_visible("events")
+        withdrawn = set(pc.drop_null(rows.column("supersedes")).to_pylist())
+        self._by_key: dict[str, tuple[str, Identity, bool]] = {}
+        self._by_identity: dict[Identity, tuple[str, bool]] = {}
+        for row in rows.to_pylist():
+            if row["retracted"]:
+                continue
+            gone = row["event_id"] in withdrawn
+            if row.get("event_key") is not None:
+                self._by_key[row["event_key"]] = (row["event_id"], event_identity(row), gone)
+            else:
+                self._by_identity.setdefault(event_identity(row), (row["event_id"], gone))
+
+    def find(self, event: EventInput) -> tuple[str, bool] | str | None:
+        """Return (event id, withdrawn) of the event `event` repeats, a problem, or None."""
+        identity = event_identity(event.model_dump())
+        if event.event_key is None:
+            return self._by_identity.get(identity)
+        if event.event_key not in self._by_key:
+            return None
+        event_id, stored, gone = self._by_key[event.event_key]
+        if stored != identity:
+            return (
+                f"event_key: {event.event_key!r} was given to event {event_id}, which says "
+                "something else; give a new event a new key"
+            )
+        return event_id, gone
+
+    def remember(self, event: EventInput, event_id: str) -> None:
+        """Note an event about to be stored, so that a repeat later in the call is found."""
+        identity = event_identity(event.model_dump())
+        if event.event_key is None:
+            self._by_identity.setdefault(identity, (event_id, False))
+        else:
+            self._by_key[event.event_key] = (event_id, identity, False)
 
 
 def amended_event(record: Record, event_id: str, changes: Mapping[str, object]) -> EventInput:
@@ -131,7 +302,8 @@ def amended_event(record: Record, event_id: str, changes: Mapping[str, object]) 
     other fields mean something else for another kind.
     """
     stored = _in_force(record, event_id)
-    base = {name: stored[name] for name in EventInput.model_fields}
+    # A correction is a new row of the same event, not the sender's keyed original.
+    base = {name: stored[name] for name in EventInput.model_fields if name != "event_key"}
     if "kind" in changes and changes["kind"] != stored["kind"]:
         base = {name: base[name] for name in ("animal_id", "at", "author", "note")}
     return parse_event({**base, **changes})
@@ -240,8 +412,8 @@ def _row(event: EventInput, now: datetime, supersedes: str | None = None) -> dic
     }
 
 
-def _write(record: Record, rows: list[dict[str, Any]]) -> list[str]:
-    ids = [uuid.uuid4().hex for _ in rows]
+def _write(record: Record, rows: list[dict[str, Any]], ids: list[str] | None = None) -> list[str]:
+    ids = ids or [uuid.uuid4().hex for _ in rows]
     table = record.table("events")
     rows = [{**row, "event_id": event_id} for row, event_id in zip(rows, ids, strict=True)]
     table.add(pa.Table.from_pylist(rows, schema=table.schema))

@@ -7,7 +7,7 @@ The command line and the docs render these; nothing here prints.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from herdrecord.days.derive import calibration_and_weighings, read_days_calibrat
 from herdrecord.days.weights import MIN_WEIGHINGS, WeightCalibration
 from herdrecord.errors import InvalidInput, UnknownAnimal
 from herdrecord.events.store import current_events
+from herdrecord.events.window import utc_window
 from herdrecord.store.record import Record
 from herdrecord.store.sql import sql_literal
 
@@ -84,13 +85,9 @@ def animal_timeline(
     """Return the animal's days and events within [start, end] (UTC days, either open)."""
     if start is not None and end is not None and start > end:
         raise InvalidInput(f"the period starts on {start} after it ends on {end}; swap them")
+    window = utc_window(start, end)
     animal = _animal(record, animal_id)
-    events = current_events(
-        record,
-        animal_id,
-        start=None if start is None else datetime.combine(start, time(), UTC),
-        end=None if end is None else datetime.combine(end + timedelta(days=1), time(), UTC),
-    )
+    events = current_events(record, animal_id, start=window[0], end=window[1])
     calibration = calibration_status(record)  # once: the days' weights and the header
     days = read_days_calibrated(record, calibration.calibration, animal_id, start, end)
     return AnimalTimeline(

@@ -39,6 +39,7 @@ import pyarrow as pa
 
 from herdrecord._version import __version__
 from herdrecord.errors import HerdrecordError, InvalidInput, UnknownAnimal
+from herdrecord.events.window import check_days
 from herdrecord.query.export_tables import (
     EXPORT_COLUMNS,
     TIME_TABLES,
@@ -67,6 +68,7 @@ class ExportFilters:
     cohort_params: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_days(self.first_day, self.last_day)
         if self.first_day and self.last_day and self.first_day > self.last_day:
             raise InvalidInput(
                 f"from {self.first_day} is after to {self.last_day}: the window is empty"

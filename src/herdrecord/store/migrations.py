@@ -26,6 +26,7 @@ MIGRATIONS: tuple[str, ...] = (
     "0003_api_keys",
     "0004_link_confidence",
     "0005_key_devices",
+    "0006_event_keys",
 )
 """Every migration, in the order it applies; the number in each name is its version."""
 

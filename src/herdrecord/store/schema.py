@@ -6,7 +6,7 @@ import json
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Version of the record layout this herdrecord writes; migrations move older records up.
 
 A change to a table here needs a migration that moves records to it, and the migration that
@@ -252,6 +252,13 @@ def events_schema() -> pa.Schema:
             _f("result", pa.string(), True, "outcome: positive/negative, born alive ..."),
             _f("withdrawal_days", pa.float32(), True, "treatment withdrawal period, days"),
             _f("retracted", pa.bool_(), True, "true when this row withdraws the one it supersedes"),
+            _f(
+                "event_key",
+                pa.string(),
+                True,
+                "the key the sender gave the event (unique per record: a repeat of the key is "
+                "a duplicate, not stored), null when none was given",
+            ),
         ]
     )
 

@@ -495,14 +495,17 @@ async def add_event(
             fields[name] = text.strip()
     try:
         event = parse_event(fields)
-        ids = await writer.run(lambda: add_events(record, [event]))
+        recorded = await writer.run(lambda: add_events(record, [event]))
     except EventsRejected as exc:
         session.note("the event was not recorded: " + "; ".join(exc.problems))
         return _back(back + "#add-event")
     except HerdrecordError as exc:
         session.note(f"the event was not recorded: {exc}")
         return _back(back + "#add-event")
-    session.note(f"recorded {kind} for {animal_id} ({ids[0]})")
+    if recorded.duplicates:
+        session.note(f"already recorded: {recorded.duplicates[0].describe()}")
+    else:
+        session.note(f"recorded {kind} for {animal_id} ({recorded.event_ids[0]})")
     return _back(back + "#events")
 
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated
+from datetime import date
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from herdrecord.api.deps import CurrentRecord, CurrentSettings, CurrentWriter, Reader, Vet
-from herdrecord.api.models import EventIds, EventPage, EventsIn, Retraction
+from herdrecord.api.models import EventDuplicateOut, EventIds, EventPage, EventsIn, Retraction
 from herdrecord.api.problems import ApiError, responses
 from herdrecord.api.routes.animals import event_models
 from herdrecord.contract.models import IDENTIFIER_PATTERN
 from herdrecord.events.rules import EVENT_KINDS, EventInput, EventsRejected, parse_event
 from herdrecord.events.store import add_labelled_events, current_events, retract_event
+from herdrecord.events.window import utc_window
 
 router = APIRouter(tags=["events"])
+_REPEATS_ONLY: dict[int | str, dict[str, Any]] = {
+    200: {"model": EventIds, "description": "Every event was a repeat; none stored."}
+}
 
 
 @router.get("/events", summary="Events in force", responses=responses(404))
@@ -35,30 +39,49 @@ def list_events(
     """Return the events in force (corrections applied, retractions removed), oldest first."""
     if start is not None and end is not None and start > end:
         raise ApiError(422, f"from {start} is after to {end}", "invalid_input")
-    rows = current_events(
-        record,
-        animal_id,
-        start=None if start is None else datetime.combine(start, time(), UTC),
-        end=None if end is None else datetime.combine(end + timedelta(days=1), time(), UTC),
-        kind=kind,
-    )
+    first, after = utc_window(start, end)
+    rows = current_events(record, animal_id, start=first, end=after, kind=kind)
     page = rows.slice(offset, min(limit, settings.api_page_limit))
     return EventPage(total=rows.num_rows, events=event_models(page))
 
 
-@router.post("/events", summary="Record events", status_code=201, responses=responses(404))
+@router.post(
+    "/events",
+    summary="Record events",
+    status_code=201,
+    responses={**_REPEATS_ONLY, **responses(404)},
+)
 async def add_events(
-    principal: Vet, record: CurrentRecord, writer: CurrentWriter, body: EventsIn
+    principal: Vet,
+    record: CurrentRecord,
+    writer: CurrentWriter,
+    body: EventsIn,
+    response: Response,
 ) -> EventIds:
     """Store the events all together or none (422 lists every problem by event); the author
-    is the key's name unless an event names one."""
+    is the key's name unless an event names one. An event sent again (its `event_key`, or
+    else the same animal, kind, time and values) is listed in `duplicates`, not stored: a
+    retried request is safe. 201 when something was stored, 200 when all were repeats."""
     raw = [
         {**e.model_dump(exclude_none=True), "author": e.author or principal.name}
         for e in body.events
     ]
     labelled, problems = _parse(raw)
-    ids = await writer.run(lambda: add_labelled_events(record, labelled, problems))
-    return EventIds(event_ids=ids)
+    recorded = await writer.run(lambda: add_labelled_events(record, labelled, problems))
+    if not recorded.event_ids:
+        response.status_code = 200
+    return EventIds(
+        event_ids=list(recorded.event_ids),
+        duplicates=[
+            EventDuplicateOut(
+                index=d.position,
+                event_id=d.event_id,
+                by="event_key" if d.by_key else "content",
+                withdrawn=d.withdrawn,
+            )
+            for d in recorded.duplicates
+        ],
+    )
 
 
 @router.post(
