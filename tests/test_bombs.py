@@ -3,16 +3,14 @@ bounded cost in the serving process's peak memory, and nothing of it is stored."
 
 from __future__ import annotations
 
-import gzip
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,8 +18,9 @@ from conftest import make_batch, service_settings
 from herdrecord.api.keys import add_key
 from herdrecord.config import Settings
 from herdrecord.contract.limits import FULL_LISTING_BYTES, BulkLimits
-from herdrecord.contract.parquet import BULK_SCHEMA, bulk_table_from_json, read_bulk
+from herdrecord.contract.parquet import bulk_table_from_json, read_bulk
 from herdrecord.ingest.sources import parse_json
+from herdrecord.simulation.hostile import BOMBS
 from herdrecord.store.record import create_record, open_record
 from servers import start_server, stop_server
 
@@ -57,96 +56,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int,
         stop_server(process)
 
 
-def _empty_tracklets() -> tuple[bytes, str]:
-    """3 MB of JSON (3 KB gzipped): a million empty tracklets."""
-    batch = make_batch("dev-01/empty-tracklets")
-    batch["tracklets"] = [{}] * 1_000_000
-    return gzip.compress(json.dumps(batch).encode(), 9), "application/gzip"
-
-
-def _bad_samples() -> tuple[bytes, str]:
-    """1.8 MB of JSON: 2,000 tracklets of 256 samples that are not objects (512,000 errors)."""
-    batch = make_batch("dev-01/bad-samples")
-    tracklet = batch["tracklets"][0]
-    batch["tracklets"] = [
-        {**tracklet, "track_id": f"t{i}", "samples": [0] * 256} for i in range(2000)
-    ]
-    return json.dumps(batch).encode(), "application/json"
-
-
-def _bulk_rows(path: Path, rows: int, **columns: Callable[[int], pa.Array]) -> None:
-    """Write a bulk file of `rows` copies of a valid tracklet, in row groups of 100 rows when
-    a column is given (its values made per group by `columns[name](rows_in_group)`)."""
-    batch = make_batch("dev-01/bulk-bomb", n_tracklets=1, n_samples=1, n_observations=0)
-    batch["tracklets"][0]["samples"][0]["embedding"] = [0.0]
-    template = bulk_table_from_json([batch])
-    group = 100 if columns else min(rows, 500_000)
-    base = template.take(np.zeros(group, np.int64))
-    with pq.ParquetWriter(path, BULK_SCHEMA, compression="zstd") as writer:
-        for start in range(0, rows, group):
-            table = base
-            for name, make in columns.items():
-                table = table.set_column(
-                    BULK_SCHEMA.get_field_index(name), BULK_SCHEMA.field(name), make(group)
-                )
-            writer.write_table(table.slice(0, min(group, rows - start)))
-
-
-def _long_distinct_strings(tmp: Path) -> tuple[bytes, str]:
-    """A few KB of Parquet: 10,000 track ids of 100 KB each, all different."""
-    path = tmp / "long.parquet"
-    counter = iter(range(10**9))
-
-    def long_ids(n: int) -> pa.Array:
-        return pa.array([f"t{next(counter)}-" + "x" * 100_000 for _ in range(n)])
-
-    _bulk_rows(path, 10_000, track_id=long_ids)
-    return path.read_bytes(), "application/vnd.apache.parquet"
-
-
-def _one_long_string_repeated(tmp: Path) -> tuple[bytes, str]:
-    """A few KB of Parquet: 100 rows of 400 observations whose behaviour is the same 100 KB
-    string (4 GB once decoded; the file's dictionary holds it once)."""
-    path = tmp / "repeated.parquet"
-    rows, per_row = 100, 400
-    n = rows * per_row
-    behaviour = pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(n, np.int32)), pa.array(["x" * 100_000])
-    )
-    fields = {
-        "t": pa.array(np.full(n, 1_795_000_000_000_000, np.int64)).cast(
-            pa.timestamp("us", tz="UTC")
-        ),
-        "behaviour": behaviour,
-    }
-    observations = pa.ListArray.from_arrays(
-        pa.array(np.arange(0, n + 1, per_row, dtype=np.int32)),
-        pa.StructArray.from_arrays(list(fields.values()), names=list(fields)),
-    )
-    template = bulk_table_from_json([make_batch("dev-01/bulk-bomb")]).slice(0, 1)
-    table = pa.concat_tables([template] * rows).combine_chunks()
-    index = table.schema.get_field_index("observations")
-    table = table.set_column(index, pa.field("observations", observations.type), observations)
-    pq.write_table(table, path, compression="zstd")
-    return path.read_bytes(), "application/vnd.apache.parquet"
-
-
-def _five_million_rows(tmp: Path) -> tuple[bytes, str]:
-    """A few hundred KB of Parquet: 5,000,000 tracklet rows."""
-    path = tmp / "rows.parquet"
-    _bulk_rows(path, 5_000_000)
-    return path.read_bytes(), "application/vnd.apache.parquet"
-
-
-BOMBS: dict[str, Callable[[Path], tuple[bytes, str]]] = {
-    "json-million-empty-tracklets": lambda _: _empty_tracklets(),
-    "json-half-million-bad-samples": lambda _: _bad_samples(),
-    "parquet-long-distinct-strings": _long_distinct_strings,
-    "parquet-one-long-string-repeated": _one_long_string_repeated,
-    "parquet-five-million-rows": _five_million_rows,
-}
-
-
 def _stored(path: Path) -> dict[str, int]:
     record = open_record(str(path))
     return {name: record.table(name).count_rows() for name in ("batches", "tracklets")}
@@ -157,7 +66,7 @@ def test_a_bomb_is_refused_fast_short_and_cheap(
     server: tuple[str, int, str, Path], tmp_path: Path, name: str
 ) -> None:
     url, pid, key, record_path = server
-    body, content_type = BOMBS[name](tmp_path)
+    body, content_type = BOMBS[name](make_batch(), tmp_path)
     before, stored = _peak_rss(pid), _stored(record_path)
     started = time.monotonic()
     response = httpx.post(
