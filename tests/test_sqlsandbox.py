@@ -27,11 +27,14 @@ from herdrecord.ingest.ingestor import ingest
 from herdrecord.ingest.sources import parse_json
 from herdrecord.linking.run import link_pending
 from herdrecord.linking.state import LinkingConfig
-from herdrecord.query.sandbox import check_statement, read_rows, run_sql, sandbox_connection
+from herdrecord.query.lockdown import read_rows, sandbox_connection
+from herdrecord.query.sandbox import run_sql
+from herdrecord.query.statements import check_statement
 from herdrecord.store.record import Record, create_record, open_record
 
 runner = CliRunner()
 SETTINGS = Settings(lock_timeout_s=0.5)
+DICTIONARY = json.loads((Path(__file__).parents[1] / "schemas/data-dictionary.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +99,72 @@ def test_explain_of_a_select_is_allowed(sandbox: duckdb.DuckDBPyConnection) -> N
     check_statement("-- the plan\nEXPLAIN ANALYZE SELECT * FROM days")
     plan = read_rows(sandbox, "EXPLAIN SELECT * FROM days", SETTINGS).table
     assert plan.column_names == ["explain_key", "explain_value"]
+
+
+# --- the catalog: the documented views and nothing else ----------------------------------
+
+
+def catalog(rows: list[dict[str, object]]) -> dict[str, list[tuple[object, object]]]:
+    found: dict[str, list[tuple[object, object]]] = {}
+    for row in rows:
+        found.setdefault(str(row["table_name"]), []).append((row["column_name"], row["data_type"]))
+    return found
+
+
+def test_the_sandbox_catalog_is_the_data_dictionary(herd: Path) -> None:
+    columns = run_sql(
+        herd,
+        "SELECT table_catalog, table_schema, table_name, column_name, data_type "
+        "FROM information_schema.columns ORDER BY table_name, ordinal_position",
+        SETTINGS,
+    ).table.to_pylist()
+    assert {(r["table_catalog"], r["table_schema"]) for r in columns} == {("memory", "main")}
+    assert catalog(columns) == {
+        view: [(c["name"], c["type"]) for c in described] for view, described in DICTIONARY.items()
+    }
+    listed = run_sql(
+        herd,
+        "SELECT table_name AS name, table_type AS kind FROM information_schema.tables UNION ALL "
+        "SELECT view_name, 'duckdb_views' FROM duckdb_views() WHERE NOT internal UNION ALL "
+        "SELECT table_name, 'duckdb_tables' FROM duckdb_tables() ORDER BY ALL",
+        SETTINGS,
+    ).table.to_pylist()
+    assert sorted((r["name"], r["kind"]) for r in listed) == sorted(
+        [(view, "VIEW") for view in DICTIONARY] + [(view, "duckdb_views") for view in DICTIONARY]
+    )
+
+
+@pytest.mark.parametrize(
+    "table", ["_api_keys", "_samples", "_keyframes", "_metadata", "_migrations", "_current"]
+)
+def test_the_tables_behind_the_views_cannot_be_named(
+    sandbox: duckdb.DuckDBPyConnection, table: str
+) -> None:
+    with pytest.raises(SqlFailed, match=f"Table with name {table} does not exist"):
+        read_rows(sandbox, f"SELECT * FROM {table}", SETTINGS)
+    with pytest.raises(SqlFailed, match=f"Table with name {table} does not exist"):
+        read_rows(sandbox, f"SELECT * FROM memory.main.{table}", SETTINGS)
+
+
+def test_a_fleet_catalog_is_the_data_dictionary_too(tmp_path: Path) -> None:
+    for number, farm in enumerate(["farm-a", "farm-b"]):
+        record = create_record(str(tmp_path / farm), SETTINGS, farm_id=farm)
+        batch = {**make_batch(f"dev-0{number}/2026-11-21T06"), "farm_id": farm}
+        report = ingest(record, [parse_json(json.dumps(batch).encode(), batch["batch_id"])])
+        assert report.count("accepted") == 1
+    con = sandbox_connection(tmp_path, SETTINGS, fleet=True)
+    names = con.sql(
+        "SELECT schema_name || '.' || table_name FROM duckdb_tables() UNION ALL "
+        "SELECT schema_name || '.' || view_name FROM duckdb_views() WHERE NOT internal"
+    ).fetchall()
+    assert sorted(name for (name,) in names) == sorted(f"main.{view}" for view in DICTIONARY)
+    assert con.sql("SELECT DISTINCT farm_id FROM tracklets ORDER BY 1").fetchall() == [
+        ("farm-a",),
+        ("farm-b",),
+    ]
+    with pytest.raises(duckdb.CatalogException, match="_api_keys does not exist"):
+        con.sql("SELECT * FROM _api_keys")
+    con.close()
 
 
 # --- one SELECT only ----------------------------------------------------------------------

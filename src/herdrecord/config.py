@@ -151,6 +151,41 @@ class Settings(BaseSettings):
         le=1024,
         description="Threads DuckDB may use for one `herdrecord sql` query.",
     )
+    sql_max_result_bytes: int = Field(
+        default=64 * 2**20,
+        gt=0,
+        description="Most bytes one `herdrecord sql` result may hold (its Arrow columns, "
+        "as read); a bigger result fails, naming this setting: select fewer columns or "
+        "rows, or aggregate.",
+    )
+    sql_process_headroom: str = Field(
+        default="1GB",
+        description="Address space the SQL sandbox's process may map beyond its loaded "
+        "libraries and HERDRECORD_SQL_MEMORY_LIMIT (DuckDB's syntax, at least 64MB): an OS "
+        "limit (RLIMIT_AS), so a query that allocates past DuckDB's own accounting fails "
+        "instead of growing the process.",
+    )
+    sql_max_concurrent: int = Field(
+        default=2,
+        gt=0,
+        description="`herdrecord serve`: most SQL queries run at once (each in a process of "
+        "its own); a query that finds them all busy waits HERDRECORD_SQL_QUEUE_S, then gets "
+        "429 with Retry-After.",
+    )
+    sql_queue_s: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="`herdrecord serve`: seconds a SQL query waits for one of "
+        "HERDRECORD_SQL_MAX_CONCURRENT to finish before it is refused with 429.",
+    )
+    sql_warm_processes: int = Field(
+        default=1,
+        ge=0,
+        le=8,
+        description="`herdrecord serve`: sandbox processes kept started ahead (from the "
+        "first SQL query on), their libraries loaded, so a query does not wait for Python to "
+        "start; each still runs exactly one query and exits.",
+    )
     storage_options: dict[str, str] = Field(
         default_factory=dict,
         description="Options for a record on object storage (s3://bucket/prefix), as JSON in "
@@ -303,7 +338,7 @@ class Settings(BaseSettings):
         "history.",
     )
 
-    @field_validator("sql_memory_limit")
+    @field_validator("sql_memory_limit", "sql_process_headroom")
     @classmethod
     def _memory_size(cls, value: str) -> str:
         """Accept a DuckDB memory size of at least 64 MB; return it without spaces around."""

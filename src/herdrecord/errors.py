@@ -187,6 +187,36 @@ class SqlTimedOut(SqlError):
         )
 
 
+class SqlResultTooLarge(SqlError):
+    """The query's result grew past the byte cap; the reading stopped there."""
+
+    code: ClassVar[str] = "result_too_large"
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        super().__init__(
+            f"the result passed {limit_bytes:,} bytes (HERDRECORD_SQL_MAX_RESULT_BYTES) and was "
+            "not sent — select fewer columns or rows, aggregate, or raise the setting"
+        )
+
+
+class SqlBusy(SqlError):
+    """Every slot for SQL queries stayed busy for the queue time; the query was not run."""
+
+    status: ClassVar[int] = 429
+    code: ClassVar[str] = "busy"
+
+    def __init__(self, running: int, waited_s: float) -> None:
+        self.running = running
+        # What the service answers as Retry-After: a slot frees when a query ends.
+        self.retry_after_s = max(1, round(waited_s))
+        super().__init__(
+            f"{running} SQL {'query is' if running == 1 else 'queries are'} running, the most "
+            f"at once (HERDRECORD_SQL_MAX_CONCURRENT), and none ended within {waited_s:g} s — "
+            f"send it again in {self.retry_after_s} s"
+        )
+
+
 class UnknownKeyframe(NotFound):
     """No keyframe of that tracklet at that time."""
 

@@ -21,6 +21,7 @@ from herdrecord.config import Settings
 from herdrecord.errors import InvalidInput
 from herdrecord.ingest.journal import Journal, open_journal
 from herdrecord.ingest.replay import replay_journal
+from herdrecord.query.sandbox import Sandbox
 from herdrecord.store.record import Record, open_record
 from herdrecord.web.pages import error_page, install_pages
 from herdrecord.web.session import Sessions
@@ -58,10 +59,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = Sessions(app.state.keys, settings.ui_session_hours * 3600)
         writer = Writer(record, journal)
         app.state.writer = writer
+        app.state.sandbox = Sandbox(settings, warm=settings.sql_warm_processes)
         writer.start()
         try:
             yield
         finally:
+            app.state.sandbox.close()
             await writer.close()
             if journal is not None:
                 journal.close()

@@ -102,6 +102,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "The body is larger than the service accepts.",
         415: "The body is not in a format this endpoint reads.",
         422: "The input is invalid; `problems` lists every problem.",
+        429: "Too many requests of this kind run now; retry after `Retry-After` seconds.",
         503: "The record is busy (another writer) or the service is shutting down; retry.",
     }
     return {
@@ -178,7 +179,8 @@ def install_handlers(app: FastAPI, page_error: PageError | None = None) -> None:
             return answer(request, 500, "internal error; the service log has the details")
         problems = [str(p) for p in getattr(exc, "problems", [])]
         message = str(exc).splitlines()[0]
-        headers = {"Retry-After": "5"} if status == 503 else None
+        retry_after_s = getattr(exc, "retry_after_s", 5 if status == 503 else None)
+        headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
         return answer(request, status, message, code, problems, headers)
 
     @app.exception_handler(RequestValidationError)

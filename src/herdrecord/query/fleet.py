@@ -35,7 +35,7 @@ from herdrecord.query.export import (
     staged,
     write_dictionary,
 )
-from herdrecord.query.views import VIEWS, connect
+from herdrecord.query.views import VIEWS, relation_over, view_relations
 from herdrecord.store.location import location_of
 from herdrecord.store.record import Record, is_record, open_record
 from herdrecord.store.sql import sql_literal
@@ -63,26 +63,22 @@ def fleet_records(root: str, settings: Settings) -> list[Record]:
     return records
 
 
-def fleet_connection(
-    records: list[Record], con: duckdb.DuckDBPyConnection | None = None
-) -> duckdb.DuckDBPyConnection:
+def fleet_connection(records: list[Record]) -> duckdb.DuckDBPyConnection:
     """Return a DuckDB connection whose views (the single-record views: animals, days, ...)
-    hold every farm's rows, with `farm_id` as their first column."""
-    con = con if con is not None else duckdb.connect()
-    schemas = []
-    for number, record in enumerate(records):
-        schema = f"farm{number}"
-        connect(record, con, schema)
-        schemas.append((schema, record.farm_id))
+    hold every farm's rows, with `farm_id` as their first column; its catalog holds those
+    views and nothing else."""
+    con = duckdb.connect()
+    farms = [(record.farm_id, view_relations(record, con)) for record in records]
     for view in VIEWS:
         # The ledger has its own farm_id (the batches'); it is the farm's, so it is replaced.
-        columns = con.sql(f"SELECT * FROM {schemas[0][0]}.{view} LIMIT 0").columns
+        columns = farms[0][1][view].columns
         rest = "* EXCLUDE (farm_id)" if "farm_id" in columns else "*"
         parts = [
-            f"SELECT {_literal(farm)} AS farm_id, {rest} FROM {schema}.{view}"
-            for schema, farm in schemas
+            f"SELECT {_literal(farm)} AS farm_id, {rest} FROM _farm{number}"
+            for number, (farm, _) in enumerate(farms)
         ]
-        con.sql(f"CREATE VIEW {view} AS " + " UNION ALL BY NAME ".join(parts))
+        sources = {f"_farm{number}": views[view] for number, (_, views) in enumerate(farms)}
+        relation_over(con, " UNION ALL BY NAME ".join(parts), sources).create_view(view)
     return con
 
 

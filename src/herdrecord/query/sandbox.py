@@ -1,15 +1,20 @@
 """Free read-only SQL over the record's views, run in a locked-down DuckDB in its own process.
 
-`run_sql` checks that the text is one SELECT (or an EXPLAIN of one), then starts a child
-process (`python -m herdrecord.query.sandbox`) that opens the record, builds the views of
-`query.connect` and locks its DuckDB connection down: no files, URLs or extensions, memory and
-threads capped, the configuration locked. The parent gives the query `sql_timeout_s` and kills
-the child when it runs over, so a runaway query never harms the caller. Rows come back as an
-Arrow IPC file in a temporary directory, at most `sql_max_rows` of them: a longer result is cut
-there and marked `truncated`, so an analyst's first look at a big view is quick and bounded.
+`Sandbox.run` checks that the text is one SELECT (or an EXPLAIN of one), then hands it to a
+child process (`herdrecord.query.sandbox_child`) that caps its own address space, opens the
+record, builds the views of `query.connect` (they are all its catalog holds) and locks its
+DuckDB connection down: no files, URLs or extensions, memory and threads capped, the
+configuration locked. Each process runs exactly one query and exits; the service keeps
+`sql_warm_processes` started ahead, their libraries already loaded, so a query does not wait
+for Python to start, and runs at most `sql_max_concurrent` at once (a query waits
+`sql_queue_s` for a slot, then is refused with 429). The parent gives the query
+`sql_timeout_s` and kills the child when it runs over, so a runaway query never harms the
+caller. Rows come back as an Arrow IPC file in a temporary directory, at most `sql_max_rows`
+of them (a longer result is cut there and marked `truncated`) and at most
+`sql_max_result_bytes` (a bigger one fails).
 
-The record is never written: DuckDB reads the Lance tables only through scans of registered
-datasets, has no route to write them, and with external access off cannot touch any file.
+The record is never written: DuckDB reads the Lance tables only through scans of datasets the
+views hold, has no route to write them, and with external access off cannot touch any file.
 """
 
 from __future__ import annotations
@@ -17,28 +22,35 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import IO, Any
 
-import duckdb
 import pyarrow as pa
 
 from herdrecord.config import Settings
-from herdrecord.errors import HerdrecordError, SqlError, SqlFailed, SqlRejected, SqlTimedOut
+from herdrecord.errors import (
+    HerdrecordError,
+    SqlBusy,
+    SqlError,
+    SqlFailed,
+    SqlRejected,
+    SqlResultTooLarge,
+    SqlTimedOut,
+)
+from herdrecord.query.statements import check_statement
 from herdrecord.store.record import open_record
 
 # Opening the record in the child (interpreter start, imports, views) is not the query's time;
 # it gets its own, generous bound so that a stuck start cannot hang the caller either.
 STARTUP_LIMIT_S = 120.0
-_READ_BATCH_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -50,84 +62,192 @@ class SqlResult:
     seconds: float
 
 
-@dataclass(frozen=True)
-class Rows:
-    """Rows read from a locked-down connection, at most the limit, and whether more were left."""
-
-    table: pa.Table
-    truncated: bool
-
-
 def run_sql(
     record_path: str | Path, sql: str, settings: Settings, fleet: bool = False
 ) -> SqlResult:
     """Run one read-only SELECT over the record's views in a sandboxed child process; with
     `fleet`, over the views of every farm's record under the root `record_path`."""
-    from herdrecord.query.fleet import fleet_records
+    with Sandbox(settings) as sandbox:
+        return sandbox.run(record_path, sql, fleet)
 
-    check_statement(sql)
-    # A missing or too-new record fails here, clearly.
-    if fleet:
-        fleet_records(str(record_path), settings)
-    else:
-        open_record(str(record_path), settings)
-    with tempfile.TemporaryDirectory(prefix="herdrecord-sql-") as tmp:
-        work = Path(tmp)
-        request = work / "request.json"
-        request.write_text(
-            json.dumps(
-                {
-                    "record": str(record_path),
-                    "fleet": fleet,
-                    "sql": sql,
-                    "settings": settings.model_dump(mode="json"),
-                    "result": str(work / "result.arrow"),
-                }
-            )
-        )
-        with (work / "stderr.txt").open("wb") as stderr:
-            # -P: the current directory is not put on sys.path, so no file there can stand in
-            # for a module the child imports.
-            child = subprocess.Popen(
-                [sys.executable, "-P", "-m", "herdrecord.query.sandbox", str(request)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-            )
-            messages, pump = _messages(child.stdout)
+
+class Sandbox:
+    """Runs free SQL in sandboxed child processes, a fresh one per query: at most
+    `sql_max_concurrent` at once, with `warm` processes started ahead of their queries (from
+    the first query on: a service that is never asked starts none)."""
+
+    def __init__(self, settings: Settings, warm: int = 0) -> None:
+        self.settings = settings
+        self.warm = warm
+        self._slots = threading.BoundedSemaphore(settings.sql_max_concurrent)
+        self._lock = threading.Lock()
+        self._spares: list[_Process] = []
+        self._running = 0
+        self._closed = False
+
+    @property
+    def running(self) -> int:
+        """Return how many queries run now."""
+        return self._running
+
+    def run(self, record_path: str | Path, sql: str, fleet: bool = False) -> SqlResult:
+        """Run one read-only SELECT over the record's views (a fleet's, with `fleet`) in a
+        process of its own; SqlBusy when no slot frees within `sql_queue_s`."""
+        from herdrecord.query.fleet import fleet_records
+
+        check_statement(sql)
+        # A missing or too-new record fails here, clearly.
+        if fleet:
+            fleet_records(str(record_path), self.settings)
+        else:
+            open_record(str(record_path), self.settings)
+        if not self._slots.acquire(timeout=self.settings.sql_queue_s):
+            raise SqlBusy(self._running, self.settings.sql_queue_s)
+        try:
+            with self._lock:
+                self._running += 1
+            process = self._take()
             try:
-                return _follow(child, messages, work, settings.sql_timeout_s)
+                return process.ask(
+                    {
+                        "record": str(record_path),
+                        "fleet": fleet,
+                        "sql": sql,
+                        "settings": self.settings.model_dump(mode="json"),
+                    },
+                    self.settings,
+                )
             finally:
-                if child.poll() is None:
-                    child.kill()
-                child.wait()
-                pump.join(timeout=10.0)  # it reads to the end of the dead child's output
-                if child.stdout is not None:
-                    child.stdout.close()
+                process.discard()
+        finally:
+            with self._lock:
+                self._running -= 1
+            self._slots.release()
+
+    def close(self) -> None:
+        """Stop the processes started ahead; a query running now still ends as it would."""
+        with self._lock:
+            self._closed = True
+            spares, self._spares = self._spares, []
+        for process in spares:
+            process.discard()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _take(self) -> _Process:
+        """Return a process for one query: a warm one when one is alive, else a new one; and
+        start its replacement."""
+        with self._lock:
+            process = None
+            while self._spares and process is None:
+                spare = self._spares.pop(0)
+                if spare.alive():
+                    process = spare
+                else:
+                    spare.discard()
+            self._top_up()
+        return process if process is not None else _Process()
+
+    def _top_up(self) -> None:
+        if not self._closed:
+            self._spares += [_Process() for _ in range(self.warm - len(self._spares))]
 
 
-def _follow(
-    child: subprocess.Popen[str],
-    messages: queue.Queue[str | None],
-    work: Path,
-    timeout_s: float,
-) -> SqlResult:
-    """Wait for the child's messages; kill it when it runs over; return its rows."""
-    ready = _next_message(messages, STARTUP_LIMIT_S, child, work)
-    if ready is None:
-        raise SqlFailed(f"the SQL sandbox did not start within {STARTUP_LIMIT_S:g} s")
-    _raise_if_error(ready)
-    started = time.monotonic()
-    done = _next_message(messages, timeout_s, child, work)
-    if done is None:
-        child.kill()
-        raise SqlTimedOut(timeout_s)
-    seconds = time.monotonic() - started
-    _raise_if_error(done)
-    with pa.OSFile(str(work / "result.arrow")) as source:
-        table = pa.ipc.open_file(source).read_all()
-    return SqlResult(table=table, truncated=bool(done["truncated"]), seconds=seconds)
+class _Process:
+    """One sandbox child: started (it loads its libraries on its own), given one request,
+    followed to its answer, then discarded with its temporary directory."""
+
+    def __init__(self) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="herdrecord-sql-"))
+        self._stderr = (self.work / "stderr.txt").open("wb")
+        # -P: the current directory is not put on sys.path, so no file there can stand in for
+        # a module the child imports.
+        self.child = subprocess.Popen(
+            [sys.executable, "-P", "-m", "herdrecord.query.sandbox_child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env=_child_environment(),
+        )
+        self.messages, self._pump = _messages(self.child.stdout)
+
+    def alive(self) -> bool:
+        """Return whether the process still waits for its request."""
+        return self.child.poll() is None
+
+    def ask(self, request: dict[str, Any], settings: Settings) -> SqlResult:
+        """Send the request; return the rows the process wrote."""
+        result = self.work / "result.arrow"
+        try:
+            if self.child.stdin is not None:
+                self.child.stdin.write(json.dumps({**request, "result": str(result)}) + "\n")
+                self.child.stdin.close()
+        except BrokenPipeError:
+            pass  # it died waiting: following it reports how
+        return self._follow(result, settings)
+
+    def discard(self) -> None:
+        """Stop the process if it still runs; remove what it left."""
+        if self.child.poll() is None:
+            self.child.kill()
+        self.child.wait()
+        self._pump.join(timeout=10.0)  # it reads to the end of the dead child's output
+        for stream in (self.child.stdin, self.child.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+        self._stderr.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def _follow(self, result: Path, settings: Settings) -> SqlResult:
+        """Wait for the child's messages; kill it when it runs over; return its rows."""
+        ready = self._next_message(STARTUP_LIMIT_S)
+        if ready is None:
+            raise SqlFailed(f"the SQL sandbox did not start within {STARTUP_LIMIT_S:g} s")
+        _raise_if_error(ready, settings)
+        started = time.monotonic()
+        done = self._next_message(settings.sql_timeout_s)
+        if done is None:
+            self.child.kill()
+            raise SqlTimedOut(settings.sql_timeout_s)
+        seconds = time.monotonic() - started
+        _raise_if_error(done, settings)
+        with pa.OSFile(str(result)) as source:
+            table = pa.ipc.open_file(source).read_all()
+        return SqlResult(table=table, truncated=bool(done["truncated"]), seconds=seconds)
+
+    def _next_message(self, limit_s: float) -> dict[str, Any] | None:
+        """Return the child's next message; None when `limit_s` passed without one."""
+        try:
+            line = self.messages.get(timeout=limit_s)
+        except queue.Empty:
+            return None
+        if line is None:
+            code = self.child.wait()
+            raise SqlFailed(
+                f"the SQL sandbox stopped without an answer (exit code {code}); it may have run "
+                "out of memory (HERDRECORD_SQL_MEMORY_LIMIT, HERDRECORD_SQL_PROCESS_HEADROOM) — "
+                f"query less at once{_last_line(self.work / 'stderr.txt')}"
+            )
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+
+def _child_environment() -> dict[str, str]:
+    """Return the child's environment: the parent's, with few malloc arenas unless set."""
+    # glibc gives each thread that allocates an arena of its own, up to 8 per core, each
+    # reserving 64 MB of address space; two keep the child's mappings (and so the room the
+    # address-space cap must leave them) small, whatever the core count.
+    return {"MALLOC_ARENA_MAX": "2", **os.environ}
 
 
 def _messages(stream: IO[str] | None) -> tuple[queue.Queue[str | None], threading.Thread]:
@@ -145,241 +265,21 @@ def _messages(stream: IO[str] | None) -> tuple[queue.Queue[str | None], threadin
     return lines, thread
 
 
-def _next_message(
-    messages: queue.Queue[str | None], limit_s: float, child: subprocess.Popen[str], work: Path
-) -> dict[str, Any] | None:
-    """Return the child's next message; None when `limit_s` passed without one."""
-    try:
-        line = messages.get(timeout=limit_s)
-    except queue.Empty:
-        return None
-    if line is None:
-        code = child.wait()
-        raise SqlFailed(
-            f"the SQL sandbox stopped without an answer (exit code {code}); it may have run out "
-            f"of memory — query less at once{_last_line(work / 'stderr.txt')}"
-        )
-    message: dict[str, Any] = json.loads(line)
-    return message
-
-
 def _last_line(path: Path) -> str:
     lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     return f" ({lines[-1].strip()})" if lines else ""
 
 
-def _raise_if_error(message: dict[str, Any]) -> None:
+def _raise_if_error(message: dict[str, Any], settings: Settings) -> None:
     if message["event"] != "error":
         return
+    kind = message["kind"]
+    if kind == SqlResultTooLarge.code:
+        raise SqlResultTooLarge(settings.sql_max_result_bytes)
     kinds: dict[str, type[HerdrecordError]] = {
-        "rejected": SqlRejected,
-        "failed": SqlFailed,
+        SqlRejected.code: SqlRejected,
+        SqlFailed.code: SqlFailed,
+        SqlError.code: SqlFailed,
         "record": HerdrecordError,
     }
-    raise kinds.get(message["kind"], SqlFailed)(message["message"])
-
-
-# --- the statement check ------------------------------------------------------------------
-
-_COMMENTS = re.compile(r"^(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.DOTALL)
-_EXPLAIN = re.compile(r"EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^)]*\)\s*)?(.*)$", re.DOTALL | re.I)
-
-
-def check_statement(sql: str) -> None:
-    """Accept exactly one SELECT (or EXPLAIN of one); raise SqlRejected or SqlFailed otherwise."""
-    statements = _parse(sql)
-    if not statements:
-        raise SqlRejected('no SQL statement given — pass one SELECT, e.g. "SELECT * FROM animals"')
-    if len(statements) > 1:
-        labels = ", ".join(_label(s) for s in statements)
-        raise SqlRejected(
-            f"only one SELECT statement is allowed; got {len(statements)} statements ({labels})"
-        )
-    statement = statements[0]
-    if statement.type == duckdb.StatementType.SELECT:
-        return
-    if statement.type == duckdb.StatementType.EXPLAIN:
-        explained = _EXPLAIN.match(_strip_comments(statement.query))
-        inner = _parse(explained.group(1)) if explained else []
-        if len(inner) == 1 and inner[0].type == duckdb.StatementType.SELECT:
-            return
-        what = _label(inner[0]) if len(inner) == 1 else "something else"
-        raise SqlRejected(f"only one SELECT statement is allowed; got EXPLAIN of {what}")
-    raise SqlRejected(f"only one SELECT statement is allowed; got {_label(statement)}")
-
-
-def _parse(sql: str) -> list[Any]:
-    try:
-        return list(duckdb.extract_statements(sql))
-    except duckdb.Error as exc:
-        raise SqlFailed(one_line(str(exc))) from None
-
-
-def _strip_comments(text: str) -> str:
-    found = _COMMENTS.match(text)
-    return text[found.end() :] if found else text
-
-
-def _label(statement: Any) -> str:
-    """Return how a person would name the statement: its first keyword (INSTALL, USE,
-    CHECKPOINT), or its type where the keyword says nothing (WITH ... INSERT)."""
-    word = re.match(r"[A-Za-z_]*", _strip_comments(statement.query))
-    keyword = word.group(0).upper() if word else ""
-    if keyword in ("", "WITH", "FROM", "VALUES"):
-        return str(statement.type.name).replace("_", " ")
-    return keyword
-
-
-def one_line(message: str) -> str:
-    """Return DuckDB's error message as one line: its first line and its suggestions."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    if not lines:
-        return "the query failed"
-    hints = [line for line in lines[1:] if line.startswith(("Candidate bindings", "Did you mean"))]
-    return "; ".join([lines[0], *hints])
-
-
-# --- the child: a locked-down connection --------------------------------------------------
-
-
-def sandbox_connection(
-    record_path: str | Path, settings: Settings, fleet: bool = False
-) -> duckdb.DuckDBPyConnection:
-    """Return a DuckDB connection with the record's views (or a fleet's: every farm's rows
-    with farm_id) that can read nothing else, load nothing, change no setting and use at
-    most the configured memory and threads."""
-    from herdrecord.query.fleet import fleet_connection, fleet_records
-    from herdrecord.query.views import connect
-
-    # The Lance tables are registered as Python dataset objects, not opened by path, so their
-    # scans keep working once external access is off (checked: registering works before and
-    # after). The views are built first anyway, while nothing is locked.
-    if fleet:
-        con = fleet_connection(fleet_records(str(record_path), settings))
-    else:
-        con = connect(open_record(str(record_path), settings, recover=False))
-    lock_down(con, settings)
-    return con
-
-
-# Order matters: temp_directory cannot be changed once external access is off (DuckDB answers
-# "Permission Error: Modifying the temp_directory has been disabled by configuration"), and
-# lock_configuration must come last or it would freeze the settings before they are made.
-LOCKDOWN = (
-    # No Python replacement scans: `FROM name` may not read a Python object of that name.
-    "SET python_enable_replacements = false",
-    # No spilling to disk: the memory limit is a hard limit, and no file is ever written.
-    "SET temp_directory = ''",
-    "SET max_temp_directory_size = '0B'",
-    "SET autoinstall_known_extensions = false",
-    "SET autoload_known_extensions = false",
-    "SET allow_community_extensions = false",
-    "SET allow_persistent_secrets = false",
-    "SET memory_limit = '{memory_limit}'",
-    "SET threads = {threads}",
-    # No files, URLs, ATTACH of files, COPY, INSTALL or LOAD from here on.
-    "SET enable_external_access = false",
-    "SET lock_configuration = true",
-)
-
-
-def lock_down(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    """Apply the sandbox's settings to the connection, then lock its configuration."""
-    for statement in LOCKDOWN:
-        con.execute(
-            statement.format(memory_limit=settings.sql_memory_limit, threads=settings.sql_threads)
-        )
-
-
-def read_rows(con: duckdb.DuckDBPyConnection, sql: str, settings: Settings) -> Rows:
-    """Run a query on a locked-down connection; return at most `sql_max_rows` of its rows."""
-    max_rows = settings.sql_max_rows
-    try:
-        relation = con.sql(sql)
-        if relation is None:  # a statement without rows (only when the check was skipped)
-            return Rows(pa.table({}), truncated=False)
-        reader = relation.to_arrow_reader(min(max_rows + 1, _READ_BATCH_ROWS))
-        batches: list[pa.RecordBatch] = []
-        rows = 0
-        for batch in reader:
-            batches.append(batch)
-            rows += batch.num_rows
-            if rows > max_rows:
-                break
-        table = pa.Table.from_batches(batches, schema=reader.schema)
-    except duckdb.Error as exc:
-        raise translate(exc, settings) from None
-    return Rows(table.slice(0, max_rows), truncated=table.num_rows > max_rows)
-
-
-def translate(exc: duckdb.Error, settings: Settings) -> SqlError:
-    """Return DuckDB's error as the sandbox's one-line error."""
-    text = one_line(str(exc))
-    if _needs_extension(exc, text):
-        return SqlRejected(f"herdrecord sql loads no extensions: {text}")
-    if isinstance(exc, duckdb.PermissionException):
-        from herdrecord.query.views import VIEWS
-
-        return SqlRejected(
-            f"herdrecord sql reads only the record's views ({', '.join(VIEWS)}), not files or "
-            f"URLs: {text.removeprefix('Permission Error: ')}"
-        )
-    if "configuration has been locked" in text:
-        return SqlRejected(f"settings cannot be changed in herdrecord sql ({text})")
-    if isinstance(exc, duckdb.OutOfMemoryException):
-        return SqlFailed(
-            f"the query needed more than its memory limit ({settings.sql_memory_limit}, "
-            "HERDRECORD_SQL_MEMORY_LIMIT) — filter or aggregate more, or raise the limit"
-        )
-    return SqlFailed(text)
-
-
-def _needs_extension(exc: duckdb.Error, text: str) -> bool:
-    """Return whether the query failed for want of an extension (none is ever loaded)."""
-    if isinstance(exc, duckdb.CatalogException):
-        # DuckDB: 'Table Function with name "read_xlsx" is not in the catalog, but it exists
-        # in the excel extension.'
-        return "but it exists in the" in text
-    return isinstance(exc, duckdb.PermissionException) and (
-        "extensions is disabled" in text or "/extensions/" in text
-    )
-
-
-def serve(request_path: str) -> int:
-    """Run one request in this (child) process: open, lock down, query, write the rows."""
-    # The protocol owns the real stdout; whatever a library prints goes to stderr.
-    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)
-
-    def send(**message: Any) -> None:
-        protocol.write(json.dumps(message) + "\n")
-        protocol.flush()
-
-    request = json.loads(Path(request_path).read_text())
-    settings = Settings(**request["settings"])
-    try:
-        con = sandbox_connection(request["record"], settings, bool(request.get("fleet")))
-        send(event="ready")
-        check_statement(request["sql"])
-        rows = read_rows(con, request["sql"], settings)
-        with (
-            pa.OSFile(request["result"], "wb") as sink,
-            pa.ipc.new_file(sink, rows.table.schema) as writer,
-        ):
-            writer.write_table(rows.table)
-        send(event="done", rows=rows.table.num_rows, truncated=rows.truncated)
-    except SqlError as exc:
-        kind = "rejected" if isinstance(exc, SqlRejected) else "failed"
-        send(event="error", kind=kind, message=str(exc))
-    except HerdrecordError as exc:
-        send(event="error", kind="record", message=str(exc))
-    except duckdb.Error as exc:
-        send(event="error", kind="failed", message=str(translate(exc, settings)))
-    except Exception as exc:
-        traceback.print_exc()
-        send(event="error", kind="failed", message=one_line(f"{type(exc).__name__}: {exc}"))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(serve(sys.argv[1]))
+    raise kinds.get(kind, SqlFailed)(message["message"])

@@ -10,12 +10,15 @@ Views: `animals`, `tracklets` (with the current animal), `links` (the full decis
 `observations` (with the current animal), `days` (with `weight_est_kg` from the record's
 area -> weight calibration), `events` (in force), `events_history` (every row),
 `keyframes` (metadata, not the JPEG bytes), `batches` (the ledger), `pool` (exemplar
-metadata). Their columns are described in `schemas/data-dictionary.md`.
+metadata). Their columns are described in `schemas/data-dictionary.md`, and they are all a
+connection's catalog holds: the tables behind them, the record's keys among them, cannot be
+named in a query.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,40 +119,56 @@ _VIEW_SQL = {
 VIEWS: tuple[str, ...] = tuple(name for name in _VIEW_SQL if not name.startswith("_"))
 
 
-def connect(
-    record: Record, con: duckdb.DuckDBPyConnection | None = None, schema: str | None = None
-) -> duckdb.DuckDBPyConnection:
-    """Return an in-memory DuckDB connection with the record's views; or add them to `con`
-    in their own `schema` (a fleet's connection holds one schema per farm)."""
-    con = con if con is not None else duckdb.connect()
-    prefix = ""
-    if schema is not None:
-        con.sql(f"CREATE SCHEMA {schema}")
-        prefix = f"{schema}."
+def connect(record: Record) -> duckdb.DuckDBPyConnection:
+    """Return an in-memory DuckDB connection whose catalog holds the record's views and
+    nothing else: no table of the record (`_api_keys`, `_samples`, ...) is reachable by name."""
+    con = duckdb.connect()
+    for name, relation in view_relations(record, con).items():
+        relation.create_view(name)
+    return con
+
+
+def view_relations(
+    record: Record, con: duckdb.DuckDBPyConnection
+) -> dict[str, duckdb.DuckDBPyRelation]:
+    """Return the record's views (`VIEWS`) as relations on `con` that name no catalog entry:
+    each carries the Lance datasets it reads, so a view made from one exposes only itself."""
+    sources: dict[str, object] = {}
     for name in sorted(record.db.list_tables(limit=10_000).tables):
         dataset = record.table(name).to_lance()
-        view = TabularDataset(
+        sources[f"_{name}"] = TabularDataset(
             dataset.uri,
             version=dataset.version,
             storage_options=record.location.storage_options,
         )
-        if schema is None:
-            con.register(f"_{name}", view)
-        else:
-            # Registered objects live in the main schema; the farm's schema reaches its own
-            # through a view of the same name as on a single record (views resolve names in
-            # their own schema first).
-            con.register(f"_{schema}__{name}", view)
-            con.sql(f"CREATE VIEW {prefix}_{name} AS SELECT * FROM _{schema}__{name}")
     calibration = weight_calibration(record)
+    views: dict[str, duckdb.DuckDBPyRelation] = {}
     for name, sql in _VIEW_SQL.items():
         if name == "days":
             # A view cannot take parameters: the fit's two numbers are written into it.
             intercept = calibration.intercept if calibration else "NULL"
             slope = calibration.slope if calibration else "NULL"
             sql = sql.replace("$intercept", f"{intercept}").replace("$slope", f"{slope}")
-        con.sql(f"CREATE VIEW {prefix}{name} AS {sql}")
-    return con
+        relation = relation_over(con, sql, sources)
+        if name.startswith("_"):  # a step of other views, never a view of its own
+            sources[name] = relation
+        else:
+            views[name] = relation
+    return views
+
+
+def relation_over(
+    con: duckdb.DuckDBPyConnection, sql: str, sources: Mapping[str, object]
+) -> duckdb.DuckDBPyRelation:
+    """Return `sql` as a relation on `con` in which each name of `sources` means that object
+    (a dataset, an Arrow table, another relation), not an entry of the catalog."""
+    # DuckDB resolves a name that is not in the catalog to the Python object of that name in
+    # the frame that calls `sql` (its replacement scan). Evaluated in a frame whose only names
+    # are `sources`, the relation, and a view made from it, holds each object as a CTE of its
+    # own; nothing is registered, so no query can name the objects themselves.
+    scope: dict[str, object] = {"con": con, "sql": sql, **sources}
+    relation: duckdb.DuckDBPyRelation = eval("con.sql(sql)", {"__builtins__": {}}, scope)
+    return relation
 
 
 def data_dictionary(dim: int = 384) -> dict[str, list[ViewColumn]]:
