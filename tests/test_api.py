@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import logging
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -707,3 +708,60 @@ def test_an_unreadable_table_in_the_record_is_a_500_in_the_one_shape(
     client = TestClient(served.client.app, raise_server_exceptions=False)
     error = _error(client.get("/v1/animals", headers=served.as_("vet")), 500)
     assert "disk" not in error["message"]
+
+
+def test_named_query_parameters_are_json_numbers_booleans_or_text(served: Service) -> None:
+    client, vet = served.client, served.as_("vet")
+    as_text = client.post(
+        "/v1/queries/lameness",
+        json={"params": {"min_score": "1", "change_pct": "2.5"}},
+        headers=vet,
+    )
+    as_json = client.post(
+        "/v1/queries/lameness", json={"params": {"min_score": 1, "change_pct": 2.5}}, headers=vet
+    )
+    assert as_json.status_code == 200, as_json.text
+    assert as_json.json()["rows"] == as_text.json()["rows"]
+    whole = client.post("/v1/queries/growth", json={"params": {"days": 7.0}}, headers=vet)
+    assert whole.status_code == 200, whole.text  # JSON's 7.0 is the whole number 7
+    defaults = client.post("/v1/queries/growth", json={"params": {"as_of": None}}, headers=vet)
+    no_body = client.post("/v1/queries/growth", headers=vet)  # nothing to give: no body
+    assert no_body.status_code == 200, no_body.text
+    assert no_body.json()["rows"] == defaults.json()["rows"]
+    wrong = client.post("/v1/queries/lameness", json={"params": {"min_score": True}}, headers=vet)
+    assert _error(wrong, 422)["problems"] == ["min_score='true' is not a whole number"]
+
+
+def test_every_invalid_input_has_one_code(served: Service) -> None:
+    client, vet = served.client, served.as_("vet")
+    framework = _error(client.get("/v1/animals?limit=0", headers=vet), 422)
+    library = _error(
+        client.post("/v1/queries/lameness", json={"params": {"days": 99}}, headers=vet), 422
+    )
+    shape = _error(client.post("/v1/queries/growth", json={"params": {"a": [1]}}, headers=vet), 422)
+    assert framework["code"] == library["code"] == shape["code"] == "invalid_input"
+
+
+def test_a_not_found_names_the_endpoint_not_a_command(served: Service) -> None:
+    client, vet = served.client, served.as_("vet")
+    for path, listed_by in [
+        ("/v1/animals/NOPE", "GET /v1/animals"),
+        ("/v1/animals/NOPE/timeline", "GET /v1/animals"),
+    ]:
+        error = _error(client.get(path, headers=vet), 404)
+        assert "herdrecord " not in error["message"] and listed_by in error["message"], error
+    query = _error(client.post("/v1/queries/nope", headers=vet), 404)
+    assert "herdrecord " not in query["message"] and "GET /v1/queries" in query["message"]
+
+
+def test_docs_load_nothing_from_outside_the_service(served: Service) -> None:
+    page = served.client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert not re.search(r"(src|href)=\"(https?:)?//", page.text)  # no outside address
+    assert "<script" not in page.text
+    openapi = served.client.get("/openapi.json").json()
+    for path in openapi["paths"]:
+        assert f'<span class="path">{path}</span>' in page.text, path
+    assert 'href="/openapi.json"' in page.text
+    assert "cdn" not in served.client.get("/redoc").text.lower()

@@ -22,7 +22,8 @@ from fastapi.testclient import TestClient
 
 from conftest import service_settings
 from herdrecord.api.keys import add_key, revoke_key
-from herdrecord.events.store import current_events
+from herdrecord.events.rules import parse_event
+from herdrecord.events.store import add_events, current_events
 from herdrecord.ingest.ingestor import ingest
 from herdrecord.ingest.sources import parse_json
 from herdrecord.linking.review import enrol_new, history, review_queue
@@ -573,6 +574,7 @@ def _year(animal: str = "A") -> list[dict[str, Any]]:
         {
             "day": first + timedelta(days=i),
             "weight_est_kg": 30.0 + i * 0.5,
+            "observed_min": 760.0 + i % 7,
             "scale_weight_kg": 31.0 + i * 0.5 if i % 30 == 0 else None,
             "behaviour_min": [
                 {"behaviour": "lying_sternal", "minutes": 600.0},
@@ -588,16 +590,18 @@ def _year(animal: str = "A") -> list[dict[str, Any]]:
 def test_charts_of_a_year_stay_within_their_mark_budget() -> None:
     rows = _year()
     start, end = rows[0]["day"], rows[-1]["day"]
-    growth = str(growth_chart(rows, [], start, end))
+    growth = str(growth_chart(rows, [], start, end, coverage_floor_h=6.0))
     points = re.search(r'<polyline class="estimate" points="([^"]+)"', growth)
     assert points is not None and len(points.group(1).split()) <= GROWTH_POINTS
     assert growth.count('class="scale"') == 13  # every scale weight is drawn
     assert growth.count('class="anomaly"') == 2  # days 100-101 are one band, 200 another
     behaviours = ["lying_sternal", "eating", "walking"]
-    budget = str(budget_chart(rows, behaviours, [], start, end))
+    budget = str(budget_chart(rows, behaviours, [], start, end, coverage_floor_h=6.0))
     assert budget.count('class="bar"') <= BUDGET_BARS * len(behaviours)
     assert budget.count('class="bar"') == 92 * len(behaviours)  # 4-day buckets
-    shares = [float(s) for s in re.findall(r"lying_sternal (\d+)%", budget)]
+    shares = [
+        float(s) for s in re.findall(r"lying_sternal [\d.]+ h of [\d.]+ h observed, (\d+)%", budget)
+    ]
     assert all(75 <= s <= 80 for s in shares)  # 600 of ~763 minutes
 
 
@@ -605,8 +609,132 @@ def test_a_month_draws_every_day() -> None:
     rows = _year()[:30]
     budget = str(
         budget_chart(
-            rows, ["lying_sternal", "eating", "walking"], [], rows[0]["day"], rows[-1]["day"]
+            rows,
+            ["lying_sternal", "eating", "walking"],
+            [],
+            rows[0]["day"],
+            rows[-1]["day"],
+            coverage_floor_h=6.0,
         )
     )
     assert budget.count('class="bar"') == 30 * 3
     assert "2026-01-05: eating" in budget
+
+
+def test_a_partial_day_looks_partial_and_moves_no_line() -> None:
+    rows = _year()[:10]
+    # Day 5 was observed for 3.1 h, and its estimate from a few standing frames is 10 kg low.
+    rows[5] = {
+        **rows[5],
+        "observed_min": 186.0,
+        "behaviour_min": [{"behaviour": "lying_sternal", "minutes": 186.0}],
+        "weight_est_kg": rows[5]["weight_est_kg"] - 10,
+    }
+    start, end = rows[0]["day"], rows[-1]["day"]
+    behaviours = ["lying_sternal", "eating", "walking"]
+    budget = str(budget_chart(rows, behaviours, [], start, end, coverage_floor_h=6.0))
+    heights: dict[str, float] = {}
+    bars = re.findall(r'<rect class="(bar[^"]*)" x="[\d.]+" y="[\d.]+" width="[\d.]+" '
+                      r'height="([\d.]+)" fill="[^"]+"><title>(\S+):', budget)  # fmt: skip
+    for klass, height, day in bars:
+        heights[day] = heights.get(day, 0.0) + float(height)
+        assert ("partial" in klass) == (day == str(rows[5]["day"]))
+    whole = heights[str(rows[4]["day"])]
+    # Bars are as tall as the hours observed: 3.1 h against 12.7 h.
+    assert heights[str(rows[5]["day"])] == pytest.approx(whole * 186 / 764, rel=0.02)
+    assert "3.1 h observed (partial day)" in budget
+    growth = str(growth_chart(rows, [], start, end, coverage_floor_h=6.0))
+    points = re.search(r'<polyline class="estimate" points="([^"]+)"', growth)
+    assert points is not None and len(points.group(1).split()) == 9  # the partial day is off it
+    ys = [float(p.split(",")[1]) for p in points.group(1).split()]
+    assert ys == sorted(ys, reverse=True)  # the line still only rises: no 10 kg dip
+    hollow = re.findall(r'<circle class="partial"[^>]*><title>([^<]+)</title>', growth)
+    assert hollow == [f"{rows[5]['day']}: 22.5 kg estimated from a partial day (3.1 h observed); "
+                      "not part of the line"]  # fmt: skip
+
+
+def _herd_row(html: str, animal_id: str) -> str:
+    row = re.search(rf'<tr data-animal="{animal_id}">(.*?)</tr>', html, re.S)
+    assert row is not None, animal_id
+    return row.group(1)
+
+
+def test_herd_chips_only_lameness_scores_that_need_a_look(tmp_path: Path) -> None:
+    with fresh_site(tmp_path) as (client, record, _):
+        scores = [("P00001", 0, "0-3"), ("P00002", 1, "0-3"), ("P00003", 2, "0-3")]
+        scores += [("P00004", 2, "1-5"), ("P00005", 3, "1-5")]
+        add_events(
+            record,
+            [
+                parse_event(
+                    {
+                        "animal_id": a,
+                        "kind": "lameness",
+                        "at": "2026-09-03T09:00:00Z",
+                        "value": v,
+                        "scale": s,
+                        "unit": "score",
+                        "author": "vet",
+                    }
+                )
+                for a, v, s in scores
+            ],
+        )
+        page = client.get("/herd").text
+        chips = {
+            a: re.findall(r'data-kind="lameness"[^>]*>([^<]+)<', _herd_row(page, a))
+            for a, _, _ in scores
+        }
+        # Weekly scoring's 0s and 1s (and a 2 of 5) are no news; a 2 of 0-3 and a 3 of 1-5 are.
+        assert chips == {
+            "P00001": [],
+            "P00002": [],
+            "P00003": ["lameness 2 of 0-3"],
+            "P00004": [],
+            "P00005": ["lameness 3 of 1-5"],
+        }
+
+
+def test_herd_link_confidence_is_the_calibrated_probability(site: Site) -> None:
+    page = site.sign_in("vet").get("/herd").text
+    days = site.record.table("days").to_lance().to_table().to_pylist()
+    last = {r["animal_id"]: r for r in sorted(days, key=lambda r: r["day"])}
+    for animal_id, day in last.items():
+        cell = re.search(r'<td class="confidence">(.*?)</td>', _herd_row(page, animal_id), re.S)
+        assert cell is not None
+        if day["link_confidence"] is None:
+            assert cell.group(1).strip() == ""  # no probability yet: nothing shown
+        else:
+            shown = re.search(r"(\d+) %", cell.group(1))
+            assert shown is not None and int(shown.group(1)) == round(100 * day["link_confidence"])
+    # The simulated barn is linked right: probabilities near 1, not cosines of 0.4-0.5.
+    shown = [int(p) for p in re.findall(r'<td class="confidence">.*?(\d+) %', page)]
+    assert shown and min(shown) >= 90
+
+
+def test_an_animal_a_tag_read_confirmed_is_no_longer_provisional(site: Site) -> None:
+    rows = site.record.table("animals").to_lance().to_table().to_pylist()
+    enrolled = [a for a in rows if a["provisional"] and a["status"] == "active"]  # by linking
+    tagged = {a["animal_id"] for a in enrolled if a["tag_id"]}
+    untagged = {a["animal_id"] for a in enrolled if not a["tag_id"]}
+    assert tagged and untagged
+    page = site.sign_in("vet").get("/herd").text
+    for animal_id in tagged:
+        assert "provisional" not in _herd_row(page, animal_id)
+    for animal_id in untagged:  # no tag read: only a person's name ends it
+        assert "provisional" in _herd_row(page, animal_id)
+    key = {"Authorization": f"Bearer {site.keys['vet']}"}
+    shown = site.client.get("/v1/animals/P00001", headers=key).json()
+    assert shown["provisional"] is False and shown["tag_id"] == "TAG-0001"
+    confirmed = datetime.fromisoformat(shown["identity_confirmed_at"])
+    # The history says so: the tracklet that read its tag, at that moment, is linked to it.
+    read = site.record.table("tracklets").to_lance().to_table(filter="tag_id = 'TAG-0001'")
+    first = min(read.to_pylist(), key=lambda t: t["start"])
+    assert first["start"] == confirmed
+    entries = history(site.record, "P00001")
+    assert any(e.current and e.tracklet.track_id == first["track_id"] for e in entries)
+    animal_page = site.client.get("/animals/P00001").text
+    stamp = confirmed.strftime("%Y-%m-%d %H:%M")
+    assert f"identity confirmed by a tag read of TAG-0001 on {stamp} UTC" in animal_page
+    assert "(provisional)" not in animal_page
+    assert get_animal(site.record, sorted(untagged)[0]).provisional

@@ -9,11 +9,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
 from PIL import Image
 
 from herdrecord.errors import InvalidInput
 from herdrecord.events.store import current_events
-from herdrecord.lookup.plot import _events, plot_timeline
+from herdrecord.lookup.plot import _days_arrays, _draw_panels, _events, plot_timeline
 from herdrecord.store.record import Record
 from herdrecord.store.schema import DEFAULT_BEHAVIOURS, days_schema, events_schema
 
@@ -139,7 +142,9 @@ def n_colours(pixels: np.ndarray) -> int:
 
 def plot(tmp_path: Path, days: pa.Table, events: pa.Table) -> np.ndarray:
     out = tmp_path / "timeline.png"
-    returned = plot_timeline(days, events, out, title=ANIMAL, behaviours=DEFAULT_BEHAVIOURS)
+    returned = plot_timeline(
+        days, events, out, title=ANIMAL, behaviours=DEFAULT_BEHAVIOURS, coverage_floor_h=6.0
+    )
     assert returned == out
     return read_png(out)
 
@@ -204,7 +209,12 @@ def test_two_animals_are_refused(tmp_path: Path) -> None:
     days = pa.concat_tables([make_days(3), make_days(3, animal_id="pig-0008")])
     with pytest.raises(InvalidInput, match="one animal"):
         plot_timeline(
-            days, make_events([]), tmp_path / "x.png", title="", behaviours=DEFAULT_BEHAVIOURS
+            days,
+            make_events([]),
+            tmp_path / "x.png",
+            title="",
+            behaviours=DEFAULT_BEHAVIOURS,
+            coverage_floor_h=6.0,
         )
 
 
@@ -225,3 +235,66 @@ def test_the_events_in_force_are_labelled(tmp_path: Path, record: Record) -> Non
     in_force = current_events(record)
     assert [e.label for e in _events(in_force)] == ["lame 2 (0-3)"]
     assert n_colours(plot(tmp_path, make_days(30), in_force)) > 50
+
+
+def drawn(days: pa.Table, events: pa.Table) -> Figure:
+    """Return the figure's panels drawn (strip, growth, budget, activity), ticks laid out."""
+    fig = Figure(figsize=(12, 9), dpi=100)
+    FigureCanvasAgg(fig)
+    _draw_panels(fig, _days_arrays(days, DEFAULT_BEHAVIOURS, 6.0), events)
+    fig.canvas.draw()
+    return fig
+
+
+def test_a_partial_day_is_drawn_partial(tmp_path: Path) -> None:
+    days = make_days(20).to_pylist()
+    day = days[10]
+    # 3.1 h observed, and its estimate 10 kg below the pig's line.
+    scale = 186.0 / day["observed_min"]
+    days[10] = {
+        **day,
+        "observed_min": 186.0,
+        "behaviour_min": [{**b, "minutes": b["minutes"] * scale} for b in day["behaviour_min"]],
+        "weight_est_kg": day["weight_est_kg"] - 10.0,
+    }
+    table = pa.Table.from_pylist(days, schema=make_days(1).schema)
+    fig = drawn(table, make_events([]))
+    growth, budget, activity = fig.axes[1:4]
+    x_partial = float(np.asarray(growth.collections[1].get_offsets())[0, 0])
+    median = next(line for line in growth.get_lines() if "median" in str(line.get_label()))
+    assert x_partial not in list(median.get_xdata())  # the median skips it: no dip
+    assert np.all(np.diff(np.asarray(median.get_ydata())) > -1.0)
+    assert np.asarray(growth.collections[1].get_facecolors()).size == 0  # hollow
+    # The bar is as tall as the hours observed, not a full day, and faded.
+    bars = [c for c in budget.collections if isinstance(c, PolyCollection)]
+    tops = np.max([[p.vertices[:, 1].max() for p in c.get_paths()] for c in bars], axis=0)
+    assert tops[10] == pytest.approx(3.1)
+    assert tops[9] == pytest.approx(days[9]["observed_min"] / 60, rel=1e-3)
+    alphas = np.asarray(bars[0].get_facecolors())[:, 3]
+    assert alphas[10] < 0.5 and alphas[9] == 1.0
+    lines = [line for line in activity.get_lines() if line.get_label() == "lying share"]
+    assert len(lines[0].get_xdata()) == 19  # the share's line goes through whole days only
+    assert plot(tmp_path, table, make_events([])).std() > 20
+
+
+@pytest.mark.parametrize(
+    ("first", "days", "months"),
+    [
+        (date(2026, 11, 3), 30, ("Nov", "Dec")),
+        (date(2026, 10, 10), 40, ("Oct", "Nov")),
+        (date(2026, 9, 1), 66, ("Sep", "Oct", "Nov")),
+    ],
+)
+def test_the_month_axis_names_every_month(first: date, days: int, months: tuple[str]) -> None:
+    table = make_days(days)
+    shifted = pc_days(table, first)
+    fig = drawn(shifted, make_events([]))
+    labels = [t.get_text() for t in fig.axes[-1].get_xticklabels()]
+    for month in months:
+        assert any(label.startswith(month) for label in labels), (month, labels)
+
+
+def pc_days(table: pa.Table, first: date) -> pa.Table:
+    """Return the days moved to start on `first`."""
+    moved = pa.array([first + timedelta(days=i) for i in range(table.num_rows)], pa.date32())
+    return table.set_column(table.schema.get_field_index("day"), table.schema.field("day"), moved)

@@ -338,6 +338,32 @@ class Settings(BaseSettings):
         "history.",
     )
 
+    lameness_attention_0_3: int = Field(
+        default=2,
+        ge=1,
+        le=3,
+        description="Lowest lameness score on the 0-3 scale (pigs: Zinpro; dairy: AHDB) that "
+        "needs a look: the herd page shows a lameness chip from it up (2 = moderately lame); "
+        "the 0s and 1s of routine herd scoring show none.",
+    )
+    lameness_attention_1_5: int = Field(
+        default=3,
+        ge=2,
+        le=5,
+        description="Lowest lameness score on the 1-5 scale (Sprecher) that needs a look: the "
+        "herd page shows a lameness chip from it up (3 = moderately lame, the scale's clinical "
+        "lameness).",
+    )
+    day_coverage_floor_h: float = Field(
+        default=6.0,
+        ge=0.0,
+        le=24.0,
+        description="Hours an animal-day must be observed to count as a whole day: below it a "
+        "day is partial (its behaviour bar only as tall as its observed hours, its weight "
+        "estimate hollow and left out of the growth line) and the named cohort queries skip "
+        "it, as the anomaly flags do: a short day's shares and areas are noise.",
+    )
+
     @field_validator("sql_memory_limit", "sql_process_headroom")
     @classmethod
     def _memory_size(cls, value: str) -> str:

@@ -8,9 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
 
 from herdrecord._version import __version__
 from herdrecord.api.deps import authenticate
+from herdrecord.api.docs_page import PAGE_HEADERS as DOCS_HEADERS
+from herdrecord.api.docs_page import docs_page
 from herdrecord.api.drain import DrainUnreadBody
 from herdrecord.api.keys import KeyRing
 from herdrecord.api.models import Health
@@ -75,6 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         responses={500: {"model": ErrorBody, "description": "A fault of the service."}},
+        # FastAPI's own /docs and /redoc load their scripts from a CDN: /docs is drawn here.
+        docs_url=None,
+        redoc_url=None,
     )
     install_handlers(app, error_page)
     app.add_middleware(
@@ -113,6 +119,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             links=writer.stats.links,
             last_link_error=writer.stats.last_link_error,
         )
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        """Answer the API's reference page, which loads nothing from outside the service."""
+        return HTMLResponse(docs_page(request.app.openapi()), headers=DOCS_HEADERS)
 
     app.include_router(router)
     install_pages(app)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -80,11 +80,17 @@ class Animal(BaseModel):
     pen_id: str | None
     status: str = Field(description="active, departed or merged")
     merged_into: str | None
-    provisional: bool = Field(description="Enrolled by linking, not yet named by a person.")
+    provisional: bool = Field(
+        description="Enrolled by linking, neither named by a person nor confirmed by a tag read."
+    )
     created_at: datetime
     first_day: date | None = Field(description="First UTC day the animal was seen.")
     last_day: date | None = Field(description="Last UTC day the animal was seen.")
     days: int = Field(description="Days the animal was seen.")
+    identity_confirmed_at: datetime | None = Field(
+        default=None,
+        description="When its own ear tag was first read on a tracklet linked to it (UTC).",
+    )
 
 
 class AnimalPage(BaseModel):
@@ -327,10 +333,19 @@ class QueryList(BaseModel):
     queries: list[NamedQuery]
 
 
-class QueryIn(Strict):
-    """Parameters of a named query, as text (as on the command line)."""
+QueryValue = Annotated[str, Field(max_length=1024)] | int | float | bool | None
 
-    params: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+class QueryIn(Strict):
+    """Parameters of a named query: JSON numbers, booleans, text (as on the command line:
+    "3", "2026-09-28") or null (the parameter's default)."""
+
+    params: dict[str, QueryValue] = Field(
+        default_factory=dict,
+        max_length=64,
+        description='By name, e.g. {"min_score": 2, "measure": "gait_mean"}; each is checked '
+        "against the query's header (GET /v1/queries lists them).",
+    )
 
 
 class SqlIn(Strict):

@@ -1,4 +1,10 @@
-"""One JSON shape for every error the service returns, and the handlers that make it."""
+"""One JSON shape for every error the service returns, and the handlers that make it.
+
+Every invalid input is `422 invalid_input`, whether the framework found it (a missing field,
+a wrong type) or herdrecord did (a parameter out of range); only an edge batch's refusal has
+its own code, `batch_rejected`. Messages speak HTTP: the command-line hints the library's
+errors end with (" — `herdrecord animals` lists them") become the endpoint that lists them.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,13 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from herdrecord.contract.models import format_loc
-from herdrecord.errors import HerdrecordError
+from herdrecord.errors import (
+    HerdrecordError,
+    UnknownAnimal,
+    UnknownEvent,
+    UnknownKey,
+    UnknownQuery,
+)
 
 log = logging.getLogger("herdrecord.api")
 
@@ -30,7 +42,7 @@ CODES = {
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
-    422: "invalid",
+    422: "invalid_input",
     500: "internal_error",
     503: "unavailable",
 }
@@ -139,6 +151,23 @@ def _record_roots(request: Request) -> list[str]:
 
 
 PageError = Callable[[Request, int, str], Response]
+# What lists the things an unknown id was looked up among, for an HTTP client.
+_LISTED_BY: tuple[tuple[type[HerdrecordError], str], ...] = (
+    (UnknownAnimal, "GET /v1/animals lists them"),
+    (UnknownEvent, "GET /v1/events lists them"),
+    (UnknownQuery, "GET /v1/queries describes them"),
+    (UnknownKey, "GET /v1/keys lists them"),
+)
+_CLI_HINT = re.compile(r" — [^—]*`herdrecord [^`]*`[^—]*$")
+
+
+def http_message(exc: HerdrecordError) -> str:
+    """Return the error's first line for an HTTP client: a trailing hint to run a command
+    becomes the endpoint that does the same, or goes."""
+    message = _CLI_HINT.sub("", str(exc).splitlines()[0])
+    hint = next((h for kind, h in _LISTED_BY if isinstance(exc, kind)), None)
+    return message if hint is None else f"{message} — {hint}"
+
 
 
 def install_handlers(app: FastAPI, page_error: PageError | None = None) -> None:
@@ -178,7 +207,7 @@ def install_handlers(app: FastAPI, page_error: PageError | None = None) -> None:
             )
             return answer(request, 500, "internal error; the service log has the details")
         problems = [str(p) for p in getattr(exc, "problems", [])]
-        message = str(exc).splitlines()[0]
+        message = http_message(exc)
         retry_after_s = getattr(exc, "retry_after_s", 5 if status == 503 else None)
         headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
         return answer(request, status, message, code, problems, headers)
@@ -186,7 +215,7 @@ def install_handlers(app: FastAPI, page_error: PageError | None = None) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
         problems = [f"{format_loc(tuple(e['loc']))}: {e['msg']}" for e in exc.errors()]
-        return answer(request, 422, "the request is invalid", "invalid_request", problems)
+        return answer(request, 422, "the request is invalid", "invalid_input", problems)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

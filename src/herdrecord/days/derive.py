@@ -67,7 +67,11 @@ def refresh_days_locked(
     """Re-derive the given days (of the given animals, or of every animal) from the current
     links, and the anomaly flags that depend on them; the caller holds the writer lock."""
     started = time.perf_counter()
-    config = config or DaysConfig(keyframes_per_day=record.settings.keyframes_per_day)
+    config = config or DaysConfig(
+        keyframes_per_day=record.settings.keyframes_per_day,
+        # A day under the coverage floor is partial: too little seen to flag.
+        anomalies=AnomalyConfig(min_observed_min=60.0 * record.settings.day_coverage_floor_h),
+    )
     wanted = sorted(set(days))
     animal_set = None if animals is None else set(animals)
     rows = 0

@@ -1,18 +1,25 @@
-"""The herd's animals as people look them up: by pen, status or a search, with the days seen."""
+"""The herd's animals as people look them up: by pen, status or a search, with the days seen.
+
+An animal linking enrolled stays provisional until a person names it, or until a tag read
+confirms who it is: a tracklet that read the animal's own ear tag, linked to it, ends it, and
+`identity_confirmed_at` says when that tag was read.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from herdrecord.contract.models import IDENTIFIER_PATTERN
 from herdrecord.errors import InvalidInput, UnknownAnimal
 from herdrecord.store.record import Record
+from herdrecord.store.sql import sql_literal
 
 STATUSES = ("active", "departed", "merged")
 
@@ -30,11 +37,12 @@ class AnimalSummary:
     pen_id: str | None
     status: str  # active, departed or merged
     merged_into: str | None
-    provisional: bool
+    provisional: bool  # enrolled by linking, neither named by a person nor confirmed by a tag
     created_at: datetime
     first_day: date | None
     last_day: date | None
     days: int
+    identity_confirmed_at: datetime | None  # start of the first tag read of it, UTC
 
 
 def find_animals(
@@ -63,7 +71,8 @@ def find_animals(
         )
         rows = rows.filter(pc.fill_null(found, False))
     seen = _days_seen(record)
-    summaries = [_summary(row, seen) for row in rows.to_pylist()]
+    confirmed = tag_confirmations(record)
+    summaries = [_summary(row, seen, confirmed) for row in rows.to_pylist()]
     return sorted(summaries, key=lambda a: a.animal_id)
 
 
@@ -77,7 +86,50 @@ def get_animal(record: Record, animal_id: str) -> AnimalSummary:
         raise UnknownAnimal(animal_id)
     days = record.table("days").to_lance().to_table(columns=["day"], filter=where).column("day")
     seen = {animal_id: (pc.min(days).as_py(), pc.max(days).as_py(), len(days))}
-    return _summary(rows[0], seen)
+    return _summary(rows[0], seen, tag_confirmations(record, animal_id))
+
+
+def tag_confirmations(record: Record, animal_id: str | None = None) -> dict[str, datetime]:
+    """Return when a tag read first confirmed each animal (of `animal_id` alone if given):
+    the start of the first tracklet that read the animal's own ear tag and is linked to it
+    now (by the tag, or by looks the tag then agreed with)."""
+    animals = record.table("animals").to_lance().to_table(columns=["animal_id", "tag_id"])
+    if animal_id is not None:
+        animals = animals.filter(pc.field("animal_id") == animal_id)
+    tags = {t for t in animals.column("tag_id").to_pylist() if t}
+    if not tags:
+        return {}
+    read = record.table("tracklets").to_lance().to_table(
+        columns=["device_id", "track_id", "start", "tag_id"],
+        filter=f"tag_id IN ({', '.join(sql_literal(t) for t in sorted(tags))})",
+    )
+    if read.num_rows == 0:
+        return {}
+    tracks = sorted(set(read.column("track_id").to_pylist()))
+    # Tag reads are a small share of tracklets: only their decisions are read.
+    links = record.table("links").to_lance().to_table(
+        columns=["device_id", "track_id", "animal_id", "decided_at"],
+        filter=f"track_id IN ({', '.join(sql_literal(t) for t in tracks)})",
+    )
+    con = duckdb.connect()
+    con.register("a", animals)
+    con.register("t", read)
+    con.register("l", links)
+    rows = con.sql(_CONFIRMED_SQL).fetchall()
+    con.close()
+    return {animal: when.astimezone(UTC) for animal, when in rows}
+
+
+_CONFIRMED_SQL = """
+WITH now_linked AS (
+    SELECT device_id, track_id, arg_max(animal_id, decided_at) AS animal_id
+    FROM l GROUP BY ALL
+)
+SELECT n.animal_id, min(t.start)
+FROM now_linked n JOIN t USING (device_id, track_id)
+JOIN a ON a.animal_id = n.animal_id AND a.tag_id = t.tag_id
+GROUP BY 1
+"""
 
 
 def _days_seen(record: Record) -> dict[str, tuple[date, date, int]]:
@@ -91,6 +143,15 @@ def _days_seen(record: Record) -> dict[str, tuple[date, date, int]]:
     }
 
 
-def _summary(row: dict[str, Any], seen: dict[str, tuple[date, date, int]]) -> AnimalSummary:
+def _summary(
+    row: dict[str, Any], seen: dict[str, tuple[date, date, int]], confirmed: dict[str, datetime]
+) -> AnimalSummary:
     first, last, count = seen.get(row["animal_id"], (None, None, 0))
-    return AnimalSummary(**row, first_day=first, last_day=last, days=count)
+    confirmed_at = confirmed.get(row["animal_id"])
+    return AnimalSummary(
+        **{**row, "provisional": bool(row["provisional"]) and confirmed_at is None},
+        first_day=first,
+        last_day=last,
+        days=count,
+        identity_confirmed_at=confirmed_at,
+    )

@@ -1,5 +1,6 @@
 """The herd at a glance: every pen's animals with their latest day, link confidence and what
-needs a look (anomaly flags, open review items, recent events)."""
+needs a look (anomaly flags, open review items, recent events: a lameness score only from
+the farm's attention threshold for its scale up)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pyarrow.compute as pc
 
+from herdrecord.config import Settings
 from herdrecord.events.store import current_events
 from herdrecord.linking.review import review_queue
 from herdrecord.lookup.animals import AnimalSummary, find_animals
@@ -19,15 +21,24 @@ REVIEW_SCAN = 10_000  # review items read to count each animal's open ones
 
 
 @dataclass(frozen=True)
+class EventChip:
+    """A recent event worth a look: its kind and what the chip says ('lameness 2 of 0-3')."""
+
+    kind: str
+    label: str
+
+
+@dataclass(frozen=True)
 class HerdAnimal:
     """One animal's line on the herd page."""
 
     animal: AnimalSummary
     days_since_seen: int | None  # days between its last day seen and today (UTC)
-    link_confidence: float | None  # on its last day
+    # On its last recent day: the probability its links are right (calibrated, not a cosine).
+    link_confidence: float | None
     anomalies: tuple[str, ...]  # flags raised within the recent days, most frequent first
     review_items: int  # open review items linked to it
-    recent_events: tuple[str, ...]  # kinds of events within the recent days, newest first
+    recent_events: tuple[EventChip, ...]  # one per kind within the recent days, newest first
 
 
 @dataclass(frozen=True)
@@ -74,7 +85,7 @@ def herd_overview(
     latest = pc.max(days.to_table(columns=["day"]).column("day")).as_py()
     flags: dict[str, Counter[str]] = defaultdict(Counter)
     confidence: dict[str, float | None] = {}
-    events: dict[str, list[str]] = defaultdict(list)
+    events: dict[str, dict[str, EventChip]] = defaultdict(dict)
     if latest is not None:
         since = latest - timedelta(days=recent_days - 1)
         recent = days.to_table(
@@ -91,12 +102,14 @@ def herd_overview(
         ):
             flags[owner][flag] += 1
         in_force = current_events(record, start=datetime.combine(since, time(), UTC))
-        newest_first = in_force.select(["animal_id", "kind"]).to_pylist()[::-1]
+        columns = ["animal_id", "kind", "value", "scale"]
+        newest_first = in_force.select(columns).to_pylist()[::-1]
         now_known_as = _merged_into(record)
         for row in newest_first:  # current_events sorts by `at`
             animal_id = now_known_as.get(row["animal_id"], row["animal_id"])
-            if row["kind"] not in events[animal_id]:
-                events[animal_id].append(row["kind"])
+            chip = event_chip(row, record.settings)
+            if chip is not None and chip.kind not in events[animal_id]:
+                events[animal_id][chip.kind] = chip
     review = Counter(item.animal_id for item in review_queue(record, REVIEW_SCAN))
     by_pen: dict[str, list[HerdAnimal]] = defaultdict(list)
     for animal in animals:
@@ -108,11 +121,33 @@ def herd_overview(
                 link_confidence=confidence.get(animal.animal_id),
                 anomalies=tuple(f for f, _ in flags[animal.animal_id].most_common()),
                 review_items=review[animal.animal_id],
-                recent_events=tuple(events[animal.animal_id]),
+                recent_events=tuple(events[animal.animal_id].values()),
             )
         )
     pens = [Pen(pen, by_pen[pen]) for pen in sorted(by_pen)]
     return Herd(latest, pens)
+
+
+def event_chip(event: dict[str, object], settings: Settings) -> EventChip | None:
+    """Return the chip an event (kind, value, scale) earns on the herd page; None for a
+    lameness score below the attention threshold of its scale (weekly herd scoring records a
+    0 for every sound animal: those are not news)."""
+    kind = str(event["kind"])
+    if kind != "lameness":
+        return EventChip(kind, kind)
+    score, scale = event["value"], event["scale"]
+    threshold = attention_threshold(None if scale is None else str(scale), settings)
+    if not isinstance(score, int | float) or score < threshold:
+        return None
+    return EventChip(kind, f"lameness {score:g}" + (f" of {scale}" if scale else ""))
+
+
+def attention_threshold(scale: str | None, settings: Settings) -> float:
+    """Return the lowest lameness score that needs a look on `scale` ("0-3" or "1-5"); a
+    score without a scale is read on 0-3, the scale of pigs."""
+    if scale == "1-5":
+        return settings.lameness_attention_1_5
+    return settings.lameness_attention_0_3
 
 
 def _merged_into(record: Record) -> dict[str, str]:

@@ -1,4 +1,9 @@
-"""The timeline figure of one animal: growth, behaviour time budget, activity and events."""
+"""The timeline figure of one animal: growth, behaviour time budget, activity and events.
+
+A day observed for less than the coverage floor is partial and drawn so: its behaviour bar
+is only as tall as its observed hours (every bar is) and faded, and its weight estimate,
+lying share and activity are hollow points that no line or median goes through.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from matplotlib import dates as mdates
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -67,6 +73,8 @@ class _Days:
     lying: np.ndarray  # (n,) float, 0..1
     minutes: np.ndarray  # (n, k) float, observed minutes per class of `classes`
     classes: tuple[str, ...]
+    partial: np.ndarray  # (n,) bool, observed for less than the coverage floor
+    coverage_floor_h: float
     anomalies: list[list[str]]
     anomaly_z: np.ndarray  # (n,) float, sigma, NaN without a flag
 
@@ -89,14 +97,21 @@ class _Placement:
 
 
 def plot_timeline(
-    days: pa.Table, events: pa.Table, out: Path, *, title: str, behaviours: tuple[str, ...]
+    days: pa.Table,
+    events: pa.Table,
+    out: Path,
+    *,
+    title: str,
+    behaviours: tuple[str, ...],
+    coverage_floor_h: float,
 ) -> Path:
     """Draw one animal's days and events as a PNG at `out`; return `out`.
 
     `days` holds rows of `days_schema()` of one animal, with the `weight_est_kg` column
     `read_days` adds where it is there; `events` holds the animal's events in force, as
     `current_events(record, animal_id)` returns them (their `animal_id` is not checked: an
-    animal's events include those of ids merged into it).
+    animal's events include those of ids merged into it). Days observed for less than
+    `coverage_floor_h` hours are drawn as partial.
     """
     animals = set(days.column("animal_id").to_pylist())
     if len(animals) > 1:
@@ -110,7 +125,7 @@ def plot_timeline(
         ax.set_axis_off()
         ax.text(0.5, 0.5, "no days recorded", ha="center", va="center", fontsize=14, color="0.4")
     else:
-        _draw_panels(fig, _days_arrays(days, behaviours), events)
+        _draw_panels(fig, _days_arrays(days, behaviours, coverage_floor_h), events)
     fig.savefig(out, format="png", dpi=DPI)
     return out
 
@@ -135,9 +150,26 @@ def _draw_panels(fig: Figure, d: _Days, events: pa.Table) -> None:
         ax.tick_params(labelbottom=False)
     strip.set_xlim(lo, hi)
     locator = mdates.AutoDateLocator(maxticks=14)  # type: ignore[no-untyped-call]
-    formatter = mdates.ConciseDateFormatter(locator)  # type: ignore[no-untyped-call]
+    formatter = _MonthNamingFormatter(locator)  # type: ignore[no-untyped-call]
     panels[-1].xaxis.set_major_locator(locator)
     panels[-1].xaxis.set_major_formatter(formatter)
+
+
+class _MonthNamingFormatter(mdates.ConciseDateFormatter):
+    """Concise dates that name every month drawn: the first tick of a month that has no tick
+    on its first day reads 'Nov 05', not a bare '05'."""
+
+    def format_ticks(self, values: list[float]) -> list[str]:
+        labels: list[str] = super().format_ticks(values)  # type: ignore[no-untyped-call]
+        shown, previous = [], None
+        when_ticks = mdates.num2date(values)  # type: ignore[no-untyped-call]
+        for when, label in zip(when_ticks, labels, strict=True):
+            month = (when.year, when.month)
+            if month != previous and not any(c.isalpha() for c in label):
+                label = f"{when:%b} {label}"
+            shown.append(label)
+            previous = month
+        return shown
 
 
 def _x_limits(x: np.ndarray) -> tuple[float, float]:
@@ -149,7 +181,7 @@ def _x_limits(x: np.ndarray) -> tuple[float, float]:
     return middle - half - pad, middle + half + pad
 
 
-def _days_arrays(days: pa.Table, behaviours: tuple[str, ...]) -> _Days:
+def _days_arrays(days: pa.Table, behaviours: tuple[str, ...], coverage_floor_h: float) -> _Days:
     days = days.sort_by("day")
     lists = days.column("behaviour_min").combine_chunks()
     names = lists.flatten().field("behaviour").to_pylist()
@@ -171,6 +203,8 @@ def _days_arrays(days: pa.Table, behaviours: tuple[str, ...]) -> _Days:
         lying=_floats(days, "lying_share"),
         minutes=minutes,
         classes=classes,
+        partial=_floats(days, "observed_min") < 60.0 * coverage_floor_h,
+        coverage_floor_h=coverage_floor_h,
         anomalies=days.column("anomalies").to_pylist(),
         anomaly_z=_floats(days, "anomaly_z"),
     )
@@ -281,11 +315,16 @@ def _scale_weights(events: pa.Table, lo: float, hi: float) -> tuple[np.ndarray, 
 
 def _draw_growth(ax: Axes, d: _Days, scale: tuple[np.ndarray, np.ndarray]) -> None:
     known = ~np.isnan(d.weight_kg)
-    x, kg = d.x[known] + 0.5, d.weight_kg[known]
-    if known.any():
+    whole, partial = known & ~d.partial, known & d.partial
+    x, kg = d.x[whole] + 0.5, d.weight_kg[whole]
+    if whole.any():
         ax.scatter(x, kg, s=9, color=GROWTH, alpha=0.5, lw=0, label="estimated from image, daily")
+        # Only whole days: a short day's few standing frames are noise, not a change.
         median = _rolling_median(x, kg, ROLLING_DAYS)
         ax.plot(x, median, color=GROWTH, lw=2, label=f"estimated, {ROLLING_DAYS}-day median")
+    if partial.any():
+        ax.scatter(d.x[partial] + 0.5, d.weight_kg[partial], s=14, facecolor="none",
+                   edgecolor=GROWTH, lw=0.8, label=_partial_label(d))  # fmt: skip
     if len(scale[0]):
         ax.scatter(*scale, s=30, marker="D", facecolor="white", edgecolor="black", zorder=3,
                    label="scale weight")  # fmt: skip
@@ -303,25 +342,28 @@ def _draw_growth(ax: Axes, d: _Days, scale: tuple[np.ndarray, np.ndarray]) -> No
     ax.grid(axis="y", color="0.9")
 
 
-def _budget_bars(d: _Days) -> tuple[np.ndarray, np.ndarray, float, str]:
-    """Return bar centres, hours per class (bars, k), bar width in days, and a caption."""
-    minutes: np.ndarray = d.minutes
+def _partial_label(d: _Days) -> str:
+    return f"partial day (under {d.coverage_floor_h:g} h observed)"
+
+
+def _budget_bars(d: _Days) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, str]:
+    """Return bar centres, hours observed per class (bars, k) of a day (a week's bar: its
+    mean day), whether each bar is partial, bar width in days, and a caption."""
     if len(d.x) <= WEEKLY_AFTER_DAYS:
-        x, width, caption = d.x + 0.5, 0.85, "daily"
-    else:
-        # 1970-01-01 was a Thursday: shifting by 3 days makes the weeks start on Monday.
-        weekday, week = (d.epoch_day + 3) % 7, (d.epoch_day + 3) // 7
-        _, first, inverse = np.unique(week, return_index=True, return_inverse=True)
-        minutes = np.zeros((len(first), d.minutes.shape[1]))
-        np.add.at(minutes, inverse, d.minutes)
-        x, width, caption = d.x[first] - weekday[first] + 3.5, 6.0, "weekly"
-    observed = minutes.sum(axis=1, keepdims=True)
-    hours = np.divide(24.0 * minutes, observed, out=np.zeros_like(minutes), where=observed > 0)
-    return x, hours, width, caption
+        return d.x + 0.5, d.minutes / 60.0, d.partial, 0.85, "daily"
+    # 1970-01-01 was a Thursday: shifting by 3 days makes the weeks start on Monday.
+    weekday, week = (d.epoch_day + 3) % 7, (d.epoch_day + 3) // 7
+    _, first, inverse = np.unique(week, return_index=True, return_inverse=True)
+    minutes = np.zeros((len(first), d.minutes.shape[1]))
+    np.add.at(minutes, inverse, d.minutes)
+    days = np.bincount(inverse, minlength=len(first)).astype(float)[:, None]
+    hours = minutes / 60.0 / days
+    partial = hours.sum(axis=1) < d.coverage_floor_h
+    return d.x[first] - weekday[first] + 3.5, hours, partial, 6.0, "weekly"
 
 
 def _draw_budget(ax: Axes, d: _Days) -> None:
-    x, hours, width, caption = _budget_bars(d)
+    x, hours, partial, width, caption = _budget_bars(d)
     palette = colormaps["tab10" if len(d.classes) <= 10 else "tab20"]
     top = np.cumsum(hours, axis=1)
     left, right = x - width / 2, x + width / 2
@@ -330,13 +372,21 @@ def _draw_budget(ax: Axes, d: _Days) -> None:
         b, t = top[:, i] - hours[:, i], top[:, i]
         corners = ((left, b), (left, t), (right, t), (right, b))
         rectangles = np.stack([np.column_stack(c) for c in corners], axis=1)  # (bars, 4, 2)
-        colour = "0.75" if name == OTHER_BEHAVIOUR else palette(i)
-        ax.add_collection(PolyCollection(list(rectangles), facecolors=colour, lw=0, label=name))
+        colour = to_rgba("0.75" if name == OTHER_BEHAVIOUR else palette(i))
+        # A partial day's bar is faded as well as short.
+        colours = np.tile(colour, (len(x), 1))
+        colours[partial, 3] = 0.4
+        ax.add_collection(PolyCollection(list(rectangles), facecolors=colours, lw=0, label=name))
     ax.set_ylim(0, 24)
     ax.set_yticks([0, 6, 12, 18, 24])
-    ax.set_ylabel(f"hours per day\n({caption}, share of observed)", fontsize=9)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="behaviour",
-              reverse=True)  # fmt: skip
+    ax.set_ylabel(f"hours observed\n({caption}, per day)", fontsize=9)
+    handles, _ = ax.get_legend_handles_labels()
+    if partial.any():
+        handles.insert(
+            0, Patch(facecolor="0.5", alpha=0.4, label=f"faded: under {d.coverage_floor_h:g} h")
+        )
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+              title="behaviour", reverse=True)  # fmt: skip
 
 
 def _anomaly_runs(d: _Days) -> list[tuple[float, float, str]]:
@@ -357,9 +407,13 @@ def _anomaly_runs(d: _Days) -> list[tuple[float, float, str]]:
 
 def _draw_activity(ax: Axes, d: _Days, lo: float, hi: float) -> None:
     marker = "o" if len(d.x) <= MARKERS_UP_TO_DAYS else None
+    whole = ~d.partial
     for values, colour, label in ((d.activity, ACTIVITY, "activity index"),
                                   (d.lying, LYING, "lying share")):  # fmt: skip
-        ax.plot(d.x + 0.5, values, color=colour, lw=1.2, marker=marker, ms=3, label=label)
+        ax.plot(d.x[whole] + 0.5, values[whole], color=colour, lw=1.2, marker=marker, ms=3,
+                label=label)  # fmt: skip
+        ax.plot(d.x[d.partial] + 0.5, values[d.partial], ls="none", marker="o", ms=4,
+                mfc="none", mec=colour, mew=0.8)  # fmt: skip
     runs = _anomaly_runs(d)
     layout = _label_layout([r[0] for r in runs], [r[2] for r in runs], hi, hi - lo, 2)
     for (start, end, label), place in zip(runs, layout, strict=True):
@@ -369,6 +423,9 @@ def _draw_activity(ax: Axes, d: _Days, lo: float, hi: float) -> None:
             ax.text(place.x, 1.3 - 0.17 * place.row, label, fontsize=7, va="top", color=ANOMALY,
                     ha=place.ha)  # fmt: skip
     handles, _ = ax.get_legend_handles_labels()
+    if d.partial.any():
+        handles.append(Line2D([], [], ls="none", marker="o", mfc="none", mec="0.3",
+                              label=_partial_label(d)))  # fmt: skip
     handles.append(Patch(color=ANOMALY, alpha=0.18, label="anomaly flagged"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.set_ylim(0, 1.35)

@@ -18,6 +18,7 @@ from herdrecord.days.derive import calibration_and_weighings, read_days_calibrat
 from herdrecord.days.weights import MIN_WEIGHINGS, WeightCalibration
 from herdrecord.errors import InvalidInput, UnknownAnimal
 from herdrecord.events.store import current_events
+from herdrecord.lookup.animals import tag_confirmations
 from herdrecord.events.window import utc_window
 from herdrecord.store.record import Record
 from herdrecord.store.sql import sql_literal
@@ -47,6 +48,7 @@ class AnimalTimeline:
     events: pa.Table  # events in force within the period, sorted by `at`
     calibration: CalibrationStatus
     behaviours: tuple[str, ...]  # the record's behaviour vocabulary, in its order
+    coverage_floor_h: float  # days observed for less are partial (HERDRECORD_DAY_COVERAGE_FLOOR_H)
 
     @property
     def title(self) -> str:
@@ -95,13 +97,15 @@ def animal_timeline(
         display_name=animal["display_name"],
         pen_id=animal["pen_id"],
         status=animal["status"],
-        provisional=bool(animal["provisional"]),
+        # A tag read that confirmed the animal ends its provisional enrolment, as in lookup.
+        provisional=bool(animal["provisional"]) and not tag_confirmations(record, animal_id),
         start=start,
         end=end,
         days=_with_scale_weights(days, events),
         events=events,
         calibration=calibration,
         behaviours=record.behaviours,
+        coverage_floor_h=record.settings.day_coverage_floor_h,
     )
 
 
@@ -221,5 +225,10 @@ def plot_animal_timeline(timeline: AnimalTimeline, out: Path) -> Path:
     from herdrecord.lookup.plot import plot_timeline
 
     return plot_timeline(
-        timeline.days, timeline.events, out, title=timeline.title, behaviours=timeline.behaviours
+        timeline.days,
+        timeline.events,
+        out,
+        title=timeline.title,
+        behaviours=timeline.behaviours,
+        coverage_floor_h=timeline.coverage_floor_h,
     )

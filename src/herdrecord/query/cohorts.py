@@ -15,7 +15,8 @@ Types are integer, double, text and date; `[low, high]` bounds a number (inclusi
 and checked here, and are bound as DuckDB parameters (`$days`): never formatted into the SQL.
 `lookalikes` (FAISS over the re-ID pool) is written in Python and declared by the same header.
 Every result carries its query and parameters in the Arrow schema metadata, so an exported
-file says what question it answers.
+file says what question it answers. The SQL reads the record's coverage floor as
+`getvariable('coverage_floor_min')`: days observed for less are partial, and skipped.
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ def run_query(record: Record, name: str, params: Mapping[str, str]) -> pa.Table:
     else:
         con = connect(record)
         try:
+            floor_min = 60.0 * record.settings.day_coverage_floor_h
+            con.execute("SET VARIABLE coverage_floor_min = $m", {"m": floor_min})
             table = con.sql(query.sql, params=values).to_arrow_table()
         finally:
             con.close()

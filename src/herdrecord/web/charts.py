@@ -2,6 +2,10 @@
 
 A chart never carries more than a few hundred marks, whatever the period: days are averaged
 into equal buckets first (`bucket_days`), so a year costs the browser what a month does.
+
+A day observed for less than the coverage floor (`HERDRECORD_DAY_COVERAGE_FLOOR_H`) is
+partial and looks it: its bar is only as tall as its observed hours (every bar is), and its
+weight estimate is a hollow point off the line, so a short day's noise never reads as a change.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from markupsafe import Markup, escape
 GROWTH_POINTS = 240  # most points of the estimated-weight line
 BUDGET_BARS = 120  # most bars of the time-budget chart
 WIDTH, HEIGHT = 960, 260
-LEFT, RIGHT, TOP, BOTTOM = 52, 12, 14, 28
+# The unit label sits in the top margin, above the highest tick label (which is centred on
+# the top grid line at y = TOP), so the two never overlap.
+LEFT, RIGHT, TOP, BOTTOM = 52, 12, 30, 28
+UNIT_Y = 13
 
 # One colour per behaviour class, lying in blues, upright in greens, feeding in oranges.
 BEHAVIOUR_COLOURS = {
@@ -132,9 +139,7 @@ def _axes(frame: _Frame, unit: str, ticks: list[float], fmt: str = "{:g}") -> li
             f'<text class="tick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
             f"{fmt.format(value)}</text>"
         )
-    parts.append(
-        f'<text class="unit" x="4" y="{TOP + 4}" text-anchor="start">{escape(unit)}</text>'
-    )
+    parts.append(f'<text class="unit" x="4" y="{UNIT_Y}" text-anchor="start">{escape(unit)}</text>')
     end = frame.start + timedelta(days=frame.days - 1)
     for day in _date_ticks(frame.start, end):
         x = frame.x(day)
@@ -208,20 +213,44 @@ def _svg(label: str, parts: list[str], chart: str) -> Markup:
     )
 
 
+def _observed_min(row: Mapping[str, Any]) -> float:
+    """Return a day's observed minutes (its behaviours' sum where the row lacks them)."""
+    if row.get("observed_min") is not None:
+        return float(row["observed_min"])
+    return sum(float(e["minutes"] or 0.0) for e in row.get("behaviour_min") or [])
+
+
+def is_partial(row: Mapping[str, Any], coverage_floor_h: float) -> bool:
+    """Return whether a day row was observed for less than the coverage floor."""
+    return _observed_min(row) < 60.0 * coverage_floor_h
+
+
 def growth_chart(
     rows: Sequence[Mapping[str, Any]],
     events: Sequence[Mapping[str, Any]],
     start: date,
     end: date,
+    *,
+    coverage_floor_h: float,
 ) -> Markup:
-    """Return the growth chart: estimated weight (a line, bucket means), scale weights
-    (dots), event markers and flagged days shaded."""
+    """Return the growth chart: estimated weight of whole days (a line, bucket means),
+    partial days' estimates (hollow points, off the line), scale weights (dots), event
+    markers and flagged days shaded."""
+    whole = [r for r in rows if not is_partial(r, coverage_floor_h)]
     line = [
         (b.middle, _mean([r.get("weight_est_kg") for r in b.rows]))
-        for b in bucket_days(rows, GROWTH_POINTS)
+        for b in bucket_days(whole, GROWTH_POINTS)
     ]
+    partial = [
+        (r["day"], float(r["weight_est_kg"]), _observed_min(r) / 60)
+        for r in rows
+        if is_partial(r, coverage_floor_h) and r.get("weight_est_kg") is not None
+    ]
+    if len(rows) > GROWTH_POINTS:
+        partial = []  # a long period's buckets would hide them anyway: the line skips them
     scale = [(r["day"], r["scale_weight_kg"]) for r in rows if r.get("scale_weight_kg")]
     values = [v for _, v in line if v is not None] + [v for _, v in scale]
+    values += [kg for _, kg, _ in partial]
     if values:
         pad = max(1.0, (max(values) - min(values)) * 0.08)
         low, high = max(0.0, min(values) - pad), max(values) + pad
@@ -238,6 +267,12 @@ def growth_chart(
             segments[-1].append(f"{frame.x(day):.1f},{frame.y(kg):.1f}")
     parts += [
         f'<polyline class="estimate" points="{" ".join(points)}"/>' for points in segments if points
+    ]
+    parts += [
+        f'<circle class="partial" cx="{frame.x(day):.1f}" cy="{frame.y(kg):.1f}" r="3.5">'
+        f"<title>{day}: {kg:.1f} kg estimated from a partial day ({hours:.1f} h observed); "
+        "not part of the line</title></circle>"
+        for day, kg, hours in partial
     ]
     parts += [
         f'<circle class="scale" cx="{frame.x(day):.1f}" cy="{frame.y(kg):.1f}" r="4">'
@@ -259,12 +294,15 @@ def budget_chart(
     events: Sequence[Mapping[str, Any]],
     start: date,
     end: date,
+    *,
+    coverage_floor_h: float,
 ) -> Markup:
-    """Return the behaviour time budget: per day (or bucket of days) a bar split into the
-    share of observed time in each behaviour, with event markers and flagged days."""
-    frame = _Frame(start, end, 0.0, 1.0)
+    """Return the behaviour time budget: per day (or bucket of days: their mean) a bar of
+    the hours observed, split into the hours of each behaviour, with event markers and
+    flagged days; a bar under the coverage floor is marked partial."""
+    frame = _Frame(start, end, 0.0, 24.0)
     parts = _anomaly_bands(frame, rows)
-    parts += _axes(frame, "share of observed time", [0, 0.25, 0.5, 0.75, 1.0], "{:.0%}")
+    parts += _axes(frame, "hours observed per day", [0, 6, 12, 18, 24], "{:g} h")
     day_width = frame.day_width()
     for bucket in bucket_days(rows, BUDGET_BARS):
         minutes: dict[str, float] = {}
@@ -280,18 +318,25 @@ def budget_chart(
         x = frame.x(bucket.first) - day_width / 2
         width = max(1.0, day_width * days - (1.0 if day_width * days > 3 else 0.0))
         span = str(bucket.first) if days == 1 else f"{bucket.first} to {bucket.last}"
-        top = 1.0
+        # A bucket's bar is the mean of its recorded days: hours observed, not a full 24.
+        observed_h = sum(_observed_min(r) for r in bucket.rows) / 60 / len(bucket.rows)
+        partial = observed_h < coverage_floor_h
+        kind = "bar partial" if partial else "bar"
+        note = " (partial day)" if partial and days == 1 else " (partial days)" if partial else ""
+        top = observed_h
         for behaviour in [*behaviours, *sorted(set(minutes) - set(behaviours))]:
             share = minutes.get(behaviour, 0.0) / total
             if share <= 0:
                 continue
             colour = BEHAVIOUR_COLOURS.get(behaviour, OTHER_COLOUR)
             y = frame.y(top)
+            hours = share * observed_h
             parts.append(
-                f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" '
-                f'height="{frame.y(top - share) - y:.2f}" fill="{colour}">'
-                f"<title>{span}: {escape(behaviour)} {share:.0%}</title></rect>"
+                f'<rect class="{kind}" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" '
+                f'height="{frame.y(top - hours) - y:.2f}" fill="{colour}">'
+                f"<title>{span}: {escape(behaviour)} {hours:.1f} h of {observed_h:.1f} h "
+                f"observed{note}, {share:.0%}</title></rect>"
             )
-            top -= share
+            top -= hours
     parts += _event_markers(frame, events)
     return _svg("Behaviour time budget per day", parts, "budget")

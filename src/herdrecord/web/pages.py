@@ -309,6 +309,10 @@ def herd_page(
         pen=pen or "",
         departed=departed,
         event_colours=EVENT_COLOURS,
+        lameness_attention={
+            "0-3": record.settings.lameness_attention_0_3,
+            "1-5": record.settings.lameness_attention_1_5,
+        },
         today=today,
         stale_days=0
         if herd.as_of is None or (today - herd.as_of).days <= 1
@@ -373,6 +377,7 @@ def animal_page(
     entries = list(reversed(history(record, animal_id)))
     strip, every = _strip(rows)
     behaviours = list(timeline.behaviours)
+    floor_h = record.settings.day_coverage_floor_h
     return _page(
         request,
         session,
@@ -384,8 +389,9 @@ def animal_page(
         rows=rows,
         strip=strip,
         strip_every=every,
-        growth=growth_chart(rows, events, start, end),
-        budget=budget_chart(rows, behaviours, events, start, end),
+        growth=growth_chart(rows, events, start, end, coverage_floor_h=floor_h),
+        budget=budget_chart(rows, behaviours, events, start, end, coverage_floor_h=floor_h),
+        coverage_floor_h=floor_h,
         legend=[(b, BEHAVIOUR_COLOURS.get(b, OTHER_COLOUR)) for b in behaviours],
         event_colours=EVENT_COLOURS,
         flagged=[r for r in reversed(rows) if r["anomalies"]],

@@ -13,10 +13,10 @@
 -- param: baseline_days integer = 7 [3, 60] -- days before those: the animal's own baseline
 -- param: change_pct double = 20 [0, 100] -- excess fall, % points, that counts as a change
 WITH measured AS (
-    -- Only days observed for 6 hours or more, as the anomaly flags: a short day's shares are noise.
+    -- Only whole days (observed for the coverage floor or more): a short day's shares are noise.
     SELECT animal_id, day, pen_id, lying_share, activity_index,
            eating_min / observed_min AS eating_share
-    FROM days WHERE observed_min >= 360
+    FROM days WHERE observed_min >= getvariable('coverage_floor_min')
 ),
 diagnoses AS (
     SELECT animal_id, code, "at" AS diagnosed_at,

@@ -21,8 +21,8 @@ estimated AS (
                + regr_slope(d.weight_est_kg, d.day - w.first_day) * (w.last_day - w.first_day)
                AS weight_estimated_kg
     FROM days d, win w
-    -- Days observed 6 hours or more: a few minutes of a day can be another animal's tracklet.
-    WHERE d.day BETWEEN w.first_day AND w.last_day AND d.observed_min >= 360
+    -- Whole days only (the coverage floor): a few minutes can be another animal's tracklet.
+    WHERE d.day BETWEEN w.first_day AND w.last_day AND d.observed_min >= getvariable('coverage_floor_min')
     GROUP BY d.animal_id, w.first_day, w.last_day
 ),
 weighed AS (

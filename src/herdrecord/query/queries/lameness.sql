@@ -3,7 +3,7 @@
 -- description: worst score of at least min_score (the earliest if tied) with a baseline behind
 -- description: it, the measure's mean over the `days` days up to the score (its day included:
 -- description: an animal is scored once it is lame) is compared with the animal's own mean
--- description: over the baseline_days before them (at least 3 days observed 6 h or more);
+-- description: over the baseline_days before them (at least 3 whole days, observed for the coverage floor);
 -- description: listed when it moved more than change_pct % the way lameness moves it (lying
 -- description: share up, activity down, gait score up). Controls: pen-mates over the same days
 -- description: with no such score; their mean change is given beside, and controls_changed
@@ -14,11 +14,11 @@
 -- param: measure text = lying_share {lying_share, activity_index, gait_mean} -- the measure compared
 -- param: change_pct double = 5 [0, 1000] -- least change, %, the way lameness moves the measure
 WITH measured AS (
-    -- Only days observed for 6 hours or more, as the anomaly flags: a short day's shares are noise.
+    -- Only whole days (observed for the coverage floor or more): a short day's shares are noise.
     SELECT animal_id, day, pen_id, lying_share, activity_index, gait_mean,
            CASE $measure WHEN 'lying_share' THEN lying_share
                          WHEN 'activity_index' THEN activity_index ELSE gait_mean END AS m
-    FROM days WHERE observed_min >= 360
+    FROM days WHERE observed_min >= getvariable('coverage_floor_min')
 ),
 scores AS (
     SELECT animal_id, value AS score, "at" AS scored_at,

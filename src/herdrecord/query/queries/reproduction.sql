@@ -17,9 +17,9 @@ WITH anchor AS (
     SELECT coalesce($as_of::DATE, (SELECT max(day) FROM days)) AS as_of
 ),
 measured AS (
-    -- Only days observed for 6 hours or more, as the anomaly flags: a short day's shares are noise.
+    -- Only whole days (observed for the coverage floor or more): a short day's shares are noise.
     SELECT animal_id, day, pen_id, lying_share, activity_index, mean_speed_px_s AS movement
-    FROM days, anchor WHERE observed_min >= 360 AND day <= anchor.as_of
+    FROM days, anchor WHERE observed_min >= getvariable('coverage_floor_min') AND day <= anchor.as_of
 ),
 breeding AS (
     SELECT e.animal_id, e.kind, e."at", CAST(timezone('UTC', e."at") AS DATE) AS on_day
