@@ -81,6 +81,7 @@ LISTINGS: list[tuple[list[str], str]] = [
     (["animals"], "animal_id"),
     (["review", "list", "--limit", "500"], "tracklet"),
     (["history", "{path}", "P00001"], "tracklet"),
+    (["event", "list"], "event_id"),
     (["info"], "table"),
     (["budget"], "table"),
     (["days"], "animal_days"),
@@ -98,7 +99,7 @@ def _args(command: list[str], path: str) -> list[str]:
     if "{path}" in command:
         return [path if word == "{path}" else word for word in command]
     words = [w for w in command if not w.startswith("--")]
-    depth = 2 if words[0] in ("review", "keys", "cameras") else 1
+    depth = 2 if words[0] in ("review", "keys", "cameras", "event") else 1
     return [*command[:depth], path, *command[depth:]]
 
 
@@ -227,6 +228,8 @@ def _check_inert(text: str) -> None:
 
 def test_sql_csv_neutralises_formulas_but_not_numbers(herd: Herd) -> None:
     _check_inert(_run(["sql", herd.path, SQL, "--format", "csv"]).stdout)
+    listed = _csv_rows(_run(["event", "list", herd.path, "--format", "csv"]).stdout)
+    assert [(e["note"], e["code"]) for e in listed] == [("'" + HYPERLINK, "'" + DDE)]
     # JSON is not for spreadsheets: the note comes out as it was written.
     (row,) = json.loads(_run(["sql", herd.path, SQL, "--format", "json"]).stdout)
     assert row["note"] == HYPERLINK

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from herdrecord.cli.common import RecordPath, app, console, errors, open_from_cli
+from herdrecord.cli.rows import ListFormat, ListFormatOption, print_listing
 from herdrecord.errors import InvalidInput
 from herdrecord.events.csv_import import CSV_COLUMNS, import_events_csv, import_events_csv_data
 from herdrecord.events.rules import EVENT_KINDS, describe_event, parse_event
@@ -155,11 +156,16 @@ def event_list(
         str | None, typer.Option(help="Only the events of the animal with this ear tag.")
     ] = None,
     kind: Annotated[str | None, typer.Option(help="Only events of this kind.")] = None,
+    output_format: ListFormatOption = ListFormat.table,
 ) -> None:
     """List the events in force (corrected and retracted ones left out), oldest first."""
     record = open_from_cli(path)
     animal_id = _animal(record, animal, tag, required=False)
-    rows = current_events(record, animal_id=animal_id, kind=kind).to_pylist()
+    events = current_events(record, animal_id=animal_id, kind=kind)
+    print_listing(events, output_format, lambda: console.print(_events_table(events.to_pylist())))
+
+
+def _events_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title=f"{len(rows)} events")
     for column in ("at (UTC)", "animal", "kind"):
         table.add_column(column, no_wrap=True)
@@ -175,7 +181,7 @@ def event_list(
             row["author"],
             row["event_id"],
         )
-    console.print(table)
+    return table
 
 
 @event_app.command("correct")
