@@ -71,7 +71,7 @@ def test_init_ingest_info_round_trip(tmp_path: Path, batch_factory: Factory) -> 
     stray = tmp_path / "stray.json"  # another farm's batch: refused, nothing stored
     stray.write_text(json.dumps(batch_factory("dev-01/c", seed=4, track_offset=90)))
     result = runner.invoke(app, ["ingest", str(herd), str(stray)])
-    assert result.exit_code == 1 and "this record is farm 'farm-b'" in result.output
+    assert result.exit_code == 1 and "this record belongs to farm 'farm-b'" in result.output
     result = runner.invoke(app, ["ingest", str(herd), str(folder)])
     assert result.exit_code == 0, result.output
     assert "2 accepted, 0 duplicate, 0 rejected" in result.output

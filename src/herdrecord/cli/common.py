@@ -130,6 +130,13 @@ def print_ingest_report(report: IngestReport) -> None:
         f"{report.seconds:.1f} s"
         + (f"; compacted {', '.join(report.compacted)}" if report.compacted else "")
     )
+    if report.farm_adopted:
+        errors.print(
+            f"the record takes farm {escape(report.farm_adopted)} from its first batch; "
+            "batches of other farms are refused from now on",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def human_bytes(size: int) -> str:

@@ -29,7 +29,13 @@ from herdrecord.store.record import INDEX_FILE, create_record, migrate_record
 @app.command()
 def init(
     path: RecordPath,
-    farm: Annotated[str, typer.Option(help="Farm id the record belongs to.")] = "farm-a",
+    farm: Annotated[
+        str | None,
+        typer.Option(
+            help="Farm id the record belongs to: batches of other farms are refused. Without "
+            "it the record takes the farm of its first accepted batch."
+        ),
+    ] = None,
     embedder: Annotated[
         str, typer.Option(help="Name of the embedder of the vectors.")
     ] = "dinov3-vits16",
@@ -59,7 +65,8 @@ def init(
         record.pin_embedder(identity.weights_sha256)
     console.print(
         f"created record [bold]{record.uri}[/] (schema {record.schema_version}, "
-        f"embedder {record.embedder.name}/{record.embedder.dim}, farm {record.farm_id})"
+        f"embedder {record.embedder.name}/{record.embedder.dim}, "
+        + ("farm: from its first batch)" if record.farm_from_first_batch else f"farm {farm})")
     )
 
 
@@ -108,13 +115,13 @@ def farm_command(
     record = open_from_cli(path)
     if set_to is not None:
         record.set_farm_id(set_to)
-    rows = listing_rows(("record", "farm_id"), [{"record": record.uri, "farm_id": record.farm_id}])
+    farm_id = None if record.farm_from_first_batch else record.farm_id
+    rows = listing_rows(("record", "farm_id"), [{"record": record.uri, "farm_id": farm_id}])
+    named = f"farm {escape(record.farm_id)}" if farm_id else "no farm yet: its first batch names it"
     print_listing(
         rows,
         output_format,
-        lambda: console.print(
-            f"{escape(record.uri)}: farm {escape(record.farm_id)}", soft_wrap=True
-        ),
+        lambda: console.print(f"{escape(record.uri)}: {named}", soft_wrap=True),
     )
 
 
@@ -142,9 +149,10 @@ def info(path: RecordPath, output_format: ListFormatOption = ListFormat.table) -
     ):
         if size:
             entries.append(dict.fromkeys(INFO_COLUMNS) | {"table": label, "bytes_on_disk": size})
+    farm = "farm from its first batch" if record.farm_from_first_batch else f"farm {record.farm_id}"
     about = (
         f"schema {record.schema_version} · embedder {record.embedder.name}/"
-        f"{record.embedder.dim} ({record.embedder.metric}) · farm {record.farm_id} · "
+        f"{record.embedder.dim} ({record.embedder.metric}) · {farm} · "
         f"{len(record.behaviours)} behaviours"
     )
     print_listing(

@@ -144,8 +144,8 @@ def _header_problems(frames: BatchFrames, expect: Expectations) -> Iterator[str]
         )
     if expect.farm_id is not None and h.farm_id != expect.farm_id:
         yield (
-            f"farm_id: this record is farm {expect.farm_id!r}'s, the batch is for "
-            f"{h.farm_id!r}: send it to that farm's record"
+            f"farm_id: this record belongs to farm {expect.farm_id!r}, the batch to "
+            f"{shortened(h.farm_id)}: send it to that farm's record"
         )
     if stated is not None and not re.fullmatch("[0-9a-f]{64}", stated):
         yield "embedder.weights_sha256: expected 64 lowercase hex digits"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -49,6 +49,7 @@ class IngestReport:
     outcomes: tuple[BatchOutcome, ...]
     compacted: tuple[str, ...]
     seconds: float
+    farm_adopted: str | None = None  # the farm a record made without one took from a batch
 
     def count(self, status: Status) -> int:
         """Return how many batches ended with `status`."""
@@ -85,7 +86,7 @@ class Ingestor:
             now,
             embedder_weights=record.embedder.weights_sha256,
             embedder_weights_required=record.embedder.weights_required,
-            farm_id=record.farm_id,
+            farm_id=self._farm_expected(),
         )
         batches = record.table("batches")
         self.ledger_version = int(batches.version)  # the ledger as read (and then written)
@@ -101,6 +102,22 @@ class Ingestor:
         self._outcomes: list[tuple[int, BatchOutcome]] = []
         self._stored: dict[str, pa.Table] = {}
         self._offered = 0
+        self.farm_adopted: str | None = None  # the farm this ingest gave a farm-less record
+        self._adopted_at: int | None = None  # the queued batch that named it, until written
+
+    def _farm_expected(self) -> str | None:
+        """Return the farm a batch must name: the record's, or None while a record made
+        without one waits for its first batch (a ledger of one farm, left by a run stopped
+        before it said so, names it now)."""
+        record = self.record
+        if not record.farm_from_first_batch:
+            return record.farm_id
+        farms = record.table("batches").to_lance().to_table(columns=["farm_id"])
+        named = sorted(set(farms.column("farm_id").to_pylist()))
+        if len(named) == 1:
+            record.adopt_farm(named[0])
+            return record.farm_id
+        return None
 
     def renew(self, now: datetime | None = None) -> None:
         """Start a new ingest with what this one knows (the ledger, the devices' track ids):
@@ -114,11 +131,12 @@ class Ingestor:
             now,
             embedder_weights=record.embedder.weights_sha256,
             embedder_weights_required=record.embedder.weights_required,
-            farm_id=record.farm_id,
+            farm_id=self._farm_expected(),
         )
         self.group = _Group()
         self._outcomes = []
         self._offered = 0
+        self.farm_adopted = self._adopted_at = None
 
     @property
     def outcomes(self) -> tuple[BatchOutcome, ...]:
@@ -154,6 +172,9 @@ class Ingestor:
             (device, t) for t in frames.tracklets.column("track_id").to_pylist()
         )
         group.observation_rows += frames.observations.num_rows
+        if self.expect.farm_id is None:  # a farm-less record: this batch names its farm
+            self.expect = replace(self.expect, farm_id=frames.header.farm_id)
+            self._adopted_at = len(group.frames) - 1
         group.outcomes.append(
             (self._offered, BatchOutcome(candidate.source, batch_id, "accepted", (), frames.n_rows))
         )
@@ -177,6 +198,9 @@ class Ingestor:
             group.observation_rows -= frames.observations.num_rows
         del group.frames[mark:]
         del group.outcomes[mark:]
+        if self._adopted_at is not None and self._adopted_at >= mark:
+            self.expect = replace(self.expect, farm_id=None)
+            self._adopted_at = None
 
     def group_full(self) -> bool:
         """Return whether the queued batches should be written now."""
@@ -205,6 +229,10 @@ class Ingestor:
         record.ensure_writer()  # a lost lease stops here: the rows stay invisible
         ledger.add(_ledger_rows(group, record))  # the commit point
         self.ledger_version = int(ledger.version)
+        if self._adopted_at is not None:  # a crash before this line: the next run adopts
+            farm = group.frames[self._adopted_at].header.farm_id
+            record.adopt_farm(farm)
+            self.farm_adopted, self._adopted_at = farm, None
         record.location.delete(PENDING_FILE)
         for frames in group.frames:
             self.ledger[frames.header.batch_id] = group.sha256[frames.header.batch_id]
@@ -296,7 +324,7 @@ def ingest(
             notify(written)
         compacted = compact_if_fragmented(record)
     seconds = (datetime.now(UTC) - started).total_seconds()
-    return IngestReport(ingestor.outcomes, compacted, seconds)
+    return IngestReport(ingestor.outcomes, compacted, seconds, ingestor.farm_adopted)
 
 
 def _announce(record: Record, batch_ids: list[str]) -> None:

@@ -38,8 +38,10 @@ from herdrecord.store.schema import (
     DEFAULT_EMBEDDER_DIM,
     DEFAULT_EMBEDDER_METRIC,
     DEFAULT_EMBEDDER_NAME,
+    DEFAULT_FARM_ID,
     META_BEHAVIOURS,
     META_EMBEDDER,
+    META_FARM_FROM_FIRST_BATCH,
     META_FARM_ID,
     META_SCHEMA_VERSION,
     SCHEMA_VERSION,
@@ -152,6 +154,15 @@ class Record:
                     f"farm {farm_id!r}"
                 )
             self._set_metadata(META_FARM_ID, farm_id)
+            self._set_metadata(META_FARM_FROM_FIRST_BATCH, False)
+
+    def adopt_farm(self, farm_id: str) -> None:
+        """Take the farm of the record's first accepted batch (a record made without a farm);
+        the caller holds the writer lock. From now on batches of other farms are refused."""
+        self.ensure_writer()
+        check_farm_id(farm_id)
+        self._set_metadata(META_FARM_ID, farm_id)
+        self._set_metadata(META_FARM_FROM_FIRST_BATCH, False)
 
     def set_metadata(self, key: str, value: Any) -> None:
         """Write one metadata value (JSON) in place; the caller holds the writer lock."""
@@ -174,8 +185,14 @@ class Record:
 
     @property
     def farm_id(self) -> str:
-        """Return the farm the record was created for."""
+        """Return the farm the record belongs to (`DEFAULT_FARM_ID` while it waits for its
+        first batch to name one: see `farm_from_first_batch`)."""
         return str(self.metadata[META_FARM_ID])
+
+    @property
+    def farm_from_first_batch(self) -> bool:
+        """Whether the record was made without a farm and takes its first accepted batch's."""
+        return bool(self.metadata.get(META_FARM_FROM_FIRST_BATCH, False))
 
     def table(self, name: str) -> Any:
         """Return a LanceDB table of the record."""
@@ -326,12 +343,15 @@ def create_record(
     uri: str,
     settings: Settings,
     *,
-    farm_id: str = "farm-a",
+    farm_id: str | None = None,
     embedder_name: str = DEFAULT_EMBEDDER_NAME,
     embedder_dim: int = DEFAULT_EMBEDDER_DIM,
     behaviours: tuple[str, ...] = DEFAULT_BEHAVIOURS,
 ) -> Record:
-    """Create a new, empty record at `uri` (a directory or s3:// URI) and return it opened."""
+    """Create a new, empty record at `uri` (a directory or s3:// URI) and return it opened.
+
+    Without `farm_id` the record takes the farm of its first accepted batch; with one it
+    refuses every batch of another farm."""
     location = location_of(uri, settings.storage_options)
     if is_record(location):
         raise RecordExists(location.uri)
@@ -339,13 +359,17 @@ def create_record(
         raise InvalidInput(f"{location.uri} exists and is not empty; choose a new place")
     if not behaviours or len(set(behaviours)) != len(behaviours):
         raise InvalidInput("the behaviour vocabulary must be non-empty and without repeats")
-    check_farm_id(farm_id)
+    check_farm_id(farm_id or DEFAULT_FARM_ID)
     location.prepare()
     provenance = _Provenance(
-        embedder_name, embedder_dim, DEFAULT_EMBEDDER_METRIC, behaviours, farm_id
+        embedder_name, embedder_dim, DEFAULT_EMBEDDER_METRIC, behaviours, farm_id or DEFAULT_FARM_ID
     )
     _migrate_locked(location, location.connect(), provenance, settings)
-    return open_record(location.uri, settings)
+    record = open_record(location.uri, settings)
+    if farm_id is None:
+        with record.writer():
+            record.set_metadata(META_FARM_FROM_FIRST_BATCH, True)
+    return record
 
 
 def open_record(uri: str, settings: Settings | None = None, *, recover: bool = True) -> Record:
