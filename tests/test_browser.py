@@ -260,3 +260,50 @@ def test_a_review_answer_shows_in_the_animals_history(
     row = page.locator(f'#links tr[data-track="{track}"][data-method="review"]')
     assert row.count() == 1
     assert "dr-okafor" in row.inner_text() and "✓" in row.inner_text()
+
+
+def _boxes(page: playwright.Page, selector: str) -> list[dict[str, float]]:
+    boxes: list[dict[str, float]] = page.eval_on_selector_all(
+        selector,
+        "els => els.map(e => { const r = e.getBoundingClientRect();"
+        " return {x: r.left, y: r.top, w: r.width, h: r.height, text: e.textContent}; })",
+    )
+    return boxes
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return (
+        a["x"] < b["x"] + b["w"]
+        and b["x"] < a["x"] + a["w"]
+        and a["y"] < b["y"] + b["h"]
+        and b["y"] < a["y"] + a["h"]
+    )
+
+
+def test_chart_labels_do_not_overlap_and_chips_need_a_look(
+    page: playwright.Page, demo: Demo
+) -> None:
+    sign_in(page, demo)
+    for chip in page.locator('.chip[data-kind="lameness"]').all_inner_texts():
+        found = re.fullmatch(r"lameness (\d+) of (0-3|1-5)", chip)
+        assert found, chip  # a score worth a look, never a bare "lameness"
+        assert int(found.group(1)) >= {"0-3": 2, "1-5": 3}[found.group(2)], chip
+    for cell in page.locator("td.confidence").all_inner_texts():
+        assert cell == "" or re.fullmatch(r"\d{1,3} %", cell.strip()), cell
+    page.locator("tr[data-animal] a").first.click()
+    page.wait_for_selector('svg[data-chart="budget"]')
+    for chart in ("growth", "budget"):
+        units = _boxes(page, f'svg[data-chart="{chart}"] text.unit')
+        ticks = _boxes(page, f'svg[data-chart="{chart}"] text.tick')
+        assert units and ticks
+        clashes = [(u["text"], t["text"]) for u in units for t in ticks if _overlap(u, t)]
+        assert clashes == [], clashes
+
+
+def test_the_api_docs_load_from_the_service_alone(page: playwright.Page, demo: Demo) -> None:
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
+    page.goto(demo.url + "/docs")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("span.path", has_text="/v1/batches").count() >= 1
+    assert asked and all(url.startswith(demo.url) for url in asked), asked

@@ -736,5 +736,8 @@ def test_an_animal_a_tag_read_confirmed_is_no_longer_provisional(site: Site) -> 
     animal_page = site.client.get("/animals/P00001").text
     stamp = confirmed.strftime("%Y-%m-%d %H:%M")
     assert f"identity confirmed by a tag read of TAG-0001 on {stamp} UTC" in animal_page
+    track = f"{first['device_id']}:{first['track_id']}"
+    row = re.search(rf'<tr data-track="{re.escape(track)}"[^>]*>(.*?)</tr>', animal_page, re.S)
+    assert row is not None and "tag read TAG-0001: identity confirmed" in row.group(1)
     assert "(provisional)" not in animal_page
     assert get_animal(site.record, sorted(untagged)[0]).provisional

@@ -43,6 +43,7 @@ class AnimalSummary:
     last_day: date | None
     days: int
     identity_confirmed_at: datetime | None  # start of the first tag read of it, UTC
+    identity_confirmed_by: str | None  # that tracklet, "device_id:track_id"
 
 
 def find_animals(
@@ -89,7 +90,16 @@ def get_animal(record: Record, animal_id: str) -> AnimalSummary:
     return _summary(rows[0], seen, tag_confirmations(record, animal_id))
 
 
-def tag_confirmations(record: Record, animal_id: str | None = None) -> dict[str, datetime]:
+@dataclass(frozen=True)
+class TagRead:
+    """The tracklet whose tag read confirmed an animal."""
+
+    at: datetime  # its start, UTC
+    device_id: str
+    track_id: str
+
+
+def tag_confirmations(record: Record, animal_id: str | None = None) -> dict[str, TagRead]:
     """Return when a tag read first confirmed each animal (of `animal_id` alone if given):
     the start of the first tracklet that read the animal's own ear tag and is linked to it
     now (by the tag, or by looks the tag then agreed with)."""
@@ -99,17 +109,25 @@ def tag_confirmations(record: Record, animal_id: str | None = None) -> dict[str,
     tags = {t for t in animals.column("tag_id").to_pylist() if t}
     if not tags:
         return {}
-    read = record.table("tracklets").to_lance().to_table(
-        columns=["device_id", "track_id", "start", "tag_id"],
-        filter=f"tag_id IN ({', '.join(sql_literal(t) for t in sorted(tags))})",
+    read = (
+        record.table("tracklets")
+        .to_lance()
+        .to_table(
+            columns=["device_id", "track_id", "start", "tag_id"],
+            filter=f"tag_id IN ({', '.join(sql_literal(t) for t in sorted(tags))})",
+        )
     )
     if read.num_rows == 0:
         return {}
     tracks = sorted(set(read.column("track_id").to_pylist()))
     # Tag reads are a small share of tracklets: only their decisions are read.
-    links = record.table("links").to_lance().to_table(
-        columns=["device_id", "track_id", "animal_id", "decided_at"],
-        filter=f"track_id IN ({', '.join(sql_literal(t) for t in tracks)})",
+    links = (
+        record.table("links")
+        .to_lance()
+        .to_table(
+            columns=["device_id", "track_id", "animal_id", "decided_at"],
+            filter=f"track_id IN ({', '.join(sql_literal(t) for t in tracks)})",
+        )
     )
     con = duckdb.connect()
     con.register("a", animals)
@@ -117,7 +135,9 @@ def tag_confirmations(record: Record, animal_id: str | None = None) -> dict[str,
     con.register("l", links)
     rows = con.sql(_CONFIRMED_SQL).fetchall()
     con.close()
-    return {animal: when.astimezone(UTC) for animal, when in rows}
+    return {
+        animal: TagRead(when.astimezone(UTC), device, track) for animal, when, device, track in rows
+    }
 
 
 _CONFIRMED_SQL = """
@@ -125,7 +145,7 @@ WITH now_linked AS (
     SELECT device_id, track_id, arg_max(animal_id, decided_at) AS animal_id
     FROM l GROUP BY ALL
 )
-SELECT n.animal_id, min(t.start)
+SELECT n.animal_id, min(t.start), arg_min(t.device_id, t.start), arg_min(t.track_id, t.start)
 FROM now_linked n JOIN t USING (device_id, track_id)
 JOIN a ON a.animal_id = n.animal_id AND a.tag_id = t.tag_id
 GROUP BY 1
@@ -144,14 +164,15 @@ def _days_seen(record: Record) -> dict[str, tuple[date, date, int]]:
 
 
 def _summary(
-    row: dict[str, Any], seen: dict[str, tuple[date, date, int]], confirmed: dict[str, datetime]
+    row: dict[str, Any], seen: dict[str, tuple[date, date, int]], confirmed: dict[str, TagRead]
 ) -> AnimalSummary:
     first, last, count = seen.get(row["animal_id"], (None, None, 0))
-    confirmed_at = confirmed.get(row["animal_id"])
+    read = confirmed.get(row["animal_id"])
     return AnimalSummary(
-        **{**row, "provisional": bool(row["provisional"]) and confirmed_at is None},
+        **{**row, "provisional": bool(row["provisional"]) and read is None},
         first_day=first,
         last_day=last,
         days=count,
-        identity_confirmed_at=confirmed_at,
+        identity_confirmed_at=None if read is None else read.at,
+        identity_confirmed_by=None if read is None else f"{read.device_id}:{read.track_id}",
     )
