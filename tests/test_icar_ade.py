@@ -4,7 +4,9 @@ records. Every exported file is validated against the ADE snapshot's JSON Schema
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from typer.testing import CliRunner
 
+from conftest import service_settings
+from herdrecord.api.keys import add_key
+from herdrecord.cli import app
 from herdrecord.config import Settings
 from herdrecord.events.ade.importer import AdeDocument, import_ade_documents, import_ade_files
 from herdrecord.events.ade.mapping import split_note
@@ -23,10 +30,12 @@ from herdrecord.events.ade.validation import SCHEMA_DIR
 from herdrecord.events.rules import EventsRejected, parse_event
 from herdrecord.events.store import add_events, correct_event, current_events
 from herdrecord.query.icar_export import AdeExport, export_icar_ade
+from herdrecord.server import create_app
 from herdrecord.store.record import Record, create_record
 from herdrecord.store.schema import animals_schema, days_schema
 
 NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
+runner = CliRunner()
 EXAMPLE = Path(__file__).parent / "data" / "icar_ade_example.json"
 SNAPSHOT = Path(__file__).resolve().parents[2] / "shared" / "standards" / "icar-ade"
 EID = "276000312312345"  # the cow of the hand-written example, by its ISO 11784 EID
@@ -462,3 +471,62 @@ def test_a_corrected_import_exports_what_the_correction_says(tmp_path: Path, her
     assert item["withdrawals"] == [{"endDate": "2026-12-20T09:10:00Z"}]
     assert item["batches"][0]["identifier"] == "B2026-118"  # the rest of the payload stays
     assert assert_valid(tmp_path / "ade") == 4
+
+
+def test_the_cli_exports_ade_and_imports_it_into_another_record(
+    tmp_path: Path, settings: Settings
+) -> None:
+    source = make_source(tmp_path, settings)
+    out = tmp_path / "ade"
+
+    result = runner.invoke(
+        app, ["export", str(source.path), "--out", str(out), "--format", "icar-ade"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert f"exported 24 ADE events to {out}" in result.output
+    assert "left out (no ADE resource): 1 note" in result.output
+    assert assert_valid(out) == 24
+    fresh = create_record(str(tmp_path / "farm-b"), settings)
+    add_herd(fresh)
+    result = runner.invoke(app, ["event", "import", str(fresh.path), str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"stored 20 events from {out}" in result.output
+    assert "4 attention events and gait scores left out" in result.output
+    again = runner.invoke(app, ["event", "import", str(fresh.path), str(EXAMPLE)])
+    assert again.exit_code == 0, again.output
+    assert f"stored 0 events from {EXAMPLE}; 4 duplicates" in again.output
+    assert "icar_ade_example.json: $.member[0]" in again.output
+
+
+def test_the_cli_reads_ade_from_standard_input_and_names_bad_paths(herd: Record) -> None:
+    bad = {"member": [{"resourceType": "icarReproHeatEvent", "eventDateTime": "2026-11-20"}]}
+
+    result = runner.invoke(app, ["event", "import", str(herd.path), "-"], input=json.dumps(bad))
+
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "-: $.member[0]: 'animal' is a required property" in result.output
+    assert "-: $.member[0].eventDateTime: '2026-11-20' is not a 'date-time'" in result.output
+    assert current_events(herd).num_rows == 0
+    result = runner.invoke(app, ["event", "import", str(herd.path), "-"], input=EXAMPLE.read_text())
+    assert result.exit_code == 0 and "stored 4 events from standard input" in result.output
+
+
+def test_the_service_exports_ade_as_a_zip(tmp_path: Path, settings: Settings) -> None:
+    record = make_source(tmp_path, settings)
+    key = add_key(record, "analyst-1", "analyst", "test")[1]
+    headers = {"Authorization": f"Bearer {key}"}
+
+    with TestClient(create_app(service_settings(record.path))) as client:
+        response = client.get("/v1/export?format=icar-ade", headers=headers)
+        refused = client.get("/v1/export?format=icar-ade&keyframes=true", headers=headers)
+
+    assert response.status_code == 200, response.text
+    assert int(response.headers["content-length"]) == len(response.content)
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    out = tmp_path / "unzipped"
+    archive.extractall(out)
+    assert len(archive.namelist()) == 14
+    assert assert_valid(out) == 24
+    assert refused.status_code == 422

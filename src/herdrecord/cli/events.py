@@ -13,6 +13,12 @@ from rich.table import Table
 from herdrecord.cli.common import RecordPath, app, console, errors, open_from_cli
 from herdrecord.cli.rows import ListFormat, ListFormatOption, print_listing
 from herdrecord.errors import InvalidInput
+from herdrecord.events.ade.importer import (
+    AdeDocument,
+    AdeImported,
+    import_ade_documents,
+    import_ade_files,
+)
 from herdrecord.events.csv_import import CSV_COLUMNS, import_events_csv, import_events_csv_data
 from herdrecord.events.rules import EVENT_KINDS, describe_event, parse_event
 from herdrecord.events.store import (
@@ -124,7 +130,9 @@ def event_import(
             help="CSV file (UTF-8, a header row; - reads standard input). Columns: "
             f"{', '.join(CSV_COLUMNS)}. Each row needs kind, at (with a time zone) and "
             "author, and names its animal by animal_id or by tag_id (the ear tag); the others "
-            "are filled as the kind needs (see `event add --help`). Empty cells are empty.",
+            "are filled as the kind needs (see `event add --help`). Empty cells are empty."
+            " An ICAR ADE event collection (a .json file, a folder of them, or JSON on standard "
+            "input) is read as ADE: see docs/icar-ade.md.",
             show_default=False,
         ),
     ],
@@ -132,8 +140,15 @@ def event_import(
     """Store every event of a CSV file, or none of them if any row is wrong; rows that
     repeat events already recorded are counted as duplicates and not stored again."""
     record = open_from_cli(path)
-    if file == "-":
-        recorded = import_events_csv_data(record, typer.get_binary_stream("stdin").read(), "-")
+    stdin = typer.get_binary_stream("stdin").read() if file == "-" else None
+    if stdin is not None and stdin.lstrip()[:1] == b"{":
+        _print_ade_import(import_ade_documents(record, [AdeDocument("-", stdin)]), "standard input")
+        return
+    if stdin is None and (file.lower().endswith(".json") or Path(file).is_dir()):
+        _print_ade_import(import_ade_files(record, [Path(file)]), file)
+        return
+    if stdin is not None:
+        recorded = import_events_csv_data(record, stdin, "-")
     else:
         recorded = import_events_csv(record, Path(file))
     source = "standard input" if file == "-" else file
@@ -144,6 +159,24 @@ def event_import(
         summary += (
             f"; {len(recorded.duplicates)} duplicates of events already recorded, not stored "
             f"(rows {rows}{f' and {more} more' if more > 0 else ''})"
+        )
+    console.print(summary, highlight=False, soft_wrap=True)
+
+
+def _print_ade_import(imported: AdeImported, source: str) -> None:
+    recorded = imported.recorded
+    summary = f"stored {len(recorded.event_ids)} events from {source}"
+    if recorded.duplicates:
+        named = ", ".join(d.label.rstrip(": ") for d in recorded.duplicates[:MAX_ROWS_NAMED])
+        more = len(recorded.duplicates) - MAX_ROWS_NAMED
+        summary += (
+            f"; {len(recorded.duplicates)} duplicates of events already recorded, not stored "
+            f"({named}{f' and {more} more' if more > 0 else ''})"
+        )
+    if imported.derived:
+        summary += (
+            f"; {imported.derived} attention events and gait scores left out (a record "
+            "derives its own from its days)"
         )
     console.print(summary, highlight=False, soft_wrap=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from herdrecord.query.export import (
     ExportResult,
     export_parquet,
 )
+from herdrecord.query.icar_export import AdeExport, export_icar_ade
 
 ExportDir = Annotated[Path, typer.Option(help="New (or empty) directory to write the export into.")]
 FirstDay = Annotated[
@@ -26,6 +28,13 @@ FirstDay = Annotated[
 LastDay = Annotated[
     str | None, typer.Option("--to", help="Last UTC day to export (included), YYYY-MM-DD.")
 ]
+
+
+class ExportFormat(StrEnum):
+    """What an export writes."""
+
+    parquet = "parquet"
+    icar_ade = "icar-ade"
 
 
 @app.command(name="export")
@@ -56,8 +65,17 @@ def export_command(
             "--with-embeddings", help="Add the tracklet descriptors (float32) with the embedder."
         ),
     ] = False,
+    export_format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="parquet (the tables, for outcome studies) or icar-ade (the events in force, "
+            "attention events and gait scores as ICAR ADE JSON collections).",
+        ),
+    ] = ExportFormat.parquet,
 ) -> None:
-    """Export the record as Parquet for outcome studies, readable without herdrecord."""
+    """Export the record as Parquet for outcome studies, readable without herdrecord, or
+    its events as ICAR ADE collections for farm software."""
     filters = ExportFilters(
         first_day=parse_day("--from", first_day),
         last_day=parse_day("--to", last_day),
@@ -67,6 +85,14 @@ def export_command(
     )
     options = ExportOptions(with_observations, with_keyframes, with_embeddings)
     record = open_from_cli(path)
+    if export_format is ExportFormat.icar_ade:
+        if options != ExportOptions():
+            raise InvalidInput(
+                "--with-observations, --with-keyframes and --with-embeddings "
+                "are for the Parquet export; ADE has events only"
+            )
+        console.print(_ade_summary(export_icar_ade(record, out, filters)), soft_wrap=True)
+        return
     progress = Progress(
         TextColumn("{task.description:<15}"),
         BarColumn(),
@@ -96,6 +122,15 @@ def _summary(result: ExportResult) -> str:
         f"exported {counts} to {result.out_dir}: {result.files} files, "
         f"{result.size_bytes / 1e6:.1f} MB in {result.seconds:.1f} s"
     )
+
+
+def _ade_summary(result: AdeExport) -> str:
+    files = ", ".join(f"{count:,} in {name}" for name, count in result.files.items())
+    text = f"exported {result.events:,} ADE events to {result.out_dir}: {files or 'none'}"
+    if result.left_out:
+        kinds = ", ".join(f"{count:,} {kind}" for kind, count in result.left_out.items())
+        text += f"; left out (no ADE resource): {kinds}"
+    return text
 
 
 def parse_day(option: str, text: str | None) -> date | None:

@@ -22,6 +22,7 @@ a record derives from its own days.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -108,6 +109,18 @@ def export_icar_ade(
             (staging / name).write_text(text, encoding="utf-8")
             files[name] = len(members)
     return AdeExport(out_dir, files, dict(sorted(left_out.items())))
+
+
+def export_icar_ade_zip(
+    record: Record, work_dir: Path, filters: ExportFilters | None = None
+) -> Path:
+    """Export as ADE into `work_dir` and pack the files into one zip there; return its path."""
+    result = export_icar_ade(record, work_dir / "icar-ade", filters)
+    archive = work_dir / f"herdrecord-icar-ade-{record.farm_id}.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as out:
+        for name in sorted(result.files):
+            out.write(result.out_dir / name, name)
+    return archive
 
 
 def _contexts(record: Record) -> dict[str, Context]:

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
@@ -16,7 +16,9 @@ from starlette.background import BackgroundTask
 
 from herdrecord.api.deps import Analyst, CurrentRecord
 from herdrecord.api.problems import responses
+from herdrecord.errors import InvalidInput
 from herdrecord.query.export import ExportFilters, ExportOptions, export_zip
+from herdrecord.query.icar_export import export_icar_ade_zip
 
 router = APIRouter(tags=["export"])
 CHUNK_BYTES = 1 << 20
@@ -30,7 +32,8 @@ CHUNK_BYTES = 1 << 20
         200: {
             "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
             "description": "A zip (stored, not recompressed) of the export's Parquet files, "
-            "manifest.json and data-dictionary.md; Content-Length is set.",
+            "manifest.json and data-dictionary.md; with format=icar-ade, a zip of ICAR ADE "
+            "collection files (docs/icar-ade.md). Content-Length is set.",
         },
         **responses(404),
     },
@@ -45,6 +48,14 @@ async def get_export(
     observations: bool = False,
     keyframes: bool = False,
     embeddings: bool = False,
+    export_format: Annotated[
+        Literal["parquet", "icar-ade"],
+        Query(
+            alias="format",
+            description="parquet: the tables; icar-ade: the events in force, attention events "
+            "and gait scores as ICAR ADE collections.",
+        ),
+    ] = "parquet",
 ) -> Response:
     """Write the export (as `herdrecord export`) and stream it as one zip file."""
     filters = ExportFilters(
@@ -54,9 +65,14 @@ async def get_export(
         cohort=cohort,
     )
     options = ExportOptions(observations=observations, keyframes=keyframes, embeddings=embeddings)
+    if export_format == "icar-ade" and options != ExportOptions():
+        raise InvalidInput("observations, keyframes and embeddings are for the Parquet export")
     work = Path(tempfile.mkdtemp(prefix="herdrecord-export-"))
     try:
-        archive = await asyncio.to_thread(export_zip, record, work, filters, options)
+        if export_format == "icar-ade":
+            archive = await asyncio.to_thread(export_icar_ade_zip, record, work, filters)
+        else:
+            archive = await asyncio.to_thread(export_zip, record, work, filters, options)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
