@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -535,3 +536,49 @@ def test_export_time_is_recorded_in_utc(full: ExportResult) -> None:
     exported_at = datetime.fromisoformat(manifest["exported_at"])
     assert exported_at.utcoffset() == UTC.utcoffset(None)
     assert abs((datetime.now(UTC) - exported_at).total_seconds()) < 600
+
+
+def test_a_window_with_nothing_in_it_keeps_every_table_empty(barn: Path, tmp_path: Path) -> None:
+    out = tmp_path / "late"
+    args = ["export", str(barn), "--out", str(out), "--from", "2026-12-05", "--with-keyframes"]
+    result = runner.invoke(app, [*args, "--with-embeddings", "--with-observations"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "nothing in the record matches --from 2026-12-05: every table of the export is empty "
+        "(its columns only)"
+    ) in result.stderr
+    assert "nothing in the record matches" not in result.stdout
+    record = open_record(str(barn))
+    con = connect(record)
+    for table in ALL_TABLES:
+        [file] = list((out / table).iterdir())
+        assert file.name == f"{table}.parquet", table
+        frame = pd.read_parquet(out / table)
+        assert len(frame) == 0, table
+        schema = pq.read_schema(file)
+        assert schema.metadata and schema.metadata[b"herdrecord.table"] == table.encode()
+        if table in ("tracklets", "days", "events", "animals"):
+            view = con.sql(f"SELECT * FROM {table} LIMIT 0").to_arrow_table().schema
+            assert schema.names == view.names, table
+    assert pq.read_schema(out / "keyframes" / "keyframes.parquet").field("jpeg").type == pa.binary()
+    descriptor = pq.read_schema(out / "descriptors" / "descriptors.parquet").field("descriptor")
+    assert descriptor.type == pa.list_(pa.float32(), 384)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tables"]["events"]["files"][0]["rows"] == 0
+    full_run = runner.invoke(app, ["export", str(barn), "--out", str(tmp_path / "all")])
+    assert "nothing in the record matches" not in full_run.output
+
+
+def test_export_takes_p_for_a_cohort_parameter(barn: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lame"
+    result = runner.invoke(
+        app, ["export", str(barn), "--out", str(out), "--cohort", "lameness", "-p", "min_score=9"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "min_score=9 is out of range" in result.output  # -p reached the cohort's parameters
+    result = runner.invoke(
+        app, ["export", str(barn), "--out", str(out), "--cohort", "lameness", "-p", "min_score=3"]
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["filters"]["cohort"] == {"name": "lameness", "params": {"min_score": "3"}}

@@ -18,8 +18,8 @@ from herdrecord.days.derive import calibration_and_weighings, read_days_calibrat
 from herdrecord.days.weights import MIN_WEIGHINGS, WeightCalibration
 from herdrecord.errors import InvalidInput, UnknownAnimal
 from herdrecord.events.store import current_events
-from herdrecord.lookup.animals import tag_confirmations
 from herdrecord.events.window import utc_window
+from herdrecord.lookup.animals import tag_confirmations
 from herdrecord.store.record import Record
 from herdrecord.store.sql import sql_literal
 

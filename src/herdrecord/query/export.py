@@ -16,7 +16,9 @@ tracklet's day); pyarrow, pandas, polars and DuckDB read a table's directory wit
 a column. Each table is filtered on its own time column, so an observation just inside the
 window may belong to a tracklet that started just before it. Chosen animals include the ids
 merged into them; with any filter, `animals` holds the chosen animals and every animal an
-exported row mentions. A table without rows has no files (the manifest lists it with none).
+exported row mentions. A table without rows is one Parquet file of no rows,
+`TABLE/TABLE.parquet` with the table's columns: every reader finds every table the export
+holds.
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ from herdrecord.query.export_tables import (
     ExportedTable,
     column_docs,
     create_export_views,
+    empty_rows,
     month_rows,
     months_of,
+    write_empty,
     write_part,
 )
 from herdrecord.query.views import connect, data_dictionary_markdown
@@ -262,6 +266,16 @@ def _write_time_tables(
             )
             files += [part] if part else []
             _report(on_progress, table.name, files, len(months))
+        if not files:  # a reader of the table's directory finds it, empty
+            files.append(
+                write_empty(
+                    root,
+                    f"{table.name}/{table.name}.parquet",
+                    empty_rows(record, con, table).schema,
+                    file_metadata(info, table.name),
+                    docs[table.name],
+                )
+            )
         tables[table.name] = ExportedTable(table.name, "month", tuple(files))
     return tables
 
@@ -280,14 +294,14 @@ def _write_animals(
     if animal_ids is not None:
         con.register("_export_animals", pa.table({"animal_id": pa.array(animal_ids, pa.string())}))
         where = "WHERE animal_id IN (SELECT animal_id FROM _export_animals)"
-    part = write_part(
-        root,
-        "animals/animals.parquet",
-        con.sql(f"SELECT * FROM animals {where} ORDER BY animal_id").to_arrow_reader(),
-        file_metadata(info, "animals"),
-        docs,
-    )
-    animals = ExportedTable("animals", None, (part,) if part else ())
+    rows = con.sql(f"SELECT * FROM animals {where} ORDER BY animal_id").to_arrow_reader()
+    schema = rows.schema
+    part = write_part(root, "animals/animals.parquet", rows, file_metadata(info, "animals"), docs)
+    if part is None:
+        part = write_empty(
+            root, "animals/animals.parquet", schema, file_metadata(info, "animals"), docs
+        )
+    animals = ExportedTable("animals", None, (part,))
     _report(on_progress, "animals", list(animals.files), 1)
     return animals
 
@@ -363,7 +377,8 @@ def write_dictionary(root: Path, dim: int) -> Path:
         "show `month` as a column). `links` holds the decisions about the exported tracklets,",
         "`events` the events in force, `events_history` every row; `descriptors` (one row per",
         f"exported tracklet: `device_id`, `track_id`, `day`, `descriptor` FLOAT[{dim}]) comes",
-        "with --with-embeddings. Columns the export adds to the views above:",
+        "with --with-embeddings. A table without rows is one file of no rows,",
+        "`TABLE/TABLE.parquet`, with its columns. Columns the export adds to the views above:",
         "",
         "| table | column | meaning |",
         "|---|---|---|",

@@ -88,6 +88,8 @@ class TimeTable:
     # Reads a month's rows where the view cannot (bytes and vectors live only in Lance);
     # None: the month's rows of the view, in `order`.
     rows: Callable[[Record, duckdb.DuckDBPyConnection, TimeTable, str], Batches] | None = None
+    # No rows with the columns of `rows`' files (None: the view's columns).
+    empty: Callable[[Record, duckdb.DuckDBPyConnection], pa.Table] | None = None
 
     @property
     def view(self) -> str:
@@ -111,52 +113,68 @@ class TimeTable:
         return f"strftime({utc}, '%Y-%m')"
 
 
+_KEYFRAMES_SQL = (
+    "SELECT k.* EXCLUDE (batch_id), c.animal_id FROM _export_part k "
+    "JOIN export_tracklet_animals c USING (device_id, track_id) "
+    "ORDER BY k.t, k.device_id, k.track_id"
+)
+_DESCRIPTORS_SQL = (
+    "SELECT e.device_id, e.track_id, e.day, d.descriptor FROM export_descriptors e "
+    "JOIN _export_part d USING (device_id, track_id) WHERE {where} "
+    "ORDER BY e.start, e.device_id, e.track_id"
+)
+
+
 def _keyframe_rows(
     record: Record, con: duckdb.DuckDBPyConnection, table: TimeTable, month: str
 ) -> Batches:
     """Yield a month's keyframes with their JPEG bytes, read from Lance one day at a time."""
     for day in _days_in(con, table, month):
         rows = record.read_visible("keyframes", where=_lance_day("t", day))
-        yield from _joined(
-            con,
-            rows,
-            "SELECT k.* EXCLUDE (batch_id), c.animal_id FROM _export_part k "
-            "JOIN export_tracklet_animals c USING (device_id, track_id) "
-            "ORDER BY k.t, k.device_id, k.track_id",
-        )
+        yield from _joined(con, rows, _KEYFRAMES_SQL).to_batches()
+
+
+def _no_keyframes(record: Record, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Return no keyframes, with the columns of a keyframes file."""
+    return _joined(con, record.table("keyframes").schema.empty_table(), _KEYFRAMES_SQL)
 
 
 def _descriptor_rows(
     record: Record, con: duckdb.DuckDBPyConnection, table: TimeTable, month: str
 ) -> Batches:
     """Yield a month's tracklet descriptors as float32, read from Lance one day at a time."""
-    dim = record.embedder.dim
-    vector = pa.list_(pa.float32(), dim)
     for day in _days_in(con, table, month):
         rows = record.read_visible(
             "tracklets", ["device_id", "track_id", "descriptor"], where=_lance_day("start", day)
         )
-        # DuckDB cannot read float16; float32 holds every float16 value exactly.
-        rows = rows.set_column(2, "descriptor", pc.cast(rows.column("descriptor"), vector))
         that_day = _window('e."start"', day, day + timedelta(days=1))
-        for batch in _joined(
-            con,
-            rows,
-            "SELECT e.device_id, e.track_id, e.day, d.descriptor FROM export_descriptors e "
-            f"JOIN _export_part d USING (device_id, track_id) WHERE {that_day} "
-            "ORDER BY e.start, e.device_id, e.track_id",
-        ):
-            yield batch.set_column(3, "descriptor", pc.cast(batch.column(3), vector))
+        yield from _descriptors(record, con, rows, that_day).to_batches()
 
 
-def _joined(con: duckdb.DuckDBPyConnection, rows: pa.Table, sql: str) -> Batches:
-    """Yield the result of `sql` over `rows` registered as `_export_part`."""
+def _no_descriptors(record: Record, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Return no descriptors, with the columns of a descriptors file."""
+    rows = record.read_visible("tracklets", ["device_id", "track_id", "descriptor"]).slice(0, 0)
+    return _descriptors(record, con, rows, "false")
+
+
+def _descriptors(
+    record: Record, con: duckdb.DuckDBPyConnection, rows: pa.Table, where: str
+) -> pa.Table:
+    """Return the exported tracklets' descriptors among `rows`, as float32."""
+    vector = pa.list_(pa.float32(), record.embedder.dim)
+    # DuckDB cannot read float16; float32 holds every float16 value exactly.
+    rows = rows.set_column(2, "descriptor", pc.cast(rows.column("descriptor"), vector))
+    result = _joined(con, rows, _DESCRIPTORS_SQL.format(where=where))
+    return result.set_column(3, "descriptor", pc.cast(result.column(3), vector))
+
+
+def _joined(con: duckdb.DuckDBPyConnection, rows: pa.Table, sql: str) -> pa.Table:
+    """Return the result of `sql` over `rows` registered as `_export_part`."""
     con.register("_export_part", rows)
     try:
-        result = con.sql(sql).to_arrow_table()
+        return con.sql(sql).to_arrow_table()
     finally:
         con.unregister("_export_part")
-    yield from result.to_batches()
 
 
 def _days_in(con: duckdb.DuckDBPyConnection, table: TimeTable, month: str) -> list[date]:
@@ -199,6 +217,7 @@ TIME_TABLES: tuple[TimeTable, ...] = (
         "start, device_id, track_id",
         filtered=False,
         rows=_descriptor_rows,
+        empty=_no_descriptors,
     ),
     TimeTable("observations", "SELECT * FROM observations", "t", False, "t, device_id, track_id"),
     TimeTable(
@@ -208,6 +227,7 @@ TIME_TABLES: tuple[TimeTable, ...] = (
         False,
         "t, device_id, track_id",
         rows=_keyframe_rows,
+        empty=_no_keyframes,
     ),
     TimeTable("days", "SELECT * FROM days", "day", True, "day, animal_id"),
     TimeTable("events", "SELECT * FROM events", "at", False, '"at", recorded_at, event_id'),
@@ -258,6 +278,29 @@ def month_rows(
         return
     sql = f"SELECT * FROM {table.view} WHERE {table.month_window(month)} ORDER BY {table.order}"
     yield from con.sql(sql).to_arrow_reader(64 * 1024)
+
+
+def empty_rows(record: Record, con: duckdb.DuckDBPyConnection, table: TimeTable) -> pa.Table:
+    """Return none of the table's rows, with the columns its files have."""
+    if table.empty is not None:
+        return table.empty(record, con)
+    return con.sql(f"SELECT * FROM {table.view} LIMIT 0").to_arrow_table()
+
+
+def write_empty(
+    root: Path,
+    relative: str,
+    schema: pa.Schema,
+    metadata: Mapping[str, str],
+    docs: Mapping[str, str],
+) -> ExportedFile:
+    """Write a Parquet file of no rows with `schema` (its columns, metadata and docs), so
+    that a reader of the table's directory finds the table, empty."""
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    annotated = annotated_schema(schema, metadata, docs)
+    pq.write_table(annotated.empty_table(), path, compression=COMPRESSION)
+    return ExportedFile(relative, 0, path.stat().st_size)
 
 
 def write_part(
@@ -343,7 +386,9 @@ __all__ = [
     "annotated_schema",
     "column_docs",
     "create_export_views",
+    "empty_rows",
     "month_rows",
     "months_of",
+    "write_empty",
     "write_part",
 ]

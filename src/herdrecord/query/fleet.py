@@ -121,7 +121,7 @@ def fleet_export(
             farm_dir = staging / ".farm"
             result = export_parquet(record, farm_dir, filters, options, on_progress)
             for table in result.tables:
-                if not (farm_dir / table).is_dir():  # no rows on this farm: no files
+                if not result.tables[table].rows:  # no rows on this farm: no files
                     continue
                 target = staging / table / f"farm_id={record.farm_id}"
                 target.parent.mkdir(exist_ok=True)
