@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -50,6 +52,7 @@ def fleet(s3: dict[str, str]) -> list[Record]:
         record = create_record(f"{ROOT}/{farm}", _settings(s3), farm_id=farm)
         deliver_day_by_day(record, simulate(config).batches)
         _weigh_everyone(record)
+        _score_lameness(record)
     return fleet_records(ROOT, _settings(s3))
 
 
@@ -74,6 +77,40 @@ def _weigh_everyone(record: Record) -> None:
         for step, at in enumerate(times)
     ]
     add_events(record, events)
+
+
+def _score_lameness(record: Record) -> None:
+    """Lameness scores that count (2 and 3) and ones that do not: below the threshold, one
+    retracted, one corrected down to 1."""
+    from datetime import datetime
+
+    from herdrecord.events.rules import EventInput
+    from herdrecord.events.store import add_events, correct_event, retract_event
+
+    animals = record.table("animals").to_lance().to_table(columns=["animal_id"])
+    ids = sorted(animals.column("animal_id").to_pylist())
+
+    def score(animal: str, value: float, at: str) -> EventInput:
+        return EventInput(
+            animal_id=animal,
+            kind="lameness",
+            at=datetime.fromisoformat(at),
+            author="vet",
+            scale="0-3",
+            value=value,
+        )
+
+    _, second, _, fourth = add_events(
+        record,
+        [
+            score(ids[0], 2, "2026-09-02T09:00:00+00:00"),
+            score(ids[1], 3, "2026-09-02T15:00:00+00:00"),
+            score(ids[2], 1, "2026-09-01T10:00:00+00:00"),
+            score(ids[3], 3, "2026-09-02T11:00:00+00:00"),
+        ],
+    ).event_ids
+    retract_event(record, second, "vet", "wrong pig")
+    correct_event(record, fourth, score(ids[3], 1, "2026-09-02T11:00:00+00:00"))
 
 
 def test_the_fleet_lists_one_record_per_farm(fleet: list[Record]) -> None:
@@ -183,9 +220,18 @@ def test_an_empty_root_is_a_clear_error(s3: dict[str, str]) -> None:
         fleet_records("s3://herd/empty-root", _settings(s3))
 
 
-def test_the_scale_out_example_agrees_with_duckdb(fleet: list[Record], tmp_path: Path) -> None:
-    """examples/fleet_scale_out.py: per-fragment workers over Lance (what Ray or Spark run
-    per task) give DuckDB's answer over the Parquet export."""
+@pytest.fixture(scope="module")
+def engine() -> Iterator[None]:
+    """A local Ray for this module's engine tests (what RAY_ADDRESS unset gives)."""
+    ray = pytest.importorskip("ray", reason="the fleet extra: pip install 'herdrecord[fleet]'")
+    from herdrecord.query.fleet_engine import start_engine
+
+    start_engine()
+    yield
+    ray.shutdown()
+
+
+def _example() -> Any:
     import importlib.util
 
     path = Path(__file__).parents[1] / "examples" / "fleet_scale_out.py"
@@ -193,13 +239,55 @@ def test_the_scale_out_example_agrees_with_duckdb(fleet: list[Record], tmp_path:
     assert spec is not None and spec.loader is not None
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
+    return example
+
+
+def test_ray_data_over_lance_gives_duckdbs_answer_over_the_export(
+    fleet: list[Record], engine: None, tmp_path: Path
+) -> None:
+    """examples/fleet_scale_out.py on the two-farm fleet on S3: Ray Data over each farm's
+    Lance tables answers both questions as DuckDB does over the fleet's Parquet export."""
+    example = _example()
     fleet_export(fleet, tmp_path / "export")
     by_duckdb = example.by_duckdb(tmp_path / "export")
-    by_fragments = example.by_fragments(ROOT, fleet[0].settings, workers=2)
-    assert by_duckdb.keys() == by_fragments.keys() and len(by_duckdb) >= 2
+    by_ray = example.by_ray(ROOT, fleet[0].settings)
+    assert by_duckdb.keys() == by_ray.keys() and len(by_duckdb) >= 2
     for key, (total, n) in by_duckdb.items():
-        assert by_fragments[key][1] == n
-        assert abs(by_fragments[key][0] - total) < 1e-3
+        assert by_ray[key][1] == n
+        assert by_ray[key][0] == pytest.approx(total, abs=1e-4)
+
+    lame = example.lameness_by_ray(ROOT, fleet[0].settings).to_pylist()
+    expected = example.lameness_by_duckdb(tmp_path / "export").to_pylist()
+    assert [row["farm_id"] for row in lame] == list(FARMS)
+    for got, want in zip(lame, expected, strict=True):
+        assert got == pytest.approx(want)
+        # One score of 2 counts on each farm: the 3 is retracted, the other corrected to 1.
+        assert got["cases"] == 1 and got["case_days"] == 2
+        assert got["controls"] == FARMS[got["farm_id"]] - 1
+        assert got["control_days"] == 2 * got["controls"]
+
+
+def test_the_engine_counts_only_scores_in_force_at_the_threshold(
+    fleet: list[Record], engine: None
+) -> None:
+    from herdrecord.query.fleet_engine import lying_before_lameness
+
+    by_farm = {r["farm_id"]: r for r in lying_before_lameness(fleet, min_score=1).to_pylist()}
+    # At 1: the score of 1 and the 3 corrected to 1 count too; the retracted 3 still does not.
+    assert by_farm["farm-a"]["cases"] == by_farm["farm-b"]["cases"] == 3
+    none = lying_before_lameness(fleet, min_score=4).to_pylist()
+    assert [(r["farm_id"], r["cases"], r["case_lying_share"]) for r in none] == [
+        ("farm-a", 0, None),
+        ("farm-b", 0, None),
+    ]
+
+
+def test_the_engine_reads_no_batch_table(fleet: list[Record]) -> None:
+    pytest.importorskip("ray", reason="the fleet extra: pip install 'herdrecord[fleet]'")
+    from herdrecord.query.fleet_engine import fleet_scan
+
+    with pytest.raises(InvalidInput, match="tracklets holds uncommitted rows"):
+        fleet_scan(fleet, "tracklets", ["track_id"])
 
 
 def test_edge_records_push_to_their_farms_central_records_on_s3(

@@ -9,7 +9,9 @@ is an event, an arrival a new animal); a farm's data can be retained, exported, 
 deleted alone. Reads span the fleet: `fleet_connection` gives DuckDB views of every farm's
 tables unioned with `farm_id` first in every row; `fleet_query` runs a named cohort query on
 every farm; `fleet_export` writes one Parquet dataset per table, hive-partitioned by
-`farm_id` (and month), that DuckDB, Polars, Spark or Ray read as one table.
+`farm_id` (and month), that DuckDB, Polars, Spark or Ray read as one table. Questions past one
+process run on Ray Data over the farms' Lance tables: `herdrecord.query.fleet_engine` (the
+`fleet` extra).
 """
 
 from __future__ import annotations
@@ -142,45 +144,3 @@ def _literal(text: str) -> str:
     if not re.fullmatch(r"[\x21-\x7e]+", text):
         raise InvalidInput(f"farm id {text!r} is not printable ASCII without spaces")
     return sql_literal(text)
-
-
-@dataclass(frozen=True)
-class FragmentTask:
-    """One fragment of one farm's table at one version: a unit of work for a worker process
-    (or a Ray task, or a Spark partition) that needs no writer and no herdrecord state."""
-
-    farm_id: str
-    uri: str
-    version: int
-    storage_options: dict[str, str] | None
-    fragment_id: int
-
-
-def fragment_tasks(records: list[Record], table: str) -> list[FragmentTask]:
-    """Return a task per fragment of `table` on every farm, pinned to the version read now."""
-    tasks = []
-    for record in records:
-        dataset = record.table(table).to_lance()
-        options = record.location.storage_options
-        for fragment in dataset.get_fragments():
-            tasks.append(
-                FragmentTask(
-                    record.farm_id, dataset.uri, dataset.version, options, fragment.fragment_id
-                )
-            )
-    return tasks
-
-
-def read_fragment(task: FragmentTask, columns: list[str]) -> pa.Table:
-    """Read one fragment's columns, with `farm_id` first (runs anywhere the store is reachable).
-
-    Rows of uncommitted batches are not hidden here: use it on tables outside the batch
-    tables (days, animals, events, links), or filter on the ledger."""
-    import lance
-
-    dataset = lance.dataset(task.uri, version=task.version, storage_options=task.storage_options)
-    fragment = dataset.get_fragment(task.fragment_id)
-    if fragment is None:
-        raise InvalidInput(f"{task.uri}: no fragment {task.fragment_id} at version {task.version}")
-    rows = fragment.to_table(columns=columns)
-    return rows.add_column(0, "farm_id", pa.array([task.farm_id] * rows.num_rows, pa.string()))
