@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
+import re
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -120,10 +120,11 @@ def _every_error(data: bytes) -> list[ErrorDetails]:
     return []  # pragma: no cover - the first-errors check refused the same bytes
 
 
+_BATCH_ID = re.compile(rb'"batch_id"\s*:\s*"([A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127})"')
+
+
 def _batch_id_of(data: bytes) -> str | None:
-    """Return the batch_id of an invalid batch if it can be read, for the report."""
-    try:
-        value = json.loads(data).get("batch_id")
-    except (ValueError, AttributeError, RecursionError):
-        return None
-    return value if isinstance(value, str) else None
+    """Return the batch_id of an invalid batch if its first 64 KB name one, for the report
+    (never parsing the whole of a body that may be hostile)."""
+    found = _BATCH_ID.search(data[:FULL_LISTING_BYTES])
+    return found.group(1).decode() if found else None

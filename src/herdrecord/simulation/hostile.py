@@ -33,7 +33,7 @@ def empty_tracklets(batch: dict[str, Any], folder: Path) -> Body:
 
 def bad_samples(batch: dict[str, Any], folder: Path) -> Body:
     """5 MB of JSON: 2,000 tracklets of 256 samples that are not objects (512,000 errors)."""
-    tracklet = batch["tracklets"][0]
+    tracklet = {**batch["tracklets"][0], "observations": [], "keyframes": []}
     tracklets = [{**tracklet, "track_id": f"t{i}", "samples": [0] * 256} for i in range(2000)]
     bomb = {**batch, "batch_id": "hostile/bad-samples", "tracklets": tracklets}
     return json.dumps(bomb).encode(), "application/json"
