@@ -138,6 +138,26 @@ def test_a_piped_listing_cuts_no_value(
             assert str(row[key]) in table  # the id whole, as `review confirm` needs it
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.mark.parametrize(
+    ("command", "key"),
+    [(["review", "list"], "tracklet"), (["history", "{path}", "P00001"], "tracklet")],
+)
+def test_a_narrow_terminal_wraps_other_columns_but_keeps_ids_whole(
+    herd: Herd, command: list[str], key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich's switch: write as to a terminal
+    monkeypatch.setenv("COLUMNS", "72")
+    args = _args(command, herd.path)
+    table = ANSI.sub("", _run([*args, "--limit", "5"]).stdout)
+    assert max(len(line) for line in table.splitlines()) <= 72
+    monkeypatch.delenv("TTY_COMPATIBLE")
+    for row in json.loads(_run([*args, "--limit", "5", "--format", "json"]).stdout):
+        assert row[key] in table
+
+
 def test_review_list_states_the_queue_size_and_follows_its_rank(herd: Herd) -> None:
     listed = _run(["review", "list", herd.path, "--limit", "100000", "--format", "json"])
     every = json.loads(listed.stdout)

@@ -5,7 +5,13 @@ from __future__ import annotations
 from rich.table import Table
 
 from herdrecord.cli.common import RecordPath, app, console, open_from_cli
-from herdrecord.cli.rows import ListFormat, ListFormatOption, listing_rows, print_listing
+from herdrecord.cli.rows import (
+    ListFormat,
+    ListFormatOption,
+    ListingTable,
+    listing_rows,
+    print_listing,
+)
 from herdrecord.days.budget import BudgetReport, measure_budget
 from herdrecord.days.retention import compact
 
@@ -38,7 +44,7 @@ def budget(path: RecordPath, output_format: ListFormatOption = ListFormat.table)
 
 
 def _budget_table(report: BudgetReport) -> Table:
-    table = Table(title="bytes per animal-year (MB = 10^6 bytes)")
+    table = ListingTable(title="bytes per animal-year (MB = 10^6 bytes)")
     for column in ("table", "rows", "live MB", "on disk MB", "measured MB/yr", "projected MB/yr"):
         table.add_column(column, justify="left" if column == "table" else "right")
     for t in sorted(report.tables, key=lambda t: -t.projected_mb_per_animal_year):

@@ -6,10 +6,15 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from herdrecord.cli.common import RecordPath, app, console, open_from_cli
-from herdrecord.cli.rows import ListFormat, ListFormatOption, listing_rows, print_listing
+from herdrecord.cli.rows import (
+    ListFormat,
+    ListFormatOption,
+    ListingTable,
+    listing_rows,
+    print_listing,
+)
 from herdrecord.linking.cameras import camera_overlaps, set_overlap
 
 cameras_app = typer.Typer(
@@ -57,7 +62,7 @@ def _print_pairs(pairs: list[tuple[str, str, str]]) -> None:
     if not pairs:
         console.print("no overlapping cameras registered")
         return
-    table = Table("pen", "camera", "overlaps camera")
+    table = ListingTable("pen", "camera", "overlaps camera")
     for pen_id, a, b in pairs:
         table.add_row(escape(pen_id), escape(a), escape(b))
     console.print(table)

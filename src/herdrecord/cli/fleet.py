@@ -16,6 +16,7 @@ from herdrecord.cli.query import parse_params, rows_table
 from herdrecord.cli.rows import (
     ListFormat,
     ListFormatOption,
+    ListingTable,
     RowFormat,
     check_output,
     listing_rows,
@@ -80,7 +81,7 @@ def farms_command(root: FleetRoot, output_format: ListFormatOption = ListFormat.
 
 
 def _farms_table(root: str, farms: list[dict[str, Any]]) -> Table:
-    table = Table(title=escape(root))
+    table = ListingTable(title=escape(root))
     for column in ("farm", "record", "batches", "tracklets", "animals", "last batch (UTC)"):
         table.add_column(column, justify="right" if column in ("batches", "animals") else "left")
     for farm in farms:

@@ -22,6 +22,7 @@ from herdrecord.cli.common import (
 from herdrecord.cli.rows import (
     ListFormat,
     ListFormatOption,
+    ListingTable,
     listing_rows,
     notes_console,
     print_listing,
@@ -89,7 +90,7 @@ JOURNAL_COLUMNS = (
 
 
 def _entries_table(entries: list[JournalEntry]) -> Table:
-    table = Table("entry", "received", "source", "batches", "state", "push", "message")
+    table = ListingTable("entry", "received", "source", "batches", "state", "push", "message")
     for entry in entries[-SHOWN_ENTRIES:]:
         table.add_row(
             str(entry.entry_id),

@@ -6,10 +6,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from herdrecord.cli.common import RecordPath, app, console, open_from_cli, print_link_report
-from herdrecord.cli.rows import ListFormat, ListFormatOption, listing_rows, print_listing
+from herdrecord.cli.rows import (
+    ListFormat,
+    ListFormatOption,
+    ListingTable,
+    add_id_column,
+    listing_rows,
+    print_listing,
+)
 from herdrecord.errors import InvalidInput
 from herdrecord.linking.audit import Decision, folded_history
 from herdrecord.linking.review import (
@@ -82,8 +90,9 @@ def animals(
 
 
 def _animals_table(found: list[AnimalSummary]) -> Table:
-    table = Table(title=f"{len(found)} animals")
-    for column in ("animal", "name", "tag", "pen", "status", "provisional", "days", "last seen"):
+    table = ListingTable(title=f"{len(found)} animals")
+    add_id_column(table, "animal")
+    for column in ("name", "tag", "pen", "status", "provisional", "days", "last seen"):
         table.add_column(column, justify="right" if column == "days" else "left")
     for animal in found:
         table.add_row(
@@ -167,9 +176,12 @@ def _minutes(span: timedelta) -> float:
 
 
 def _review_table(items: list[ReviewItem]) -> Table:
-    table = Table(title="review queue")
+    # No vertical rules: nine columns then fit a 100-column terminal.
+    table = ListingTable(
+        title="review queue", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0)
+    )
     table.add_column("rank", justify="right")
-    table.add_column("tracklet", no_wrap=True)
+    add_id_column(table, "tracklet")
     for column in ("pen", "start"):
         table.add_column(column)
     table.add_column("minutes", justify="right")
@@ -318,8 +330,10 @@ def _since(text: str | None) -> datetime | None:
 
 
 def _history_table(decisions: list[Decision]) -> Table:
-    table = Table()
-    for column in ("decided at", "tracklet", "animal", "method", "by", "score", "times"):
+    table = ListingTable()
+    table.add_column("decided at")
+    add_id_column(table, "tracklet")
+    for column in ("animal", "method", "by", "score", "times"):
         table.add_column(column, justify="right" if column in ("score", "times") else "left")
     table.add_column("current")
     for d in decisions:

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import typer
+from rich.table import Table
 
 from herdrecord.cli.common import console, errors
 from herdrecord.cli.console import CliConsole
@@ -83,6 +84,22 @@ def _json_text(rows: list[dict[str, Any]], lines: bool) -> str:
     if lines:
         return "".join(f"{o}\n" for o in objects)
     return "[\n" + ",\n".join(objects) + "\n]\n" if objects else "[]\n"
+
+
+class ListingTable(Table):
+    """A listing's table for a terminal: a value too wide for its column folds onto more
+    lines, never ends in an ellipsis (a person copies ids and names from it)."""
+
+    def add_column(self, header: Any = "", *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("overflow", "fold")
+        super().add_column(header, *args, **kwargs)
+
+
+def add_id_column(table: Table, header: str) -> None:
+    """Add a column for ids a person copies into the next command (a tracklet, a key id):
+    on a narrow terminal the other columns fold first, and an id too long even then folds
+    onto a second line."""
+    table.add_column(header, no_wrap=True, overflow="fold")
 
 
 def listing_rows(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> pa.Table:

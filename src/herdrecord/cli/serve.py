@@ -12,7 +12,14 @@ from rich.table import Table
 
 from herdrecord.api.keys import ROLES, ApiKey, add_key, list_keys, revoke_key
 from herdrecord.cli.common import RecordPath, app, console, env_settings, errors, open_from_cli
-from herdrecord.cli.rows import ListFormat, ListFormatOption, listing_rows, print_listing
+from herdrecord.cli.rows import (
+    ListFormat,
+    ListFormatOption,
+    ListingTable,
+    add_id_column,
+    listing_rows,
+    print_listing,
+)
 
 keys_app = typer.Typer(
     help="API keys of the HTTP service: add (shown once), list, revoke.", no_args_is_help=True
@@ -145,8 +152,12 @@ def keys_list(path: RecordPath, output_format: ListFormatOption = ListFormat.tab
 
 
 def _keys_table(keys: list[ApiKey]) -> Table:
-    table = Table()
-    for column in ("name", "role", "devices", "key id", "created", "by", "revoked"):
+    table = ListingTable()
+    add_id_column(table, "name")
+    for column in ("role", "devices"):
+        table.add_column(column)
+    add_id_column(table, "key id")
+    for column in ("created", "by", "revoked"):
         table.add_column(column)
     for key in keys:
         table.add_row(

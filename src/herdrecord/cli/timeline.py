@@ -17,6 +17,7 @@ from herdrecord.cli.common import RecordPath, app, console, errors, open_from_cl
 from herdrecord.cli.rows import (
     ListFormat,
     ListFormatOption,
+    ListingTable,
     listing_rows,
     notes_console,
     print_listing,
@@ -148,7 +149,7 @@ def _print_flagged(rows: pa.Table) -> None:
     if rows.num_rows == 0:
         console.print("no flagged animal-days", highlight=False)
         return
-    table = Table(title=f"{rows.num_rows} flagged animal-days", title_justify="left")
+    table = ListingTable(title=f"{rows.num_rows} flagged animal-days", title_justify="left")
     for column in ("day", "animal", "pen", "obs. h", "anomalies"):
         table.add_column(column, justify="right" if column == "obs. h" else "left")
     for row in rows.to_pylist():
