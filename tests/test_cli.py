@@ -40,6 +40,10 @@ COMMANDS = [
     "compact",
     "query",
     "sql",
+    "pens",
+    "journal",
+    "keys",
+    "fleet",
 ]
 
 
@@ -48,6 +52,25 @@ def test_help_lists_every_command() -> None:
     assert result.exit_code == 0
     for command in COMMANDS:
         assert command in result.output
+
+
+def test_every_command_and_subcommand_is_in_the_readme_table() -> None:
+    import typer.main
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = readme[readme.index("## Commands") :]
+    table = table[: table.index("\n\n", table.index("|---|"))]
+    # A row's command cell, e.g. `herdrecord review confirm\|reassign ... PATH` / `keys list`.
+    cells = [row.split(" | ")[0] for row in table.splitlines() if row.startswith("| `herdrecord")]
+    commands = getattr(typer.main.get_command(app), "commands", {})
+    assert len(commands) > 20
+    for name, command in commands.items():
+        own = [cell for cell in cells if re.search(rf"herdrecord {re.escape(name)}\b", cell)]
+        assert own, f"`herdrecord {name}` has no row in README's command table"
+        for sub in getattr(command, "commands", {}):
+            assert any(re.search(rf"\b{re.escape(sub)}\b", cell) for cell in own), (
+                f"`herdrecord {name} {sub}` is not in README's command table"
+            )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
