@@ -451,6 +451,24 @@ def test_export_then_import_into_a_fresh_record_gives_the_same_events(
     assert comparable(reexported) == comparable(exported)
 
 
+def test_a_records_own_export_read_back_is_all_duplicates(
+    tmp_path: Path, settings: Settings
+) -> None:
+    record = make_source(tmp_path, settings)
+    moved = current_events(record, kind="move").to_pylist()[0]
+    export(record, tmp_path / "ade")
+    fixed = parse_event({**{k: moved[k] for k in COMPARED}, "code": "pen-8"})
+    correct_event(record, moved["event_id"], fixed, now=NOW)
+    before = in_force(record)
+
+    again = import_ade_files(record, [tmp_path / "ade"], now=NOW)
+
+    assert again.recorded.event_ids == () and len(again.recorded.duplicates) == 20
+    withdrawn = [d for d in again.recorded.duplicates if d.withdrawn]
+    assert [d.event_id for d in withdrawn] == [moved["event_id"]]
+    assert in_force(record) == before
+
+
 def test_a_corrected_import_exports_what_the_correction_says(tmp_path: Path, herd: Record) -> None:
     import_ade_files(herd, [EXAMPLE], now=NOW)
     treatment = current_events(herd, kind="treatment").to_pylist()[0]

@@ -125,7 +125,7 @@ def _treatment_read(item: Mapping[str, Any], context: Context) -> dict[str, Any]
     ends = [w["endDate"] for w in item.get("withdrawals") or [] if w.get("endDate")]
     if ends:
         at = parse_time(item["eventDateTime"])
-        days = max((parse_time(end) - at) / timedelta(days=1) for end in ends)
+        days = max((parse_time(end, ".withdrawals") - at) / timedelta(days=1) for end in ends)
         if days < 0:
             raise Unmappable(".withdrawals", "a withdrawal ends before the treatment")
         columns["withdrawal_days"] = round(days, 3)  # whole minutes, as written
@@ -330,9 +330,13 @@ def pen_location(pen_id: str) -> dict[str, str]:
     return {"scheme": PEN_SCHEME, "id": pen_id}
 
 
-def parse_time(text: str) -> datetime:
-    """Return an RFC 3339 time (the schemas checked its form) as an aware datetime."""
-    return datetime.fromisoformat(text)
+def parse_time(text: str, where: str = ".eventDateTime") -> datetime:
+    """Return an RFC 3339 time (the schemas checked its form) as an aware datetime; raise
+    Unmappable for one Python cannot hold (a leap second)."""
+    try:
+        return datetime.fromisoformat(text.upper())
+    except ValueError as exc:
+        raise Unmappable(where, f"{text!r} is not a time herdrecord can keep ({exc})") from None
 
 
 def format_time(moment: datetime) -> str:

@@ -7,7 +7,8 @@ mapped onto the record's events; every problem is named by its file and JSON pat
 is stored while any remains. An event names its animal by an (scheme, id) pair: the scheme
 `org.herdrecord.animal` gives the record's animal id, any other scheme an ear tag or RFID
 the record links to an animal. Attention events and the cameras' gait measures, which a
-record derives from its days, are left out (counted).
+record derives from its days, are left out (counted); so are the record's own events read
+back from its export, as duplicates.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from typing import Any
 
 from herdrecord.errors import InvalidInput
 from herdrecord.events.ade.forms import FORMS, Context, Unmappable, is_derived
-from herdrecord.events.ade.mapping import ANIMAL_SCHEME, event_columns
+from herdrecord.events.ade.mapping import ANIMAL_SCHEME, SOURCE, event_columns, key_source
 from herdrecord.events.ade.validation import schema_problems
 from herdrecord.events.rules import EventInput, EventsRejected, parse_event
-from herdrecord.events.store import EventsRecorded, add_labelled_events
+from herdrecord.events.store import EventDuplicate, EventsRecorded, add_labelled_events
 from herdrecord.events.tags import animals_by_tag
 from herdrecord.store.record import Record
 
@@ -82,8 +83,30 @@ def import_ade_documents(
         reader.read(document)
     if not reader.events and not reader.problems and not reader.derived:
         raise InvalidInput("no ADE events in " + ", ".join(d.name for d in documents))
-    recorded = add_labelled_events(record, reader.events, reader.problems, now=now)
-    return AdeImported(recorded, reader.derived, len(documents))
+    fresh, own = _own_events(record, reader.events)
+    recorded = add_labelled_events(record, fresh, reader.problems, now=now)
+    duplicates = sorted((*own, *recorded.duplicates), key=lambda d: d.position)
+    return AdeImported(
+        EventsRecorded(recorded.event_ids, tuple(duplicates)), reader.derived, len(documents)
+    )
+
+
+def _own_events(
+    record: Record, events: Sequence[tuple[int, str, EventInput]]
+) -> tuple[list[tuple[int, str, EventInput]], list[EventDuplicate]]:
+    """Split off the events this record wrote itself (source org.herdrecord, the id of one
+    of its events): its own export read back is a repeat, not news."""
+    rows = record.read_visible("events", ["event_id", "supersedes"])
+    ids = set(rows.column("event_id").to_pylist())
+    withdrawn = set(rows.column("supersedes").to_pylist())
+    fresh, own = [], []
+    for position, label, event in events:
+        source = key_source(event.event_key)
+        if source is not None and source[0] == SOURCE and source[1] in ids:
+            own.append(EventDuplicate(position, label, source[1], True, source[1] in withdrawn))
+        else:
+            fresh.append((position, label, event))
+    return fresh, own
 
 
 class _Reader:
