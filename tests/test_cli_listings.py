@@ -236,13 +236,17 @@ def _csv_rows(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-SQL = "SELECT note, code, -3.5 AS delta, '-2' AS minus_two FROM events WHERE note IS NOT NULL"
+SQL = (
+    "SELECT note, code, -3.5 AS delta, '-2' AS minus_two, '@SUM(A1)' AS at, 1 AS \"+one\" "
+    "FROM events WHERE note IS NOT NULL"
+)
 
 
 def _check_inert(text: str) -> None:
     (row,) = _csv_rows(text)
     assert row["note"] == "'" + HYPERLINK and row["code"] == "'" + DDE
     assert row["delta"] == "-3.5" and row["minus_two"] == "-2"  # numbers stay numbers
+    assert row["at"] == "'@SUM(A1)" and row["'+one"] == "1"  # a column's name is a cell too
     assert ",-3.5," in text  # unquoted: a spreadsheet reads it as a number
 
 
