@@ -17,8 +17,9 @@ named in a query.
 
 from __future__ import annotations
 
+import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,31 +120,59 @@ _VIEW_SQL = {
 VIEWS: tuple[str, ...] = tuple(name for name in _VIEW_SQL if not name.startswith("_"))
 
 
-def connect(record: Record) -> duckdb.DuckDBPyConnection:
+def connect(record: Record, only: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
     """Return an in-memory DuckDB connection whose catalog holds the record's views and
-    nothing else: no table of the record (`_api_keys`, `_samples`, ...) is reachable by name."""
+    nothing else: no table of the record (`_api_keys`, `_samples`, ...) is reachable by name.
+
+    `only` names the views a statement needs (see `views_named`): then just those are made,
+    from just the tables they read (a named query over days and events opens two tables,
+    not fourteen)."""
     con = duckdb.connect()
-    for name, relation in view_relations(record, con).items():
+    for name, relation in view_relations(record, con, only).items():
         relation.create_view(name)
     return con
 
 
+def views_named(sql: str) -> set[str]:
+    """Return the views a statement's text names (a superset: a word in a string counts)."""
+    return {name for name in VIEWS if re.search(rf"\b{name}\b", sql)}
+
+
+def _needed(views: Iterable[str]) -> set[str]:
+    """Return the views and steps (`_current`, ...) that `views` are made from, and them."""
+    needed: set[str] = set()
+    todo = [name for name in views if name in _VIEW_SQL]
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo += [n for n in _VIEW_SQL if re.search(rf"\b{n}\b", _VIEW_SQL[name])]
+    return needed
+
+
 def view_relations(
-    record: Record, con: duckdb.DuckDBPyConnection
+    record: Record, con: duckdb.DuckDBPyConnection, only: Iterable[str] | None = None
 ) -> dict[str, duckdb.DuckDBPyRelation]:
-    """Return the record's views (`VIEWS`) as relations on `con` that name no catalog entry:
-    each carries the Lance datasets it reads, so a view made from one exposes only itself."""
+    """Return the record's views (`VIEWS`, or those of `only`) as relations on `con` that
+    name no catalog entry: each carries the Lance datasets it reads, so a view made from one
+    exposes only itself."""
+    steps = set(_VIEW_SQL) if only is None else _needed(only)
+    read = " ".join(_VIEW_SQL[name] for name in steps)
     sources: dict[str, object] = {}
     for name in sorted(record.db.list_tables(limit=10_000).tables):
+        if not re.search(rf"\b_{name}\b", read):
+            continue
         dataset = record.table(name).to_lance()
         sources[f"_{name}"] = TabularDataset(
             dataset.uri,
             version=dataset.version,
             storage_options=record.location.storage_options,
         )
-    calibration = weight_calibration(record)
+    calibration = weight_calibration(record) if "days" in steps else None
     views: dict[str, duckdb.DuckDBPyRelation] = {}
     for name, sql in _VIEW_SQL.items():
+        if name not in steps:
+            continue
         if name == "days":
             # A view cannot take parameters: the fit's two numbers are written into it.
             intercept = calibration.intercept if calibration else "NULL"
