@@ -4,7 +4,7 @@ the tables those read, and answer as over every view."""
 from __future__ import annotations
 
 from herdrecord.query.cohorts import get_query
-from herdrecord.query.views import VIEWS, connect, views_named
+from herdrecord.query.views import VIEWS, connect, data_dictionary, views_named
 from herdrecord.store.record import Record
 
 
@@ -36,3 +36,11 @@ def test_only_the_named_views_and_what_they_read_are_made(record: Record) -> Non
     finally:
         full.close()
         some.close()
+
+
+def test_a_record_describes_its_views_as_the_data_dictionary_does(record: Record) -> None:
+    con = connect(record)
+    try:
+        assert data_dictionary(record.embedder.dim, con) == data_dictionary(record.embedder.dim)
+    finally:
+        con.close()

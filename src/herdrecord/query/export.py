@@ -154,6 +154,7 @@ def export_parquet(
     with staged(out_dir) as staging:
         con = connect(record)
         try:
+            dictionary = data_dictionary_markdown(dim, con)  # before the export's own views
             con.execute("SET TimeZone = 'UTC'")
             create_export_views(con, filters.first_day, filters.last_day, selected)
             tables = _write_time_tables(record, con, staging, info, docs, options, on_progress)
@@ -162,7 +163,7 @@ def export_parquet(
             tables = {"animals": animals, **tables}
         finally:
             con.close()
-        write_dictionary(staging, dim)
+        write_dictionary(staging, dim, dictionary)
         write_manifest(staging, info, tables.values())
     return ExportResult(out_dir, tables, time.monotonic() - started)
 
@@ -366,7 +367,7 @@ def write_manifest(root: Path, info: Mapping[str, object], tables: Iterable[Expo
     return path
 
 
-def write_dictionary(root: Path, dim: int) -> Path:
+def write_dictionary(root: Path, dim: int, dictionary: str | None = None) -> Path:
     """Write `data-dictionary.md`: the views' columns, then what the export adds."""
     lines = [
         "",
@@ -389,7 +390,8 @@ def write_dictionary(root: Path, dim: int) -> Path:
         ),
     ]
     path = root / "data-dictionary.md"
-    path.write_text(data_dictionary_markdown(dim) + "\n".join(lines) + "\n")
+    views = dictionary if dictionary is not None else data_dictionary_markdown(dim)
+    path.write_text(views + "\n".join(lines) + "\n")
     return path
 
 

@@ -200,30 +200,39 @@ def relation_over(
     return relation
 
 
-def data_dictionary(dim: int = 384) -> dict[str, list[ViewColumn]]:
-    """Return every view's columns (name, DuckDB type, meaning), from the table schemas."""
+def data_dictionary(
+    dim: int = 384, con: duckdb.DuckDBPyConnection | None = None
+) -> dict[str, list[ViewColumn]]:
+    """Return every view's columns (name, DuckDB type, meaning), from the table schemas:
+    described on `con` (a connection of `connect` with every view) or else on a new empty
+    record's, which takes a second to make."""
+    if con is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            record = create_record(str(Path(tmp) / "empty"), Settings(), embedder_dim=dim)
+            con = connect(record)
+            try:
+                return data_dictionary(dim, con)
+            finally:
+                con.close()
     docs = {
         (table, field.name): (field.metadata or {}).get(b"doc", b"").decode()
         for table, schema in table_schemas(dim).items()
         for field in schema
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        record = create_record(str(Path(tmp) / "empty"), Settings(), embedder_dim=dim)
-        con = connect(record)
-        result: dict[str, list[ViewColumn]] = {}
-        for view in VIEWS:
-            table = "events" if view == "events_history" else view
-            added = ADDED_COLUMNS.get(view, {})
-            result[view] = [
-                ViewColumn(str(name), str(type_), added.get(name) or docs.get((table, name), ""))
-                for name, type_, *_ in con.sql(f"DESCRIBE {view}").fetchall()
-            ]
-        con.close()
+    result: dict[str, list[ViewColumn]] = {}
+    for view in VIEWS:
+        table = "events" if view == "events_history" else view
+        added = ADDED_COLUMNS.get(view, {})
+        result[view] = [
+            ViewColumn(str(name), str(type_), added.get(name) or docs.get((table, name), ""))
+            for name, type_, *_ in con.sql(f"DESCRIBE {view}").fetchall()
+        ]
     return result
 
 
-def data_dictionary_markdown(dim: int = 384) -> str:
-    """Return the data dictionary as Markdown, one table per view."""
+def data_dictionary_markdown(dim: int = 384, con: duckdb.DuckDBPyConnection | None = None) -> str:
+    """Return the data dictionary as Markdown, one table per view (described on `con`, as
+    `data_dictionary`)."""
     lines = [
         "# Data dictionary",
         "",
@@ -232,7 +241,7 @@ def data_dictionary_markdown(dim: int = 384) -> str:
         "Generated from `src/herdrecord/store/schema.py` and `src/herdrecord/query/views.py` by",
         "`make schemas`; do not edit by hand.",
     ]
-    for view, columns in data_dictionary(dim).items():
+    for view, columns in data_dictionary(dim, con).items():
         lines += ["", f"## `{view}`", "", "| column | type | meaning |", "|---|---|---|"]
         lines += [f"| `{c.name}` | {c.type} | {c.doc} |" for c in columns]
     return "\n".join(lines) + "\n"
