@@ -24,11 +24,13 @@ from conftest import service_settings
 from herdrecord.api.keys import add_key
 from herdrecord.cli import app
 from herdrecord.config import Settings
+from herdrecord.errors import InvalidInput
 from herdrecord.events.ade.importer import AdeDocument, import_ade_documents, import_ade_files
 from herdrecord.events.ade.mapping import split_note
 from herdrecord.events.ade.validation import SCHEMA_DIR
 from herdrecord.events.rules import EventsRejected, parse_event
 from herdrecord.events.store import add_events, correct_event, current_events
+from herdrecord.query.export import ExportFilters
 from herdrecord.query.icar_export import AdeExport, export_icar_ade
 from herdrecord.server import create_app
 from herdrecord.store.record import Record, create_record
@@ -548,3 +550,38 @@ def test_the_service_exports_ade_as_a_zip(tmp_path: Path, settings: Settings) ->
     assert len(archive.namelist()) == 14
     assert assert_valid(out) == 24
     assert refused.status_code == 422
+
+
+def test_an_ade_export_takes_the_parquet_exports_filters(
+    tmp_path: Path, settings: Settings
+) -> None:
+    record = make_source(tmp_path, settings)
+    window = ExportFilters(first_day=date(2026, 11, 2), last_day=date(2026, 11, 2))
+
+    _, one = export_icar_ade_members(record, tmp_path / "one", ExportFilters(animal_ids=("sow-1",)))
+    _, day = export_icar_ade_members(record, tmp_path / "day", window)
+
+    assert {m["animal"]["id"] for ms in one.values() for m in ms} == {"sow-1"}
+    assert len(one["icarAttentionEventCollection.json"]) == 1
+    assert {m["eventDateTime"][:10] for ms in day.values() for m in ms} == {"2026-11-02"}
+    assert set(day) == {
+        "icarAttentionEventCollection.json",
+        "icarConformationScoreEventCollection.json",
+    }
+
+
+def test_an_import_past_the_event_limit_is_refused_whole(tmp_path: Path) -> None:
+    record = create_record(str(tmp_path / "herd"), Settings(max_event_rows=3))
+    add_herd(record)
+
+    with pytest.raises(InvalidInput, match="more than 3 events in one import"):
+        import_ade_files(record, [EXAMPLE], now=NOW)
+    assert current_events(record).num_rows == 0
+
+
+def export_icar_ade_members(
+    record: Record, out: Path, filters: ExportFilters
+) -> tuple[AdeExport, dict[str, list[dict[str, Any]]]]:
+    result = export_icar_ade(record, out, filters)
+    members = {p.name: json.loads(p.read_text())["member"] for p in sorted(out.glob("*.json"))}
+    return result, members
