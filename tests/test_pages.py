@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -741,3 +741,14 @@ def test_an_animal_a_tag_read_confirmed_is_no_longer_provisional(site: Site) -> 
     assert row is not None and "tag read TAG-0001: identity confirmed" in row.group(1)
     assert "(provisional)" not in animal_page
     assert get_animal(site.record, sorted(untagged)[0]).provisional
+
+
+def test_a_day_derived_before_schema_4_shows_no_cosine_as_confidence(tmp_path: Path) -> None:
+    record = _barn(tmp_path / "herd")
+    shown = [a.link_confidence for p in herd_overview(record).pens for a in p.animals]
+    assert any(c is not None for c in shown)
+    # As on a record migrated to schema 4 after its days were derived: they hold cosines.
+    later = datetime.now(UTC) + timedelta(days=1)
+    record.table("migrations").update(where="version = 4", values={"applied_at": later})
+    shown = [a.link_confidence for p in herd_overview(record).pens for a in p.animals]
+    assert shown and all(c is None for c in shown)

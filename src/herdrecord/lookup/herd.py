@@ -8,15 +8,18 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from herdrecord.config import Settings
 from herdrecord.events.store import current_events
 from herdrecord.linking.review import review_queue
 from herdrecord.lookup.animals import AnimalSummary, find_animals
+from herdrecord.store.migrations import applied
 from herdrecord.store.record import Record
 
 RECENT_DAYS = 7  # flags and events this close to the latest day count as recent
+PROBABILITY_SCHEMA = 4  # from this schema on, a day's link_confidence is a probability
 REVIEW_SCAN = 10_000  # review items read to count each animal's open ones
 
 
@@ -89,12 +92,12 @@ def herd_overview(
     if latest is not None:
         since = latest - timedelta(days=recent_days - 1)
         recent = days.to_table(
-            columns=["animal_id", "day", "link_confidence", "anomalies"],
+            columns=["animal_id", "day", "link_confidence", "anomalies", "derived_at"],
             filter=f"day >= date '{since.isoformat()}'",
         ).sort_by([("animal_id", "ascending"), ("day", "ascending")])
         ids = recent.column("animal_id").to_pylist()
         # Sorted by animal and day: an animal's last row holds its latest confidence.
-        confidence = dict(zip(ids, recent.column("link_confidence").to_pylist(), strict=True))
+        confidence = dict(zip(ids, _probabilities(record, recent), strict=True))
         anomalies = recent.column("anomalies").combine_chunks()
         owners = pc.take(recent.column("animal_id"), pc.list_parent_indices(anomalies))
         for owner, flag in zip(
@@ -126,6 +129,19 @@ def herd_overview(
         )
     pens = [Pen(pen, by_pen[pen]) for pen in sorted(by_pen)]
     return Herd(latest, pens)
+
+
+def _probabilities(record: Record, days: pa.Table) -> list[float | None]:
+    """Return the days' link confidence where it is a probability: a day derived before the
+    record's migration to schema 4 holds a mean cosine there instead, not shown until the day
+    is derived again."""
+    migrated = [m.applied_at for m in applied(record.db) if m.version == PROBABILITY_SCHEMA]
+    since = migrated[0] if migrated else None
+    values: list[float | None] = days.column("link_confidence").to_pylist()
+    if since is None:
+        return values
+    derived = days.column("derived_at").to_pylist()
+    return [v if at >= since else None for v, at in zip(values, derived, strict=True)]
 
 
 def event_chip(event: dict[str, object], settings: Settings) -> EventChip | None:
