@@ -176,7 +176,9 @@ def test_the_same_post_twice_stores_its_events_once(
             "withdrawn": False,
         },
     ]
-    assert client.get("/v1/events", headers=vet).json()["total"] == 2
+    listed = client.get("/v1/events", headers=vet).json()
+    assert listed["total"] == 2
+    assert sorted(e["event_key"] or "" for e in listed["events"]) == ["", "k1"]
     assert stored_rows(herd) == 2
 
 

@@ -127,6 +127,9 @@ class Event(BaseModel):
     author: str
     recorded_at: datetime
     supersedes: str | None
+    event_key: str | None = Field(
+        default=None, description="The key its sender gave it, if any (see POST /v1/events)."
+    )
 
 
 class EventPage(BaseModel):

@@ -203,7 +203,7 @@ def add_labelled_events(
         found = list(problems)
         duplicates: list[EventDuplicate] = []
         fresh: list[int] = []
-        repeats = _Repeats(record)
+        repeats = _Repeats(record, [event for _, _, event in labelled])
         for index, (position, label, event) in enumerate(labelled):
             match = repeats.find(event)
             if isinstance(match, str):
@@ -231,6 +231,19 @@ def add_labelled_events(
 
 
 Identity = tuple[Any, ...]
+_IDENTITY_COLUMNS = (
+    "animal_id",
+    "kind",
+    "at",
+    "scale",
+    "value",
+    "unit",
+    "code",
+    "result",
+    "withdrawal_days",
+    "note",
+)
+_REPEAT_COLUMNS = ("event_id", "event_key", "supersedes", "retracted")
 
 
 def event_identity(event: Mapping[str, Any]) -> Identity:
@@ -253,21 +266,35 @@ def event_identity(event: Mapping[str, Any]) -> Identity:
 
 
 class _Repeats:
-    """The record's events by key and by identity, to tell repeats among new events."""
+    """The stored events that new ones may repeat, by key and by identity."""
 
-    def __init__(self, record: Record) -> None:
-        rows = record.read_visible("events")
-        withdrawn = set(pc.drop_null(rows.column("supersedes")).to_pylist())
+    def __init__(self, record: Record, events: Sequence[EventInput]) -> None:
+        rows = record.read_visible("events", columns=[*_IDENTITY_COLUMNS, *_REPEAT_COLUMNS])
+        # A repeat has the same time or the same key: only those rows reach Python.
+        times = pa.array([e.at.astimezone(UTC) for e in events], rows.schema.field("at").type)
+        keys = pa.array([e.event_key for e in events if e.event_key is not None], pa.string())
+        withdrawn = pc.drop_null(rows.column("supersedes"))
+        candidates = rows.filter(
+            pc.and_(
+                pc.invert(pc.fill_null(rows.column("retracted"), False)),
+                pc.or_(
+                    pc.is_in(rows.column("at"), value_set=times),
+                    pc.fill_null(pc.is_in(rows.column("event_key"), value_set=keys), False),
+                ),
+            )
+        )
+        gone = pc.is_in(candidates.column("event_id"), value_set=withdrawn).to_pylist()
         self._by_key: dict[str, tuple[str, Identity, bool]] = {}
         self._by_identity: dict[Identity, tuple[str, bool]] = {}
-        for row in rows.to_pylist():
-            if row["retracted"]:
-                continue
-            gone = row["event_id"] in withdrawn
-            if row.get("event_key") is not None:
-                self._by_key[row["event_key"]] = (row["event_id"], event_identity(row), gone)
+        for row, was_withdrawn in zip(candidates.to_pylist(), gone, strict=True):
+            if row["event_key"] is not None:
+                self._by_key[row["event_key"]] = (
+                    row["event_id"],
+                    event_identity(row),
+                    was_withdrawn,
+                )
             else:
-                self._by_identity.setdefault(event_identity(row), (row["event_id"], gone))
+                self._by_identity.setdefault(event_identity(row), (row["event_id"], was_withdrawn))
 
     def find(self, event: EventInput) -> tuple[str, bool] | str | None:
         """Return (event id, withdrawn) of the event `event` repeats, a problem, or None."""
@@ -452,11 +479,14 @@ def _follow_events(record: Record, animal_ids: set[str], reopen: set[str]) -> No
         .filter(pc.is_in(pc.field("animal_id"), pa.array(sorted(animal_ids))))
         .to_pylist()
     )
+    by_animal: dict[str, list[dict[str, Any]]] = {}
+    for event in events:  # once: a per-animal scan was quadratic in a herd's import
+        by_animal.setdefault(event["animal_id"], []).append(event)
     changed = []
     for animal in animals:
         if animal["status"] == "merged":
             continue
-        mine = [e for e in events if e["animal_id"] == animal["animal_id"]]
+        mine = by_animal.get(animal["animal_id"], [])
         updated = _animal_after(animal, mine, animal["animal_id"] in reopen)
         if updated != animal:
             changed.append(updated)
