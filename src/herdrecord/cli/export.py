@@ -51,7 +51,7 @@ def export_command(
     ] = None,
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", help="Parameter of the cohort query, KEY=VALUE; repeatable."),
+        typer.Option("--param", "-p", help="Parameter of the cohort query, KEY=VALUE; repeatable."),
     ] = None,
     with_observations: Annotated[
         bool, typer.Option("--with-observations", help="Add the observation rows.")
@@ -114,6 +114,27 @@ def export_command(
     finally:
         progress.stop()
     console.print(_summary(result), soft_wrap=True)
+    if filters != ExportFilters() and not any(
+        table.rows for name, table in result.tables.items() if name != "animals"
+    ):
+        errors.print(
+            f"nothing in the record matches {_described(filters)}: every table of the export "
+            "is empty (its columns only)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _described(filters: ExportFilters) -> str:
+    """Return the filters as the options that gave them: `--from 2026-12-05 --animals P1`."""
+    parts = [f"--from {filters.first_day}"] if filters.first_day else []
+    parts += [f"--to {filters.last_day}"] if filters.last_day else []
+    if filters.animal_ids is not None:
+        parts.append(f"--animals {','.join(filters.animal_ids)}")
+    if filters.cohort is not None:
+        parts.append(f"--cohort {filters.cohort}")
+        parts += [f"-p {key}={value}" for key, value in filters.cohort_params.items()]
+    return " ".join(parts)
 
 
 def _summary(result: ExportResult) -> str:
