@@ -119,6 +119,10 @@ class Sandbox:
                 )
             finally:
                 process.discard()
+                # Its replacement starts now, not while the query ran: loading the libraries
+                # takes a core for seconds, which the query needed more.
+                with self._lock:
+                    self._top_up()
         finally:
             with self._lock:
                 self._running -= 1
@@ -144,8 +148,7 @@ class Sandbox:
         self.close()
 
     def _take(self) -> _Process:
-        """Return a process for one query: a warm one when one is alive, else a new one; and
-        start its replacement."""
+        """Return a process for one query: a warm one when one is alive, else a new one."""
         with self._lock:
             process = None
             while self._spares and process is None:
@@ -154,7 +157,6 @@ class Sandbox:
                     process = spare
                 else:
                     spare.discard()
-            self._top_up()
         return process if process is not None else _Process()
 
     def _top_up(self) -> None:
