@@ -69,7 +69,7 @@ def test_runner_messages_keep_a_long_record_path_on_one_line(long_record: str) -
     assert migrated.exit_code == 0, migrated.output
     assert migrated.output.splitlines() == [f"{long_record}: up to date, nothing to migrate"]
     farm = runner.invoke(app, ["farm", long_record], env=NARROW)
-    assert farm.output.splitlines() == [f"{long_record}: farm farm-a"]
+    assert farm.output.splitlines() == [f"{long_record}: no farm yet: its first batch names it"]
     info = runner.invoke(app, ["info", long_record], env=NARROW)
     assert info.exit_code == 0, info.output
     lines = info.output.splitlines()
