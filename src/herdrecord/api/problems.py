@@ -169,7 +169,6 @@ def http_message(exc: HerdrecordError) -> str:
     return message if hint is None else f"{message} — {hint}"
 
 
-
 def install_handlers(app: FastAPI, page_error: PageError | None = None) -> None:
     """Make every error, ours or the framework's, answer in the one shape; on a page (any
     path outside the API's) answer with `page_error`'s HTML instead, when given."""
