@@ -45,6 +45,7 @@ screenshots: $(VENV)/.installed
 
 schemas: $(VENV)/.installed
 	$(BIN)/python -m herdrecord.tools.snapshots schemas
+	$(BIN)/python -c "from herdrecord.cli import write_command_manifest; write_command_manifest()"
 
 clean:
 	rm -rf $(VENV) herd-demo .pytest_cache .mypy_cache .ruff_cache

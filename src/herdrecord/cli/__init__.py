@@ -1,32 +1,69 @@
 """The `herdrecord` command line: each command parses, calls one library function, renders.
 
-`common` holds the app and what commands share; each other module is one command group and
-registers its commands on the app when imported here.
+`common` holds what commands share; each other module is one command group and registers
+its commands on the app when imported. Importing this package loads none of them: `main`
+answers `herdrecord`, `--help` and `--version` from the manifest (`cli/commands.json`) and
+loads the commands only to run one; `app` (for tests and embedding) loads them all.
 """
 
 from __future__ import annotations
 
-from herdrecord.cli import (  # noqa: F401  (each registers its commands on `app`)
-    budget,
-    cameras,
-    check,
-    embed,
-    events,
-    export,
-    fleet,
-    journal,
-    query,
-    records,
-    review,
-    serve,
-    sql,
-    timeline,
-)
-from herdrecord.cli.common import app
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["app", "main"]
+if TYPE_CHECKING:
+    import typer
+
+__all__ = ["app", "load_app", "main", "write_command_manifest"]
+
+COMMAND_MODULES = (
+    "budget",
+    "cameras",
+    "check",
+    "embed",
+    "events",
+    "export",
+    "fleet",
+    "journal",
+    "query",
+    "records",
+    "review",
+    "serve",
+    "sql",
+    "timeline",
+)
+# Answered from the manifest, without importing a command.
+_QUICK: tuple[list[str], ...] = ([], ["-h"], ["--help"], ["-V"], ["--version"])
+
+
+def load_app() -> typer.Typer:
+    """Import every command module (each registers its commands) and return the app."""
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"herdrecord.cli.{name}")
+    from herdrecord.cli.root import app
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return load_app()
+    raise AttributeError(f"module 'herdrecord.cli' has no attribute {name!r}")
+
+
+def write_command_manifest() -> None:
+    """Write `cli/commands.json` from the real commands (`make schemas` runs it)."""
+    from herdrecord.cli.manifest import write_manifest
+
+    print(write_manifest(load_app()))
 
 
 def main() -> None:
     """Run the CLI; user errors print one line and exit non-zero, without a traceback."""
-    app()
+    if sys.argv[1:] in _QUICK:
+        from herdrecord.cli.manifest import quick_app
+
+        quick_app()(prog_name="herdrecord")
+    else:
+        load_app()(prog_name="herdrecord")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 import typer.core
@@ -20,64 +20,17 @@ from rich.progress import (
 )
 from rich.status import Status
 
-from herdrecord._version import __version__
 from herdrecord.cli.console import CliConsole
+from herdrecord.cli.root import app as app  # the commands register on it through here
+from herdrecord.cli.root import console as console
+from herdrecord.cli.root import errors as errors
 from herdrecord.config import Settings
-from herdrecord.errors import HerdrecordError, InvalidInput
+from herdrecord.errors import InvalidInput
 from herdrecord.ingest.ingestor import BatchOutcome, IngestReport
 from herdrecord.ingest.pipeline import IntakeProgress, IntakeResult, LinkPolicy, ingest_batches
 from herdrecord.ingest.replay import ReplayReport
 from herdrecord.linking.run import LinkReport
 from herdrecord.store.record import Record, open_record
-
-
-class _Commands(typer.core.TyperGroup):
-    """Command group that turns herdrecord's errors into one readable line and exit code 2."""
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except HerdrecordError as exc:
-            errors.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
-
-
-app = typer.Typer(
-    cls=_Commands,
-    name="herdrecord",
-    help="A longitudinal per-animal visual record database for livestock.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},  # every command inherits -h
-)
-
-
-def _print_version(asked: bool) -> None:
-    if asked:
-        typer.echo(f"herdrecord {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version",
-            "-V",
-            help="Print herdrecord's version and exit.",
-            callback=_print_version,
-            is_eager=True,
-        ),
-    ] = False,
-) -> None:
-    """A longitudinal per-animal visual record database for livestock."""
-
-
-# Wrapped to a terminal's width; never wrapped or cut in a pipe, a file or a log.
-console = CliConsole()
-errors = CliConsole(stderr=True)
 
 # A str, not a Path: a Path would fold s3://bucket/herd into s3:/bucket/herd.
 RecordPath = Annotated[
