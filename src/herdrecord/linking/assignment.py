@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from herdrecord.linking.intervals import overlapping
 from herdrecord.reid.vectors import group_sum, normalise
 
 UNKNOWN = -1
@@ -152,11 +153,6 @@ def maximal_cliques(start_s: np.ndarray, end_s: np.ndarray) -> list[np.ndarray]:
     return cliques
 
 
-def overlaps(start_s: np.ndarray, end_s: np.ndarray) -> np.ndarray:
-    """Return the (k, k) boolean matrix of intervals that overlap in time."""
-    return np.asarray((start_s[:, None] <= end_s[None, :]) & (start_s[None, :] <= end_s[:, None]))
-
-
 def solve(
     scores: np.ndarray,
     start_s: np.ndarray,
@@ -245,13 +241,13 @@ def group_unknowns(clusters: Clusters, members: np.ndarray, threshold: float) ->
     matches above the threshold and none of whose members it overlaps; else it starts one.
     """
     order = members[np.argsort(-clusters.weight[members], kind="stable")]
-    overlap = overlaps(clusters.start_s, clusters.end_s)
     groups: list[list[int]] = []
     sums: list[np.ndarray] = []
     for c in order:
         best, best_score = -1, threshold
+        together = overlapping(clusters.start_s, clusters.end_s, int(c))
         for g, group in enumerate(groups):
-            if overlap[c, group].any():
+            if together[group].any():
                 continue
             score = float(clusters.descriptor[c] @ normalise(sums[g]))
             if score >= best_score:

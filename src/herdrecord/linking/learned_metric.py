@@ -26,6 +26,7 @@ import numpy as np
 from scipy import linalg
 from scipy.stats import rankdata
 
+from herdrecord.linking.intervals import overlapping_pairs
 from herdrecord.reid.vectors import normalise
 from herdrecord.store.record import Record
 
@@ -34,6 +35,9 @@ META_METRIC = "link_metric"
 MIN_PAIRS = 200  # pairs of each kind before a metric is fitted at all
 HOLD_BACK_EVERY = 4  # every 4th pen-day's pairs check the fit
 MAX_PAIRS_PER_RUN = 20_000  # of each kind; beyond it an even subsample (d = 384 needs far fewer)
+# Different pairs taken from one pen-day at most (evenly spaced): a bound on memory, far above
+# what a pen-day of a few thousand tracklets gives.
+MAX_PAIRS_PER_PEN_DAY = 200_000
 
 
 @dataclass(frozen=True)
@@ -248,12 +252,9 @@ def constraint_pairs(
                 if len(rows) > 1:
                     r = np.array(rows)
                     same.append((r[:-1] + offset, r[1:] + offset, held))
-        together = np.triu(
-            (start_s[:, None] <= end_s[None, :]) & (start_s[None, :] <= end_s[:, None]), 1
-        )
-        together &= label[:, None] != label[None, :]
-        i, j = np.nonzero(together)
-        different.append((i + offset, j + offset, held))
+        i, j = overlapping_pairs(start_s, end_s, MAX_PAIRS_PER_PEN_DAY)
+        apart = label[i] != label[j]
+        different.append((i[apart] + offset, j[apart] + offset, held))
         offset += n
     return _pair_index(same, different)
 

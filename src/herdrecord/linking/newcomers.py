@@ -7,7 +7,8 @@ from datetime import date
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from herdrecord.linking.assignment import NEG, UNKNOWN, Clusters, overlaps
+from herdrecord.linking.assignment import NEG, UNKNOWN, Clusters
+from herdrecord.linking.intervals import any_overlap
 from herdrecord.linking.poolindex import nearest_animals
 from herdrecord.linking.state import AnimalState, PenDayInput, RunState
 from herdrecord.reid.vectors import normalise
@@ -154,7 +155,6 @@ def settle_enrolments(
     """
     clusters = pen.clusters
     choice = choice.copy()
-    overlap = overlaps(clusters.start_s, clusters.end_s)
     known = [c for c, a in enumerate(roster) if a not in seeded and a in run.pool.animals]
     kept_seeds: list[int] = []
     for animal_id in seeded:
@@ -165,13 +165,11 @@ def settle_enrolments(
             del run.animals[animal_id]
             continue
         centroid = normalise((clusters.descriptor[members] * clusters.weight[members, None]).sum(0))
-        target = _same_as_known(centroid, members, choice, known, roster, overlap, run)
+        target = _same_as_known(centroid, members, choice, known, roster, clusters, run)
         if target is None:
             # Two seeds can be one animal: one seeded in a later round from clusters that
             # looked unlike the first seed alone, but like its whole day.
-            target = _same_as_seed(
-                centroid, members, choice, kept_seeds, overlap, clusters, run.threshold
-            )
+            target = _same_as_seed(centroid, members, choice, kept_seeds, clusters, run.threshold)
         if target is None:
             mover = _same_as_absent(centroid, pen, roster, run)
             if mover is not None:
@@ -203,7 +201,6 @@ def _same_as_seed(
     members: np.ndarray,
     choice: np.ndarray,
     kept_seeds: list[int],
-    overlap: np.ndarray,
     clusters: Clusters,
     threshold: float,
 ) -> int | None:
@@ -211,7 +208,7 @@ def _same_as_seed(
     best, best_score = None, -1.0
     for column in kept_seeds:
         theirs = np.flatnonzero(choice == column)
-        if len(theirs) == 0 or overlap[np.ix_(members, theirs)].any():
+        if len(theirs) == 0 or any_overlap(clusters.start_s, clusters.end_s, members, theirs):
             continue
         other = normalise((clusters.descriptor[theirs] * clusters.weight[theirs, None]).sum(0))
         score = float(centroid @ other)
@@ -226,7 +223,7 @@ def _same_as_known(
     choice: np.ndarray,
     known: list[int],
     roster: list[str],
-    overlap: np.ndarray,
+    clusters: Clusters,
     run: RunState,
 ) -> int | None:
     """Return the roster column of a known animal the seed really is, if any."""
@@ -237,7 +234,8 @@ def _same_as_known(
         if sims[best] < run.threshold:
             return None
         target = known[int(best)]
-        if not overlap[np.ix_(members, np.flatnonzero(choice == target))].any():
+        theirs = np.flatnonzero(choice == target)
+        if not any_overlap(clusters.start_s, clusters.end_s, members, theirs):
             return target
     return None
 

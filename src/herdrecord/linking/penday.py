@@ -14,9 +14,9 @@ from herdrecord.linking.assignment import (
     Clusters,
     day_scores,
     margins,
-    overlaps,
     solve,
 )
+from herdrecord.linking.intervals import overlapping
 from herdrecord.linking.newcomers import (
     add_movers,
     day_centroid,
@@ -219,11 +219,11 @@ def _fixed_columns(
     for cluster, animal_id in anchors.items():
         if animal_id in column:
             fixed[cluster] = column[animal_id]
-    overlap = overlaps(clusters.start_s, clusters.end_s)
     for cluster in np.argsort(-clusters.weight):
         if fixed[cluster] == UNKNOWN:
             continue
-        rivals = np.flatnonzero(overlap[cluster] & (fixed == fixed[cluster]))
+        together = overlapping(clusters.start_s, clusters.end_s, int(cluster))
+        rivals = np.flatnonzero(together & (fixed == fixed[cluster]))
         fixed[[r for r in rivals if r != cluster]] = UNKNOWN
     return fixed
 

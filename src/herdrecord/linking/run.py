@@ -36,10 +36,11 @@ from herdrecord.linking.assignment import (
     centre_by_camera,
     make_clusters,
     maximal_cliques,
-    overlaps,
 )
 from herdrecord.linking.cameras import overlaps_by_pen
+from herdrecord.linking.intervals import overlapping_pairs
 from herdrecord.linking.learned_metric import (
+    MAX_PAIRS_PER_PEN_DAY,
     Metric,
     MetricFit,
     constraint_pairs,
@@ -439,8 +440,7 @@ def _calibrate(
     impostor: list[float] = []
     for pen in pen_days:
         clusters = pen.clusters
-        overlap = np.triu(overlaps(clusters.start_s, clusters.end_s), k=1)
-        i, j = np.nonzero(overlap)
+        i, j = overlapping_pairs(clusters.start_s, clusters.end_s, MAX_PAIRS_PER_PEN_DAY)
         if len(i):
             pick = np.linspace(0, len(i) - 1, min(len(i), 2000)).astype(int)
             sims = np.einsum("nd,nd->n", clusters.descriptor[i[pick]], clusters.descriptor[j[pick]])

@@ -25,7 +25,15 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
+from herdrecord.linking.intervals import pair_cosines
+
 SEARCH_WINDOW_S = 900.0  # a join is looked for this far ahead; past it, the head count decides
+# A bound on work and memory: each end's candidate starts are at most this many, the nearest
+# in time (a 40-pig pen's ends have ~12 within the window; beyond these the head count joins).
+MAX_CANDIDATES_PER_END = 64
+# Likewise each chain end's later chain starts in the head-count pass, and each join's rival
+# joins in the crossed-tail repair (nearest in time first).
+MAX_CHAIN_CANDIDATES = 256
 CUE_CLIP = 6.9  # ln 1000: no single cue is trusted more than 1000 to 1
 EM_ROUNDS = 40
 MIN_PAIRS = 30  # candidate pairs a camera needs for its own fit; fewer uses the pooled fit
@@ -188,6 +196,7 @@ def candidate_pairs(
         starts = start_s[order]
         lo = np.searchsorted(starts, end_s[rows], side="left")
         hi = np.searchsorted(starts, end_s[rows] + window_s, side="right")
+        hi = np.minimum(hi, lo + MAX_CANDIDATES_PER_END + 1)  # +1: the end itself may be in it
         counts = hi - lo
         i = np.repeat(rows, counts)
         offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -198,7 +207,7 @@ def candidate_pairs(
     i = np.concatenate(pieces_i) if pieces_i else np.zeros(0, dtype=np.int64)
     j = np.concatenate(pieces_j) if pieces_j else np.zeros(0, dtype=np.int64)
     distance = np.linalg.norm(first_xy[j] - last_xy[i], axis=1) if len(i) else np.zeros(0)
-    sim = np.einsum("nd,nd->n", descriptor[i], descriptor[j]) if len(i) else np.zeros(0)
+    sim = pair_cosines(descriptor, i, j)
     return CandidatePairs(
         i=i.astype(np.int64),
         j=j.astype(np.int64),
@@ -511,20 +520,13 @@ def _chain_pair_odds(
     ends: ChainEnds, fits: dict[str, CueFit], pooled: CueFit, look: LookFit
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return every (chain, later chain) pair and its log odds of gap, place and look."""
-    k = len(ends.start_s)
-    i, j = np.nonzero(
-        (ends.start_s[None, :] > ends.end_s[:, None])
-        | (
-            (ends.start_s[None, :] == ends.end_s[:, None])
-            & (np.arange(k)[None, :] > np.arange(k)[:, None])
-        )
-    )
+    i, j = _later_chains(ends.start_s, ends.end_s, MAX_CHAIN_CANDIDATES)
     gap = ends.start_s[j] - ends.end_s[i]
     same_camera = ends.last_camera[i] == ends.first_camera[j]
     distance = np.where(
         same_camera, np.linalg.norm(ends.first_xy[j] - ends.last_xy[i], axis=1), np.nan
     )
-    sim = np.einsum("nd,nd->n", ends.descriptor[i], ends.descriptor[j]).astype(np.float64)
+    sim = pair_cosines(ends.descriptor, i, j)
     odds = np.zeros(len(i))
     for key in sorted(set(ends.last_camera[i].tolist())):
         mine = ends.last_camera[i] == key
@@ -533,6 +535,30 @@ def _chain_pair_odds(
         odds[mine] = fit.gap_place_ratio(gap[mine], distance[mine])
     odds += look.log_ratio(sim)
     return i, j, odds
+
+
+def _later_chains(
+    start_s: np.ndarray, end_s: np.ndarray, most: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return pairs (i, j) of chain j starting after chain i ends (or at that instant, j > i),
+    at most `most` per i, the earliest starts first; in (i, j) order."""
+    k = len(start_s)
+    order = np.lexsort((np.arange(k), start_s))
+    starts = start_s[order]
+    lo = np.searchsorted(starts, end_s, side="left")
+    # Starts at the very instant of the end count only for a later chain: skip the rest.
+    hi = np.minimum(np.searchsorted(starts, end_s, side="right") + most, k)
+    counts = hi - lo
+    i = np.repeat(np.arange(k), counts)
+    j = order[
+        np.repeat(lo, counts)
+        + np.arange(int(counts.sum()))
+        - np.repeat(np.cumsum(counts) - counts, counts)
+    ]
+    keep = (start_s[j] > end_s[i]) | ((start_s[j] == end_s[i]) & (j > i))
+    i, j = i[keep], j[keep]
+    first = np.lexsort((j, i))
+    return i[first].astype(np.int64), j[first].astype(np.int64)
 
 
 def _count_first(odds: np.ndarray, nodes: int) -> np.ndarray:
@@ -624,13 +650,7 @@ def _best_swaps(
     before = before_all[:-1][same_chain]  # chain's look up to and including u
     chain = label[u]
     # Candidate pairs of joins: other chains, each crossed join forward in time and in window.
-    a, b = np.nonzero(
-        (chain[:, None] < chain[None, :])
-        & (tracks.start_s[v][None, :] > tracks.end_s[u][:, None])
-        & (tracks.start_s[v][:, None] > tracks.end_s[u][None, :])
-        & (tracks.start_s[v][None, :] - tracks.end_s[u][:, None] <= window)
-        & (tracks.start_s[v][:, None] - tracks.end_s[u][None, :] <= window)
-    )
+    a, b = _rival_joins(chain, tracks.end_s[u], tracks.start_s[v], window, MAX_CHAIN_CANDIDATES)
     if len(a) == 0:
         return []
     kept = join_ratio(u[a], v[a], tracks, fits, pooled) + join_ratio(
@@ -657,6 +677,28 @@ def _best_swaps(
             (chain_a, float(tracks.start_s[v[a[pair]]]), chain_b, float(tracks.start_s[v[b[pair]]]))
         )
     return swaps
+
+
+def _rival_joins(
+    chain: np.ndarray, end_s: np.ndarray, start_s: np.ndarray, window: float, most: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return pairs (a, b) of joins (end_s[a] -> start_s[a]) of chains a < b whose crossed
+    joins both go forward in time within the window, in (a, b) order; per a, at most `most`
+    rivals, those ending nearest before a's start (memory linear in the joins)."""
+    m = len(chain)
+    order = np.lexsort((np.arange(m), end_s))
+    ends = end_s[order]
+    # b's end lies in [a's start - window, a's start): its crossed join u_b -> v_a is forward.
+    hi = np.searchsorted(ends, start_s, side="left")
+    lo = np.maximum(np.searchsorted(ends, start_s - window, side="left"), hi - most)
+    counts = np.maximum(hi - lo, 0)
+    a = np.repeat(np.arange(m), counts)
+    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    b = order[np.repeat(lo, counts) + offsets]
+    keep = (chain[a] < chain[b]) & (start_s[b] > end_s[a]) & (start_s[b] - end_s[a] <= window)
+    a, b = a[keep], b[keep]
+    first = np.lexsort((b, a))
+    return a[first].astype(np.int64), b[first].astype(np.int64)
 
 
 def join_ratio(

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from herdrecord.linking.assignment import PenDayTracklets
+from herdrecord.linking.intervals import overlapping_pairs, pair_cosines
+from herdrecord.linking.learned_metric import MAX_PAIRS_PER_PEN_DAY
 from herdrecord.linking.stitching import (
     PRIOR_FIT,
     PRIOR_LOOK,
@@ -98,13 +100,8 @@ def _fit_chain_look(
             label, camera_keys(pen_id, t), t.start_s, t.end_s, t.first_xy, t.last_xy,
             t.descriptor, t.weight,
         )  # fmt: skip
-        together = np.triu(
-            (ends.start_s[:, None] <= ends.end_s[None, :])
-            & (ends.start_s[None, :] <= ends.end_s[:, None]),
-            k=1,
-        )
-        i, j = np.nonzero(together)
-        other.extend(np.einsum("nd,nd->n", ends.descriptor[i], ends.descriptor[j]).tolist())
+        i, j = overlapping_pairs(ends.start_s, ends.end_s, MAX_PAIRS_PER_PEN_DAY)
+        other.extend(pair_cosines(ends.descriptor, i, j).tolist())
     return fit_look(np.array(same), np.array(other))
 
 

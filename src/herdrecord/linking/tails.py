@@ -22,6 +22,9 @@ from herdrecord.linking.stitching import CueFit, DayTracks, LookFit, join_ratio
 
 MAX_SWEEPS = 6  # a bound on work: on simulated 40-pig pens the sweeps settle within 3-4
 MAX_IN_GAP = 64  # chains re-dealt at one cut at most (the shortest gaps first); a bound on work
+# Deals solved per pen-day at most, over all sweeps: a bound on time (~1 ms each). A 40-pig
+# pen-day needs ~1,100 a sweep; a day of tens of thousands of tracklets gets part of one.
+MAX_DEALS = 12_000
 
 
 def untangle_tails(
@@ -36,9 +39,10 @@ def untangle_tails(
     label = np.asarray(label, dtype=np.int64).copy()
     if len(label) < 3:
         return label
+    budget = MAX_DEALS
     for _ in range(MAX_SWEEPS):
-        label, changed = _sweep(label, tracks, fits, pooled, look)
-        if not changed:
+        label, changed, budget = _sweep(label, tracks, fits, pooled, look, budget)
+        if not changed or budget <= 0:
             break
     return label
 
@@ -49,8 +53,10 @@ def _sweep(
     fits: dict[str, CueFit],
     pooled: CueFit,
     look: LookFit,
-) -> tuple[np.ndarray, bool]:
-    """Return the labels after one sweep of the day, and whether any tail moved."""
+    budget: int,
+) -> tuple[np.ndarray, bool, int]:
+    """Return the labels after one sweep of the day (at most `budget` deals solved), whether
+    any tail moved, and the budget left."""
     n = len(base)
     k = int(base.max()) + 1
     x = tracks.descriptor.astype(np.float64) * tracks.weight[:, None]
@@ -59,7 +65,7 @@ def _sweep(
     joined = base[by_chain[1:]] == base[by_chain[:-1]]
     join_u, join_v = by_chain[:-1][joined], by_chain[1:][joined]
     if len(join_u) < 2:
-        return base, False
+        return base, False, budget
     segment_total = np.zeros((k, x.shape[1]))
     np.add.at(segment_total, base, x)
     segment_passed = np.zeros_like(segment_total)
@@ -74,6 +80,10 @@ def _sweep(
     # The join each chain is in the gap of: tracklet ended (u) -> tracklet to come (v).
     in_gap: dict[int, tuple[int, int]] = {}
     changed = False
+    # A chain in a gap neither gains head nor loses tail, so the deal among the chains in a gap
+    # can change only when one more enters: the rest of the cuts are skipped (exactly: a better
+    # deal of fewer chains would be a better deal of the set they were part of).
+    entered = False
     cuts = np.unique(tracks.start_s[join_v])
     for cut in cuts.tolist():
         # Tracklets that start before the cut are the heads' now: their chain is settled.
@@ -90,11 +100,14 @@ def _sweep(
             u, v = int(join_u[e]), int(join_v[e])
             if tracks.start_s[v] >= cut:
                 in_gap[int(owner[base[v]])] = (u, v)
+                entered = True
             opened += 1
         for chain in [c for c, (_, v) in in_gap.items() if tracks.start_s[v] < cut]:
             del in_gap[chain]
-        if len(in_gap) < 2:
+        if len(in_gap) < 2 or not entered or budget <= 0:
             continue
+        entered = False
+        budget -= 1
         chains = sorted(in_gap, key=lambda c: (tracks.start_s[in_gap[c][1]], c))[:MAX_IN_GAP]
         permutation = _best_deal(chains, in_gap, head, segment_total, segment_passed, tail_of,
                                  tracks, fits, pooled, look)  # fmt: skip
@@ -112,7 +125,7 @@ def _sweep(
         r = int(by_start[passed])
         label[r] = int(owner[base[r]])
         passed += 1
-    return label, changed
+    return label, changed, budget
 
 
 def _best_deal(
