@@ -133,7 +133,7 @@ def run_query(record: Record, name: str, params: Mapping[str, str]) -> pa.Table:
     if query.sql is None:
         table = _PYTHON_QUERIES[query.name](record, values)
     else:
-        con = connect(record, views_named(query.sql))
+        con = connect(record, views_named(query.sql), materialise=True)
         try:
             floor_min = 60.0 * record.settings.day_coverage_floor_h
             con.execute("SET VARIABLE coverage_floor_min = $m", {"m": floor_min})

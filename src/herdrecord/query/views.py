@@ -120,16 +120,24 @@ _VIEW_SQL = {
 VIEWS: tuple[str, ...] = tuple(name for name in _VIEW_SQL if not name.startswith("_"))
 
 
-def connect(record: Record, only: Iterable[str] | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    record: Record, only: Iterable[str] | None = None, materialise: bool = False
+) -> duckdb.DuckDBPyConnection:
     """Return an in-memory DuckDB connection whose catalog holds the record's views and
     nothing else: no table of the record (`_api_keys`, `_samples`, ...) is reachable by name.
 
     `only` names the views a statement needs (see `views_named`): then just those are made,
     from just the tables they read (a named query over days and events opens two tables,
-    not fourteen)."""
+    not fourteen). `materialise` reads each view once into a DuckDB table of that name, for
+    a statement that joins them (DuckDB plans a join over its own tables, with their
+    statistics, far better than over a scan of a Lance dataset: the lameness query over a
+    year of 1,000 animals takes 38 s over the datasets and about 2 s over the tables)."""
     con = duckdb.connect()
     for name, relation in view_relations(record, con, only).items():
-        relation.create_view(name)
+        if materialise:
+            relation.create(name)
+        else:
+            relation.create_view(name)
     return con
 
 
