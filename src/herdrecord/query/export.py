@@ -47,6 +47,7 @@ from herdrecord.query.export_tables import (
     TIME_TABLES,
     ExportedFile,
     ExportedTable,
+    TimeTable,
     column_docs,
     create_export_views,
     empty_rows,
@@ -168,6 +169,23 @@ def export_parquet(
     return ExportResult(out_dir, tables, time.monotonic() - started)
 
 
+READ_ONCE_ROWS = 2_000_000  # a table this small is read once for all its months
+
+
+def _read_once_if_small(con: duckdb.DuckDBPyConnection, table: TimeTable) -> None:
+    """Replace the table's export view by a DuckDB table of its rows when it has at most
+    `READ_ONCE_ROWS`, so its months are cut from memory instead of each scanning the Lance
+    dataset again (a year of 1,000 animals' days: twelve scans became one). Bigger tables
+    (observations, keyframes) stream month by month, in bounded memory."""
+    if table.rows is not None:
+        return
+    (count,) = con.sql(f"SELECT count(*) FROM {table.view}").fetchall()[0]
+    if count <= READ_ONCE_ROWS:
+        con.execute(f"CREATE TEMP TABLE _read_once AS SELECT * FROM {table.view}")
+        con.execute(f"DROP VIEW {table.view}")
+        con.execute(f"ALTER TABLE _read_once RENAME TO {table.view}")
+
+
 def new_directory(out_dir: Path) -> Path:
     """Return the resolved `out_dir`, refusing one that exists and is not empty."""
     out_dir = out_dir.expanduser().resolve()
@@ -254,6 +272,7 @@ def _write_time_tables(
     for table in TIME_TABLES:
         if not optional.get(table.name, True):
             continue
+        _read_once_if_small(con, table)
         months = months_of(con, table)
         files: list[ExportedFile] = []
         _report(on_progress, table.name, files, len(months))
