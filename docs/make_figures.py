@@ -92,7 +92,7 @@ def _record_truth_events(record: Record, sim: Simulation) -> int:
         fields["animal_id"] = main_animal[event["animal_id"]]
         fields.setdefault("author", "sim")
         events.append(parse_event(fields))
-    return len(add_events(record, events))
+    return len(add_events(record, events).event_ids)
 
 
 def _episode_animal(record: Record) -> str:
