@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "export",
     "fleet",
     "journal",
+    "pictures",
     "query",
     "records",
     "review",

@@ -27,6 +27,26 @@ keys_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 
 
+def _open_when_serving(url: str) -> None:
+    """Open `url` in the user's browser once the service answers there (on a thread)."""
+    import threading
+    import time
+    import urllib.request
+    import webbrowser
+
+    def wait_then_open() -> None:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=1)
+            except OSError:
+                time.sleep(0.1)
+                continue
+            webbrowser.open(url)
+            return
+
+    threading.Thread(target=wait_then_open, daemon=True).start()
+
+
 @app.command()
 def serve(
     path: RecordPath,
@@ -35,6 +55,9 @@ def serve(
     log_level: Annotated[
         str, typer.Option(help="uvicorn's log level: critical, error, warning, info, debug.")
     ] = "info",
+    open_pages: Annotated[
+        bool, typer.Option("--open", help="Open the pages in a web browser once serving.")
+    ] = False,
 ) -> None:
     """Serve the record over HTTP (OpenAPI at /docs); Ctrl-C stops it after in-flight writes."""
     import uvicorn
@@ -52,6 +75,8 @@ def serve(
         )
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     console.print(f"serving {path} on http://{host}:{port} (OpenAPI: /docs)")
+    if open_pages:
+        _open_when_serving(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/")
     uvicorn.run(
         create_app(settings),
         host=host,

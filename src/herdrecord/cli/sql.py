@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from rich.table import Table
 from herdrecord.cli.common import RecordPath, app, console, errors
 from herdrecord.cli.rows import RowFormat, check_output, write_rows
 from herdrecord.config import Settings
+from herdrecord.errors import InvalidInput
 from herdrecord.query.sandbox import SqlResult, run_sql
 
 # A terminal table past this many rows helps nobody; --format csv or json gives them all.
@@ -26,7 +28,8 @@ def sql_command(
         str,
         typer.Argument(
             help="One SELECT over the record's views (animals, tracklets, links, "
-            "observations, days, events, events_history, keyframes, batches, pool).",
+            "observations, days, events, events_history, keyframes, batches, pool); - reads "
+            "it from standard input.",
             show_default=False,
         ),
     ],
@@ -49,6 +52,13 @@ def sql_command(
     extensions; time, memory and rows limited by HERDRECORD_SQL_* settings."""
     check_output(output_format, out)
     settings = Settings()
+    if query == "-":
+        query = sys.stdin.read(settings.api_max_small_body_bytes + 1)
+        if len(query) > settings.api_max_small_body_bytes:
+            raise InvalidInput(
+                f"the statement on standard input is over {settings.api_max_small_body_bytes:,} "
+                "bytes (HERDRECORD_API_MAX_SMALL_BODY_BYTES)"
+            )
     show_sql_result(run_sql(path, query, settings), output_format, out, settings)
 
 
