@@ -42,7 +42,7 @@ from herdrecord.errors import (
 )
 from herdrecord.linking.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.linking.poolindex import open_pool_index
-from herdrecord.query.views import connect, views_named
+from herdrecord.query.views import connect_for
 from herdrecord.reid import EmbeddingIndex, make_index
 from herdrecord.store.record import Record
 
@@ -133,7 +133,7 @@ def run_query(record: Record, name: str, params: Mapping[str, str]) -> pa.Table:
     if query.sql is None:
         table = _PYTHON_QUERIES[query.name](record, values)
     else:
-        con = connect(record, views_named(query.sql), materialise=True)
+        con = connect_for(record, query.sql)
         try:
             floor_min = 60.0 * record.settings.day_coverage_floor_h
             con.execute("SET VARIABLE coverage_floor_min = $m", {"m": floor_min})
