@@ -35,7 +35,10 @@ def start_engine() -> None:
     if not ray.is_initialized():
         # herdrecord reports nothing to anyone; Ray sends usage statistics unless told not to.
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(log_to_driver=False, logging_level=logging.ERROR)
+        # A local cluster on a busy small machine (a farm's PC, CI's two cores) can take
+        # longer than Ray's default 20 s to bring up its control store: wait up to 120 s.
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
+        ray.init(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
     context = DataContext.get_current()
     context.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)

@@ -396,7 +396,7 @@ def animal_page(
         event_colours=EVENT_COLOURS,
         flagged=[r for r in reversed(rows) if r["anomalies"]],
         events=[{**e, "label": event_label(e)} for e in reversed(events)],
-        history=entries[:HISTORY_SHOWN],
+        history=_shown_history(entries, animal.identity_confirmed_by),
         history_total=len(entries),
         calibration=timeline.calibration,
         kinds=EVENT_KINDS,
@@ -435,6 +435,17 @@ def _presets(first: date | None, last: date) -> list[tuple[str, str]]:
     out = [(label, f"from={last - timedelta(days=days - 1)}&to={last}") for label, days in spans]
     out.append(("all", f"from={first or last}&to={last}"))
     return out
+
+
+def _shown_history(entries: list[Any], confirmed_by: str | None) -> list[Any]:
+    """Return the newest `HISTORY_SHOWN` decisions, and the current link of the tracklet whose
+    tag read confirmed the animal's identity even when it is older: the page names it."""
+    shown = entries[:HISTORY_SHOWN]
+    for entry in entries[HISTORY_SHOWN:]:
+        track = f"{entry.tracklet.device_id}:{entry.tracklet.track_id}"
+        if entry.current and track == confirmed_by:
+            shown.append(entry)
+    return shown
 
 
 def _strip(rows: list[dict[str, Any]]) -> tuple[list[StripDay], int]:
