@@ -38,6 +38,7 @@ from herdrecord.contract.parquet import bulk_table_from_json
 from herdrecord.simulation import SimulationConfig, simulate
 from herdrecord.simulation.hostile import BOMBS
 from herdrecord.store.record import create_record, open_record
+from readme_tables import replace_section
 
 HERE = Path(__file__).resolve().parent
 TABLES = ("batches", "tracklets", "samples", "observations", "events", "animals", "api_keys")
@@ -319,7 +320,6 @@ def run(work: Path, pen_day_tracklets: int) -> dict[str, Any]:
 def update_readme(result: dict[str, Any]) -> None:
     """Replace the hostile-input table in benchmarks/README.md with this run's figures."""
     lines = [
-        "<!-- hostile:start -->",
         f"{result['when']}, {result['machine']['cpus']} CPUs; `herdrecord check` after the "
         f"run exited {result['check_exit_code']}.",
         "",
@@ -333,18 +333,12 @@ def update_readme(result: dict[str, Any]) -> None:
             f"| {o['name']} | {o['expected']} | {o['status']} | {o['reply_bytes']:,} | "
             f"{o['seconds']} | {o['peak_rss_growth_mb']} | {unchanged} |"
         )
-    lines.append("<!-- hostile:end -->")
-    readme = HERE / "README.md"
-    text = readme.read_text()
-    if "<!-- hostile:start -->" not in text:
-        text += (
-            "\n## Hostile input (`benchmarks/hostile.py`)\n\n"
-            "Issue 19's findings replayed against `herdrecord serve` on loopback.\n\n"
-            "<!-- hostile:start -->\n<!-- hostile:end -->\n"
-        )
-    head, rest = text.split("<!-- hostile:start -->", 1)
-    tail = rest.split("<!-- hostile:end -->", 1)[1]
-    readme.write_text(head + "\n".join(lines) + tail)
+    replace_section(
+        "hostile",
+        lines,
+        "## Hostile input (`benchmarks/hostile.py`)\n\n"
+        "Issue 19's findings replayed against `herdrecord serve` on loopback.",
+    )
 
 
 def main() -> None:

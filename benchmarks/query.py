@@ -42,6 +42,7 @@ from herdrecord.query.cohorts import bind_params, list_queries, run_query
 from herdrecord.query.export import ExportFilters, ExportOptions, export_parquet
 from herdrecord.query.views import connect
 from herdrecord.store.record import Record, create_record
+from readme_tables import replace_section
 
 HERE = Path(__file__).resolve().parent
 START = date(2025, 12, 1)
@@ -291,7 +292,6 @@ def update_readme(result: dict[str, Any]) -> None:
     """Replace the query table in benchmarks/README.md with this run's figures."""
     d, e = result["data"], result["export"]
     lines = [
-        "<!-- query:start -->",
         f"{d['animals']} animals x {d['days']} days ({d['rows_by_table']['days']:,} animal-days, "
         f"{d['rows_by_table']['events']:,} events, generated as rows); {result['when']}, "
         f"{result['machine']['cpus']} CPUs, median of {result['repeats']}.",
@@ -310,18 +310,8 @@ def update_readme(result: dict[str, Any]) -> None:
         "|---|---:|---:|",
         f"| DuckDB `COPY` of days, events, animals to Parquet | {e['copy_s']} | 1.00 |",
         f"| `herdrecord export` ({e['export_mb']} MB) | {e['export_s']} | {e['ratio']:.2f} |",
-        "<!-- query:end -->",
     ]
-    readme = HERE / "README.md"
-    text = readme.read_text()
-    if "<!-- query:start -->" not in text:
-        text += (
-            "\n## Cohort queries and export (`benchmarks/query.py`)\n\n"
-            "<!-- query:start -->\n<!-- query:end -->\n"
-        )
-    head, rest = text.split("<!-- query:start -->", 1)
-    tail = rest.split("<!-- query:end -->", 1)[1]
-    readme.write_text(head + "\n".join(lines) + tail)
+    replace_section("query", lines, "## Cohort queries and export (`benchmarks/query.py`)")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def test_keyframes_writes_a_day_s_pictures_as_jpeg_files(tmp_path: Path) -> None
         ::1
     ] or (sorted(result.stdout.split()) == [str(f) for f in files])
     bad = runner.invoke(app, ["keyframes", str(tmp_path / "herd"), animal, "--day", "12/01"])
-    assert bad.exit_code == 2 and "expected a day as YYYY-MM-DD" in bad.output
+    assert bad.exit_code == 2 and "expected a date as YYYY-MM-DD" in bad.output
 
 
 def test_sql_reads_its_statement_from_standard_input(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ progress bars and reports."""
 from __future__ import annotations
 
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -37,6 +38,16 @@ RecordPath = Annotated[
     str,
     typer.Argument(help="The record: a directory, or s3://bucket/prefix.", show_default=False),
 ]
+
+
+def parse_day(option: str, text: str | None) -> date | None:
+    """Return the day an option gives (None when not given); one line for a bad one."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{option} {text!r}: expected a date as YYYY-MM-DD") from None
 
 
 def env_settings() -> Settings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from herdrecord.cli.common import RecordPath, app, console, errors, open_from_cli
+from herdrecord.cli.common import RecordPath, app, console, errors, open_from_cli, parse_day
 from herdrecord.errors import InvalidInput
 from herdrecord.query.export import (
     ExportFilters,
@@ -152,15 +151,6 @@ def _ade_summary(result: AdeExport) -> str:
         kinds = ", ".join(f"{count:,} {kind}" for kind, count in result.left_out.items())
         text += f"; left out (no ADE resource): {kinds}"
     return text
-
-
-def parse_day(option: str, text: str | None) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"{option} {text!r}: expected a date as YYYY-MM-DD") from None
 
 
 def _parse_animals(text: str | None) -> tuple[str, ...] | None:

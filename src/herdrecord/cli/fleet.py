@@ -10,8 +10,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from herdrecord.cli.common import app, console, errors
-from herdrecord.cli.export import ExportDir, FirstDay, LastDay, parse_day
+from herdrecord.cli.common import app, console, errors, parse_day
+from herdrecord.cli.export import ExportDir, FirstDay, LastDay
 from herdrecord.cli.query import parse_params, rows_table
 from herdrecord.cli.rows import (
     ListFormat,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from herdrecord.cli.common import RecordPath, app, console, errors, open_from_cli
+from herdrecord.cli.common import RecordPath, app, console, errors, open_from_cli, parse_day
 from herdrecord.errors import InvalidInput
 from herdrecord.events.tags import animal_with_tag
 from herdrecord.events.window import check_days
@@ -37,7 +36,7 @@ def keyframes(
         raise InvalidInput("name the animal: give its id or --tag TAG, not both")
     if day is not None and (from_ is not None or to is not None):
         raise InvalidInput("give --day, or --from/--to, not both")
-    start, end = _day(day or from_, "--from"), _day(day or to, "--to")
+    start, end = parse_day("--from", day or from_), parse_day("--to", day or to)
     check_days(start, end)
     record = open_from_cli(path)
     animal_id = animal if animal is not None else animal_with_tag(record, str(tag))
@@ -49,12 +48,3 @@ def keyframes(
         target.write_bytes(keyframe_jpeg(record, ref.device_id, ref.track_id, ref.t))
         console.print(escape(str(target)), highlight=False, soft_wrap=True)
     errors.print(f"{len(refs)} keyframes of {escape(animal_id)} written to {escape(str(out))}")
-
-
-def _day(text: str | None, option: str) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"{option} {text!r}: expected a day as YYYY-MM-DD") from None

@@ -13,7 +13,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from herdrecord.cli.common import RecordPath, app, console, errors, open_from_cli
+from herdrecord.cli.common import RecordPath, app, console, errors, open_from_cli, parse_day
 from herdrecord.cli.rows import (
     ListFormat,
     ListFormatOption,
@@ -23,7 +23,6 @@ from herdrecord.cli.rows import (
     print_listing,
 )
 from herdrecord.days.derive import rebuild_days
-from herdrecord.errors import InvalidInput
 from herdrecord.events.rules import describe_event
 from herdrecord.lookup.flagged import flagged_days
 from herdrecord.lookup.timeline import (
@@ -66,7 +65,7 @@ def timeline_command(
 ) -> None:
     """Show one animal's days (behaviour, activity, weight, anomalies) and events."""
     record = open_from_cli(path)
-    view = animal_timeline(record, animal, _day(start, "--from"), _day(end, "--to"))
+    view = animal_timeline(record, animal, parse_day("--from", start), parse_day("--to", end))
     # The figure first: a path that cannot be written fails before any table is printed.
     figure = None if plot is None else plot_animal_timeline(view, plot)
     if as_json:
@@ -161,15 +160,6 @@ def _print_flagged(rows: pa.Table) -> None:
             _flags(row["anomalies"], row["anomaly_z"]),
         )
     console.print(table)
-
-
-def _day(text: str | None, option: str) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"{option} {text!r}: expected a date as YYYY-MM-DD") from None
 
 
 def _calibration_line(status: CalibrationStatus) -> str:

@@ -16,7 +16,12 @@ from pydantic_core import ErrorDetails
 from herdrecord.config import Settings
 from herdrecord.contract.frames import BatchFrames, frames_from_model
 from herdrecord.contract.limits import FULL_LISTING_BYTES, BulkLimits, capped
-from herdrecord.contract.models import EdgeBatch, EdgeBatchFirstErrors, format_loc
+from herdrecord.contract.models import (
+    IDENTIFIER_PATTERN,
+    EdgeBatch,
+    EdgeBatchFirstErrors,
+    format_loc,
+)
 from herdrecord.contract.parquet import read_bulk
 from herdrecord.errors import InvalidInput
 
@@ -120,7 +125,7 @@ def _every_error(data: bytes) -> list[ErrorDetails]:
     return []  # pragma: no cover - the first-errors check refused the same bytes
 
 
-_BATCH_ID = re.compile(rb'"batch_id"\s*:\s*"([A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127})"')
+_BATCH_ID = re.compile(rb'"batch_id"\s*:\s*"(' + IDENTIFIER_PATTERN.strip("^$").encode() + rb')"')
 
 
 def _batch_id_of(data: bytes) -> str | None:
