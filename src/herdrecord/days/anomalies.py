@@ -85,8 +85,8 @@ def flag_days(frame: pa.Table, config: AnomalyConfig) -> Flags:
 
 
 def _values(frame: pa.Table, column: str) -> np.ndarray:
-    values = frame.column(column).to_numpy(zero_copy_only=False)
-    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    values = frame.column(column).cast(pa.float64()).fill_null(float("nan"))
+    return np.asarray(values.to_numpy(), dtype=np.float64)
 
 
 def _own_z(
@@ -97,21 +97,41 @@ def _own_z(
     measure: Measure,
     config: AnomalyConfig,
 ) -> np.ndarray:
-    """Return each row's signed deviation (bad direction positive) from its own baseline."""
+    """Return each row's signed deviation (bad direction positive) from its own baseline:
+    the mean and sd of the animal's usable days in [day - lag - baseline, day - lag).
+
+    One sort by (animal, day) and prefix sums: each row's window is two binary searches."""
     z = np.full(x.shape, np.nan)
-    for name in np.unique(animal):
-        rows = np.flatnonzero(animal == name)
-        rows = rows[np.argsort(day[rows])]
-        for row in rows:
-            lo = day[row] - config.lag_days - config.baseline_days
-            hi = day[row] - config.lag_days
-            base = rows[(day[rows] >= lo) & (day[rows] < hi) & usable[rows]]
-            values = x[base][np.isfinite(x[base])]
-            if len(values) < config.min_baseline_days or not np.isfinite(x[row]):
-                continue
-            spread = max(float(np.std(values, ddof=1)), measure.floor)
-            z[row] = measure.bad * (x[row] - float(np.mean(values))) / spread
+    _, code = np.unique(animal, return_inverse=True)
+    key = code.astype(np.int64) << 32 | (day.astype(np.int64) & 0xFFFFFFFF)
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    value = x[order]
+    counted = usable[order] & np.isfinite(value)
+    kept = np.where(counted, value, 0.0)
+    # Deviations from one global centre keep the running sums of squares well conditioned.
+    centre = float(np.mean(kept[counted])) if counted.any() else 0.0
+    shifted = np.where(counted, kept - centre, 0.0)
+    count = np.concatenate([[0], np.cumsum(counted)])
+    total = np.concatenate([[0.0], np.cumsum(shifted)])
+    squares = np.concatenate([[0.0], np.cumsum(shifted**2)])
+    base = key - (config.lag_days + config.baseline_days)
+    lo = np.searchsorted(sorted_key, base, side="left")
+    hi = np.searchsorted(sorted_key, key - config.lag_days, side="left")
+    n = count[hi] - count[lo]
+    ok = (n >= max(config.min_baseline_days, 2)) & np.isfinite(x)
+    s1 = total[hi] - total[lo]
+    s2 = squares[hi] - squares[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s1 / n
+        variance = np.maximum(s2 - s1 * mean, 0.0) / (n - 1)
+        spread = np.maximum(np.sqrt(variance), measure.floor)
+        z[ok] = measure.bad * (x[ok] - centre - mean[ok]) / spread[ok]
     return z
+
+
+# Rows of pen-mates compared at once in one pen-day: a bound on the (rows, mates) block.
+PEN_BLOCK_CELLS = 1_000_000
 
 
 def _pen_z(
@@ -122,16 +142,32 @@ def _pen_z(
     measure: Measure,
     config: AnomalyConfig,
 ) -> np.ndarray:
-    """Return each row's signed deviation from its pen-mates' median that day (robust)."""
+    """Return each row's signed deviation from its pen-mates' median that day (robust): the
+    median and MAD of the other usable rows of its pen-day, each row left out of its own."""
     z = np.full(x.shape, np.nan)
-    keys = np.char.add(pen.astype(str), np.char.mod("|%d", day))
-    for key in np.unique(keys):
-        rows = np.flatnonzero((keys == key) & usable & np.isfinite(x))
-        if len(rows) < config.min_pen_mates + 1:
+    valid = np.flatnonzero(usable & np.isfinite(x))
+    if len(valid) == 0:
+        return z
+    _, pen_code = np.unique(pen[valid], return_inverse=True)
+    group = pen_code.astype(np.int64) << 32 | (day[valid].astype(np.int64) & 0xFFFFFFFF)
+    order = np.lexsort((x[valid], group))  # by pen-day, then value
+    rows, group = valid[order], group[order]
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    ends = np.r_[starts[1:], len(rows)]
+    for start, end in zip(starts, ends, strict=True):
+        k = end - start
+        if k < config.min_pen_mates + 1:
             continue
-        for row in rows:
-            mates = x[rows[rows != row]]
-            centre = float(np.median(mates))
-            spread = max(1.4826 * float(np.median(np.abs(mates - centre))), measure.floor)
-            z[row] = measure.bad * (x[row] - centre) / spread
+        members = rows[start:end]
+        values = x[members]  # ascending
+        # Each row's mates: the sorted values without it, one row per member.
+        mates_index = np.arange(k - 1)
+        step = max(1, PEN_BLOCK_CELLS // k)
+        for first in range(0, k, step):
+            own = np.arange(first, min(first + step, k))
+            mates = values[mates_index[None, :] + (mates_index[None, :] >= own[:, None])]
+            centre = np.median(mates, axis=1)
+            mad = np.median(np.abs(mates - centre[:, None]), axis=1)
+            spread = np.maximum(1.4826 * mad, measure.floor)
+            z[members[own]] = measure.bad * (values[own] - centre) / spread
     return z
