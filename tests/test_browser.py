@@ -242,12 +242,6 @@ def test_a_cohort_query_and_a_result_followed(
     assert page.locator("h1").inner_text().startswith(animal_id)
 
 
-@pytest.mark.xfail(
-    reason="open bug (issue 17): in this demo the re-solve after a reassign of "
-    "dev-01:cam1-000297 leaves no review link and moves the tracklet elsewhere; "
-    "a person's answer must hold",
-    strict=False,
-)
 def test_a_review_answer_shows_in_the_animals_history(
     page: playwright.Page, demo: Demo, tmp_path: Path
 ) -> None:

@@ -217,6 +217,44 @@ def test_reassign_is_never_overridden(record: Record) -> None:
     assert any(e.animal_id == pen1[0] for e in mine), "the old decision stays in the audit trail"
 
 
+def test_an_answer_outranks_a_tag_read_at_the_same_time(record: Record) -> None:
+    """A vet's reassign holds even where the animal's tag was read elsewhere at that moment
+    (a misread, or a tag moved to another pig): the tag read anchors nothing then."""
+    rows = record.read_visible(
+        "tracklets", ["device_id", "track_id", "pen_id", "start", "end", "tag_id"]
+    ).to_pylist()
+    links = links_of(record)
+    animal_of_tag = {
+        a["tag_id"]: a["animal_id"]
+        for a in record.table("animals").to_arrow().to_pylist()
+        if a["tag_id"]
+    }
+    tagged, other = next(
+        (t, u)
+        for t in rows
+        if t["tag_id"] in animal_of_tag
+        and links[TrackletRef(t["device_id"], t["track_id"])] == animal_of_tag[t["tag_id"]]
+        for u in rows
+        if u["pen_id"] == t["pen_id"]
+        and u["tag_id"] is None
+        and u["start"] < t["end"]
+        and t["start"] < u["end"]
+        and links[TrackletRef(u["device_id"], u["track_id"])]
+        not in (None, animal_of_tag[t["tag_id"]])
+    )
+    tagged_ref = TrackletRef(tagged["device_id"], tagged["track_id"])
+    answered = TrackletRef(other["device_id"], other["track_id"])
+    animal = animal_of_tag[tagged["tag_id"]]
+    reassign(record, answered, animal, by="vet")
+    after = links_of(record)
+    assert after[answered] == animal
+    assert after[tagged_ref] != animal, "one animal is not in two places at once"
+    relink_all(record)
+    assert links_of(record)[answered] == animal
+    mine = [e for e in history(record, animal) if e.tracklet == answered]
+    assert mine[-1].method == "review" and mine[-1].current
+
+
 def test_an_answer_against_one_given_at_the_same_time_is_refused(record: Record) -> None:
     pen1 = busiest_animals(record, "pen-1")
     spans = {

@@ -168,7 +168,10 @@ def solve_day(pens: list[PenDayInput], run: RunState) -> list[dict[str, object]]
 
 
 def _anchors(pen: PenDayInput, run: RunState) -> dict[int, str]:
-    """Return cluster -> animal fixed by people's answers (first) and tag reads."""
+    """Return cluster -> animal fixed by people's answers (first) and tag reads.
+
+    An answer outranks a tag read: a tag read that would put the answered animal in a second
+    place at the same time (a misread, a tag moved to another animal) anchors nothing."""
     by_tag = {s.tag_id: a for a, s in run.animals.items() if s.tag_id and s.present(pen.day)}
     anchors: dict[int, str] = {}
     for i, key in enumerate(pen.keys):
@@ -176,10 +179,19 @@ def _anchors(pen: PenDayInput, run: RunState) -> dict[int, str]:
         state = run.animals.get(animal_id) if animal_id else None
         if animal_id is not None and state is not None and state.status != "merged":
             anchors[int(pen.label[i])] = animal_id
+    answered = dict(anchors)
+    start, end = pen.clusters.start_s, pen.clusters.end_s
     for i, tag in enumerate(pen.tag_id):
         cluster = int(pen.label[i])
-        if tag and cluster not in anchors and tag in by_tag:
-            anchors[cluster] = by_tag[tag]
+        if not tag or cluster in anchors or tag not in by_tag:
+            continue
+        animal_id = by_tag[tag]
+        if any(
+            named == animal_id and start[c] <= end[cluster] and start[cluster] <= end[c]
+            for c, named in answered.items()
+        ):
+            continue
+        anchors[cluster] = animal_id
     return anchors
 
 
