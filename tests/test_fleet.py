@@ -307,6 +307,60 @@ def test_the_engine_counts_only_scores_in_force_at_the_threshold(
     ]
 
 
+def test_the_fleet_command_answers_the_lameness_question_as_the_engine_and_duckdb(
+    fleet: list[Record], engine: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`herdrecord fleet lying-before-lameness ROOT` prints the engine's rows, which are
+    DuckDB's over the fleet's Parquet export, as a table or whole as JSON and CSV."""
+    from herdrecord.query.fleet_engine import lying_before_lameness
+
+    monkeypatch.setenv("HERDRECORD_STORAGE_OPTIONS", json.dumps(fleet[0].settings.storage_options))
+    command = ["fleet", "lying-before-lameness", ROOT]
+    asked = runner.invoke(
+        cli_app, [*command, "--min-score", "1", "--days", "2", "--format", "json"]
+    )
+    assert asked.exit_code == 0, asked.output
+    rows = json.loads(asked.stdout)
+    assert rows == lying_before_lameness(fleet, min_score=1, days=2).to_pylist()
+    fleet_export(fleet, tmp_path / "export")
+    by_duckdb = _example().lameness_by_duckdb(tmp_path / "export", min_score=1, days=2)
+    assert [row["farm_id"] for row in rows] == list(FARMS)
+    for got, want in zip(rows, by_duckdb.to_pylist(), strict=True):
+        assert got == pytest.approx(want)
+        assert got["cases"] == 3  # the scores of 1 count at 1, and the 3 corrected to 1
+    assert "cases: animals with a lameness score >= 1" in asked.stderr
+
+    default = runner.invoke(cli_app, [*command, "--format", "csv"])
+    assert default.exit_code == 0, default.output
+    read = list(csv.DictReader(io.StringIO(default.stdout)))
+    expected = lying_before_lameness(fleet).to_pylist()  # at 2, over 3 days
+    assert [(r["farm_id"], int(r["cases"]), int(r["control_days"])) for r in read] == [
+        (r["farm_id"], r["cases"], r["control_days"]) for r in expected
+    ]
+    shown = runner.invoke(cli_app, command)
+    assert shown.exit_code == 0, shown.output
+    case_share = expected[0]["case_lying_share"]
+    assert "farm-a" in shown.stdout and f"{case_share:.3f}" in shown.stdout
+    bad = runner.invoke(cli_app, [*command, "--days", "0"])
+    assert bad.exit_code == 2 and "--days" in bad.output
+
+
+def test_the_fleet_command_without_the_extra_says_what_to_install(
+    fleet: list[Record], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where Ray is not installed, the command fails in one line naming the extra."""
+    monkeypatch.setenv("HERDRECORD_STORAGE_OPTIONS", json.dumps(fleet[0].settings.storage_options))
+    for module in ("lance_ray", "ray", "ray.data"):  # None in sys.modules: not importable
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.delitem(sys.modules, "herdrecord.query.fleet_engine", raising=False)
+    result = runner.invoke(cli_app, ["fleet", "lying-before-lameness", ROOT])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        "error: fleet analytics run on Ray Data (lance_ray is not installed) — "
+        "pip install 'herdrecord[fleet]'"
+    ]
+
+
 def test_the_engine_reads_no_batch_table(fleet: list[Record]) -> None:
     pytest.importorskip("ray", reason="the fleet extra: pip install 'herdrecord[fleet]'")
     from herdrecord.query.fleet_engine import fleet_scan

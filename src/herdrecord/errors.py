@@ -120,6 +120,21 @@ class InvalidInput(HerdrecordError):
     code: ClassVar[str] = "invalid_input"
 
 
+class ExtraNotInstalled(HerdrecordError, ImportError):
+    """A feature needs an optional extra (`pip install 'herdrecord[NAME]'`) that is not
+    installed; an ImportError too, so `import` of the module that needs it raises it."""
+
+    status: ClassVar[int] = 501
+    code: ClassVar[str] = "extra_not_installed"
+
+    def __init__(self, feature: str, extra: str, missing: str | None) -> None:
+        self.feature = feature
+        self.extra = extra
+        self.missing = missing
+        absent = f" ({missing} is not installed)" if missing else ""
+        super().__init__(f"{feature}{absent} — pip install 'herdrecord[{extra}]'")
+
+
 class UnknownAnimal(NotFound):
     """No animal with that id in the record."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow as pa
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -177,3 +178,55 @@ def fleet_export_command(
         counted = ", ".join(f"{rows:,} {name}" for name, rows in tables.items())
         console.print(f"{escape(farm)}: {counted}", soft_wrap=True)
     console.print(f"wrote {escape(str(result.out_dir))} ({len(result.rows)} farms)")
+
+
+@fleet_app.command(name="lying-before-lameness")
+def lying_before_lameness_command(
+    root: FleetRoot,
+    min_score: Annotated[
+        float, typer.Option("--min-score", help="The lowest lameness score that makes a case.")
+    ] = 2,
+    days: Annotated[
+        int,
+        typer.Option(help="Days looked back over, the day of the score included.", min=1),
+    ] = 3,
+    output_format: ListFormatOption = ListFormat.table,
+) -> None:
+    """Compare, per farm, lame animals' mean lying share over the DAYS days up to a lameness
+    score of at least MIN_SCORE with their farm's unscored animals on those days, on Ray Data
+    over every farm's Lance tables (the fleet extra; a local Ray, or the cluster RAY_ADDRESS
+    names)."""
+    # Ray is an optional extra, and heavy: only the command that runs on it imports it; where
+    # it is not installed the import raises ExtraNotInstalled, one line saying what to install.
+    from herdrecord.query.fleet_engine import lying_before_lameness
+
+    records = fleet_records(root, Settings())
+    rows = lying_before_lameness(records, min_score, days)
+    farms = f"{len(records)} farm{'s' if len(records) != 1 else ''}"
+    note = (
+        f"{farms}; cases: animals with a lameness score >= {min_score:g} in force, their "
+        f"{days} days up to it; controls: their farm's unscored animals, those days"
+    )
+    print_listing(rows, output_format, lambda: console.print(_lameness_table(root, rows)), note)
+
+
+def _lameness_table(root: str, rows: pa.Table) -> Table:
+    table = ListingTable(title=escape(root))
+    table.add_column("farm")
+    for column in ("cases", "case days", "lying share", "controls", "control days", "lying share"):
+        table.add_column(column, justify="right")
+    for row in rows.to_pylist():
+        table.add_row(
+            escape(row["farm_id"]),
+            f"{row['cases']:,}",
+            f"{row['case_days']:,}",
+            _share(row["case_lying_share"]),
+            f"{row['controls']:,}",
+            f"{row['control_days']:,}",
+            _share(row["control_lying_share"]),
+        )
+    return table
+
+
+def _share(share: float | None) -> str:
+    return "-" if share is None else f"{share:.3f}"

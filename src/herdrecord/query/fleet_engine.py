@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -18,7 +19,7 @@ from functools import partial
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from herdrecord.errors import InvalidInput
+from herdrecord.errors import ExtraNotInstalled, InvalidInput
 from herdrecord.store.record import Record
 from herdrecord.store.schema import BATCH_TABLES
 
@@ -26,8 +27,9 @@ try:
     import lance_ray
     import ray
     from ray.data import DataContext, Dataset
+    from ray.util.debug import log_once
 except ImportError as error:  # the optional extra is not installed
-    raise ImportError("fleet analytics run on Ray Data: pip install 'herdrecord[fleet]'") from error
+    raise ExtraNotInstalled("fleet analytics run on Ray Data", "fleet", error.name) from error
 
 
 def start_engine() -> None:
@@ -38,9 +40,16 @@ def start_engine() -> None:
         # A local cluster on a busy small machine (a farm's PC, CI's two cores) can take
         # longer than Ray's default 20 s to bring up its control store: wait up to 120 s.
         os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
-        ray.init(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
+        with warnings.catch_warnings():
+            # Ray starts its processes by fork and exec; lance and lancedb warn at any fork,
+            # meant for a forked child that goes on using them, which these do not.
+            warnings.filterwarnings("ignore", "lance is not fork-safe", UserWarning)
+            warnings.filterwarnings("ignore", "lancedb fork support", RuntimeWarning)
+            ray.init(log_to_driver=False, logging_level=logging.ERROR, include_dashboard=False)
     context = DataContext.get_current()
     context.enable_progress_bars = False
+    # Ray Data says once that the bars are off, at WARNING; the bars are off on purpose.
+    log_once("ray_data_progress_manager_disabled")
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
