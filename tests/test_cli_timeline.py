@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import shutil
@@ -137,6 +139,38 @@ def test_json_lines_hold_the_days_with_keyframe_references(
     assert sum(row["scale_weight_kg"] is not None for row in rows) >= 1  # weekly weighings
     keyframe = rows[0]["keyframes"][0]
     assert set(keyframe) == {"device_id", "track_id", "t"}  # references, never JPEG bytes
+
+
+def test_format_writes_the_days_as_rows_and_json_stays_jsonl(
+    barn: tuple[Path, str, list[date]], tmp_path: Path
+) -> None:
+    path, animal, days = barn
+
+    def stdout(*args: str) -> str:
+        result = runner.invoke(app, ["timeline", str(path), animal, *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    lines = stdout("--format", "jsonl")
+    assert stdout("--json") == lines  # the old flag, kept for scripts
+    rows = [json.loads(line) for line in lines.splitlines()]
+    assert json.loads(stdout("--format", "json")) == rows
+    assert [row["day"] for row in rows] == [str(d) for d in days]
+    as_csv = list(csv.DictReader(io.StringIO(stdout("--format", "csv"))))
+    assert [row["day"] for row in as_csv] == [str(d) for d in days]
+    assert set(as_csv[0]) == set(rows[0])
+    assert json.loads(as_csv[0]["keyframes"]) == rows[0]["keyframes"]  # nested, as JSON
+    # Rows alone on stdout: no header, no events, and the figure's line goes to stderr.
+    plotted = runner.invoke(
+        app, ["timeline", str(path), animal, "--format", "csv", "--plot", str(tmp_path / "t.png")]
+    )
+    assert plotted.exit_code == 0, plotted.output
+    assert "figure written" in plotted.stderr and "figure written" not in plotted.stdout
+    assert plotted.stdout.splitlines()[0].startswith('"animal_id","day"')  # no header line
+    helped = runner.invoke(app, ["timeline", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "--format" in helped and "the same as --format jsonl" in helped
+    both = runner.invoke(app, ["timeline", str(path), animal, "--json", "--format", "csv"])
+    assert both.exit_code == 2 and "--json is --format jsonl" in both.output
 
 
 def test_weekly_rows_summarise_the_days(barn: tuple[Path, str, list[date]]) -> None:

@@ -2,7 +2,7 @@
 
 `query` and `sql` take RowFormat (Parquet too, into a file); every listing (`animals`,
 `review list`, `history`, `info`, `budget`, `days`, `keys list`, `journal`, `farm`,
-`fleet farms`, `fleet lying-before-lameness`, `cameras list`) takes `--format
+`fleet farms`, `fleet lying-before-lameness`, `cameras list`, `timeline`) takes `--format
 table|csv|json|jsonl`, the sqlite-utils convention: json is one array, jsonl one object per
 line. Machine formats write every value whole, to stdout alone; what a listing says besides
 its rows goes to stderr then.

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +21,7 @@ from herdrecord.cli.rows import (
     print_listing,
 )
 from herdrecord.days.derive import rebuild_days
+from herdrecord.errors import InvalidInput
 from herdrecord.events.rules import describe_event
 from herdrecord.lookup.flagged import flagged_days
 from herdrecord.lookup.timeline import (
@@ -59,30 +58,49 @@ def timeline_command(
             show_default=False,
         ),
     ] = None,
+    output_format: ListFormatOption = ListFormat.table,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the days as JSON lines instead of tables.")
+        bool,
+        typer.Option(
+            "--json",
+            help="Kept for scripts written before --format: the same as --format jsonl.",
+        ),
     ] = False,
 ) -> None:
-    """Show one animal's days (behaviour, activity, weight, anomalies) and events."""
+    """Show one animal's days (behaviour, activity, weight, anomalies) and events; with
+    --format csv, json or jsonl, its days as rows (every value whole), for scripts."""
+    output_format = _timeline_format(output_format, as_json)
     record = open_from_cli(path)
     view = animal_timeline(record, animal, parse_day("--from", start), parse_day("--to", end))
     # The figure first: a path that cannot be written fails before any table is printed.
     figure = None if plot is None else plot_animal_timeline(view, plot)
-    if as_json:
-        _print_json_lines(view.days)
-    else:
-        _print_header(view)
-        weekly = view.days.num_rows > DAILY_ROWS_UP_TO if daily is None else not daily
-        if view.days.num_rows == 0:
-            console.print("no days recorded in this period")
-        elif weekly:
-            console.print(_weekly_table(view, auto=daily is None))
-        else:
-            console.print(_daily_table(view))
-        _print_events(view)
+    print_listing(view.days, output_format, lambda: _print_tables(view, daily))
     if figure is not None:
-        # With --json, stdout stays pure JSON lines.
-        (errors if as_json else console).print(f"figure written to {figure}", highlight=False)
+        # Beside rows for a script, stdout holds only the rows.
+        notes_console(output_format).print(f"figure written to {figure}", highlight=False)
+
+
+def _timeline_format(output_format: ListFormat, as_json: bool) -> ListFormat:
+    """Return the format asked for: --json is --format jsonl, and never a second format."""
+    if not as_json:
+        return output_format
+    if output_format not in (ListFormat.table, ListFormat.jsonl):
+        raise InvalidInput(
+            f"--json is --format jsonl: give one of --json and --format {output_format}"
+        )
+    return ListFormat.jsonl
+
+
+def _print_tables(view: AnimalTimeline, daily: bool | None) -> None:
+    _print_header(view)
+    weekly = view.days.num_rows > DAILY_ROWS_UP_TO if daily is None else not daily
+    if view.days.num_rows == 0:
+        console.print("no days recorded in this period")
+    elif weekly:
+        console.print(_weekly_table(view, auto=daily is None))
+    else:
+        console.print(_daily_table(view))
+    _print_events(view)
 
 
 @app.command(name="days")
@@ -319,17 +337,6 @@ def _print_events(view: AnimalTimeline) -> None:
             f"{row['at']:%Y-%m-%d %H:%M}", row["kind"], describe_event(row), row["author"]
         )
     console.print(table)
-
-
-def _print_json_lines(days: pa.Table) -> None:
-    for row in days.to_pylist():
-        typer.echo(json.dumps(row, default=_json_value))
-
-
-def _json_value(value: object) -> str:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _summary(summary: DaysSummary) -> str:
