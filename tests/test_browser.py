@@ -21,6 +21,8 @@ from typer.testing import CliRunner
 from herdrecord.api.keys import add_key
 from herdrecord.cli import app as cli_app
 from herdrecord.events.store import current_events
+from herdrecord.linking.review import review_queue
+from herdrecord.lookup.review_queue import why
 from herdrecord.store.record import open_record
 from servers import CHROMIUM_ARGS, start_server, stop_server
 
@@ -240,6 +242,27 @@ def test_a_cohort_query_and_a_result_followed(
     link.click()
     page.wait_for_url(re.compile(rf".*/animals/{animal_id}$"))
     assert page.locator("h1").inner_text().startswith(animal_id)
+
+
+def test_the_review_page_states_the_queue_size_and_words_the_margin(
+    page: playwright.Page, demo: Demo
+) -> None:
+    sign_in(page, demo, to="/review")
+    queue = review_queue(open_record(demo.record), None)
+    shown = page.locator("#queue li")
+    assert (
+        page.locator("#queue-size").inner_text().startswith(f"{shown.count()} of {len(queue)} open")
+    )
+    assert page.locator("#why").inner_text() == why(queue[0])
+    listed = shown.all_inner_texts()
+    assert [text.split(" · ", 1)[1] for text in listed] == [why(i) for i in queue[: len(listed)]]
+    # The seed-1 demo opens on a new animal's links 0.0001 below the runner-up: a tie to a
+    # person, never "margin -0.000".
+    ties = [i for i in queue if i.margin is not None and abs(i.margin) < 0.0005]
+    assert ties and "tied with the runner-up" in page.locator("#queue").inner_text()
+    assert "margin -0.000" not in page.content()
+    legend = page.locator("#legend").inner_text()
+    assert "A negative margin means another animal looks more alike" in legend and "Minutes at stake" in legend
 
 
 def test_a_review_answer_shows_in_the_animals_history(

@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from typer.testing import CliRunner
 from conftest import service_settings
 from herdrecord._version import __version__
 from herdrecord.cli import app
+from herdrecord.linking.review import ReviewItem, TrackletRef
+from herdrecord.lookup.review_queue import why
 from herdrecord.server import create_app
 
 runner = CliRunner()
@@ -91,6 +94,7 @@ LISTINGS: list[tuple[list[str], str]] = [
     (["farm"], "farm_id"),
     (["pens"], "pen_id"),
     (["cameras", "list"], "pen_id"),
+    (["timeline", "{path}", "P00001"], "day"),
 ]
 
 
@@ -101,6 +105,10 @@ def _args(command: list[str], path: str) -> list[str]:
     words = [w for w in command if not w.startswith("--")]
     depth = 2 if words[0] in ("review", "keys", "cameras", "event") else 1
     return [*command[:depth], path, *command[depth:]]
+
+
+def _json(args: list[str]) -> Any:
+    return json.loads(_run([*args, "--format", "json"]).stdout)
 
 
 def _run(args: list[str]) -> Any:
@@ -194,6 +202,49 @@ def test_history_folds_repeats_and_takes_limit_and_since(herd: Herd) -> None:
     assert "0 decisions" in future.stdout
     bad = runner.invoke(app, ["history", herd.path, "P00001", "--since", "yesterday"])
     assert bad.exit_code == 2 and "--since 'yesterday'" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("margin", "reason", "said"),
+    [
+        (-0.000118, "close call (margin -0.000)", "close call: tied with the runner-up"),
+        (0.0, "close call (margin 0.000)", "close call: tied with the runner-up"),
+        (-0.012, "close call (margin -0.012)", "runner-up looks 0.012 more alike (margin -0.012)"),
+        (0.031, "close call (margin 0.031)", "only 0.031 ahead of the runner-up (margin 0.031)"),
+        (0.2, "close call (confidence 0.81)", "close call (confidence 0.81)"),
+    ],
+)
+def test_the_why_words_a_margin(margin: float, reason: str, said: str) -> None:
+    # The seed-1 demo's queue opened with "close call (margin -0.000)" at a score of 0.500:
+    # the linked animal 0.0001 below the runner-up, which a person reads as a tie.
+    start = datetime(2026, 11, 24, 13, 20, tzinfo=UTC)
+    item = ReviewItem(
+        TrackletRef("dev-01", "cam1-000297"),
+        "pen-1",
+        start,
+        start,
+        "P00013",
+        0.5,
+        margin,
+        60.0,
+        reason,
+    )
+    assert said in why(item)
+
+
+def test_the_api_states_the_queue_total_as_the_cli_does(herd: Herd, client: TestClient) -> None:
+    every = _json(["review", "list", herd.path, "--limit", "100000"])
+    shown = _run(["review", "list", herd.path, "--limit", "2"]).stdout
+    assert f"2 of {len(every)} open questions shown" in shown
+    admin = {"Authorization": f"Bearer {herd.admin_key}"}
+    answer = client.get("/v1/review", params={"limit": 2}, headers=admin)
+    assert answer.status_code == 200, answer.text
+    queue = answer.json()
+    assert queue["total"] == len(every) > 2  # the queue's size, not the items shown
+    assert [
+        f"{i['tracklet']['device_id']}:{i['tracklet']['track_id']}" for i in queue["items"]
+    ] == [row["tracklet"] for row in every[:2]]
+    assert [i["reason"] for i in queue["items"]] == [row["reason"] for row in every[:2]]
 
 
 def test_days_flagged_lists_the_flagged_animal_days(herd: Herd) -> None:

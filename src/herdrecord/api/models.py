@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from herdrecord.api.keys import Role
 from herdrecord.contract.models import Identifier
 from herdrecord.events.rules import Author, EventKey, EventKind, LamenessScale, Note, ShortText
+from herdrecord.lookup.review_queue import MARGIN_MEANING
 
 
 class Strict(BaseModel):
@@ -253,16 +254,23 @@ class ReviewItem(BaseModel):
     start: datetime
     end: datetime
     animal_id: str | None
-    score: float | None
-    margin: float | None
-    priority: float
-    reason: str
+    score: float | None = Field(description="Cosine similarity to the linked animal.")
+    margin: float | None = Field(description=MARGIN_MEANING)
+    priority: float = Field(
+        description="Tracked seconds at stake: the tracklet's seconds times how unsure its "
+        "link is (1 - confidence; all of them for an unknown animal). The items are ranked by it."
+    )
+    reason: str = Field(
+        description="Why the question is open, in words: an unknown animal, a confidence, or "
+        "a margin as a tie with the runner-up or a lead ahead or behind it."
+    )
 
 
 class ReviewQueue(BaseModel):
-    """The open review items."""
+    """The first open review items, and how many are open in all ("20 of 410")."""
 
-    items: list[ReviewItem]
+    total: int = Field(description="Open questions in the queue, shown in items or not.")
+    items: list[ReviewItem] = Field(description="The first `limit` of them, ranked.")
 
 
 class ConfirmIn(Strict):

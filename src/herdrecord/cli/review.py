@@ -30,11 +30,11 @@ from herdrecord.linking.review import (
     merge,
     reassign,
     rename,
-    review_queue,
     split,
 )
 from herdrecord.linking.run import link_pending, relink_all
 from herdrecord.lookup.animals import AnimalSummary, find_animals
+from herdrecord.lookup.review_queue import AT_STAKE_MEANING, MARGIN_MEANING, open_questions, why
 
 review_app = typer.Typer(
     help="Answer uncertain links: confirm, reassign, new, merge, split, rename.",
@@ -124,13 +124,10 @@ REVIEW_COLUMNS = (
 
 
 REVIEW_LIST_HELP = (
-    "Show the review queue, ranked by the tracked minutes at stake (most first).\n\n"
-    "Minutes at stake: the tracklet's minutes times how unsure its link is (1 - confidence; "
-    "all of them for an unknown animal). Score: cosine similarity to the linked animal. "
-    "Margin (links made before confidences): the linked animal's score minus the best other "
-    "animal's. A negative margin means another animal looks more alike, but the pen-day's "
-    "assignment (each animal on at most one tracklet at a time, the best total over the "
-    "day) gave that animal to another tracklet seen at the same time."
+    "Show the review queue, ranked by the tracked minutes at stake (most first), and how "
+    "many questions are open in all.\n\n"
+    f"{AT_STAKE_MEANING} Score: cosine similarity to the linked animal. {MARGIN_MEANING} "
+    "The why column says it in words: tied with the runner-up, or how far ahead or behind."
 )
 
 
@@ -141,8 +138,7 @@ def review_list(
     output_format: ListFormatOption = ListFormat.table,
 ) -> None:
     """Show the review queue, ranked by the tracked minutes at stake (most first)."""
-    every = review_queue(open_from_cli(path), None)
-    shown = every[:limit]
+    page = open_questions(open_from_cli(path), limit)
     rows = listing_rows(
         REVIEW_COLUMNS,
         [
@@ -157,17 +153,18 @@ def review_list(
                 "score": item.score,
                 "margin": item.margin,
                 "minutes_at_stake": round(item.priority / 60, 2),
-                "reason": item.reason,
+                "reason": why(item),
             }
-            for rank, item in enumerate(shown, start=1)
+            for rank, item in enumerate(page.items, start=1)
         ],
     )
+    shown = len(page.items)
     print_listing(
         rows,
         output_format,
-        lambda: console.print(_review_table(shown)),
-        f"{len(shown)} of {len(every)} open questions shown, most minutes at stake first"
-        + (f" (--limit {len(every)} for all)" if len(shown) < len(every) else ""),
+        lambda: console.print(_review_table(page.items)),
+        f"{shown} of {page.total} open questions shown, most minutes at stake first"
+        + (f" (--limit {page.total} for all)" if shown < page.total else ""),
     )
 
 
@@ -175,7 +172,7 @@ def _minutes(span: timedelta) -> float:
     return round(span.total_seconds() / 60, 1)
 
 
-def _review_table(items: list[ReviewItem]) -> Table:
+def _review_table(items: tuple[ReviewItem, ...]) -> Table:
     # No vertical rules: nine columns then fit a 100-column terminal.
     table = ListingTable(
         title="review queue", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0)
@@ -199,7 +196,7 @@ def _review_table(items: list[ReviewItem]) -> Table:
             item.animal_id or "unknown",
             "" if item.score is None else f"{item.score:.3f}",
             f"{item.priority / 60:.1f}",
-            item.reason,
+            why(item),
         )
     return table
 

@@ -39,7 +39,6 @@ from herdrecord.linking.review import (
     history,
     linked_animal,
     reassign,
-    review_queue,
     same_animal,
     split,
 )
@@ -51,6 +50,7 @@ from herdrecord.lookup.pictures import (
     keyframe_jpeg,
     tracklet_keyframes,
 )
+from herdrecord.lookup.review_queue import AT_STAKE_MEANING, MARGIN_MEANING, open_questions, why
 from herdrecord.lookup.timeline import animal_timeline
 from herdrecord.query.cohorts import NamedQuery, get_query, list_queries, run_query
 from herdrecord.store.record import Record
@@ -632,7 +632,8 @@ def review_page(
     record: PageRecord,
     item: Annotated[str | None, Query(max_length=260)] = None,
 ) -> HTMLResponse:
-    queue = review_queue(record, QUEUE_SHOWN)
+    page = open_questions(record, QUEUE_SHOWN)
+    queue = list(page.items)
     current = next(
         (i for i in queue if f"{i.tracklet.device_id}:{i.tracklet.track_id}" == item),
         queue[0] if queue else None,
@@ -659,7 +660,9 @@ def review_page(
         session,
         "review.html",
         queue=queue,
+        total=page.total,
         current=current,
+        legend=f"{AT_STAKE_MEANING} {MARGIN_MEANING}",
         may_write=session.may(*VETS),
         **shown,
     )
@@ -708,3 +711,4 @@ async def review_answer(
 
 
 templates.env.globals["quote"] = quote
+templates.env.filters["why"] = why

@@ -26,9 +26,9 @@ from herdrecord.linking.review import (
     enrol_new,
     merge,
     reassign,
-    review_queue,
     split,
 )
+from herdrecord.lookup.review_queue import open_questions, why
 
 router = APIRouter(tags=["review"])
 
@@ -37,8 +37,11 @@ router = APIRouter(tags=["review"])
 def get_review_queue(
     principal: Reader, record: CurrentRecord, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> ReviewQueue:
-    """Return unsure links and long unknown tracklets, most tracked time at stake first."""
+    """Return unsure links and long unknown tracklets, most tracked time at stake first, and
+    how many are open in all (`total`; `limit` caps only `items`)."""
+    page = open_questions(record, limit)
     return ReviewQueue(
+        total=page.total,
         items=[
             ReviewItem(
                 tracklet=_tracklet(item.tracklet),
@@ -49,10 +52,10 @@ def get_review_queue(
                 score=item.score,
                 margin=item.margin,
                 priority=item.priority,
-                reason=item.reason,
+                reason=why(item),
             )
-            for item in review_queue(record, limit)
-        ]
+            for item in page.items
+        ],
     )
 
 
