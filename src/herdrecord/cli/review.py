@@ -33,7 +33,13 @@ from herdrecord.linking.review import (
     split,
 )
 from herdrecord.linking.run import link_pending, relink_all
-from herdrecord.lookup.animals import AnimalSummary, find_animals
+from herdrecord.lookup.animals import (
+    AnimalSummary,
+    confirms_identity,
+    find_animals,
+    get_animal,
+    identity_confirmation,
+)
 from herdrecord.lookup.review_queue import AT_STAKE_MEANING, MARGIN_MEANING, open_questions, why
 
 review_app = typer.Typer(
@@ -286,6 +292,7 @@ HISTORY_COLUMNS = (
     "decided_by",
     "score",
     "current",
+    "confirms_identity",
 )
 
 
@@ -303,15 +310,31 @@ def history_command(
     output_format: ListFormatOption = ListFormat.table,
 ) -> None:
     """Show an animal's link decisions, the audit trail, oldest first; a decision repeated
-    unchanged (each re-link writes it again) shows once, with how many times."""
-    every = folded_history(open_from_cli(path), animal, _since(since))
+    unchanged (each re-link writes it again) shows once, with how many times. When a tag read
+    confirmed the animal's identity, a line says so and its link is marked."""
+    record = open_from_cli(path)
+    summary = get_animal(record, animal)
+    every = folded_history(record, animal, _since(since))
     shown = every if limit is None else every[-limit:]
-    rows = listing_rows(HISTORY_COLUMNS, [vars(d) | {"tracklet": str(d.tracklet)} for d in shown])
+    rows = listing_rows(
+        HISTORY_COLUMNS,
+        [
+            vars(d)
+            | {
+                "tracklet": str(d.tracklet),
+                "confirms_identity": confirms_identity(summary, str(d.tracklet), d.current),
+            }
+            for d in shown
+        ],
+    )
     total = sum(d.times for d in every)
     note = f"{animal}: {len(every)} decisions ({total} with repeats)" + (
         f", the latest {len(shown)} shown" if len(shown) < len(every) else ""
     )
-    print_listing(rows, output_format, lambda: console.print(_history_table(shown)), note)
+    confirmation = identity_confirmation(summary)
+    if confirmation is not None:
+        note += f"\n{animal}: {confirmation} ({summary.identity_confirmed_by})"
+    print_listing(rows, output_format, lambda: console.print(_history_table(shown, summary)), note)
 
 
 def _since(text: str | None) -> datetime | None:
@@ -326,7 +349,7 @@ def _since(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _history_table(decisions: list[Decision]) -> Table:
+def _history_table(decisions: list[Decision], animal: AnimalSummary) -> Table:
     table = ListingTable()
     table.add_column("decided at")
     add_id_column(table, "tracklet")
@@ -338,7 +361,12 @@ def _history_table(decisions: list[Decision]) -> Table:
             f"{d.decided_at:%Y-%m-%d %H:%M:%S}",
             str(d.tracklet),
             d.animal_id or "unknown",
-            d.method,
+            d.method
+            + (
+                " · identity confirmed"
+                if confirms_identity(animal, str(d.tracklet), d.current)
+                else ""
+            ),
             d.decided_by,
             "" if d.score is None else f"{d.score:.3f}",
             "" if d.times == 1 else f"×{d.times}",

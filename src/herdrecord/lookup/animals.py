@@ -90,6 +90,24 @@ def get_animal(record: Record, animal_id: str) -> AnimalSummary:
     return _summary(rows[0], seen, tag_confirmations(record, animal_id))
 
 
+def identity_confirmation(animal: AnimalSummary) -> str | None:
+    """Return the words that say a tag read confirmed the animal's identity (None: no tag
+    read did); the animal page and `herdrecord history` say it so."""
+    if animal.identity_confirmed_at is None:
+        return None
+    tag = f" of {animal.tag_id}" if animal.tag_id else ""
+    return (
+        f"identity confirmed by a tag read{tag} on "
+        f"{animal.identity_confirmed_at:%Y-%m-%d %H:%M} UTC"
+    )
+
+
+def confirms_identity(animal: AnimalSummary, tracklet: str, current: bool) -> bool:
+    """Return whether a decision about `tracklet` (DEVICE:TRACK) is the link in force of the
+    tag read that confirmed the animal's identity."""
+    return current and tracklet == animal.identity_confirmed_by
+
+
 @dataclass(frozen=True)
 class TagRead:
     """The tracklet whose tag read confirmed an animal."""

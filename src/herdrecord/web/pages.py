@@ -42,7 +42,12 @@ from herdrecord.linking.review import (
     same_animal,
     split,
 )
-from herdrecord.lookup.animals import AnimalSummary, get_animal
+from herdrecord.lookup.animals import (
+    AnimalSummary,
+    confirms_identity,
+    get_animal,
+    identity_confirmation,
+)
 from herdrecord.lookup.herd import herd_overview
 from herdrecord.lookup.pictures import (
     KeyframeRef,
@@ -396,7 +401,8 @@ def animal_page(
         event_colours=EVENT_COLOURS,
         flagged=[r for r in reversed(rows) if r["anomalies"]],
         events=[{**e, "label": event_label(e)} for e in reversed(events)],
-        history=_shown_history(entries, animal.identity_confirmed_by),
+        history=_shown_history(entries, animal),
+        confirmation=identity_confirmation(animal),
         history_total=len(entries),
         calibration=timeline.calibration,
         kinds=EVENT_KINDS,
@@ -437,13 +443,12 @@ def _presets(first: date | None, last: date) -> list[tuple[str, str]]:
     return out
 
 
-def _shown_history(entries: list[Any], confirmed_by: str | None) -> list[Any]:
+def _shown_history(entries: list[Any], animal: AnimalSummary) -> list[Any]:
     """Return the newest `HISTORY_SHOWN` decisions, and the current link of the tracklet whose
     tag read confirmed the animal's identity even when it is older: the page names it."""
     shown = entries[:HISTORY_SHOWN]
     for entry in entries[HISTORY_SHOWN:]:
-        track = f"{entry.tracklet.device_id}:{entry.tracklet.track_id}"
-        if entry.current and track == confirmed_by:
+        if confirms_identity(animal, str(entry.tracklet), entry.current):
             shown.append(entry)
     return shown
 
@@ -711,4 +716,5 @@ async def review_answer(
 
 
 templates.env.globals["quote"] = quote
+templates.env.globals["confirms_identity"] = confirms_identity
 templates.env.filters["why"] = why
