@@ -67,8 +67,13 @@ def any_overlap(start_s: np.ndarray, end_s: np.ndarray, a: np.ndarray, b: np.nda
 def pair_cosines(x: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     """Return the dot products of rows i and j of x (m,), a chunk of pairs at a time (the
     gathered rows of millions of pairs would not fit in memory at once)."""
+    return pair_dots(x, i, x, j)
+
+
+def pair_dots(x: np.ndarray, i: np.ndarray, y: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Return the dot products of rows i of x and rows j of y (m,), a chunk at a time."""
     out = np.empty(len(i), dtype=np.float64)
     for lo in range(0, len(i), PAIR_CHUNK):
         hi = lo + PAIR_CHUNK
-        out[lo:hi] = np.einsum("nd,nd->n", x[i[lo:hi]], x[j[lo:hi]])
+        out[lo:hi] = np.einsum("nd,nd->n", x[i[lo:hi]], y[j[lo:hi]])
     return out

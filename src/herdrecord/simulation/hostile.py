@@ -12,6 +12,7 @@ import copy
 import gzip
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,68 @@ BOMBS: dict[str, Callable[[dict[str, Any], Path], Body]] = {
     "parquet-five-million-rows": many_rows,
 }
 """Each hostile upload by name: what `benchmarks/hostile.py` replays and the tests check."""
+
+
+def pen_day_flood(tracklets: int, seed: int = 0, dim: int = 384) -> list[dict[str, Any]]:
+    """Return one pen-day of `tracklets` one-sample tracklets of nobody in particular, as 24
+    hourly JSON-form batches: random starts, lengths of 5-90 s, places and unit looks. Every
+    end has dozens of plausible successors, the worst case for stitching's joins and swaps."""
+    rng = np.random.default_rng(seed)
+    per_hour = max(1, tracklets // 24)
+    batches = []
+    for hour in range(24):
+        rows = []
+        for k in range(per_hour):
+            start = hour * 3600 + float(rng.uniform(0, 3500))
+            end = start + float(rng.uniform(5, 90))
+            look = rng.normal(size=dim)
+            look /= np.linalg.norm(look)
+            x, y = (float(v) for v in rng.uniform(0, 1800, 2))
+            rows.append(
+                {
+                    "track_id": f"cam1-{hour * per_hour + k:06d}",
+                    "camera_id": "cam1",
+                    "pen_id": "pen-1",
+                    "start": _at(start),
+                    "end": _at(end),
+                    "tag_id": None,
+                    "samples": [
+                        {"t": _at(start), "embedding": np.round(look, 5).tolist(), "quality": 0.9}
+                    ],
+                    "observations": [
+                        {
+                            "t": _at(t),
+                            "bbox": [x, y, 180.0, 96.0],
+                            "area_px": 14230.0,
+                            "behaviour": "lying_sternal",
+                            "behaviour_conf": 0.9,
+                            "speed_px_s": 0.0,
+                            "gait_score": None,
+                        }
+                        for t in (start, end)
+                    ],
+                    "keyframes": [],
+                }
+            )
+        batches.append(
+            {
+                "schema": "herdrecord.edge-batch/1",
+                "batch_id": f"dev-01/2026-11-21T{hour:02d}",
+                "farm_id": "farm-a",
+                "device_id": "dev-01",
+                "embedder": {"name": "dinov3-vits16", "dim": dim},
+                "tracklets": rows,
+            }
+        )
+    return batches
+
+
+def _at(seconds: float) -> str:
+    """Return 2026-11-21 plus `seconds` as an ISO 8601 UTC time."""
+    return (FLOOD_DAY + timedelta(seconds=seconds)).isoformat()
+
+
+FLOOD_DAY = datetime(2026, 11, 21, tzinfo=UTC)
 
 
 def _template(batch: dict[str, Any]) -> pa.Table:
