@@ -262,7 +262,8 @@ def test_the_review_page_states_the_queue_size_and_words_the_margin(
     assert ties and "tied with the runner-up" in page.locator("#queue").inner_text()
     assert "margin -0.000" not in page.content()
     legend = page.locator("#legend").inner_text()
-    assert "A negative margin means another animal looks more alike" in legend and "Minutes at stake" in legend
+    assert "A negative margin means another animal looks more alike" in legend
+    assert "Minutes at stake" in legend
 
 
 def test_a_review_answer_shows_in_the_animals_history(
