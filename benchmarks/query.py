@@ -40,7 +40,7 @@ import pyarrow as pa
 from herdrecord.config import Settings
 from herdrecord.query.cohorts import bind_params, list_queries, run_query
 from herdrecord.query.export import ExportFilters, ExportOptions, export_parquet
-from herdrecord.query.views import connect
+from herdrecord.query.views import MATERIALISED, connect
 from herdrecord.store.record import Record, create_record
 from readme_tables import replace_section
 
@@ -88,14 +88,20 @@ def run(animals: int, days: int, repeats: int, work: Path) -> dict[str, Any]:
         def hand(sql: str = sql, values: dict[str, Any] = values) -> int:
             return plain.sql(sql, params=values).to_arrow_table().num_rows
 
+        MATERIALISED.clear()  # the first question after a write: the views read from Lance
+        t0 = time.perf_counter()
+        named()
+        cold_s = time.perf_counter() - t0
         named_s, named_rows = _median(named, repeats)
         plain_s, plain_rows = _median(hand, repeats)
         if named_rows != plain_rows:
             raise SystemExit(f"{query.name}: {named_rows} rows named, {plain_rows} plain")
         queries[query.name] = {
             "rows": named_rows,
+            "named_cold_ms": round(1000 * cold_s, 1),
             "named_ms": round(1000 * named_s, 1),
             "plain_ms": round(1000 * plain_s, 1),
+            "cold_ratio": round(cold_s / plain_s, 2),
             "ratio": round(named_s / plain_s, 2),
         }
         print(query.name, queries[query.name])
@@ -296,14 +302,22 @@ def update_readme(result: dict[str, Any]) -> None:
         f"{d['rows_by_table']['events']:,} events, generated as rows); {result['when']}, "
         f"{result['machine']['cpus']} CPUs, median of {result['repeats']}.",
         "",
-        "| named query | rows | herdrecord ms | DuckDB over flat Parquet ms | "
-        "ratio (asked <= 1.5) |",
-        "|---|---:|---:|---:|---:|",
+        "| named query | rows | herdrecord first ms | herdrecord again ms | "
+        "DuckDB over flat Parquet ms | ratio first | ratio again (asked <= 1.5) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, q in result["queries"].items():
         lines.append(
-            f"| {name} | {q['rows']:,} | {q['named_ms']} | {q['plain_ms']} | {q['ratio']:.2f} |"
+            f"| {name} | {q['rows']:,} | {q['named_cold_ms']} | {q['named_ms']} | "
+            f"{q['plain_ms']} | {q['cold_ratio']:.2f} | {q['ratio']:.2f} |"
         )
+    lines += [
+        "",
+        "First: the first question after a write, its views read from Lance. Again: the same "
+        "question while the record is unchanged, its views' rows kept in the process under the "
+        "version of every table (`query.views.MATERIALISED`): what a vet's session on the "
+        "service sees; a CLI run is always a first.",
+    ]
     lines += [
         "",
         "| export | seconds | ratio to DuckDB COPY (asked >= 0.6) |",

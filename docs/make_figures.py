@@ -20,17 +20,17 @@ from pathlib import Path
 import duckdb
 
 from herdrecord.config import Settings
-from herdrecord.eventrules import EVENT_KINDS, EventInput, parse_event
-from herdrecord.events import add_events
-from herdrecord.ingest import ingest
-from herdrecord.intake import parse_json
-from herdrecord.linking import link_pending
-from herdrecord.links import current_links
-from herdrecord.review import rename
-from herdrecord.simulate import Simulation, SimulationConfig, simulate
-from herdrecord.store import Record, create_record
-from herdrecord.timeline import read_days
-from herdrecord.timelineview import animal_timeline, plot_animal_timeline
+from herdrecord.days.derive import read_days
+from herdrecord.events.rules import EVENT_KINDS, EventInput, parse_event
+from herdrecord.events.store import add_events
+from herdrecord.ingest.ingestor import ingest
+from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.review import rename
+from herdrecord.linking.run import link_pending
+from herdrecord.lookup.timeline import animal_timeline, plot_animal_timeline
+from herdrecord.simulation import Simulation, SimulationConfig, simulate
+from herdrecord.store.linktable import current_links
+from herdrecord.store.record import Record, create_record
 
 DOCS = Path(__file__).resolve().parent
 # Seed 2 gives a grower a severity-3 lameness from 21 to 26 September, scored, diagnosed

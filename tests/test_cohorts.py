@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -492,3 +493,32 @@ def test_command_errors_are_one_line(barn: Barn, args: list[str], message: str) 
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(message), result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_named_query_sees_every_write_after_it(barn: Barn, tmp_path: Path) -> None:
+    """Named queries keep what they read in the process, under the version of every table
+    of the record: asked again unchanged the answer is the same, and after any write (a
+    diagnosis from the CLI here) it is the fresh one, never the kept one."""
+    from herdrecord.query.views import MATERIALISED, record_stamp
+
+    copy = tmp_path / "herd"
+    shutil.copytree(barn.path, copy)
+    record = open_record(str(copy), Settings(retention_enabled=False))
+    first = run_query(record, "disease", {})
+    assert run_query(record, "disease", {}).equals(first)
+    diagnosed = set(first.column("animal_id").to_pylist())
+    animal = next(a for a in barn.true_animal.column("animal_id").to_pylist() if a not in diagnosed)
+    stamp = record_stamp(record)
+    at = f"{CONFIG.start + timedelta(days=CONFIG.days - 2)}T12:00Z"
+    added = runner.invoke(
+        app,
+        ["event", "add", str(copy), "--kind", "diagnosis", "--animal", animal, "--at", at,
+         "--code", "TEST"],
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert record_stamp(record) != stamp
+    after = run_query(record, "disease", {})
+    MATERIALISED.clear()
+    assert after.equals(run_query(record, "disease", {}))  # what a fresh process answers
+    assert animal in after.column("animal_id").to_pylist()
+    assert after.num_rows == first.num_rows + 1
