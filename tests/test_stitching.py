@@ -415,3 +415,64 @@ def test_a_flooded_pen_day_gets_a_bounded_number_of_swap_rounds(
         animal_spans.sort()
         for (_, end), (start, _) in itertools.pairwise(animal_spans):
             assert start >= end, "one animal in two places at once"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_wide_clique_is_solved_to_the_same_optimum(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cliques wider than WIDE_CLIQUE are assigned without the square block of "unknown"
+    columns (a clique of 50,000 would need 20 GB for it); the linked value is the same."""
+    import herdrecord.linking.assignment as assignment
+
+    rng = np.random.default_rng(seed)
+    k, a = int(rng.integers(5, 40)), int(rng.integers(1, 30))
+    scores = rng.uniform(-0.2, 0.9, (k, a))
+    scores[rng.random((k, a)) < 0.1] = assignment.NEG  # forbidden pairs
+    start, end = np.zeros(k), np.ones(k)  # all at once: one clique
+    threshold = 0.4 if seed % 2 else 0.1
+
+    def value(choice: np.ndarray) -> float:
+        taken = choice >= 0
+        assert len(set(choice[taken].tolist())) == int(taken.sum()), "an animal twice"
+        linked = scores[np.flatnonzero(taken), choice[taken]]
+        assert (linked > assignment.NEG / 2).all()
+        open_price = (
+            assignment.FORCED if k <= int((scores > assignment.NEG / 2).any(0).sum()) else threshold
+        )
+        return float(linked.sum() + (k - taken.sum()) * open_price)
+
+    square = assignment.solve(scores, start, end, threshold)
+    monkeypatch.setattr(assignment, "WIDE_CLIQUE", 1)
+    wide = assignment.solve(scores, start, end, threshold)
+    assert value(wide) == pytest.approx(value(square), abs=1e-6)
+
+
+def test_hundreds_at_once_in_one_pen_enrol_a_bounded_number(tmp_path: Path) -> None:
+    """300 copies of one tracklet at one moment in one pen (a crafted upload, or a broken
+    tracker) enrol at most MAX_ENROLMENTS_PER_PEN_DAY animals (100 copies enrol 100); every
+    tracklet still gets a decision. (Enrolling each cost time in the square of their number:
+    500 took 7.5 s, 5,000 over 400 s.)"""
+    from conftest import make_batch
+    from herdrecord.config import Settings
+    from herdrecord.ingest.ingestor import ingest
+    from herdrecord.ingest.sources import parse_json
+    from herdrecord.linking.penday import MAX_ENROLMENTS_PER_PEN_DAY
+    from herdrecord.linking.run import link_pending
+    from herdrecord.store.linktable import current_links
+    from herdrecord.store.record import create_record
+
+    batch = make_batch(n_tracklets=1)
+    one = batch["tracklets"][0]
+    copies = [
+        {**one, "track_id": f"flood-{i}", "samples": one["samples"][:1], "keyframes": []}
+        for i in range(300)
+    ]
+    record = create_record(str(tmp_path / "herd"), Settings(retention_enabled=False))
+    flood = {**batch, "batch_id": "dev-01/2026-11-21T06", "tracklets": copies}
+    assert ingest(record, [parse_json(json.dumps(flood).encode(), "flood")]).count("accepted")
+    link_pending(record)
+    links = current_links(record).to_pylist()
+    assert len(links) == 300
+    animals = {link["animal_id"] for link in links} - {None}
+    assert len(animals) <= MAX_ENROLMENTS_PER_PEN_DAY

@@ -204,10 +204,20 @@ def solve(
             decided[c] = True
             continue
         block = scores[np.ix_(free_rows, open_columns)]
-        # One "unknown" column per cluster at the price: an animal must beat it.
-        unknown = np.full((len(free), len(free)), NEG)
-        np.fill_diagonal(unknown, price)
-        picked, columns = linear_sum_assignment(np.hstack([block, unknown]), maximize=True)
+        if len(free) <= WIDE_CLIQUE:
+            # One "unknown" column per cluster at the price: an animal must beat it.
+            unknown = np.full((len(free), len(free)), NEG)
+            np.fill_diagonal(unknown, price)
+            picked, columns = linear_sum_assignment(np.hstack([block, unknown]), maximize=True)
+        else:
+            # The same optimum without the (free, free) unknown block, which a clique of
+            # thousands would not fit in memory: a cluster gains (score - price) by taking an
+            # animal and nothing by staying unknown, so the best pairs of the rectangular
+            # assignment on the gains, less those that gain nothing, are the answer.
+            gain = np.maximum(block - price, 0.0)
+            picked, columns = linear_sum_assignment(gain, maximize=True)
+            taken = gain[picked, columns] > 0
+            picked, columns = picked[taken], columns[taken]
         for row, col in zip(picked, columns, strict=True):
             cluster = free[row]
             if col < len(open_columns) and block[row, col] > NEG / 2:
@@ -216,6 +226,9 @@ def solve(
     return np.array(choice, dtype=np.int64)
 
 
+# Cliques of more free clusters than this are solved without a square "unknown" block (the
+# same optimum; ties may fall otherwise). Real pens run tens of tracks at once.
+WIDE_CLIQUE = 512
 FORCED = NEG / 4  # the price of "unknown" where the head count leaves no room for a stranger
 
 

@@ -28,6 +28,12 @@ from herdrecord.linking.state import PenDayInput, RunState
 from herdrecord.reid.vectors import normalise
 
 ENROLMENT_ROUNDS = 3  # seed, assign, and seed again from what is still unknown (bounded)
+# New animals one pen-day may enrol at most. A pen holds tens of animals (a large group pen a
+# few hundred, arriving over days); a day that shows thousands at once is a broken tracker or
+# a crafted upload, and enrolling each would cost time and memory in the square of their
+# number (50,000 copies of one tracklet: a 50,000 x 50,000 assignment). Past it, the rest of
+# the day's clusters stay unknown (a pen of more enrols the rest on the days after).
+MAX_ENROLMENTS_PER_PEN_DAY = 200
 REFINEMENTS = 3  # rounds of "score against today's centroids, solve again"; converges fast
 
 
@@ -87,7 +93,8 @@ def finish_pen_day(
         unknown_s = pen.clusters.duration_s[choice == UNKNOWN].sum()
         if unknown_s <= 0:
             break
-        added = enrol(pen, roster, choice, anchors, run, head_count - known - len(seeded))
+        limit = min(head_count - known, MAX_ENROLMENTS_PER_PEN_DAY) - len(seeded)
+        added = enrol(pen, roster, choice, anchors, run, limit)
         if not added:
             break
         seeded += added
