@@ -36,7 +36,7 @@ from herdrecord.api.keys import add_key
 from herdrecord.config import Settings
 from herdrecord.contract.parquet import bulk_table_from_json
 from herdrecord.simulation import SimulationConfig, simulate
-from herdrecord.simulation.hostile import BOMBS
+from herdrecord.simulation.hostile import BOMBS, simultaneous_copies
 from herdrecord.store.record import create_record, open_record
 from readme_tables import replace_section
 
@@ -200,14 +200,8 @@ def _concurrent_sql(service: Service, n: int) -> Reply:
 
 def _pen_day(batch: dict[str, Any], folder: Path, n: int) -> bytes:
     """One Parquet upload of `n` one-sample tracklets in one pen-day."""
-    tracklet = batch["tracklets"][0]
-    sample = tracklet["samples"][0]
-    tracklets = [
-        {**tracklet, "track_id": f"flood-{i}", "samples": [sample], "keyframes": []}
-        for i in range(n)
-    ]
     path = folder / "pen-day.parquet"
-    flood = {**batch, "batch_id": "dev-01/flood", "tracklets": tracklets}
+    flood = {**simultaneous_copies(batch, n), "batch_id": "dev-01/flood"}
     pq.write_table(bulk_table_from_json([flood]), path, compression="zstd")
     return path.read_bytes()
 

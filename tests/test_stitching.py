@@ -459,17 +459,12 @@ def test_hundreds_at_once_in_one_pen_enrol_a_bounded_number(tmp_path: Path) -> N
     from herdrecord.ingest.sources import parse_json
     from herdrecord.linking.penday import MAX_ENROLMENTS_PER_PEN_DAY
     from herdrecord.linking.run import link_pending
+    from herdrecord.simulation.hostile import simultaneous_copies
     from herdrecord.store.linktable import current_links
     from herdrecord.store.record import create_record
 
-    batch = make_batch(n_tracklets=1)
-    one = batch["tracklets"][0]
-    copies = [
-        {**one, "track_id": f"flood-{i}", "samples": one["samples"][:1], "keyframes": []}
-        for i in range(300)
-    ]
     record = create_record(str(tmp_path / "herd"), Settings(retention_enabled=False))
-    flood = {**batch, "batch_id": "dev-01/2026-11-21T06", "tracklets": copies}
+    flood = simultaneous_copies(make_batch(n_tracklets=1), 300)
     assert ingest(record, [parse_json(json.dumps(flood).encode(), "flood")]).count("accepted")
     link_pending(record)
     links = current_links(record).to_pylist()

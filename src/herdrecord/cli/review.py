@@ -40,7 +40,7 @@ from herdrecord.lookup.animals import (
     get_animal,
     identity_confirmation,
 )
-from herdrecord.lookup.review_queue import AT_STAKE_MEANING, MARGIN_MEANING, open_questions, why
+from herdrecord.lookup.review_queue import AT_STAKE_MEANING, MARGIN_MEANING, open_questions
 
 review_app = typer.Typer(
     help="Answer uncertain links: confirm, reassign, new, merge, split, rename.",
@@ -159,7 +159,7 @@ def review_list(
                 "score": item.score,
                 "margin": item.margin,
                 "minutes_at_stake": round(item.priority / 60, 2),
-                "reason": why(item),
+                "reason": item.reason,
             }
             for rank, item in enumerate(page.items, start=1)
         ],
@@ -202,7 +202,7 @@ def _review_table(items: tuple[ReviewItem, ...]) -> Table:
             item.animal_id or "unknown",
             "" if item.score is None else f"{item.score:.3f}",
             f"{item.priority / 60:.1f}",
-            why(item),
+            item.reason,
         )
     return table
 

@@ -27,6 +27,8 @@ from herdrecord.store.sql import sql_literal
 REVIEW_CONFIDENCE = 0.9  # links less likely than this to be right are worth a look
 REVIEW_MARGIN = 0.05  # for links without a confidence (before schema 4): a close runner-up
 MIN_UNKNOWN_S = 300.0  # unknown tracklets shorter than this are not worth a person's time
+# A margin shown with three decimals reads 0.000 below this: a tie for a person.
+TIED_BELOW = 0.0005
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,16 @@ def candidates(record: Record, tracklet: TrackletRef, k: int = 4) -> list[Candid
     return [Candidate(a, scores.get(a), a == current) for a in chosen]
 
 
+def margin_reason(margin: float) -> str:
+    """Return why a link without a confidence is a close call, in a reader's words: a tie,
+    this animal's lead, or the runner-up's."""
+    if abs(margin) < TIED_BELOW:
+        return "close call: tied with the runner-up (margin under 0.001)"
+    if margin < 0:
+        return f"close call: the runner-up looks {-margin:.3f} more alike (margin {margin:.3f})"
+    return f"close call: only {margin:.3f} ahead of the runner-up (margin {margin:.3f})"
+
+
 def review_queue(record: Record, limit: int | None = 50) -> list[ReviewItem]:
     """Return the most valuable open questions first: unsure links and long unknowns
     (`limit` None: every open question)."""
@@ -162,7 +174,7 @@ def review_queue(record: Record, limit: int | None = 50) -> list[ReviewItem]:
             priority, reason = float(seconds) * (1.0 - p), f"close call (confidence {p:.2f})"
         else:
             doubt = 1.0 - max(0.0, float(margin or 0.0)) / REVIEW_MARGIN
-            priority, reason = float(seconds) * doubt, f"close call (margin {margin or 0:.3f})"
+            priority, reason = float(seconds) * doubt, margin_reason(float(margin or 0.0))
         items.append(
             ReviewItem(
                 TrackletRef(device_id, track_id),

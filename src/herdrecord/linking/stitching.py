@@ -26,6 +26,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import maximum_bipartite_matching, min_weight_full_bipartite_matching
 
 from herdrecord.linking.intervals import pair_cosines, pair_dots
+from herdrecord.reid.vectors import normalise
 
 SEARCH_WINDOW_S = 900.0  # a join is looked for this far ahead; past it, the head count decides
 # A bound on work and memory: each end's candidate starts are at most this many, the nearest
@@ -697,8 +698,8 @@ def _best_swaps(
     )
     # Each join's look before and after it, unit length, once per join (not per rival pair:
     # a crowded day has dozens of rivals per join).
-    head = _unit(before)
-    tail = _unit(total[chain] - before)
+    head = normalise(before)
+    tail = normalise(total[chain] - before)
     kept_look = look.log_ratio(np.einsum("nd,nd->n", head, tail))
     look_kept = kept_look[a] + kept_look[b]
     look_crossed = look.log_ratio(pair_dots(head, a, tail, b)) + look.log_ratio(
@@ -756,9 +757,3 @@ def join_ratio(
         mine = tracks.camera[u] == key
         out[mine] = fits.get(key, pooled).gap_place_ratio(gap[mine], distance[mine])
     return out
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    """Return the rows of x at unit length (rows of zeros stay zeros: cosine 0)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.asarray(x / np.where(norms > 0, norms, 1.0))

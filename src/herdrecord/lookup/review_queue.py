@@ -1,6 +1,6 @@
-"""The review queue as people read it: a page of it with the queue's size, and why each
-question is open, in words; `review list`, the API's /v1/review and the review page all
-say the same."""
+"""The review queue as people read it: a page of it with the queue's size, and what its
+figures mean; `review list`, the API's /v1/review and the review page all say the same
+(why each question is open is `ReviewItem.reason`, worded where the queue is made)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,6 @@ from dataclasses import dataclass
 
 from herdrecord.linking.review import ReviewItem, review_queue
 from herdrecord.store.record import Record
-
-# A margin shown with three decimals reads 0.000 below this: a tie for a person.
-TIED_BELOW = 0.0005
-
-# linking.review words a link without a confidence "close call (margin M)"; that margin is
-# worded here, where the reader's words for it live.
-_MARGIN_REASON = "close call (margin"
 
 MARGIN_MEANING = (
     "Margin (for a link without a confidence, such as one to an animal enrolled that day): "
@@ -43,16 +36,3 @@ def open_questions(record: Record, limit: int | None) -> QueuePage:
     """Return the review queue's first `limit` questions (None: all) and its size."""
     every = review_queue(record, None)
     return QueuePage(tuple(every if limit is None else every[:limit]), len(every))
-
-
-def why(item: ReviewItem) -> str:
-    """Return why the question is open, in a reader's words: a margin as a tie, a lead or
-    the runner-up's lead; other reasons as linking gives them."""
-    if item.animal_id is None or item.margin is None or not item.reason.startswith(_MARGIN_REASON):
-        return item.reason
-    margin = item.margin
-    if abs(margin) < TIED_BELOW:
-        return "close call: tied with the runner-up (margin under 0.001)"
-    if margin < 0:
-        return f"close call: the runner-up looks {-margin:.3f} more alike (margin {margin:.3f})"
-    return f"close call: only {margin:.3f} ahead of the runner-up (margin {margin:.3f})"

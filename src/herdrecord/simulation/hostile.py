@@ -140,6 +140,19 @@ def pen_day_flood(tracklets: int, seed: int = 0, dim: int = 384) -> list[dict[st
     return batches
 
 
+def simultaneous_copies(batch: dict[str, Any], n: int) -> dict[str, Any]:
+    """Return `batch` with its first tracklet copied `n` times (one sample, no keyframes),
+    every copy at the same moment in the same pen: n animals at once, as far as the record
+    can tell (a broken tracker, or a crafted upload)."""
+    tracklet = batch["tracklets"][0]
+    sample = tracklet["samples"][0]
+    copies = [
+        {**tracklet, "track_id": f"flood-{i}", "samples": [sample], "keyframes": []}
+        for i in range(n)
+    ]
+    return {**batch, "tracklets": copies}
+
+
 def _at(seconds: float) -> str:
     """Return 2026-11-21 plus `seconds` as an ISO 8601 UTC time."""
     return (FLOOD_DAY + timedelta(seconds=seconds)).isoformat()

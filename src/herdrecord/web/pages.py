@@ -55,7 +55,7 @@ from herdrecord.lookup.pictures import (
     keyframe_jpeg,
     tracklet_keyframes,
 )
-from herdrecord.lookup.review_queue import AT_STAKE_MEANING, MARGIN_MEANING, open_questions, why
+from herdrecord.lookup.review_queue import AT_STAKE_MEANING, MARGIN_MEANING, open_questions
 from herdrecord.lookup.timeline import animal_timeline
 from herdrecord.query.cohorts import NamedQuery, get_query, list_queries, run_query
 from herdrecord.store.record import Record
@@ -717,4 +717,3 @@ async def review_answer(
 
 templates.env.globals["quote"] = quote
 templates.env.globals["confirms_identity"] = confirms_identity
-templates.env.filters["why"] = why

@@ -28,7 +28,7 @@ from herdrecord.linking.review import (
     reassign,
     split,
 )
-from herdrecord.lookup.review_queue import open_questions, why
+from herdrecord.lookup.review_queue import open_questions
 
 router = APIRouter(tags=["review"])
 
@@ -52,7 +52,7 @@ def get_review_queue(
                 score=item.score,
                 margin=item.margin,
                 priority=item.priority,
-                reason=why(item),
+                reason=item.reason,
             )
             for item in page.items
         ],
