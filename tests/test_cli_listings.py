@@ -180,7 +180,8 @@ def test_review_list_states_the_queue_size_and_follows_its_rank(herd: Herd) -> N
         row["tracklet"] for row in every[:3]
     ]
     assert "3 of" in ranked.stderr and "3 of" not in ranked.stdout
-    helped = _run(["review", "list", "-h"]).stdout
+    # Help is drawn for a reader at the terminal's width; read it at a wide one here.
+    helped = runner.invoke(app, ["review", "list", "-h"], env={"COLUMNS": "200"}).stdout
     assert "minutes at stake" in helped.lower() and "negative margin" in helped.lower()
 
 
