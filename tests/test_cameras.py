@@ -18,7 +18,8 @@ from herdrecord.ingest.sources import parse_json
 from herdrecord.linking.assignment import PenDayTracklets
 from herdrecord.linking.cameras import camera_overlaps, set_overlap
 from herdrecord.linking.run import link_pending
-from herdrecord.linking.twins import find_twins
+from herdrecord.linking.tracklets import TrackPath
+from herdrecord.linking.twins import find_twins, stored_camera_maps
 from herdrecord.simulation import SimulationConfig, simulate
 from herdrecord.store.linktable import current_links
 from herdrecord.store.record import create_record, open_record
@@ -118,6 +119,61 @@ def test_twins_need_a_registered_pair_and_a_look_apart_from_chance() -> None:
     assert find_twins(t, {frozenset(("cam1", "cam2"))}, eligible).tolist() == [-1, -1, -1, 5, 1, -1]
 
 
+def test_a_twin_of_one_observation_is_found_where_its_host_stands() -> None:
+    """The look of a one-observation tracklet is no better than chance; where it stands, under
+    the camera map learned from the pairs that do look alike, tells its host."""
+    rng = np.random.default_rng(3)
+    n_animals, dim, hours = 6, 32, 8
+    looks = rng.normal(size=(n_animals, dim))
+    times = np.arange(0.0, hours * 3600.0, 60.0)
+    walks = np.cumsum(rng.normal(0.0, 15.0, size=(n_animals, len(times), 2)), axis=1)
+    walks = np.clip(walks + rng.uniform(100, 600, size=(n_animals, 1, 2)), 20, 700)
+
+    def mirrored(xy: np.ndarray) -> np.ndarray:  # the far camera's view: half a turn
+        return np.array([1280.0, 720.0]) - xy
+
+    cameras, starts, ends, descriptors, paths = [], [], [], [], []
+    for a in range(n_animals):  # camera 1 sees every animal all day
+        cameras.append("cam1")
+        starts.append(times[0])
+        ends.append(times[-1])
+        descriptors.append(looks[a] + 0.3 * rng.normal(size=dim))
+        paths.append(TrackPath(t_s=times, xy=walks[a]))
+    for a in range(n_animals):  # camera 2 sees each for an hour, looking like itself
+        at = slice(60 * a, 60 * a + 60)
+        cameras.append("cam2")
+        starts.append(times[at][0])
+        ends.append(times[at][-1])
+        descriptors.append(looks[a] + 0.3 * rng.normal(size=dim))
+        paths.append(TrackPath(t_s=times[at], xy=mirrored(walks[a, at])))
+    for at, xy in ((420, mirrored(walks[2, 420])), (430, np.array([640.0, 40.0]))):
+        # One observation each, a look of noise: animal 2's twin, then a stranger's place.
+        cameras.append("cam2")
+        starts.append(times[at])
+        ends.append(times[at])
+        descriptors.append(rng.normal(size=dim))
+        paths.append(TrackPath(t_s=times[at : at + 1], xy=xy[None]))
+    descriptor = np.array(descriptors)
+    t = PenDayTracklets(
+        camera=np.array(cameras, dtype=object),
+        start_s=np.array(starts),
+        end_s=np.array(ends),
+        first_xy=np.array([p.xy[0] for p in paths]),
+        last_xy=np.array([p.xy[-1] for p in paths]),
+        descriptor=(descriptor / np.linalg.norm(descriptor, axis=1, keepdims=True)).astype(
+            np.float32
+        ),
+        weight=np.ones(len(cameras)),
+    )
+    pairs = {frozenset(("cam1", "cam2"))}
+    by_look = find_twins(t, pairs)
+    assert by_look[n_animals : 2 * n_animals].tolist() == list(range(n_animals))
+    assert by_look[-2] != 2, "one observation of noise: the look alone does not find its host"
+    placed = find_twins(t, pairs, paths=paths)
+    assert placed[n_animals : 2 * n_animals].tolist() == list(range(n_animals))
+    assert placed[-2:].tolist() == [2, -1], "the twin stands where animal 2 is; nobody is there"
+
+
 def _identities(tmp_path: Path, registered: bool) -> tuple[dict[tuple[str, str], str | None], int]:
     sim = simulate(SIM)
     record = create_record(str(tmp_path / "herd"), service_settings(tmp_path))
@@ -155,3 +211,12 @@ def test_registered_overlap_links_twins_to_their_host(tmp_path: Path) -> None:
     without = len({a for a in plain.values() if a is not None})
     assert found <= 0.75 * without, (found, without)
     assert found <= round(1.25 * true_animals), (found, true_animals)
+    # The map each pen's cameras were found to share is kept: the far camera's view is the
+    # first one turned half a turn, (x, y) -> (1280 - x, 720 - y).
+    maps = stored_camera_maps(open_record(str(tmp_path / "registered" / "herd")))
+    assert sorted(maps) == ["pen-1", "pen-2"]
+    for by_pair in maps.values():
+        (fitted,) = by_pair.values()
+        h = fitted.homography / fitted.homography[2, 2]
+        assert np.allclose(h, [[-1, 0, 1280], [0, -1, 720], [0, 0, 1]], rtol=0.02, atol=0.05)
+        assert fitted.sigma_px < 5.0

@@ -124,6 +124,8 @@ def print_link_report(report: LinkReport) -> None:
         console.print(report.model, highlight=False)
     if report.metric:
         console.print(report.metric, highlight=False)
+    if report.cameras:
+        console.print(report.cameras, highlight=False)
 
 
 def print_replay(report: ReplayReport, to: CliConsole = console) -> None:

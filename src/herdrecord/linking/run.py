@@ -61,7 +61,16 @@ from herdrecord.linking.stitchmodel import (
     stitch_pen_day,
 )
 from herdrecord.linking.tracklets import TrackletData, load_tracklets
-from herdrecord.linking.twins import find_twins
+from herdrecord.linking.twins import (
+    PenMaps,
+    TwinCandidates,
+    decide_twins,
+    describe_maps,
+    learn_camera_maps,
+    save_camera_maps,
+    stored_camera_maps,
+    twin_candidates,
+)
 from herdrecord.reid.vectors import normalise
 from herdrecord.store.linktable import META_RELINK_OWED, current_links, pen_days_of, relinks_owed
 from herdrecord.store.record import Record, link_run_done, note_link_run
@@ -83,6 +92,7 @@ class LinkReport:
     retention: RetentionReport | None = None  # the tiers applied as days closed
     model: str = ""  # what the join model learned from this run's pen-days (one line)
     metric: str = ""  # the learned metric in use (one line), "" while there is none
+    cameras: str = ""  # the camera maps of overlapping views in use (one line), or ""
 
 
 def link_pending(record: Record, config: LinkingConfig | None = None) -> LinkReport:
@@ -140,17 +150,20 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     # the stored metric's space; then found again in the refit metric's space, and the metric
     # refit once more without them (the first fit still learned from the twins missed).
     earlier = stored_metric(record) if overlaps_by_pen(record) else None
+    maps = stored_camera_maps(record)
     if earlier is not None and earlier.transform.shape[0] != dim:
         earlier = None  # learned for another embedder's vectors
-    data, twins = _take_twins(record, whole, answers, None if earlier is None else earlier.apply)
+    data, twins = _take_twins(
+        record, whole, answers, None if earlier is None else earlier.apply, maps
+    )
     prepared = _centred(data)
     metric_fit = _learn_metric(record, data, prepared, answers.must)
     if twins and metric_fit.metric is not None:
-        data, twins = _take_twins(record, whole, answers, metric_fit.metric.apply)
+        data, twins = _take_twins(record, whole, answers, metric_fit.metric.apply, maps)
         prepared = _centred(data)
         metric_fit = _learn_metric(record, data, prepared, answers.must)
         if metric_fit.metric is not None:
-            data, twins = _take_twins(record, whole, answers, metric_fit.metric.apply)
+            data, twins = _take_twins(record, whole, answers, metric_fit.metric.apply, maps)
             prepared = _centred(data)
     look = None if metric_fit.metric is None else metric_fit.metric.apply
     pool = Pool.from_arrow(pool_rows, dim, config.exemplars_per_animal, look)
@@ -181,6 +194,8 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
     _write(record, decisions, run)
     if pen_days:
         save_stitch_model(record, model)
+    if maps:
+        save_camera_maps(record, maps)
     if metric_fit.metric is not None and metric_fit.stats is not None:
         save_metric(record, metric_fit.metric, metric_fit.stats)
     linked = sum(1 for d in decisions if d["animal_id"] is not None)
@@ -196,6 +211,7 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         days=DaysReport(0, 0, 0.0),
         model=describe(model) if pen_days else "",
         metric=metric_fit.metric.describe() if metric_fit.metric else "",
+        cameras=describe_maps(maps, len(twins)),
     )
 
 
@@ -209,14 +225,17 @@ def _take_twins(
     data: TrackletData,
     answers: Answers,
     look: Callable[[np.ndarray], np.ndarray] | None,
+    maps: PenMaps,
 ) -> tuple[TrackletData, list[tuple[tuple[str, str], tuple[str, str]]]]:
     """Return the tracklets less the twins (an animal seen at once by a second camera whose
-    view overlaps, `twins.py`), and each twin's key with its host's.
+    view overlaps, `twins.py`), and each twin's key with its host's. `maps` (by pen) are
+    the camera maps to start from, and are updated to those learned here.
 
     A tracklet a person answered or a tag read is never taken out as a twin: it is solved.
     """
     by_pen = overlaps_by_pen(record)
     host = np.full(len(data), -1, dtype=np.int64)
+    found: dict[str, list[tuple[np.ndarray, TwinCandidates]]] = {}
     for (pen_id, _), rows in data.pen_days() if by_pen else ():
         if pen_id not in by_pen:
             continue
@@ -227,9 +246,19 @@ def _take_twins(
                 for r, k in zip(rows, keys, strict=True)
             ]
         )
-        found = find_twins(data.pen_day(rows), by_pen[pen_id], eligible, look)
-        twin = found >= 0
-        host[rows[twin]] = rows[found[twin]]
+        day = twin_candidates(
+            data.pen_day(rows), by_pen[pen_id], eligible, look, data.path_of(rows)
+        )
+        if day is not None:
+            found.setdefault(pen_id, []).append((rows, day))
+    for pen_id, days in found.items():
+        # One map per camera pair of the pen, from all its days (views don't move daily),
+        # starting from the last run's where its days have too few pairs to fit one.
+        maps[pen_id] = learn_camera_maps([d for _, d in days], maps.get(pen_id))
+        for rows, day in days:
+            twin_of = decide_twins(day, maps[pen_id])
+            twin = twin_of >= 0
+            host[rows[twin]] = rows[twin_of[twin]]
     if not (host >= 0).any():
         return data, []
     key = list(zip(data.device_id, data.track_id, strict=True))

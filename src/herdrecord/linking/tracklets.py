@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import duckdb
@@ -12,7 +12,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from herdrecord.linking.assignment import PenDayTracklets
+from herdrecord.linking.cameras import overlaps_by_pen
 from herdrecord.store.record import Record
+
+
+@dataclass(frozen=True)
+class TrackPath:
+    """Where one tracklet was seen: observation times and bbox centres, in time order."""
+
+    t_s: np.ndarray  # (m,) seconds since the epoch
+    xy: np.ndarray  # (m, 2) px
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,9 @@ class TrackletData:
     weight: np.ndarray  # summed sample quality
     first_xy: np.ndarray  # (n, 2) bbox centre of the first observation (NaN if none)
     last_xy: np.ndarray  # (n, 2) bbox centre of the last observation
+    # The whole path of each tracklet on a camera whose view overlaps another's (twins are
+    # told by where they are at once), keyed by (device_id, track_id); none elsewhere.
+    paths: dict[tuple[str, str], TrackPath] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.device_id)
@@ -52,7 +64,12 @@ class TrackletData:
             weight=self.weight[rows],
             first_xy=self.first_xy[rows],
             last_xy=self.last_xy[rows],
+            paths=self.paths,
         )
+
+    def path_of(self, rows: np.ndarray) -> list[TrackPath | None]:
+        """Return the path of each given row, None where it was not kept."""
+        return [self.paths.get((self.device_id[r], self.track_id[r])) for r in rows]
 
     def pen_days(self) -> Iterator[tuple[tuple[str, date], np.ndarray]]:
         """Yield ((pen_id, day), row indices) in day order, then pen order."""
@@ -104,7 +121,21 @@ def load_tracklets(record: Record, pen_days: set[tuple[str, date]] | None) -> Tr
     tracklets = tracklets.sort_by([("pen_id", "ascending"), ("start", "ascending")])
     batch_ids = pc.unique(tracklets.column("batch_id"))
     descriptor, weight = _descriptors(record, tracklets)
-    first_xy, last_xy = _endpoints(record, tracklets, batch_ids)
+    paired = {
+        (pen, cam) for pen, pairs in overlaps_by_pen(record).items() for p in pairs for cam in p
+    }
+    on_paired = np.array(
+        [
+            (pen, cam) in paired
+            for pen, cam in zip(
+                tracklets.column("pen_id").to_pylist(),
+                tracklets.column("camera_id").to_pylist(),
+                strict=True,
+            )
+        ],
+        dtype=bool,
+    )
+    first_xy, last_xy, paths = _endpoints(record, tracklets, batch_ids, on_paired)
     return TrackletData(
         device_id=tracklets.column("device_id").to_pylist(),
         track_id=tracklets.column("track_id").to_pylist(),
@@ -120,6 +151,7 @@ def load_tracklets(record: Record, pen_days: set[tuple[str, date]] | None) -> Tr
         weight=weight,
         first_xy=first_xy,
         last_xy=last_xy,
+        paths=paths,
     )
 
 
@@ -159,12 +191,14 @@ def _descriptors(record: Record, tracklets: pa.Table) -> tuple[np.ndarray, np.nd
 
 
 def _endpoints(
-    record: Record, tracklets: pa.Table, batch_ids: pa.Array
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return the bbox centre of each tracklet's first and last observation, px."""
+    record: Record, tracklets: pa.Table, batch_ids: pa.Array, want_path: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, dict[tuple[str, str], TrackPath]]:
+    """Return the bbox centre of each tracklet's first and last observation, px, and the
+    whole path of each tracklet `want_path` (bool, n) names."""
     n = tracklets.num_rows
     first = np.full((n, 2), np.nan)
     last = np.full((n, 2), np.nan)
+    paths: dict[tuple[str, str], TrackPath] = {}
     observations = (
         record.table("observations")
         .to_lance()
@@ -174,7 +208,7 @@ def _endpoints(
         )
     )
     if observations.num_rows == 0:
-        return first, last
+        return first, last, paths
     con = duckdb.connect()
     con.register("o", observations)
     ends = con.sql(
@@ -192,4 +226,40 @@ def _endpoints(
         ("ly", last, 1),
     ):
         target[row[keep], axis] = np.asarray(ends.column(name).to_numpy(), dtype=np.float64)[keep]
-    return first, last
+    if want_path.any():
+        paths = _paths(tracklets, observations, want_path)
+    return first, last, paths
+
+
+def _paths(
+    tracklets: pa.Table, observations: pa.Table, want_path: np.ndarray
+) -> dict[tuple[str, str], TrackPath]:
+    """Return the observation path of each wanted tracklet, keyed by (device_id, track_id)."""
+    row = _row_index(tracklets, observations)
+    keep = np.flatnonzero(row >= 0)
+    keep = keep[want_path[row[keep]]]
+    row = row[keep]
+
+    def column(name: str) -> np.ndarray:
+        return np.asarray(observations.column(name).take(pa.array(keep)).to_numpy(), np.float64)
+
+    t_s = (
+        np.asarray(
+            observations.column("t").take(pa.array(keep)).cast(pa.int64()).to_numpy(), np.float64
+        )
+        / 1e6
+    )
+    xy = np.column_stack(
+        [column("bbox_x") + column("bbox_w") / 2, column("bbox_y") + column("bbox_h") / 2]
+    )
+    order = np.lexsort((t_s, row))
+    row, t_s, xy = row[order], t_s[order], xy[order]
+    cuts = np.flatnonzero(np.diff(row)) + 1
+    device_id = tracklets.column("device_id").to_pylist()
+    track_id = tracklets.column("track_id").to_pylist()
+    out: dict[tuple[str, str], TrackPath] = {}
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(row)], strict=True):
+        if hi > lo:
+            r = int(row[lo])
+            out[(device_id[r], track_id[r])] = TrackPath(t_s=t_s[lo:hi], xy=xy[lo:hi])
+    return out
