@@ -392,7 +392,10 @@ def test_csv_rows_may_name_animals_by_their_ear_tag(herd: Record, tmp_path: Path
     with pytest.raises(EventsRejected, match="no animal in the record carries TAG-9999"):
         import_events_csv(herd, csv_file, now=NOW)
     csv_file.write_text(f"kind,at,value,author\nweight,{AT},101.5,scale\n")
-    with pytest.raises(InvalidInput, match=r"lacks the column\(s\) animal_id \(or tag_id\)"):
+    with pytest.raises(
+        InvalidInput,
+        match=r"lacks the column\(s\) animal_id \(or tag_id, or identifier_scheme and identifier\)",
+    ):
         import_events_csv(herd, csv_file, now=NOW)
 
 

@@ -84,9 +84,10 @@ def test_migrate_logs_what_it_applied_and_is_idempotent(record: Record, settings
         (4, "0004_link_confidence"),
         (5, "0005_key_devices"),
         (6, "0006_event_keys"),
+        (7, "0007_identifiers"),
     ]
     assert migrate_record(str(record.path), settings) == []
-    assert len(applied(record.db)) == 6
+    assert len(applied(record.db)) == 7
 
 
 def test_a_schema_1_record_migrates_to_the_current_schema_keeping_its_rows(
@@ -148,7 +149,7 @@ def test_a_schema_1_record_migrates_to_the_current_schema_keeping_its_rows(
     with pytest.raises(MigrationRequired):
         open_record(str(path), settings)
 
-    assert [m.version for m in migrate_record(str(path), settings)] == [2, 3, 4, 5, 6]
+    assert [m.version for m in migrate_record(str(path), settings)] == [2, 3, 4, 5, 6, 7]
     assert [m.version for m in apply_pending(ctx)] == []
     migrated = open_record(str(path), settings)
     for name, schema in table_schemas(384).items():

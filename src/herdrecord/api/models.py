@@ -240,6 +240,37 @@ class EventIds(BaseModel):
     duplicates: list[EventDuplicateOut] = Field(default_factory=list)
 
 
+class AnimalIdentifierIn(Strict):
+    """An identifier an animal carries, as ICAR ADE names animals, and the days it holds."""
+
+    scheme: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=64,
+            description="who issues the id: eu.animalId, managementTag, std.iso.11785 ...",
+        ),
+    ]
+    id: Annotated[str, Field(min_length=1, max_length=64, description="the id under it")]
+    valid_from: date | None = Field(default=None, description="first day it holds")
+    valid_to: date | None = Field(default=None, description="last day it holds")
+
+
+class AnimalIdentifier(AnimalIdentifierIn):
+    """One identifier of an animal."""
+
+    animal_id: str
+    recorded_by: str
+
+
+class AnimalIdentifiers(BaseModel):
+    """An animal's identifiers; `added` says whether the request stored one (a repeat
+    stores nothing)."""
+
+    identifiers: list[AnimalIdentifier]
+    added: bool | None = None
+
+
 class Retraction(Strict):
     """Why an event is withdrawn."""
 

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "events",
     "export",
     "fleet",
+    "identifiers",
     "journal",
     "pictures",
     "query",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import getpass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +20,7 @@ from herdrecord.events.ade.importer import (
     import_ade_files,
 )
 from herdrecord.events.csv_import import CSV_COLUMNS, import_events_csv, import_events_csv_data
+from herdrecord.events.identifiers import animal_by_identifier
 from herdrecord.events.rules import EVENT_KINDS, describe_event, parse_event
 from herdrecord.events.store import (
     add_events,
@@ -46,6 +47,14 @@ AnimalOption = Annotated[
 TagOption = Annotated[
     str | None,
     typer.Option(help="Ear tag or RFID of the animal, instead of --animal.", show_default=False),
+]
+IdentifierOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Any identifier of the animal as SCHEME:ID (eu.animalId:276000312312345, "
+        "managementTag:1042), as it held on the event's day; instead of --animal.",
+        show_default=False,
+    ),
 ]
 Kind = Annotated[str | None, typer.Option(help=f"Kind of event: {', '.join(EVENT_KINDS)}.")]
 Value = Annotated[
@@ -82,6 +91,7 @@ def event_add(
     ],
     animal: AnimalOption = None,
     tag: TagOption = None,
+    identifier: IdentifierOption = None,
     value: Value = None,
     scale: Scale = None,
     code: Code = None,
@@ -99,10 +109,11 @@ def event_add(
     """Record one event (at defaults to now) and print its id; an event recorded before
     (the same key, or the same animal, kind, time and values) prints that event's id."""
     record = open_from_cli(path)
+    when = at or datetime.now(UTC)
     given = _given(
-        animal_id=_animal(record, animal, tag, required=True),
+        animal_id=_animal(record, animal, tag, required=True, identifier=identifier, at=when),
         kind=kind,
-        at=at or datetime.now(UTC),
+        at=when,
         author=_author(author),
         value=value,
         scale=scale,
@@ -267,15 +278,44 @@ def event_retract(
     console.print(f"retracted {event_id}", highlight=False)
 
 
-def _animal(record: Record, animal: str | None, tag: str | None, *, required: bool) -> str | None:
-    """Return the animal named by --animal or --tag (one of them when `required`)."""
+def _animal(
+    record: Record,
+    animal: str | None,
+    tag: str | None,
+    *,
+    required: bool,
+    identifier: str | None = None,
+    at: datetime | str | None = None,
+) -> str | None:
+    """Return the animal named by --animal, --tag or --identifier (one of them when
+    `required`); an identifier names the animal it named on the day of `at`."""
     if animal is not None and tag is not None:
         raise InvalidInput("name the animal by --animal or by --tag, not both")
+    if identifier is not None and (animal is not None or tag is not None):
+        raise InvalidInput("name the animal one way: --animal, --tag or --identifier")
+    if identifier is not None:
+        scheme, sep, value = identifier.partition(":")
+        if not sep:
+            raise InvalidInput(
+                f"--identifier {identifier!r}: give SCHEME:ID, e.g. eu.animalId:276000312312345"
+            )
+        return animal_by_identifier(record, scheme, value, _day_of(at))
     if tag is not None:
         return animal_with_tag(record, tag)
     if animal is None and required:
         raise InvalidInput("name the animal: --animal ID or --tag TAG")
     return animal
+
+
+def _day_of(at: datetime | str | None) -> date | None:
+    if isinstance(at, datetime):
+        return at.astimezone(UTC).date() if at.tzinfo else at.date()
+    if isinstance(at, str):
+        try:
+            return _day_of(datetime.fromisoformat(at.replace("Z", "+00:00")))
+        except ValueError:
+            return None  # parse_event says what is wrong with it
+    return None
 
 
 def _given(**options: Any) -> dict[str, Any]:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from herdrecord.errors import InvalidInput
+from herdrecord.events.identifiers import TAG_SCHEME, IdentifierIndex, identifier_index
 from herdrecord.events.rules import EventInput, EventsRejected, parse_event
 from herdrecord.events.store import EventsRecorded, add_labelled_events
-from herdrecord.events.tags import animals_by_tag
 from herdrecord.store.record import Record
 
 CSV_COLUMNS = (
     "animal_id",
     "tag_id",
+    "identifier_scheme",
+    "identifier",
     "kind",
     "at",
     "value",
@@ -28,15 +30,17 @@ CSV_COLUMNS = (
     "withdrawal_days",
     "event_key",
 )
-CSV_REQUIRED = ("kind", "at", "author")  # and animal_id or tag_id
+CSV_REQUIRED = ("kind", "at", "author")  # and animal_id, tag_id or identifier
 
 
 def import_events_csv(record: Record, path: Path, *, now: datetime | None = None) -> EventsRecorded:
     """Store every event of a CSV file (header row, empty cell = null) or none of them;
     rows that repeat events already recorded are reported as duplicates, not stored.
 
-    Rows name their animal by `animal_id`, or by `tag_id` (the ear tag or RFID a farm's
-    management software knows it by), resolved to the animal the record links to that tag."""
+    Rows name their animal by `animal_id`, by `tag_id` (the ear tag or RFID a farm's
+    management software knows it by), or by `identifier_scheme` and `identifier` (any
+    identifier the animal carries, `herdrecord animals identify`), each resolved to the
+    animal it named on the row's day."""
     return import_events_csv_data(record, _read_bytes(path), str(path), now=now)
 
 
@@ -48,7 +52,8 @@ def import_events_csv_data(
     names = _csv_header(header[1], source)
     if not rows:
         raise InvalidInput(f"{source}: no events below the header")
-    tagged = animals_by_tag(record) if "tag_id" in names else {}
+    names_animals = {"tag_id", "identifier", "identifier_scheme"} & set(names)
+    index = identifier_index(record) if names_animals else None
     events: list[tuple[int, str, EventInput]] = []
     problems: list[tuple[int, str]] = []
     for ordinal, (line, cells) in enumerate(rows, start=1):
@@ -58,16 +63,52 @@ def import_events_csv_data(
             continue
         data_ = {name: cell.strip() or None for name, cell in zip(names, cells, strict=True)}
         tag = data_.pop("tag_id", None)
-        if tag is not None and data_.get("animal_id") is None:
-            if tag not in tagged:
-                problems.append((ordinal, f"{label}tag_id: no animal in the record carries {tag}"))
+        scheme, identifier = data_.pop("identifier_scheme", None), data_.pop("identifier", None)
+        if index is not None and data_.get("animal_id") is None:
+            try:
+                data_["animal_id"] = _named(index, tag, scheme, identifier, _day(data_.get("at")))
+            except InvalidInput as exc:
+                problems.append((ordinal, f"{label}{exc}"))
                 continue
-            data_["animal_id"] = tagged[tag]
         try:
             events.append((ordinal, label, parse_event(data_)))
         except EventsRejected as exc:
             problems += [(ordinal, label + p) for p in exc.problems]
     return add_labelled_events(record, events, problems, now=now)
+
+
+def _named(
+    index: IdentifierIndex,
+    tag: str | None,
+    scheme: str | None,
+    identifier: str | None,
+    day: date | None,
+) -> str | None:
+    """Return the animal a row names by its tag or identifier on `day` (None: neither)."""
+    if (scheme is None) != (identifier is None):
+        raise InvalidInput("identifier: give both identifier_scheme and identifier, or neither")
+    if scheme is not None and identifier is not None:
+        try:
+            return index.resolve(scheme, identifier, day)
+        except InvalidInput as exc:
+            raise InvalidInput(f"identifier: {exc}") from None
+    if tag is not None:
+        try:
+            return index.resolve(TAG_SCHEME, tag, day)
+        except InvalidInput:
+            raise InvalidInput(f"tag_id: no animal in the record carries {tag}") from None
+    return None
+
+
+def _day(at: str | None) -> date | None:
+    """Return the UTC day of a row's `at`, None when it does not read (parse_event says so)."""
+    if at is None:
+        return None
+    try:
+        when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).date()
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -126,8 +167,8 @@ def _csv_header(cells: list[str], path: str) -> list[str]:
     if repeated:
         raise InvalidInput(f"{path}: column(s) {', '.join(repeated)} appear more than once")
     missing = [name for name in CSV_REQUIRED if name not in header]
-    if "animal_id" not in header and "tag_id" not in header:
-        missing.insert(0, "animal_id (or tag_id)")
+    if not {"animal_id", "tag_id", "identifier"} & set(header):
+        missing.insert(0, "animal_id (or tag_id, or identifier_scheme and identifier)")
     if missing:
         raise InvalidInput(f"{path}: the header lacks the column(s) {', '.join(missing)}")
     return header

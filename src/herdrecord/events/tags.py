@@ -1,31 +1,32 @@
-"""Animals by ear tag: how events name an animal when the farm knows it by its tag."""
+"""Animals by ear tag: how events name an animal when the farm knows it by its tag (the
+`org.herdrecord.tag` identifier, `events/identifiers.py`)."""
 
 from __future__ import annotations
 
 from herdrecord.errors import InvalidInput
+from herdrecord.events.identifiers import TAG_SCHEME, identifier_index, identifiers
 from herdrecord.store.record import Record
 
 
 def animals_by_tag(record: Record) -> dict[str, str]:
-    """Return tag -> animal for the animals that carry a tag (merged ones left out; an
-    active animal wins over a departed one carrying the same tag)."""
-    animals = (
-        record.table("animals")
-        .to_lance()
-        .to_table(columns=["animal_id", "tag_id", "status"], filter="tag_id IS NOT NULL")
-    )
-    return {
-        row["tag_id"]: row["animal_id"]
-        for row in sorted(animals.to_pylist(), key=lambda r: r["status"] == "active")
-        if row["status"] != "merged"
-    }
+    """Return tag -> animal for the tags that name an animal today (merged ones left out)."""
+    index = identifier_index(record)
+    out: dict[str, str] = {}
+    for ident in identifiers(record):
+        if ident.scheme == TAG_SCHEME and ident.id not in out:
+            try:
+                out[ident.id] = index.resolve(TAG_SCHEME, ident.id)
+            except InvalidInput:
+                continue
+    return out
 
 
 def animal_with_tag(record: Record, tag: str) -> str:
     """Return the animal the record links to ear tag `tag`; raise InvalidInput if none."""
-    animal_id = animals_by_tag(record).get(tag.strip())
-    if animal_id is None:
+    try:
+        return identifier_index(record).resolve(TAG_SCHEME, tag)
+    except InvalidInput:
         raise InvalidInput(
-            f"no animal in the record carries tag {tag!r} — `herdrecord animals` lists the tags"
-        )
-    return animal_id
+            f"no animal in the record carries tag {tag.strip()!r} — `herdrecord animals` "
+            "lists the tags"
+        ) from None

@@ -27,6 +27,7 @@ MIGRATIONS: tuple[str, ...] = (
     "0004_link_confidence",
     "0005_key_devices",
     "0006_event_keys",
+    "0007_identifiers",
 )
 """Every migration, in the order it applies; the number in each name is its version."""
 

@@ -6,7 +6,7 @@ import json
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """Version of the record layout this herdrecord writes; migrations move older records up.
 
 A change to a table here needs a migration that moves records to it, and the migration that
@@ -368,6 +368,28 @@ def api_keys_schema() -> pa.Schema:
     )
 
 
+def identifiers_schema() -> pa.Schema:
+    """Return the schema of `identifiers`: the (scheme, id) pairs an animal is known by, as
+    ICAR ADE names animals, with the days each holds (append-only)."""
+    return pa.schema(
+        [
+            _f("animal_id", pa.string(), False, "the animal"),
+            _f(
+                "scheme",
+                pa.string(),
+                False,
+                "who issues the id: an ICAR ADE scheme (eu.animalId, managementTag, ...) or "
+                "org.herdrecord.tag for the ear tag the edge reads",
+            ),
+            _f("id", pa.string(), False, "the identifier under that scheme"),
+            _f("valid_from", pa.date32(), True, "first day it holds; null: from the start"),
+            _f("valid_to", pa.date32(), True, "last day it holds; null: it still holds"),
+            _f("recorded_at", UTC_TIME, False, "when it was recorded, UTC"),
+            _f("recorded_by", pa.string(), False, "who recorded it"),
+        ]
+    )
+
+
 def tabular_columns(schema: pa.Schema) -> list[str]:
     """Return the columns of `schema` that are not vectors (DuckDB cannot read float16)."""
     return [f.name for f in schema if not pa.types.is_fixed_size_list(f.type)]
@@ -394,6 +416,7 @@ def table_schemas(dim: int) -> dict[str, pa.Schema]:
         "pool": pool_schema(dim),
         "constraints": constraints_schema(),
         "api_keys": api_keys_schema(),
+        "identifiers": identifiers_schema(),
     }
     return {
         name: schema.with_metadata(

@@ -10,9 +10,19 @@ import pyarrow as pa
 from fastapi import APIRouter, Query, Request, Response
 
 from herdrecord.api.cache import VersionedCache, etag, table_versions
-from herdrecord.api.deps import CurrentRecord, CurrentSettings, ExistingAnimal, Reader
+from herdrecord.api.deps import (
+    CurrentRecord,
+    CurrentSettings,
+    CurrentWriter,
+    ExistingAnimal,
+    Reader,
+    Vet,
+)
 from herdrecord.api.models import (
     Animal,
+    AnimalIdentifier,
+    AnimalIdentifierIn,
+    AnimalIdentifiers,
     AnimalPage,
     Calibration,
     Event,
@@ -21,6 +31,7 @@ from herdrecord.api.models import (
     Tracklet,
 )
 from herdrecord.api.problems import ApiError, responses
+from herdrecord.events.identifiers import add_identifier, identifiers
 from herdrecord.linking.review import history
 from herdrecord.lookup.animals import AnimalSummary, find_animals
 from herdrecord.lookup.timeline import animal_timeline
@@ -59,6 +70,62 @@ def list_animals(
 def get_one_animal(principal: Reader, animal: ExistingAnimal) -> Animal:
     """Return one animal (merged animals too: `merged_into` names where it went)."""
     return animal_model(animal)
+
+
+@router.get(
+    "/animals/{animal_id}/identifiers",
+    summary="An animal's identifiers (scheme and id, as ICAR ADE)",
+    responses=responses(404),
+)
+def get_identifiers(
+    principal: Reader, record: CurrentRecord, animal: ExistingAnimal
+) -> AnimalIdentifiers:
+    """Return the identifiers the animal carries, with the days each holds."""
+    return AnimalIdentifiers(identifiers=_identifier_models(record, animal.animal_id))
+
+
+@router.post(
+    "/animals/{animal_id}/identifiers",
+    summary="Record an identifier an animal carries",
+    status_code=201,
+    responses=responses(404, 422),
+)
+async def post_identifier(
+    principal: Vet,
+    record: CurrentRecord,
+    writer: CurrentWriter,
+    animal: ExistingAnimal,
+    body: AnimalIdentifierIn,
+) -> AnimalIdentifiers:
+    """Record that the animal carries `scheme` `id` over the given days (refused, with
+    nothing stored, when another animal carries it on any of them); a repeat stores
+    nothing and says so (`added: false`)."""
+    _, added = await writer.run(
+        lambda: add_identifier(
+            record,
+            animal.animal_id,
+            body.scheme,
+            body.id,
+            body.valid_from,
+            body.valid_to,
+            principal.name,
+        )
+    )
+    return AnimalIdentifiers(identifiers=_identifier_models(record, animal.animal_id), added=added)
+
+
+def _identifier_models(record: Record, animal_id: str) -> list[AnimalIdentifier]:
+    return [
+        AnimalIdentifier(
+            animal_id=i.animal_id,
+            scheme=i.scheme,
+            id=i.id,
+            valid_from=i.valid_from,
+            valid_to=i.valid_to,
+            recorded_by=i.recorded_by,
+        )
+        for i in identifiers(record, animal_id)
+    ]
 
 
 @router.get(

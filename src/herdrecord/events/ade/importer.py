@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,9 @@ from herdrecord.errors import InvalidInput
 from herdrecord.events.ade.forms import FORMS, Context, Unmappable, is_derived
 from herdrecord.events.ade.mapping import ANIMAL_SCHEME, SOURCE, event_columns, key_source
 from herdrecord.events.ade.validation import schema_problems
+from herdrecord.events.identifiers import TAG_SCHEME, IdentifierIndex, identifier_index
 from herdrecord.events.rules import EventInput, EventsRejected, parse_event
 from herdrecord.events.store import EventDuplicate, EventsRecorded, add_labelled_events
-from herdrecord.events.tags import animals_by_tag
 from herdrecord.store.record import Record
 
 
@@ -115,7 +115,7 @@ class _Reader:
     def __init__(self, record: Record) -> None:
         self._record = record
         self._limit = record.settings.max_event_rows
-        self._tags: dict[str, str] | None = None
+        self._names: IdentifierIndex | None = None
         animals = (
             record.table("animals")
             .to_lance()
@@ -180,7 +180,7 @@ class _Reader:
             self.derived += 1
             return
         try:
-            animal_id, context = self._animal(item["animal"])
+            animal_id, context = self._animal(item["animal"], _day_of(item))
             columns = event_columns(item, animal_id, context)
         except Unmappable as exc:
             self.problems.append((self._position, f"{name}: {path}{exc.where}: {exc.problem}"))
@@ -202,17 +202,36 @@ class _Reader:
             return [f"{path}.resourceType: {kind!r} is not an ADE event herdrecord reads ({known})"]
         return schema_problems(item, "resources", f"{kind}Resource", path)
 
-    def _animal(self, animal: Mapping[str, str]) -> tuple[str, Context]:
-        """Return the animal an ADE identifier names and what its events need of it."""
+    def _animal(self, animal: Mapping[str, str], on: date | None) -> tuple[str, Context]:
+        """Return the animal an ADE identifier named on the event's day, and what its events
+        need of it: `org.herdrecord.animal` is the record's id, any other scheme one of
+        the animal's identifiers (`herdrecord animals identify`; the ear tag is
+        `org.herdrecord.tag`; a scheme the record has never heard of falls back to the
+        tag, as files written before identifiers named tags under any scheme)."""
         scheme, identifier = animal["scheme"], animal["id"]
         if scheme == ANIMAL_SCHEME:
             return identifier, self._animals.get(identifier, Context(None, None))
-        if self._tags is None:
-            self._tags = animals_by_tag(self._record)
-        animal_id = self._tags.get(identifier.strip())
-        if animal_id is None:
-            raise LookupError(
-                f"no animal in the record carries {scheme} {identifier!r} — `herdrecord "
-                f"animals` lists the tags; {ANIMAL_SCHEME} names an animal by its id"
-            )
+        if self._names is None:
+            self._names = identifier_index(self._record)
+        try:
+            animal_id = self._names.resolve(scheme, identifier, on)
+        except InvalidInput as exc:
+            try:
+                animal_id = self._names.resolve(TAG_SCHEME, identifier, on)
+            except InvalidInput:
+                raise LookupError(
+                    f"{exc} (or {ANIMAL_SCHEME}, which names an animal by its id)"
+                ) from None
         return animal_id, self._animals[animal_id]
+
+
+def _day_of(item: Mapping[str, Any]) -> date | None:
+    """Return the UTC day of an ADE event's `eventDateTime`, None when it has none readable."""
+    when = item.get("eventDateTime")
+    if not isinstance(when, str):
+        return None
+    try:
+        at = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).date()
