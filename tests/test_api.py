@@ -141,6 +141,8 @@ def _endpoints(service: Service) -> list[tuple[str, str, dict[str, Any], set[str
         ("GET", f"/v1/animals/{animal_id}", {}, readers),
         ("GET", f"/v1/animals/{animal_id}/timeline", {}, readers),
         ("GET", f"/v1/animals/{animal_id}/keyframes", {}, readers),
+        ("GET", f"/v1/animals/{animal_id}/identifiers", {}, readers),
+        ("POST", f"/v1/animals/{animal_id}/identifiers", nothing, vets),
         ("GET", "/v1/keyframes/image?device_id=d&track_id=t&t=2026-09-01T00:00:00Z", {}, readers),
         ("GET", "/v1/events", {}, readers),
         ("POST", "/v1/events", nothing, vets),

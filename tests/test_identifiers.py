@@ -234,3 +234,24 @@ def test_the_service_lists_and_records_identifiers(herd: Record) -> None:
     pairs = {(i["scheme"], i["id"], i["recorded_by"]) for i in listed.json()["identifiers"]}
     assert pairs == {(TAG_SCHEME, "TAG-1", "linking"), ("eu.animalId", EID, "vet-1")}
     assert [i.animal_id for i in identifiers(herd, "A2")] == [], "nothing stored for A2"
+
+
+def test_a_merged_animals_identifiers_name_the_animal_it_was_merged_into(herd: Record) -> None:
+    # A3 was merged into A1 (the fixture): what the farm named A3 by now names A1.
+    herd.table("identifiers").add(
+        pa.table(
+            {
+                "animal_id": ["A3"],
+                "scheme": ["managementTag"],
+                "id": ["77"],
+                "valid_from": pa.nulls(1, pa.date32()),
+                "valid_to": pa.nulls(1, pa.date32()),
+                "recorded_at": pa.array([datetime.now(UTC)], pa.timestamp("us", tz="UTC")),
+                "recorded_by": ["vet"],
+            },
+            schema=herd.table("identifiers").schema,
+        )
+    )
+    assert animal_by_identifier(herd, "managementTag", "77") == "A1"
+    with pytest.raises(InvalidInput, match="TAG-3"):
+        animal_by_identifier(herd, TAG_SCHEME, "TAG-3")  # its ear tag stays behind

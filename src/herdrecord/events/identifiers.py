@@ -111,30 +111,36 @@ class IdentifierIndex:
 
 
 def identifiers(record: Record, animal_id: str | None = None) -> list[Identifier]:
-    """Return the identifiers of every animal (of `animal_id` alone if given), merged
-    animals left out, in (animal, scheme, from) order."""
+    """Return the identifiers of every animal (of `animal_id` alone if given), in (animal,
+    scheme, from) order. A merged animal's identifiers are the animal's it was merged into;
+    its ear tag (linking's, perhaps a misread) is left out."""
     rows = record.table("identifiers").to_lance().to_table().to_pylist()
     animals = (
         record.table("animals")
         .to_lance()
-        .to_table(columns=["animal_id", "tag_id", "status"])
+        .to_table(columns=["animal_id", "tag_id", "status", "merged_into"])
         .to_pylist()
     )
     merged = {a["animal_id"] for a in animals if a["status"] == "merged"}
     active = {a["animal_id"] for a in animals if a["status"] == "active"}
-    out = [
-        Identifier(
-            r["animal_id"],
-            r["scheme"],
-            r["id"],
-            r["valid_from"],
-            r["valid_to"],
-            r["recorded_by"],
-            r["animal_id"] in active,
+    into = {a["animal_id"]: a["merged_into"] for a in animals if a["status"] == "merged"}
+    out = []
+    for r in rows:
+        # A merged animal was another's duplicate: what the farm named it by names that one.
+        owner = _final(r["animal_id"], into)
+        if owner is None:
+            continue
+        out.append(
+            Identifier(
+                owner,
+                r["scheme"],
+                r["id"],
+                r["valid_from"],
+                r["valid_to"],
+                r["recorded_by"],
+                owner in active,
+            )
         )
-        for r in rows
-        if r["animal_id"] not in merged
-    ]
     stored = {(i.animal_id, i.scheme, i.id) for i in out}
     for a in animals:
         tag = (a["tag_id"] or "").strip()
@@ -147,6 +153,21 @@ def identifiers(record: Record, animal_id: str | None = None) -> list[Identifier
     if animal_id is not None:
         out = [i for i in out if i.animal_id == animal_id]
     return sorted(out, key=lambda i: (i.animal_id, i.scheme, i.valid_from or date.min, i.id))
+
+
+def _final(animal_id: str, into: dict[str, str | None]) -> str | None:
+    """Return the animal `animal_id` was merged into at the end of its chain of merges
+    (itself when it was not merged; None when the chain ends nowhere or loops)."""
+    seen = set()
+    while animal_id in into:
+        if animal_id in seen:
+            return None
+        seen.add(animal_id)
+        target = into[animal_id]
+        if target is None:
+            return None
+        animal_id = target
+    return animal_id
 
 
 def identifier_index(record: Record) -> IdentifierIndex:
