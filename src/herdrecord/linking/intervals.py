@@ -77,3 +77,15 @@ def pair_dots(x: np.ndarray, i: np.ndarray, y: np.ndarray, j: np.ndarray) -> np.
         hi = lo + PAIR_CHUNK
         out[lo:hi] = np.einsum("nd,nd->n", x[i[lo:hi]], y[j[lo:hi]])
     return out
+
+
+def most_at_once(start_s: np.ndarray, end_s: np.ndarray) -> int:
+    """Return the most intervals running at one moment (ends included; an interval ending
+    when another starts runs with it), in n log n."""
+    if len(start_s) == 0:
+        return 0
+    starts = np.sort(np.asarray(start_s, dtype=np.float64))
+    ends = np.sort(np.asarray(end_s, dtype=np.float64))
+    # Running at each start: those started up to it, less those ended strictly before it.
+    running = np.arange(1, len(starts) + 1) - np.searchsorted(ends, starts, side="left")
+    return int(running.max())

@@ -165,11 +165,11 @@ def settle_enrolments(
             del run.animals[animal_id]
             continue
         centroid = normalise((clusters.descriptor[members] * clusters.weight[members, None]).sum(0))
-        target = _same_as_known(centroid, members, choice, known, roster, clusters, run)
+        target = _same_as_known(centroid, members, choice, known, roster, pen, run)
         if target is None:
             # Two seeds can be one animal: one seeded in a later round from clusters that
             # looked unlike the first seed alone, but like its whole day.
-            target = _same_as_seed(centroid, members, choice, kept_seeds, clusters, run.threshold)
+            target = _same_as_seed(centroid, members, choice, kept_seeds, pen, run.threshold)
         if target is None:
             mover = _same_as_absent(centroid, pen, roster, run)
             if mover is not None:
@@ -201,14 +201,15 @@ def _same_as_seed(
     members: np.ndarray,
     choice: np.ndarray,
     kept_seeds: list[int],
-    clusters: Clusters,
+    pen: PenDayInput,
     threshold: float,
 ) -> int | None:
     """Return the column of an already kept seed whose day centroid the seed matches."""
+    clusters = pen.clusters
     best, best_score = None, -1.0
     for column in kept_seeds:
         theirs = np.flatnonzero(choice == column)
-        if len(theirs) == 0 or any_overlap(clusters.start_s, clusters.end_s, members, theirs):
+        if len(theirs) == 0 or _seen_together(pen, members, theirs):
             continue
         other = normalise((clusters.descriptor[theirs] * clusters.weight[theirs, None]).sum(0))
         score = float(centroid @ other)
@@ -223,7 +224,7 @@ def _same_as_known(
     choice: np.ndarray,
     known: list[int],
     roster: list[str],
-    clusters: Clusters,
+    pen: PenDayInput,
     run: RunState,
 ) -> int | None:
     """Return the roster column of a known animal the seed really is, if any."""
@@ -235,9 +236,20 @@ def _same_as_known(
             return None
         target = known[int(best)]
         theirs = np.flatnonzero(choice == target)
-        if not any_overlap(clusters.start_s, clusters.end_s, members, theirs):
+        if not _seen_together(pen, members, theirs):
             return target
     return None
+
+
+def _seen_together(pen: PenDayInput, members: np.ndarray, theirs: np.ndarray) -> bool:
+    """Return whether a tracklet of clusters `members` ran at the same time as one of
+    clusters `theirs`. Tracklets, not the clusters' spans: two chains of one animal that
+    take turns (on two cameras whose views meet, say) span the same hours and are never
+    seen at once."""
+    t = pen.tracklets
+    mine = np.flatnonzero(np.isin(pen.label, members))
+    other = np.flatnonzero(np.isin(pen.label, theirs))
+    return any_overlap(t.start_s, t.end_s, mine, other)
 
 
 def _same_as_absent(
