@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -255,3 +256,31 @@ def test_a_merged_animals_identifiers_name_the_animal_it_was_merged_into(herd: R
     assert animal_by_identifier(herd, "managementTag", "77") == "A1"
     with pytest.raises(InvalidInput, match="TAG-3"):
         animal_by_identifier(herd, TAG_SCHEME, "TAG-3")  # its ear tag stays behind
+
+
+def test_identifiers_are_a_view_for_sql_and_a_table_of_the_export(
+    herd: Record, tmp_path: Path
+) -> None:
+    add_identifier(herd, "A2", "eu.animalId", EID, date(2026, 2, 1), None, "registry")
+    path = str(herd.path)
+    result = runner.invoke(
+        app,
+        [
+            "sql",
+            path,
+            "SELECT animal_id, scheme, id, valid_from FROM identifiers ORDER BY 1",
+            "--format",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [(r["animal_id"], r["scheme"], r["id"]) for r in rows] == [
+        ("A1", TAG_SCHEME, "TAG-1"),
+        ("A2", "eu.animalId", EID),
+    ], "the tag linking bound, and the registry's id; the merged animal's tag left out"
+    code, out = _cli(["export", path, "--out", str(tmp_path / "out")])
+    assert code == 0, out
+    exported = pq.read_table(tmp_path / "out" / "identifiers" / "identifiers.parquet")
+    assert exported.num_rows == 2
+    assert exported.schema.field("valid_from").metadata[b"doc"].startswith(b"first day")

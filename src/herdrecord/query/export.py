@@ -4,6 +4,7 @@ their provenance in every file, the data dictionary and a manifest beside them.
 An export directory:
 
     animals/animals.parquet                                 all, or those the export mentions
+    identifiers/identifiers.parquet                         those animals' identifiers
     tracklets/month=2026-09/tracklets-2026-09.parquet       one file per table and month
     links/ days/ events/ events_history/                    likewise
     observations/ keyframes/ descriptors/                   when asked for
@@ -160,8 +161,8 @@ def export_parquet(
             create_export_views(con, filters.first_day, filters.last_day, selected)
             tables = _write_time_tables(record, con, staging, info, docs, options, on_progress)
             kept = _mentioned_animals(con, tables, selected) if filtered else None
-            animals = _write_animals(con, staging, info, docs["animals"], kept, on_progress)
-            tables = {"animals": animals, **tables}
+            animals = _write_animals(con, staging, info, docs, kept, on_progress)
+            tables = {**animals, **tables}
         finally:
             con.close()
         write_dictionary(staging, dim, dictionary)
@@ -304,26 +305,28 @@ def _write_animals(
     con: duckdb.DuckDBPyConnection,
     root: Path,
     info: Mapping[str, object],
-    docs: Mapping[str, str],
+    docs: Mapping[str, Mapping[str, str]],
     animal_ids: list[str] | None,
     on_progress: Callable[[ExportProgress], None] | None,
-) -> ExportedTable:
-    """Write the animals with the given ids (None: all) into one file."""
-    _report(on_progress, "animals", [], 1)
+) -> dict[str, ExportedTable]:
+    """Write the animals with the given ids (None: all), and their identifiers (scheme and
+    id, with the days each holds), one file each."""
     where = ""
     if animal_ids is not None:
         con.register("_export_animals", pa.table({"animal_id": pa.array(animal_ids, pa.string())}))
         where = "WHERE animal_id IN (SELECT animal_id FROM _export_animals)"
-    rows = con.sql(f"SELECT * FROM animals {where} ORDER BY animal_id").to_arrow_reader()
-    schema = rows.schema
-    part = write_part(root, "animals/animals.parquet", rows, file_metadata(info, "animals"), docs)
-    if part is None:
-        part = write_empty(
-            root, "animals/animals.parquet", schema, file_metadata(info, "animals"), docs
-        )
-    animals = ExportedTable("animals", None, (part,))
-    _report(on_progress, "animals", list(animals.files), 1)
-    return animals
+    out = {}
+    for name, order in (("animals", "animal_id"), ("identifiers", "animal_id, scheme, id")):
+        _report(on_progress, name, [], 1)
+        rows = con.sql(f"SELECT * FROM {name} {where} ORDER BY {order}").to_arrow_reader()
+        path = f"{name}/{name}.parquet"
+        meta = file_metadata(info, name)
+        part = write_part(root, path, rows, meta, docs[name])
+        if part is None:
+            part = write_empty(root, path, rows.schema, meta, docs[name])
+        out[name] = ExportedTable(name, None, (part,))
+        _report(on_progress, name, list(out[name].files), 1)
+    return out
 
 
 def _mentioned_animals(

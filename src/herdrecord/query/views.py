@@ -114,6 +114,17 @@ _VIEW_SQL = {
         "AND event_id NOT IN (SELECT supersedes FROM _events WHERE supersedes IS NOT NULL)"
     ),
     "pool": "SELECT * FROM _pool",
+    # As recorded, with each animal's ear tag that linking bound since (a merged animal's
+    # rows keep its id: `animals.merged_into` says where it went).
+    "identifiers": (
+        "SELECT * FROM _identifiers UNION ALL "
+        "SELECT a.animal_id, 'org.herdrecord.tag' AS scheme, trim(a.tag_id) AS id, "
+        "CAST(NULL AS DATE) AS valid_from, CAST(NULL AS DATE) AS valid_to, "
+        "a.created_at AS recorded_at, 'linking' AS recorded_by FROM _animals a "
+        "WHERE a.tag_id IS NOT NULL AND trim(a.tag_id) <> '' AND a.status <> 'merged' "
+        "AND NOT EXISTS (SELECT 1 FROM _identifiers i WHERE i.animal_id = a.animal_id "
+        "AND i.scheme = 'org.herdrecord.tag' AND i.id = trim(a.tag_id))"
+    ),
     "days": (
         "SELECT *, CAST(round(exp($intercept + $slope * ln(area_px)), 1) AS FLOAT) "
         "AS weight_est_kg FROM _days"
