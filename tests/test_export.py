@@ -39,8 +39,9 @@ from herdrecord.store.record import Record, create_record, open_record
 
 # Five days across a month end, so every time-based table has two month partitions.
 CONFIG = SimulationConfig(animals=8, pens=1, days=5, seed=5, start=date(2026, 9, 28))
+PER_ANIMAL = ("animals", "identifiers")  # one file each, no month partitions
 ALL_TABLES = (
-    "animals",
+    *PER_ANIMAL,
     "tracklets",
     "links",
     "descriptors",
@@ -125,7 +126,7 @@ def test_layout_and_rows_match_the_views(barn: Path, full: ExportResult) -> None
     record = open_record(str(barn))
     out = full.out_dir
     assert (out / "animals" / "animals.parquet").is_file()
-    for table in ALL_TABLES[1:]:
+    for table in ALL_TABLES[len(PER_ANIMAL) :]:
         months = sorted(p.name for p in (out / table).iterdir())
         assert months == ["month=2026-09", "month=2026-10"], table
         for month in months:
@@ -186,7 +187,7 @@ def test_manifest_and_dictionary_describe_the_files(full: ExportResult) -> None:
     assert manifest["embedder"]["dim"] == 384 and manifest["farm_id"] == "farm-a"
     assert list(manifest["tables"]) == list(full.tables)
     for name, table in manifest["tables"].items():
-        assert table["partitioning"] == (None if name == "animals" else "month")
+        assert table["partitioning"] == (None if name in PER_ANIMAL else "month")
         assert table["rows"] == sum(f["rows"] for f in table["files"]) == full.tables[name].rows
         for file in table["files"]:
             path = full.out_dir / file["path"]
@@ -249,7 +250,7 @@ def test_a_window_keeps_each_table_to_its_days(barn: Path, tmp_path: Path) -> No
     window = ExportFilters(first_day=date(2026, 9, 30), last_day=date(2026, 10, 1))
     result = export_parquet(record, tmp_path / "x", window, ExportOptions(observations=True))
     assert set(result.tables) == {
-        "animals",
+        *PER_ANIMAL,
         "tracklets",
         "links",
         "observations",
@@ -517,7 +518,7 @@ def test_the_export_reads_without_herdrecord(full: ExportResult) -> None:
     for name, table in found["tables"].items():
         expected = full.tables[name]
         assert set(table["rows"].values()) == {expected.rows}, name
-        months = [] if name == "animals" else ["2026-09", "2026-10"]
+        months = [] if name in PER_ANIMAL else ["2026-09", "2026-10"]
         assert all(m == months for m in table["months"].values()), name
         assert all(("month" in c) == bool(months) for c in table["columns"].values()), name
         local = pq.read_schema(full.out_dir / expected.files[0].path).metadata or {}
