@@ -42,9 +42,12 @@ class ScoreSpread:
             self.others.extend(scores[row, rest].tolist())
         del self.chosen[:-MAX_KEPT], self.others[:-MAX_KEPT]
 
-    def probabilities(self, scores: np.ndarray, choice: np.ndarray) -> np.ndarray:
+    def probabilities(
+        self, scores: np.ndarray, choice: np.ndarray, evidence: np.ndarray | None = None
+    ) -> np.ndarray:
         """Return each cluster's probability (k,) that its chosen animal is right (NaN where
-        unknown, or while the run has seen too few scores)."""
+        unknown, or while the run has seen too few scores). `evidence` (k, a), in nats, is
+        what else speaks for each animal (the handover at midnight), added to the look's."""
         out = np.full(len(choice), np.nan)
         if len(self.chosen) < MIN_SCORES or len(self.others) < MIN_SCORES:
             return out
@@ -55,7 +58,14 @@ class ScoreSpread:
         # counts against an animal (unequal spreads would, far above the genuine mean).
         variance = (same_sd**2 + other_sd**2) / 2
         ratio = (same_mean - other_mean) / variance * (scores - (same_mean + other_mean) / 2)
-        ratio = np.where(usable, np.clip(ratio, -LOG_RATIO_CLIP, LOG_RATIO_CLIP), -np.inf)
+        if evidence is not None:
+            ratio = ratio + evidence
+        # Only a row's differences count (each identity's weights may be scaled at will), so
+        # the clip is taken below the row's best: an absolute clip made two animals both far
+        # above the genuine mean (a near-twin and the animal itself) tie at one half.
+        best = np.max(np.where(usable, ratio, -np.inf), axis=1, keepdims=True)
+        best = np.where(np.isfinite(best), best, 0.0)
+        ratio = np.where(usable, np.clip(ratio - best, -LOG_RATIO_CLIP, 0.0), -np.inf)
         linked = np.flatnonzero(choice >= 0)
         if len(linked) == 0:
             return out

@@ -18,7 +18,7 @@ from herdrecord.simulation.behaviour import EATING, LYING, Bouts
 from herdrecord.simulation.config import SimulationConfig
 from herdrecord.simulation.edge_json import DayEdgeData
 from herdrecord.simulation.herd import DayRoster, HerdPlan, plan_herd, tag_id
-from herdrecord.simulation.observe import Observations, ObservedAnimal, observe
+from herdrecord.simulation.observe import MARGIN_PX, Observations, ObservedAnimal, observe
 from herdrecord.simulation.overlap import add_overlap_views
 from herdrecord.simulation.render import KeyframePainter, Lighting
 from herdrecord.simulation.switches import Owners, switch_identities, tracklet_owners
@@ -26,6 +26,7 @@ from herdrecord.simulation.tracking import LyingAt, Segments
 
 # Independent random streams per purpose.
 HERD_STREAM, LOOKS_STREAM, DAY_STREAM, WANDER_STREAM = 1, 2, 3, 4
+MIDNIGHT_STREAM = 6  # (seed, this, d): where every animal is at the midnight starting day d
 KEYFRAMES_MAX = 2  # keyframes per tracklet: at its first and last sample
 
 
@@ -89,7 +90,8 @@ def simulate_day(world: World, d: int, first_track_number: np.ndarray) -> Simula
     interval_ms = round(config.obs_interval_s * 1000)
     obs_segment, obs_t_ms = tracking.observation_times(segments, interval_ms)
     owner = switch_identities(roster, segments, obs_segment, obs_t_ms, config, rng)
-    obs = _observe(roster, bouts, owner, obs_segment, obs_t_ms, config, rng)
+    places = (midnight_places(world, d), midnight_places(world, d + 1))
+    obs = _observe(roster, bouts, owner, obs_segment, obs_t_ms, config, rng, places)
     if config.camera_overlap_share > 0.0:
         segments, obs, owner = add_overlap_views(
             roster, bouts, segments, obs, owner, outages, config, rng
@@ -166,9 +168,12 @@ def _observe(
     obs_t_ms: np.ndarray,
     config: SimulationConfig,
     rng: np.random.Generator,
+    places: tuple[np.ndarray, np.ndarray],
 ) -> Observations:
-    """Return the measurements of observations of roster rows `row` (n_obs,)."""
+    """Return the measurements of observations of roster rows `row` (n_obs,); `places` are
+    every animal's bbox centre (n_animals, 2) at the day's first and last midnight."""
     bout = behaviour.bout_index(bouts, row, obs_t_ms / 1000.0)
+    animal_of = roster.animal[row]
     animal = ObservedAnimal(
         row=row,
         pen=roster.pen[row],
@@ -177,8 +182,19 @@ def _observe(
         state=bouts.state[bout],
         heading_rad=bouts.heading_rad[bout],
         bout=bout,
+        midnight_xy=(places[0][animal_of], places[1][animal_of]),
     )
     return observe(obs_segment, obs_t_ms, animal, config, rng)
+
+
+def midnight_places(world: World, d: int) -> np.ndarray:
+    """Return where every animal is (n_animals, 2 px) at the midnight that starts day `d`:
+    the end of day d - 1's walk and the start of day d's (each day still draws alone)."""
+    width, height = world.config.image_size_px
+    lo = np.array([MARGIN_PX, MARGIN_PX])
+    span = np.array([width, height]) - 2.0 * lo
+    rng = np.random.default_rng([world.config.seed, MIDNIGHT_STREAM, d])
+    return np.asarray(lo + rng.uniform(0.0, 1.0, (len(world.plan.animals), 2)) * span)
 
 
 def _runs(owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

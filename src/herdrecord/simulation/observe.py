@@ -1,9 +1,12 @@
 """What the edge measures at each observation: position, bbox, mask area, behaviour, speed, gait.
 
 Positions follow a reflected random walk per animal over the day (continuous across
-tracklet breaks, so a continuation starts near where the last tracklet ended); eating and
-drinking pull the animal to the feeder and the drinker, and a lying bout spent in a clump
-puts it beside its pen-mates at one of the pen's clump centres of the day.
+tracklet breaks, so a continuation starts near where the last tracklet ended), pinned at each
+midnight to where the animal is then, so that the barn does not jump at midnight either: the
+walk of a day runs from the animal's place at its first midnight to its place at the next (a
+random walk with a straight drift between the two, a bridge). Eating and drinking pull the
+animal to the feeder and the drinker, and a lying bout spent in a clump puts it beside its
+pen-mates at one of the pen's lying spots (the same spots every day).
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ DRINKER_XY = (0.88, 0.88)
 STATION_PULL = 0.8  # how far eating/drinking positions are pulled to the station
 GAIT_HEALTHY = 0.35  # mean gait score (0-3 scale) of a sound pig
 GAIT_PER_SEVERITY = 0.75  # added per lameness severity step
-CLUMPS_PER_PEN = 2  # lying clumps per pen-day
+CLUMPS_PER_PEN = 2  # lying spots per pen (where its clumps form, the same every day)
+DAY_S = 86_400.0
+LYING_SPOTS_STREAM = 5  # the random stream of the pens' lying spots, fixed for a run
 CLUMP_SPREAD_WIDTHS = 0.8  # sd per axis of a clumped pig's offset from the clump centre,
 # in body widths: neighbours in a clump lie ~1-2 widths apart
 
@@ -88,6 +93,9 @@ class ObservedAnimal:
     state: np.ndarray  # true behaviour class
     heading_rad: np.ndarray  # body orientation of the current bout
     bout: np.ndarray  # index of the behaviour bout of the day
+    # (n, 2) where the animal is at the midnight that starts the day and the one that ends it,
+    # px; None: a free start (a walk from a uniform place)
+    midnight_xy: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def observe(
@@ -106,7 +114,7 @@ def observe(
     speed = _speed(animal.state, animal.lame, config, rng)
     walked = centre is None
     if centre is None:
-        centre = _centres(animal.row, t_ms, animal.state, config, rng)
+        centre = _centres(animal.row, t_ms, animal.state, config, rng, animal.midnight_xy)
     area = (
         AREA_PX_PER_KG23
         * animal.weight_kg ** (2.0 / 3.0)
@@ -149,17 +157,21 @@ def _centres(
     state: np.ndarray,
     config: SimulationConfig,
     rng: np.random.Generator,
+    midnight_xy: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Return bbox centres (n, 2) in px: a reflected random walk per animal over the day.
 
     Observations may come in any order (a tracker that switched animals sees another
-    animal's walk); the walk runs over each animal's observations in time order.
+    animal's walk); the walk runs over each animal's observations in time order. With
+    `midnight_xy` (each observation's animal's place at the day's two midnights, (n, 2) each)
+    the walk starts at the first and is drawn to the second by the day's end.
     """
     n = len(t_ms)
     order = np.lexsort((t_ms, row))
     if np.any(order != np.arange(n)):
         xy = np.empty((n, 2))
-        xy[order] = _centres(row[order], t_ms[order], state[order], config, rng)
+        pinned = None if midnight_xy is None else (midnight_xy[0][order], midnight_xy[1][order])
+        xy[order] = _centres(row[order], t_ms[order], state[order], config, rng, pinned)
         return xy
     width, height = config.image_size_px
     new_row = np.ones(n, dtype=bool)
@@ -174,7 +186,17 @@ def _centres(
     lo = np.array([MARGIN_PX, MARGIN_PX])
     span = np.array([width, height]) - 2.0 * lo
     start = rng.uniform(0.0, 1.0, (len(first), 2)) * span
-    xy = _reflect(np.repeat(start, np.diff(np.append(first, n)), axis=0) + walk, span) + lo
+    runs = np.diff(np.append(first, n))
+    if midnight_xy is None:
+        xy = _reflect(np.repeat(start, runs, axis=0) + walk, span) + lo
+    else:
+        # A bridge: the walk plus the straight drift that brings it from this midnight's place
+        # to the next one's by the end of the day (t_ms counts from the first midnight).
+        begin, end = midnight_xy[0] - lo, midnight_xy[1] - lo
+        last = np.append(first[1:], n) - 1
+        to_go = np.repeat(end[first] - begin[first] - walk[last], runs, axis=0)
+        drift = (t_ms / 1000.0 / DAY_S)[:, None] * to_go
+        xy = _reflect(begin + walk + drift, span) + lo
     for station, (fx, fy) in ((EATING, FEEDER_XY), (DRINKING, DRINKER_XY)):
         at = state == station
         target = np.array([fx * width, fy * height]) + rng.normal(0.0, 20.0, (int(at.sum()), 2))
@@ -202,7 +224,9 @@ def _clumped(
     # Clump centres keep a clump's pigs inside the frame: two body lengths from the walls.
     wall = np.array([0.2 * width, 0.2 * height])
     size = np.array([width, height], dtype=np.float64)
-    centres = rng.uniform(wall, size - wall, (config.n_pens, CLUMPS_PER_PEN, 2))
+    rng.uniform(wall, size - wall, (config.n_pens, CLUMPS_PER_PEN, 2))  # (keeps the stream)
+    spots = np.random.default_rng([config.seed, LYING_SPOTS_STREAM])
+    centres = spots.uniform(wall, size - wall, (config.n_pens, CLUMPS_PER_PEN, 2))
     at = np.isin(animal.state, LYING) & in_clump[animal.bout]
     bout = animal.bout[at]
     body_width = 2.0 * np.sqrt(area[at] / (np.pi * ASPECT[animal.state[at]]))
