@@ -14,6 +14,7 @@ from scipy.optimize import linear_sum_assignment
 from conftest import service_settings
 from herdrecord.ingest.ingestor import ingest
 from herdrecord.ingest.sources import parse_json
+from herdrecord.linking.confidence import ScoreSpread
 from herdrecord.linking.run import link_pending
 from herdrecord.simulation import SimulationConfig, simulate
 from herdrecord.store.linktable import current_links
@@ -85,3 +86,11 @@ def test_link_confidence_is_calibrated_on_a_simulated_barn(tmp_path: Path, seed:
     assert gap <= 0.05, f"expected calibration error {gap:.3f}"
     sure = confidence >= 0.9
     assert np.average(right[sure], weights=seconds[sure]) >= 0.9
+
+
+def test_a_near_twin_far_above_the_genuine_mean_does_not_halve_confidence() -> None:
+    spread = ScoreSpread(chosen=[0.93, 0.92, 0.94, 0.95] * 5, others=[-0.2, -0.1, 0.0, -0.3] * 5)
+    # Two identities and two look-alike animals, both scoring far above the genuine mean.
+    scores = np.array([[0.97, 0.917], [0.914, 0.947]])
+    probability = spread.probabilities(scores, np.array([0, 1]))
+    assert np.all(probability > 0.9)

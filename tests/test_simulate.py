@@ -686,3 +686,33 @@ def test_write_simulation_keeps_truth_apart_from_batches(tmp_path: Path) -> None
 def test_config_rejects_impossible_values(field: str, value: object) -> None:
     with pytest.raises(InvalidInput, match=field):
         SimulationConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_the_simulated_barn_does_not_jump_at_midnight() -> None:
+    sim = simulate(
+        SimulationConfig(animals=12, pens=1, days=3, seed=4, keyframes=False, obs_interval_s=30.0)
+    )
+    truth = sim.truth_tracklets.to_pylist()
+    by_key = {(r["device_id"], r["track_id"]): r["animal_id"] for r in truth}
+    ends: dict[tuple[object, str], tuple[float, np.ndarray]] = {}
+    starts: dict[tuple[object, str], tuple[float, np.ndarray]] = {}
+    for batch in sim.batches:
+        for t in batch["tracklets"]:  # type: ignore[attr-defined]
+            animal = by_key[(batch["device_id"], t["track_id"])]
+            for o in t["observations"]:
+                at = np.datetime64(o["t"].replace("Z", "")).astype("datetime64[s]").astype(float)
+                xy = np.array([o["bbox"][0] + o["bbox"][2] / 2, o["bbox"][1] + o["bbox"][3] / 2])
+                day = int(at // 86_400)
+                last = ends.get((animal, str(day)))
+                if last is None or at > last[0]:
+                    ends[(animal, str(day))] = (at, xy)
+                first = starts.get((animal, str(day)))
+                if first is None or at < first[0]:
+                    starts[(animal, str(day))] = (at, xy)
+    jumps = []
+    for (animal, day), (at, xy) in ends.items():
+        nxt = starts.get((animal, str(int(day) + 1)))
+        if nxt is not None and nxt[0] - at < 300:
+            jumps.append(float(np.linalg.norm(nxt[1] - xy)))
+    assert len(jumps) >= 10
+    assert np.median(jumps) < 60.0  # a lost pig is found about where it was lost

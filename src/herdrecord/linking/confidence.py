@@ -42,12 +42,9 @@ class ScoreSpread:
             self.others.extend(scores[row, rest].tolist())
         del self.chosen[:-MAX_KEPT], self.others[:-MAX_KEPT]
 
-    def probabilities(
-        self, scores: np.ndarray, choice: np.ndarray, evidence: np.ndarray | None = None
-    ) -> np.ndarray:
+    def probabilities(self, scores: np.ndarray, choice: np.ndarray) -> np.ndarray:
         """Return each cluster's probability (k,) that its chosen animal is right (NaN where
-        unknown, or while the run has seen too few scores). `evidence` (k, a), in nats, is
-        what else speaks for each animal (the handover at midnight), added to the look's."""
+        unknown, or while the run has seen too few scores)."""
         out = np.full(len(choice), np.nan)
         if len(self.chosen) < MIN_SCORES or len(self.others) < MIN_SCORES:
             return out
@@ -58,8 +55,6 @@ class ScoreSpread:
         # counts against an animal (unequal spreads would, far above the genuine mean).
         variance = (same_sd**2 + other_sd**2) / 2
         ratio = (same_mean - other_mean) / variance * (scores - (same_mean + other_mean) / 2)
-        if evidence is not None:
-            ratio = ratio + evidence
         # Only a row's differences count (each identity's weights may be scaled at will), so
         # the clip is taken below the row's best: an absolute clip made two animals both far
         # above the genuine mean (a near-twin and the animal itself) tie at one half.

@@ -8,7 +8,6 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from herdrecord.linking.assignment import NEG, UNKNOWN, Clusters
-from herdrecord.linking.handover import evidence_by_cluster, handover
 from herdrecord.linking.intervals import any_overlap
 from herdrecord.linking.poolindex import nearest_animals
 from herdrecord.linking.state import AnimalState, PenDayInput, RunState
@@ -54,7 +53,6 @@ def rematch_day_identities(
                 for animal_id in run.cannot.get(key, ()):
                     if animal_id in roster and roster.index(animal_id) in free_animals:
                         scores[g, free_animals.index(roster.index(animal_id))] = NEG
-    scores += _handover_scores(pen, columns, choice, [roster[c] for c in free_animals], run, scores)
     rows, picked = linear_sum_assignment(scores, maximize=True)
     out = choice.copy()
     for g, p in zip(rows.tolist(), picked.tolist(), strict=True):
@@ -64,45 +62,6 @@ def rematch_day_identities(
         if run.seen_today.get(roster[column]) == pen.pen_id:
             del run.seen_today[roster[column]]
     return out
-
-
-def _handover_scores(
-    pen: PenDayInput,
-    columns: list[int],
-    choice: np.ndarray,
-    animals: list[str],
-    run: RunState,
-    scores: np.ndarray,
-) -> np.ndarray:
-    """Return (g, a) score to add for what the day before hands over at midnight: each join's
-    log odds that identity g's track continues a track of animal a, on the score's scale.
-
-    Scores are looks against the pool; the look's weight learned from the run's handovers
-    says how many nats a unit of score is worth (`handover.LookWeight`)."""
-    extra = np.zeros(scores.shape)
-    evidence = evidence_by_cluster(
-        handover(
-            run.tails.get(pen.pen_id),
-            pen.day,
-            pen.tracklets.camera,
-            pen.tracklets.start_s,
-            pen.tracklets.first_xy,
-            run.model,
-        ),
-        pen.label,
-    )
-    if not evidence:
-        return extra
-    at = {a: p for p, a in enumerate(animals)}
-    for g, column in enumerate(columns):
-        for cluster in np.flatnonzero(choice == column).tolist():
-            for animal_id, odds in evidence.get(cluster, {}).items():
-                if animal_id in at:
-                    extra[g, at[animal_id]] += odds
-    slope = run.look_weight.nats_per_score()
-    if slope is None:
-        return np.zeros(scores.shape)
-    return np.where(scores > NEG / 2, extra / slope, 0.0)
 
 
 def day_centroid(clusters: Clusters, members: np.ndarray) -> np.ndarray:

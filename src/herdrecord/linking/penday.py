@@ -16,7 +16,6 @@ from herdrecord.linking.assignment import (
     margins,
     solve,
 )
-from herdrecord.linking.handover import handover, tails_of
 from herdrecord.linking.intervals import overlapping
 from herdrecord.linking.newcomers import (
     add_movers,
@@ -111,24 +110,12 @@ def finish_pen_day(
     for column in set(choice[choice >= 0].tolist()):
         run.seen_today[roster[column]] = pen.pen_id
     chosen, lead = margins(scores, choice)
-    handed_over = _identity_handover(pen, roster, choice, run)
-    # This pen-day now hands over to the next.
-    linked = [roster[int(c)] if c >= 0 else None for c in choice[pen.label].tolist()]
-    t = pen.tracklets
-    run.tails[pen.pen_id] = tails_of(pen.pen_id, pen.day, t.camera, t.end_s, t.last_xy, linked)
     by_identity, whole_day = _identity_scores(pen.clusters, pen.day, roster, choice, scores, run)
     _feed_pool(pen, roster, choice, lead, anchors, run)
     # The spread is learned from identities scored against the pool of earlier days only (an
     # animal enrolled today matches its own new exemplars, which says nothing of the rest).
     run.spread.add(by_identity[whole_day], choice[whole_day])
-    run.scored.append(
-        (
-            by_identity,
-            choice,
-            [int(c) for c in pen.label],
-            handed_over,
-        )
-    )
+    run.scored.append((by_identity, choice, [int(c) for c in pen.label]))
     return _decisions(pen, roster, choice, chosen, lead, anchors, run)
 
 
@@ -221,7 +208,6 @@ def _assign(
     """Return each cluster's roster column (or UNKNOWN) and the scores it was chosen on."""
     clusters = pen.clusters
     base = run.pool.scores(clusters.descriptor, roster).astype(np.float64)
-    base += _handover_bonus(pen, roster, run, base)
     has_pool = np.array([a in run.pool.animals for a in roster], dtype=bool)
     forbidden = np.zeros(base.shape, dtype=bool)
     column = {animal_id: c for c, animal_id in enumerate(roster)}
@@ -241,61 +227,6 @@ def _assign(
             break
         choice = refined
     return choice, scores
-
-
-def _handover_nats(
-    pen: PenDayInput, roster: list[str], run: RunState
-) -> dict[int, dict[int, float]]:
-    """Return cluster -> roster column -> the log odds that a track of the day before hands
-    that animal over to one of the cluster's tracks at midnight (likely handovers only)."""
-    t = pen.tracklets
-    joins = handover(run.tails.get(pen.pen_id), pen.day, t.camera, t.start_s, t.first_xy, run.model)
-    column = {animal_id: c for c, animal_id in enumerate(roster)}
-    out: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    for row, (animal_id, odds) in joins.items():
-        if animal_id in column:
-            out[int(pen.label[row])][column[animal_id]] += odds
-    return {cluster: dict(named) for cluster, named in out.items()}
-
-
-def _handover_bonus(
-    pen: PenDayInput, roster: list[str], run: RunState, base: np.ndarray
-) -> np.ndarray:
-    """Return (k, a) score to add where a track of the day before likely hands its animal
-    over at midnight to a cluster's track: the join's log odds in units of score, by the
-    look's weight learned from such handovers (`handover.LookWeight`). Nothing until the
-    run has seen enough handovers to learn it."""
-    extra = np.zeros(base.shape)
-    learn = run.look_weight.first_look(pen.pen_id, pen.day)
-    for cluster, named in _handover_nats(pen, roster, run).items():
-        for column, odds in named.items():
-            extra[cluster, column] += odds
-            if learn and base[cluster, column] > NEG / 2 and base.shape[1] > 1:
-                rest = np.delete(base[cluster], column)
-                run.look_weight.add(float(base[cluster, column] - rest.max()), _chance(odds))
-    k = run.look_weight.nats_per_score()
-    if k is None or not extra.any():
-        return np.zeros(base.shape)
-    return np.where(base > NEG / 2, extra / k, 0.0)
-
-
-def _identity_handover(
-    pen: PenDayInput, roster: list[str], choice: np.ndarray, run: RunState
-) -> np.ndarray:
-    """Return (k, a) nats the day before hands over to each cluster's identity (the sum over
-    the clusters given the same animal), for the links' confidence."""
-    out = np.zeros((len(choice), len(roster)))
-    for cluster, named in _handover_nats(pen, roster, run).items():
-        for column, odds in named.items():
-            out[cluster, column] += odds
-    for column in set(choice[choice >= 0].tolist()):
-        members = choice == column
-        out[members] = out[members].sum(axis=0)
-    return out
-
-
-def _chance(log_odds: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-log_odds)))
 
 
 def _fixed_columns(

@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import duckdb
 import numpy as np
@@ -38,7 +38,6 @@ from herdrecord.linking.assignment import (
     maximal_cliques,
 )
 from herdrecord.linking.cameras import overlaps_by_pen
-from herdrecord.linking.handover import Tails, load_tails
 from herdrecord.linking.intervals import overlapping_pairs
 from herdrecord.linking.learned_metric import (
     MAX_PAIRS_PER_PEN_DAY,
@@ -185,8 +184,6 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         threshold=_calibrate(pen_days, config, look),
         config=config,
         next_number=_next_provisional_number(record),
-        model=model,
-        tails=_tails_before(record, pen_days),
     )
     decisions: list[dict[str, object]] = []
     solve_started = time.perf_counter()
@@ -216,17 +213,6 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         metric=metric_fit.metric.describe() if metric_fit.metric else "",
         cameras=describe_maps(maps, len(twins)),
     )
-
-
-def _tails_before(record: Record, pen_days: list[PenDayInput]) -> dict[str, Tails]:
-    """Return the stored tails of the day before each pen's first day in this run (those
-    days are not solved again, so they hand over as linked)."""
-    solving = {(pen.pen_id, pen.day) for pen in pen_days}
-    first: dict[str, date] = {}
-    for pen in pen_days:
-        first[pen.pen_id] = min(pen.day, first.get(pen.pen_id, pen.day))
-    before = {(pen_id, day - timedelta(days=1)) for pen_id, day in first.items()}
-    return load_tails(record, before - solving)
 
 
 def _centred(data: TrackletData) -> list[tuple[tuple[str, date], PenDayTracklets, np.ndarray]]:
@@ -307,13 +293,12 @@ def _with_confidence(decisions: list[dict[str, object]], run: RunState) -> list[
     """Return the decisions with the probability that each is right (`confidence`).
 
     People's answers and tag reads are the record's ground truth (1.0); every other link gets
-    its cluster's posterior under the score spread of the whole run and what the day before
-    handed over at midnight (None while unknown).
+    its cluster's posterior under the score spread of the whole run (None while unknown).
     """
     out: list[dict[str, object]] = []
     position = 0
-    for scores, choice, clusters, evidence in run.scored:
-        probability = run.spread.probabilities(scores, choice, evidence)
+    for scores, choice, clusters in run.scored:
+        probability = run.spread.probabilities(scores, choice)
         for cluster in clusters:
             decision = decisions[position]
             position += 1

@@ -9,9 +9,7 @@ import numpy as np
 
 from herdrecord.linking.assignment import Clusters, PenDayTracklets
 from herdrecord.linking.confidence import ScoreSpread
-from herdrecord.linking.handover import LookWeight, Tails
 from herdrecord.linking.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
-from herdrecord.linking.stitching import StitchModel
 from herdrecord.reid import FaissIndex
 
 
@@ -65,13 +63,9 @@ class RunState:
     enrolled: list[str] = field(default_factory=list)
     seen_today: dict[str, str] = field(default_factory=dict)  # animal -> pen, for the day
     spread: ScoreSpread = field(default_factory=ScoreSpread)  # the run's scores, for confidence
-    # Per pen-day solved: its final scores (k, a), choice (k,), each decision's cluster and
-    # the handover's nats (k, a), so every link's confidence is computed at the end of the
-    # run from all its scores.
-    scored: list[tuple[np.ndarray, np.ndarray, list[int], np.ndarray]] = field(default_factory=list)
-    model: StitchModel | None = None  # the run's join model, for the handover at midnight
-    tails: dict[str, Tails] = field(default_factory=dict)  # pen -> its last solved day's tails
-    look_weight: LookWeight = field(default_factory=LookWeight)  # nats per unit of score
+    # Per pen-day solved: its final scores (k, a), choice (k,) and each decision's cluster,
+    # so every link's confidence is computed at the end of the run from all its scores.
+    scored: list[tuple[np.ndarray, np.ndarray, list[int]]] = field(default_factory=list)
 
     def new_animal_id(self) -> str:
         """Return the id of the next provisional animal."""

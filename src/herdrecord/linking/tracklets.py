@@ -190,16 +190,6 @@ def _descriptors(record: Record, tracklets: pa.Table) -> tuple[np.ndarray, np.nd
     return vectors, weight
 
 
-def endpoints_of(record: Record, tracklets: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """Return the bbox centre (n, 2) of each given tracklet's first and last observation, px
-    (NaN where it has none); `tracklets` has batch_id, device_id and track_id columns."""
-    batch_ids = pc.unique(tracklets.column("batch_id"))
-    first, last, _ = _endpoints(
-        record, tracklets, batch_ids, np.zeros(tracklets.num_rows, dtype=bool)
-    )
-    return first, last
-
-
 def _endpoints(
     record: Record, tracklets: pa.Table, batch_ids: pa.Array, want_path: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, dict[tuple[str, str], TrackPath]]:
