@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from herdrecord.api.keys import add_key
 from herdrecord.cli import app as cli_app
 from herdrecord.events.store import current_events
-from herdrecord.linking.review import review_queue
+from herdrecord.lookup.review_queue import review_queue
 from herdrecord.store.record import open_record
 from servers import CHROMIUM_ARGS, start_server, stop_server
 

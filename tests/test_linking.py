@@ -171,9 +171,9 @@ from herdrecord.linking.review import (  # noqa: E402
     history,
     merge,
     reassign,
-    review_queue,
     split,
 )
+from herdrecord.lookup.review_queue import review_queue  # noqa: E402
 
 
 def links_of(record: Record) -> dict[TrackletRef, str | None]:

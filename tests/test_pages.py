@@ -26,10 +26,11 @@ from herdrecord.events.rules import parse_event
 from herdrecord.events.store import add_events, current_events
 from herdrecord.ingest.ingestor import ingest
 from herdrecord.ingest.sources import parse_json
-from herdrecord.linking.review import enrol_new, history, review_queue
+from herdrecord.linking.review import enrol_new, history
 from herdrecord.linking.run import link_pending
 from herdrecord.lookup.animals import get_animal
 from herdrecord.lookup.herd import herd_overview
+from herdrecord.lookup.review_queue import review_queue
 from herdrecord.query.cohorts import run_query
 from herdrecord.server import create_app
 from herdrecord.simulation import SimulationConfig, simulate

@@ -44,8 +44,9 @@ if TYPE_CHECKING:
     from herdrecord.events.csv_import import import_events_csv
     from herdrecord.events.store import add_events
     from herdrecord.ingest.pipeline import IntakeResult, LinkPolicy, ingest_batches
-    from herdrecord.linking.review import confirm, merge, reassign, review_queue, split
+    from herdrecord.linking.review import confirm, merge, reassign, split
     from herdrecord.linking.run import LinkReport, link_pending
+    from herdrecord.lookup.review_queue import review_queue
     from herdrecord.lookup.timeline import animal_timeline
     from herdrecord.query.cohorts import run_query
     from herdrecord.query.export import export_parquet
@@ -63,7 +64,7 @@ _LAZY = {
     "LinkPolicy": "herdrecord.ingest.pipeline",
     "link_pending": "herdrecord.linking.run",
     "LinkReport": "herdrecord.linking.run",
-    "review_queue": "herdrecord.linking.review",
+    "review_queue": "herdrecord.lookup.review_queue",
     "confirm": "herdrecord.linking.review",
     "reassign": "herdrecord.linking.review",
     "merge": "herdrecord.linking.review",

@@ -188,20 +188,16 @@ class KeyRing:
 
 
 def _rows(record: Record) -> list[ApiKey]:
-    rows = (
-        record.table("api_keys")
-        .to_lance()
-        .to_table(
-            columns=[
-                "name",
-                "role",
-                "key_id",
-                "created_at",
-                "created_by",
-                "revoked_at",
-                "devices",
-            ]
-        )
+    rows = record.dataset("api_keys").to_table(
+        columns=[
+            "name",
+            "role",
+            "key_id",
+            "created_at",
+            "created_by",
+            "revoked_at",
+            "devices",
+        ]
     )
     return [ApiKey(**{**row, "devices": tuple(row["devices"] or ())}) for row in rows.to_pylist()]
 

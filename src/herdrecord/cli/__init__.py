@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["app", "load_app", "main", "write_command_manifest"]
 
 COMMAND_MODULES = (
+    "animals",
     "budget",
     "cameras",
     "check",
@@ -26,6 +27,7 @@ COMMAND_MODULES = (
     "export",
     "fleet",
     "identifiers",
+    "ingest",
     "journal",
     "pictures",
     "query",
@@ -67,5 +69,16 @@ def main() -> None:
         from herdrecord.cli.manifest import quick_app
 
         quick_app()(prog_name="herdrecord")
-    else:
+        return
+    from herdrecord.cli.manifest import module_of_command
+
+    # One command runs: only its module is imported (the others import what they need, from
+    # LanceDB to torch). A name that is no command loads them all, for typer's own message.
+    module = module_of_command(sys.argv[1]) if len(sys.argv) > 1 else None
+    if module is None:
         load_app()(prog_name="herdrecord")
+        return
+    importlib.import_module(module)
+    from herdrecord.cli.root import app
+
+    app(prog_name="herdrecord")

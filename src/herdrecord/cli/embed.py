@@ -13,7 +13,8 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from herdrecord.cli.common import RecordPath, app, console, ingest_with_progress, open_from_cli
+from herdrecord.cli.common import RecordPath, app, console, open_from_cli
+from herdrecord.cli.intake import ingest_with_progress
 from herdrecord.embedding.model import Embedder, EmbedderId, decode, image_files
 from herdrecord.errors import InvalidInput
 from herdrecord.store.record import Record

@@ -66,7 +66,7 @@ def farms_command(root: FleetRoot, output_format: ListFormatOption = ListFormat.
     """List the farms of the fleet: their records, batches, tracklets and animals."""
     farms = []
     for record in fleet_records(root, Settings()):
-        ledger = record.table("batches").to_lance().to_table(columns=["committed_at"])
+        ledger = record.dataset("batches").to_table(columns=["committed_at"])
         farms.append(
             {
                 "farm_id": record.farm_id,

@@ -16,9 +16,9 @@ from herdrecord.cli.common import (
     env_settings,
     errors,
     open_from_cli,
-    print_replay,
     progress,
 )
+from herdrecord.cli.intake import print_replay
 from herdrecord.cli.rows import (
     ListFormat,
     ListFormatOption,

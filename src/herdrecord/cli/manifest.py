@@ -46,8 +46,39 @@ def manifest_of(app: typer.Typer) -> list[dict[str, Any]]:
     commands = []
     for name in group.list_commands(context):  # type: ignore[attr-defined]
         command = group.get_command(context, name)  # type: ignore[attr-defined]
-        commands.append({"name": name, "help": command.help, "short_help": command.short_help})
+        commands.append(
+            {
+                "name": name,
+                "help": command.help,
+                "short_help": command.short_help,
+                "module": _module_of(command),
+            }
+        )
     return commands
+
+
+def module_of_command(name: str) -> str | None:
+    """Return the command module (`herdrecord.cli.x`) whose import registers a top-level
+    command, from the manifest; None for a name that is no command."""
+    for command in read_manifest():
+        if command["name"] == name:
+            module = command.get("module")
+            return str(module) if module else None
+    return None
+
+
+def _module_of(command: Any) -> str | None:
+    """Return the module that defines a command (a group's: that of its first command)."""
+    callback = getattr(command, "callback", None)
+    if callback is not None and getattr(callback, "__module__", "").startswith("herdrecord.cli."):
+        return str(callback.__module__)
+    if hasattr(command, "list_commands"):
+        context = typer.Context(command)
+        for name in command.list_commands(context):
+            found = _module_of(command.get_command(context, name))
+            if found:
+                return found
+    return None
 
 
 def write_manifest(app: typer.Typer) -> Path:

@@ -74,13 +74,13 @@ class BudgetReport:
 def measure_budget(record: Record) -> BudgetReport:
     """Measure every table's bytes and project them to an animal-year under retention."""
     policy = RetentionPolicy.from_settings(record.settings)
-    days = record.table("days").to_lance().to_table(columns=["animal_id", "day", "keyframes"])
+    days = record.dataset("days").to_table(columns=["animal_id", "day", "keyframes"])
     animal_days = days.num_rows
     animals = len(pc.unique(days.column("animal_id"))) if animal_days else 0
     per_day = _per_animal_day_rates(record, policy)
     tables = []
-    for name in sorted(record.db.list_tables(limit=10_000).tables):
-        dataset = record.table(name).to_lance()
+    for name in record.table_names():
+        dataset = record.dataset(name)
         rows = dataset.count_rows()
         live = _live_bytes(record, name, dataset)
         measured = _mb(live / animal_days * YEAR_DAYS) if animal_days else 0.0
@@ -118,9 +118,7 @@ def _per_animal_day_rates(record: Record, policy: RetentionPolicy) -> dict[str, 
     con = duckdb.connect()
     con.register(
         "days",
-        record.table("days")
-        .to_lance()
-        .to_table(
+        record.dataset("days").to_table(
             columns=["animal_id", "day", "keyframes"],
             filter=f"day >= date '{since.date().isoformat()}'",
         ),

@@ -191,7 +191,7 @@ def read_days_calibrated(
         where.append(f"day >= date '{start.isoformat()}'")
     if end is not None:
         where.append(f"day <= date '{end.isoformat()}'")
-    rows = record.table("days").to_lance().to_table(filter=" AND ".join(where) or None)
+    rows = record.dataset("days").to_table(filter=" AND ".join(where) or None)
     rows = rows.sort_by([("animal_id", "ascending"), ("day", "ascending")])
     area = rows.column("area_px").to_numpy(zero_copy_only=False)
     area = np.asarray([np.nan if a is None else a for a in area], dtype=np.float64)
@@ -390,7 +390,7 @@ def _assemble(figures: pa.Table, bouts: pa.Table, keyframes: pa.Table) -> pa.Tab
 
 def _read_rows(record: Record, start: date, end: date) -> pa.Table:
     where = f"day >= date '{start.isoformat()}' AND day <= date '{end.isoformat()}'"
-    rows = record.table("days").to_lance().to_table(filter=where)
+    rows = record.dataset("days").to_table(filter=where)
     return rows.cast(days_schema())
 
 

@@ -175,10 +175,8 @@ def _thin_keyframes(record: Record, cutoff: datetime) -> int:
 
 
 def _chosen_keyframes(record: Record, cutoff: datetime) -> set[tuple[str, str, datetime]]:
-    days = (
-        record.table("days")
-        .to_lance()
-        .to_table(columns=["keyframes"], filter=f"day <= date '{cutoff.date().isoformat()}'")
+    days = record.dataset("days").to_table(
+        columns=["keyframes"], filter=f"day <= date '{cutoff.date().isoformat()}'"
     )
     refs = pc.list_flatten(days.column("keyframes")).to_pylist()
     return {(r["device_id"], r["track_id"], r["t"]) for r in refs}
@@ -208,7 +206,7 @@ def _first_of_unlinked(record: Record, old: pa.Table) -> set[tuple[str, str, dat
 
 
 def _retained_through(record: Record) -> date | None:
-    rows = record.table("metadata").to_lance().to_table(filter=f"key = '{META_RETAINED_THROUGH}'")
+    rows = record.dataset("metadata").to_table(filter=f"key = '{META_RETAINED_THROUGH}'")
     if rows.num_rows == 0:
         return None
     return date.fromisoformat(json.loads(rows.column("value")[0].as_py()))

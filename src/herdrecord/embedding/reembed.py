@@ -259,7 +259,7 @@ def _link_in_shadow(
     descriptors = _work_table(shadow, identity.dim).to_lance().to_table()
     work = open_record(str(copy), record.settings)
     before = _animal_of(current_links(work))  # the copy's: what was copied under the lock
-    animals = work.table("animals").to_lance().to_table(columns=["animal_id"])
+    animals = work.dataset("animals").to_table(columns=["animal_id"])
     known = set(animals.column("animal_id").to_pylist())
     kept = _move_to_new_space(work, identity, descriptors, before)
     work = open_record(str(copy), record.settings)
@@ -305,7 +305,7 @@ def _move_to_new_space(
     vectors = np.asarray(
         descriptors.column("descriptor").combine_chunks().flatten().to_numpy(), np.float32
     ).reshape(-1, dim)
-    rows = work.table("tracklets").to_lance().to_table()
+    rows = work.dataset("tracklets").to_table()
     keys = list(
         zip(rows.column("device_id").to_pylist(), rows.column("track_id").to_pylist(), strict=True)
     )
@@ -428,10 +428,7 @@ def _copy_record(source: Path, target: Path) -> None:
 
 
 def _versions(record: Record) -> dict[str, int]:
-    return {
-        name: int(record.table(name).version)
-        for name in sorted(record.db.list_tables(limit=10_000).tables)
-    }
+    return {name: int(record.table(name).version) for name in record.table_names()}
 
 
 def _work_table(shadow: Path, dim: int) -> Any:

@@ -114,10 +114,9 @@ def identifiers(record: Record, animal_id: str | None = None) -> list[Identifier
     """Return the identifiers of every animal (of `animal_id` alone if given), in (animal,
     scheme, from) order. A merged animal's identifiers are the animal's it was merged into;
     its ear tag (linking's, perhaps a misread) is left out."""
-    rows = record.table("identifiers").to_lance().to_table().to_pylist()
+    rows = record.dataset("identifiers").to_table().to_pylist()
     animals = (
-        record.table("animals")
-        .to_lance()
+        record.dataset("animals")
         .to_table(columns=["animal_id", "tag_id", "status", "merged_into"])
         .to_pylist()
     )
@@ -239,8 +238,7 @@ def add_identifier(
 
 def _status(record: Record, animal_id: str) -> str | None:
     rows = (
-        record.table("animals")
-        .to_lance()
+        record.dataset("animals")
         .to_table(columns=["animal_id", "status"], filter=f"animal_id = {sql_literal(animal_id)}")
         .to_pylist()
     )

@@ -82,8 +82,7 @@ def record_problems(
     """
     animals = {
         row["animal_id"]: row
-        for row in record.table("animals")
-        .to_lance()
+        for row in record.dataset("animals")
         .to_table(columns=["animal_id", "status", "merged_into", "birth_date", "created_at"])
         .to_pylist()
     }
@@ -152,8 +151,7 @@ def _first_seen(
     if not seen:
         return seen
     days = (
-        record.table("days")
-        .to_lance()
+        record.dataset("days")
         .to_table(
             columns=["animal_id", "day"],
             filter=pc.is_in(pc.field("animal_id"), pa.array(sorted(seen))),
@@ -544,7 +542,7 @@ def _in_force(record: Record, event_id: str) -> dict[str, Any]:
 
 def _merged_into(record: Record, animal_id: str) -> list[str]:
     """Return the animal's id and every id merged into it, directly or through another."""
-    rows = record.table("animals").to_lance().to_table(columns=["animal_id", "merged_into"])
+    rows = record.dataset("animals").to_table(columns=["animal_id", "merged_into"])
     ids = rows.column("animal_id").to_pylist()
     parent = dict(zip(ids, rows.column("merged_into").to_pylist(), strict=True))
     if animal_id not in parent:

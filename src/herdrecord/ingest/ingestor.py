@@ -112,7 +112,7 @@ class Ingestor:
         record = self.record
         if not record.farm_from_first_batch:
             return record.farm_id
-        farms = record.table("batches").to_lance().to_table(columns=["farm_id"])
+        farms = record.dataset("batches").to_table(columns=["farm_id"])
         named = sorted(set(farms.column("farm_id").to_pylist()))
         if len(named) == 1:
             record.adopt_farm(named[0])
@@ -276,12 +276,8 @@ class Ingestor:
         """Return the device's stored (track_id, batch_id), read once per ingest."""
         stored = self._stored.get(device)
         if stored is None:
-            stored = (
-                self.record.table("tracklets")
-                .to_lance()
-                .to_table(
-                    columns=["track_id", "batch_id"], filter=f"device_id = {sql_literal(device)}"
-                )
+            stored = self.record.dataset("tracklets").to_table(
+                columns=["track_id", "batch_id"], filter=f"device_id = {sql_literal(device)}"
             )
             self._stored[device] = stored
         return stored

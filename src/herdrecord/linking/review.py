@@ -16,55 +16,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from herdrecord.days.derive import owe_days, settle_days_locked
-from herdrecord.errors import InvalidInput, UnknownAnimal, UnknownTracklet
+from herdrecord.errors import InvalidInput, UnknownTracklet
+from herdrecord.linking.audit import HistoryEntry as HistoryEntry
+from herdrecord.linking.audit import TrackletRef as TrackletRef
+from herdrecord.linking.audit import history as history
+from herdrecord.linking.audit import require_animal as _require_animal
 from herdrecord.linking.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.linking.poolindex import open_pool_index, write_pool
 from herdrecord.linking.run import read_answers, relink_locked
-from herdrecord.store.linktable import current_links, pen_days_of
+from herdrecord.store.linktable import connect_links, current_links, pen_days_of
 from herdrecord.store.record import Record
 from herdrecord.store.sql import sql_literal
-
-REVIEW_CONFIDENCE = 0.9  # links less likely than this to be right are worth a look
-REVIEW_MARGIN = 0.05  # for links without a confidence (before schema 4): a close runner-up
-MIN_UNKNOWN_S = 300.0  # unknown tracklets shorter than this are not worth a person's time
-# A margin shown with three decimals reads 0.000 below this: a tie for a person.
-TIED_BELOW = 0.0005
-
-
-@dataclass(frozen=True)
-class TrackletRef:
-    """A tracklet, written `DEVICE:TRACK` on the command line."""
-
-    device_id: str
-    track_id: str
-
-    @classmethod
-    def parse(cls, text: str) -> TrackletRef:
-        """Return the reference written as `DEVICE:TRACK`."""
-        device_id, sep, track_id = text.partition(":")
-        if not sep or not device_id or not track_id:
-            raise InvalidInput(
-                f"{text!r}: write a tracklet as DEVICE:TRACK, e.g. dev-01:cam1-000123"
-            )
-        return cls(device_id, track_id)
-
-    def __str__(self) -> str:
-        return f"{self.device_id}:{self.track_id}"
-
-
-@dataclass(frozen=True)
-class ReviewItem:
-    """One link worth a person's look, with why."""
-
-    tracklet: TrackletRef
-    pen_id: str
-    start: datetime
-    end: datetime
-    animal_id: str | None
-    score: float | None
-    margin: float | None
-    priority: float  # tracked seconds at stake, scaled by how unsure the link is
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -75,19 +37,6 @@ class ReviewOutcome:
     animals: tuple[str, ...]
     relinked_pen_days: int
     changed_links: int
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    """One decision in an animal's audit trail."""
-
-    decided_at: datetime
-    tracklet: TrackletRef
-    animal_id: str | None
-    method: str
-    decided_by: str
-    score: float | None
-    current: bool
 
 
 @dataclass(frozen=True)
@@ -103,18 +52,15 @@ def candidates(record: Record, tracklet: TrackletRef, k: int = 4) -> list[Candid
     """Return the tracklet's current animal and the `k` active animals of its pen that look
     most like it (scored as linking scores them), most alike first: what a reviewer compares
     it with."""
-    rows = (
-        record.table("tracklets")
-        .to_lance()
-        .to_table(columns=["pen_id", "descriptor"], filter=_tracklet_filter(tracklet))
+    rows = record.dataset("tracklets").to_table(
+        columns=["pen_id", "descriptor"], filter=_tracklet_filter(tracklet)
     )
     if rows.num_rows == 0:
         raise UnknownTracklet(tracklet.device_id, tracklet.track_id)
     current = _current_animal(record, tracklet)
     pen_id = rows.column("pen_id")[0].as_py()
     roster = (
-        record.table("animals")
-        .to_lance()
+        record.dataset("animals")
         .to_table(
             columns=["animal_id"], filter=f"status = 'active' AND pen_id = {sql_literal(pen_id)}"
         )
@@ -127,7 +73,7 @@ def candidates(record: Record, tracklet: TrackletRef, k: int = 4) -> list[Candid
     scores: dict[str, float] = {}
     if descriptor is not None and roster:
         listed = ", ".join(sql_literal(a) for a in roster)
-        exemplars = record.table("pool").to_lance().to_table(filter=f"animal_id IN ({listed})")
+        exemplars = record.dataset("pool").to_table(filter=f"animal_id IN ({listed})")
         pool = Pool.from_arrow(exemplars, record.embedder.dim, DEFAULT_EXEMPLARS_PER_ANIMAL)
         query = np.asarray(descriptor, dtype=np.float32)[None, :]
         for animal_id, score in zip(roster, pool.scores(query, roster)[0].tolist(), strict=True):
@@ -138,58 +84,6 @@ def candidates(record: Record, tracklet: TrackletRef, k: int = 4) -> list[Candid
     if current is not None:
         chosen.insert(0, current)
     return [Candidate(a, scores.get(a), a == current) for a in chosen]
-
-
-def margin_reason(margin: float) -> str:
-    """Return why a link without a confidence is a close call, in a reader's words: a tie,
-    this animal's lead, or the runner-up's."""
-    if abs(margin) < TIED_BELOW:
-        return "close call: tied with the runner-up (margin under 0.001)"
-    if margin < 0:
-        return f"close call: the runner-up looks {-margin:.3f} more alike (margin {margin:.3f})"
-    return f"close call: only {margin:.3f} ahead of the runner-up (margin {margin:.3f})"
-
-
-def review_queue(record: Record, limit: int | None = 50) -> list[ReviewItem]:
-    """Return the most valuable open questions first: unsure links and long unknowns
-    (`limit` None: every open question)."""
-    con = _connect_links(record)
-    rows = con.sql(
-        f"""
-        SELECT l.device_id, l.track_id, t.pen_id, t.start, t."end", l.animal_id, l.score,
-               l.margin, l.confidence, epoch(t."end") - epoch(t.start) + 1 AS seconds
-        FROM current l JOIN tracklets t USING (device_id, track_id)
-        WHERE l.method = 'auto' AND (
-              (l.animal_id IS NULL AND epoch(t."end") - epoch(t.start) >= {MIN_UNKNOWN_S})
-           OR (l.animal_id IS NOT NULL AND l.confidence < {REVIEW_CONFIDENCE})
-           OR (l.animal_id IS NOT NULL AND l.confidence IS NULL
-               AND coalesce(l.margin, 0) < {REVIEW_MARGIN}))
-        """
-    ).fetchall()
-    items = []
-    for device_id, track_id, pen_id, start, end, animal_id, score, margin, p, seconds in rows:
-        if animal_id is None:
-            priority, reason = float(seconds), "unknown animal"
-        elif p is not None:
-            priority, reason = float(seconds) * (1.0 - p), f"close call (confidence {p:.2f})"
-        else:
-            doubt = 1.0 - max(0.0, float(margin or 0.0)) / REVIEW_MARGIN
-            priority, reason = float(seconds) * doubt, margin_reason(float(margin or 0.0))
-        items.append(
-            ReviewItem(
-                TrackletRef(device_id, track_id),
-                pen_id,
-                start,
-                end,
-                animal_id,
-                score,
-                margin,
-                priority,
-                reason,
-            )
-        )
-    items.sort(key=lambda item: -item.priority)
-    return items[:limit]
 
 
 def confirm(record: Record, tracklet: TrackletRef, by: str) -> ReviewOutcome:
@@ -304,7 +198,7 @@ def merge(record: Record, keep: str, gone: str, by: str) -> ReviewOutcome:
         now = datetime.now(UTC)
         _append_links(record, [(t, keep, "review") for t in moved], by, now)
         _rewrite_constraints(record, gone, keep)
-        rows = record.table("pool").to_lance().to_table()
+        rows = record.dataset("pool").to_table()
         pool = Pool.from_arrow(rows, record.embedder.dim, DEFAULT_EXEMPLARS_PER_ANIMAL)
         index = open_pool_index(record, pool)
         pool.move(gone, keep)
@@ -331,68 +225,6 @@ def depart(record: Record, animal_id: str, by: str) -> ReviewOutcome:
         return ReviewOutcome("depart", (animal_id,), 0, 0)
 
 
-def history(record: Record, animal_id: str) -> list[HistoryEntry]:
-    """Return every link decision about the animal's tracklets, oldest first."""
-    _require_animal(record, animal_id)
-    table = record.table("links").to_lance()
-    mine = table.to_table(
-        columns=["device_id", "track_id"], filter=f"animal_id = {sql_literal(animal_id)}"
-    )
-    tracks = sorted(set(mine.column("track_id").to_pylist()))
-    if not tracks:
-        return []
-    # Read only the decisions about those track ids, then keep the exact (device, track) pairs.
-    links = table.to_table(
-        columns=[
-            "decided_at",
-            "device_id",
-            "track_id",
-            "animal_id",
-            "method",
-            "decided_by",
-            "score",
-        ],
-        filter=f"track_id IN ({', '.join(sql_literal(t) for t in tracks)})",
-    )
-    pairs = set(
-        zip(mine.column("device_id").to_pylist(), mine.column("track_id").to_pylist(), strict=True)
-    )
-    rows = [row for row in links.to_pylist() if (row["device_id"], row["track_id"]) in pairs]
-    newest: dict[tuple[str, str], datetime] = {}
-    for row in rows:
-        key = (row["device_id"], row["track_id"])
-        newest[key] = max(newest.get(key, row["decided_at"]), row["decided_at"])
-    rows.sort(key=lambda r: (r["decided_at"], r["device_id"], r["track_id"]))
-    entries, seen_current = [], set()
-    for row in reversed(rows):  # newest first, so ties in time mark one row current
-        key = (row["device_id"], row["track_id"])
-        current = key not in seen_current and row["decided_at"] == newest[key]
-        if current:
-            seen_current.add(key)
-        entries.append(
-            HistoryEntry(
-                row["decided_at"],
-                TrackletRef(*key),
-                row["animal_id"],
-                row["method"],
-                row["decided_by"],
-                row["score"],
-                current,
-            )
-        )
-    return entries[::-1]
-
-
-def _connect_links(record: Record) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.register("current", current_links(record))
-    con.register(
-        "tracklets",
-        record.read_visible("tracklets", ["device_id", "track_id", "pen_id", "start", "end"]),
-    )
-    return con
-
-
 def linked_animal(record: Record, tracklet: TrackletRef) -> str | None:
     """Return the animal the tracklet is linked to now (None: unknown animal)."""
     return _current_animal(record, tracklet)
@@ -413,13 +245,9 @@ def _current_animal(record: Record, tracklet: TrackletRef) -> str | None:
 
 
 def _pen_of(record: Record, tracklet: TrackletRef) -> str:
-    rows = (
-        record.table("tracklets")
-        .to_lance()
-        .to_table(
-            columns=["pen_id"],
-            filter=_tracklet_filter(tracklet),
-        )
+    rows = record.dataset("tracklets").to_table(
+        columns=["pen_id"],
+        filter=_tracklet_filter(tracklet),
     )
     if rows.num_rows == 0:
         raise UnknownTracklet(tracklet.device_id, tracklet.track_id)
@@ -429,18 +257,6 @@ def _pen_of(record: Record, tracklet: TrackletRef) -> str:
 def _tracklet_filter(tracklet: TrackletRef) -> str:
     device, track = sql_literal(tracklet.device_id), sql_literal(tracklet.track_id)
     return f"device_id = {device} AND track_id = {track}"
-
-
-def _require_animal(record: Record, animal_id: str) -> dict[str, object]:
-    rows = (
-        record.table("animals").to_lance().to_table(filter=f"animal_id = {sql_literal(animal_id)}")
-    )
-    if rows.num_rows == 0:
-        raise UnknownAnimal(animal_id)
-    row: dict[str, object] = rows.to_pylist()[0]
-    if row["status"] == "merged":
-        raise InvalidInput(f"{animal_id} was merged into {row['merged_into']}; use that id")
-    return row
 
 
 def _new_animal(record: Record, name: str | None, pen_id: str) -> str:
@@ -529,7 +345,7 @@ def _rewrite_constraints(record: Record, gone: str, keep: str) -> None:
 
 
 def _overlap_between(record: Record, a: str, b: str) -> str | None:
-    con = _connect_links(record)
+    con = connect_links(record)
     row = con.sql(
         """
         WITH x AS (SELECT t.* FROM current c JOIN tracklets t USING (device_id, track_id)

@@ -136,13 +136,13 @@ def relink_locked(
 
 
 def _pending_pen_days(record: Record) -> set[tuple[str, date]]:
-    links = record.table("links").to_lance().to_table(columns=["device_id", "track_id"])
+    links = record.dataset("links").to_table(columns=["device_id", "track_id"])
     return pen_days_of(record, links, listed=False)
 
 
 def _link(record: Record, data: TrackletData, config: LinkingConfig, started: float) -> LinkReport:
     dim = record.embedder.dim
-    pool_rows = record.table("pool").to_lance().to_table()
+    pool_rows = record.dataset("pool").to_table()
     solving = set(zip(data.device_id, data.track_id, strict=True))
     answers = read_answers(record)
     whole = data
@@ -324,7 +324,7 @@ class Answers:
 
 def read_answers(record: Record) -> Answers:
     """Return people's answers in force (the constraints, latest must-link first)."""
-    constraints = record.table("constraints").to_lance().to_table().to_pylist()
+    constraints = record.dataset("constraints").to_table().to_pylist()
     answers = Answers({}, {}, defaultdict(set))
     # A stable sort: of answers given at one time (a merge's copies), the later row wins.
     for c in sorted(constraints, key=lambda c: c["decided_at"]):
@@ -500,11 +500,7 @@ def _half_chain_similarities(
 
 def _animal_states(record: Record, solving: set[tuple[str, str]]) -> dict[str, AnimalState]:
     """Return every animal's status, tag, and pen and day it was last seen outside `solving`."""
-    table = (
-        record.table("animals")
-        .to_lance()
-        .to_table(columns=["animal_id", "tag_id", "pen_id", "status"])
-    )
+    table = record.dataset("animals").to_table(columns=["animal_id", "tag_id", "pen_id", "status"])
     departed: dict[str, date] = {}
     for event in current_events(record).to_pylist():
         if event["kind"] in DEPARTURES:
@@ -516,10 +512,8 @@ def _animal_states(record: Record, solving: set[tuple[str, str]]) -> dict[str, A
         )
         for row in table.to_pylist()
     }
-    links = (
-        record.table("links")
-        .to_lance()
-        .to_table(columns=["device_id", "track_id", "animal_id", "decided_at"])
+    links = record.dataset("links").to_table(
+        columns=["device_id", "track_id", "animal_id", "decided_at"]
     )
     if links.num_rows == 0:
         return states
@@ -550,7 +544,7 @@ def _animal_states(record: Record, solving: set[tuple[str, str]]) -> dict[str, A
 
 
 def _next_provisional_number(record: Record) -> int:
-    ids = record.table("animals").to_lance().to_table(columns=["animal_id"]).column("animal_id")
+    ids = record.dataset("animals").to_table(columns=["animal_id"]).column("animal_id")
     numbers = [int(a[1:]) for a in ids.to_pylist() if a.startswith("P") and a[1:].isdigit()]
     return max(numbers, default=0) + 1
 

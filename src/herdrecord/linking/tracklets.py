@@ -199,13 +199,9 @@ def _endpoints(
     first = np.full((n, 2), np.nan)
     last = np.full((n, 2), np.nan)
     paths: dict[tuple[str, str], TrackPath] = {}
-    observations = (
-        record.table("observations")
-        .to_lance()
-        .to_table(
-            columns=["device_id", "track_id", "t", "bbox_x", "bbox_y", "bbox_w", "bbox_h"],
-            filter=_in_batches(batch_ids),
-        )
+    observations = record.dataset("observations").to_table(
+        columns=["device_id", "track_id", "t", "bbox_x", "bbox_y", "bbox_w", "bbox_h"],
+        filter=_in_batches(batch_ids),
     )
     if observations.num_rows == 0:
         return first, last, paths

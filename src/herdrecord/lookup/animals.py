@@ -56,7 +56,7 @@ def find_animals(
     `search` (any case), sorted by id."""
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status {status!r} is not one of {', '.join(STATUSES)}")
-    rows = record.table("animals").to_lance().to_table()
+    rows = record.dataset("animals").to_table()
     if pen_id is not None:
         rows = rows.filter(pc.field("pen_id") == pen_id)
     if status is not None:
@@ -82,10 +82,10 @@ def get_animal(record: Record, animal_id: str) -> AnimalSummary:
     if len(animal_id) > 128 or not re.match(IDENTIFIER_PATTERN, animal_id):
         raise UnknownAnimal(animal_id)
     where = f"animal_id = '{animal_id}'"  # an identifier holds no quote
-    rows = record.table("animals").to_lance().to_table(filter=where).to_pylist()
+    rows = record.dataset("animals").to_table(filter=where).to_pylist()
     if not rows:
         raise UnknownAnimal(animal_id)
-    days = record.table("days").to_lance().to_table(columns=["day"], filter=where).column("day")
+    days = record.dataset("days").to_table(columns=["day"], filter=where).column("day")
     seen = {animal_id: (pc.min(days).as_py(), pc.max(days).as_py(), len(days))}
     return _summary(rows[0], seen, tag_confirmations(record, animal_id))
 
@@ -121,31 +121,23 @@ def tag_confirmations(record: Record, animal_id: str | None = None) -> dict[str,
     """Return when a tag read first confirmed each animal (of `animal_id` alone if given):
     the start of the first tracklet that read the animal's own ear tag and is linked to it
     now (by the tag, or by looks the tag then agreed with)."""
-    animals = record.table("animals").to_lance().to_table(columns=["animal_id", "tag_id"])
+    animals = record.dataset("animals").to_table(columns=["animal_id", "tag_id"])
     if animal_id is not None:
         animals = animals.filter(pc.field("animal_id") == animal_id)
     tags = {t for t in animals.column("tag_id").to_pylist() if t}
     if not tags:
         return {}
-    read = (
-        record.table("tracklets")
-        .to_lance()
-        .to_table(
-            columns=["device_id", "track_id", "start", "tag_id"],
-            filter=f"tag_id IN ({', '.join(sql_literal(t) for t in sorted(tags))})",
-        )
+    read = record.dataset("tracklets").to_table(
+        columns=["device_id", "track_id", "start", "tag_id"],
+        filter=f"tag_id IN ({', '.join(sql_literal(t) for t in sorted(tags))})",
     )
     if read.num_rows == 0:
         return {}
     tracks = sorted(set(read.column("track_id").to_pylist()))
     # Tag reads are a small share of tracklets: only their decisions are read.
-    links = (
-        record.table("links")
-        .to_lance()
-        .to_table(
-            columns=["device_id", "track_id", "animal_id", "decided_at"],
-            filter=f"track_id IN ({', '.join(sql_literal(t) for t in tracks)})",
-        )
+    links = record.dataset("links").to_table(
+        columns=["device_id", "track_id", "animal_id", "decided_at"],
+        filter=f"track_id IN ({', '.join(sql_literal(t) for t in tracks)})",
     )
     con = duckdb.connect()
     con.register("a", animals)
@@ -171,7 +163,7 @@ GROUP BY 1
 
 
 def _days_seen(record: Record) -> dict[str, tuple[date, date, int]]:
-    days = record.table("days").to_lance().to_table(columns=["animal_id", "day"])
+    days = record.dataset("days").to_table(columns=["animal_id", "day"])
     grouped = pa.TableGroupBy(days, "animal_id").aggregate(
         [("day", "min"), ("day", "max"), ("day", "count")]
     )

@@ -13,8 +13,8 @@ import pyarrow.compute as pc
 
 from herdrecord.config import Settings
 from herdrecord.events.store import current_events
-from herdrecord.linking.review import review_queue
 from herdrecord.lookup.animals import AnimalSummary, find_animals
+from herdrecord.lookup.review_queue import review_queue
 from herdrecord.store.migrations import applied
 from herdrecord.store.record import Record
 
@@ -84,7 +84,7 @@ def herd_overview(
     today = today or datetime.now(UTC).date()
     status = None if include_departed else "active"
     animals = [a for a in find_animals(record, pen_id, status, search) if a.status != "merged"]
-    days = record.table("days").to_lance()
+    days = record.dataset("days")
     latest = pc.max(days.to_table(columns=["day"]).column("day")).as_py()
     flags: dict[str, Counter[str]] = defaultdict(Counter)
     confidence: dict[str, float | None] = {}
@@ -168,10 +168,8 @@ def attention_threshold(scale: str | None, settings: Settings) -> float:
 
 def _merged_into(record: Record) -> dict[str, str]:
     """Return the id each merged animal is known by now (following merges of merges)."""
-    rows = (
-        record.table("animals")
-        .to_lance()
-        .to_table(columns=["animal_id", "merged_into"], filter="merged_into IS NOT NULL")
+    rows = record.dataset("animals").to_table(
+        columns=["animal_id", "merged_into"], filter="merged_into IS NOT NULL"
     )
     into = dict(
         zip(

@@ -28,17 +28,15 @@ def pen_summaries(record: Record) -> list[PenSummary]:
     con = duckdb.connect()
     con.register(
         "tracklets",
-        record.table("tracklets")
-        .to_lance()
-        .to_table(columns=["batch_id", "device_id", "camera_id", "pen_id", "end"]),
+        record.dataset("tracklets").to_table(
+            columns=["batch_id", "device_id", "camera_id", "pen_id", "end"]
+        ),
     )
     con.register(
         "batches",
-        record.table("batches").to_lance().to_table(columns=["batch_id", "committed_at"]),
+        record.dataset("batches").to_table(columns=["batch_id", "committed_at"]),
     )
-    con.register(
-        "animals", record.table("animals").to_lance().to_table(columns=["pen_id", "status"])
-    )
+    con.register("animals", record.dataset("animals").to_table(columns=["pen_id", "status"]))
     rows = con.sql(
         """
         WITH seen AS (

@@ -48,10 +48,8 @@ def animal_keyframes(
 def tracklet_keyframes(record: Record, device_id: str, track_id: str) -> list[KeyframeRef]:
     """Return every stored keyframe of one tracklet, oldest first (`day` is its UTC day)."""
     _check_identifiers(device_id, track_id)
-    rows = (
-        record.table("keyframes")
-        .to_lance()
-        .to_table(columns=["t"], filter=f"device_id = '{device_id}' AND track_id = '{track_id}'")
+    rows = record.dataset("keyframes").to_table(
+        columns=["t"], filter=f"device_id = '{device_id}' AND track_id = '{track_id}'"
     )
     times = sorted(rows.column("t").to_pylist())
     return [KeyframeRef(t.astimezone(UTC).date(), device_id, track_id, t) for t in times]
@@ -64,19 +62,15 @@ def keyframe_jpeg(record: Record, device_id: str, track_id: str, t: datetime) ->
     # A tracklet has a handful of keyframes: read them (identifiers hold no quote, so the
     # literals cannot be broken out of), match the time here, exactly, and show the one found
     # only if its batch is committed (one keyed lookup, not a read of the whole ledger).
-    rows = (
-        record.table("keyframes")
-        .to_lance()
-        .to_table(
-            columns=["t", "jpeg", "batch_id"],
-            filter=f"device_id = '{device_id}' AND track_id = '{track_id}'",
-        )
+    rows = record.dataset("keyframes").to_table(
+        columns=["t", "jpeg", "batch_id"],
+        filter=f"device_id = '{device_id}' AND track_id = '{track_id}'",
     )
     for row in range(rows.num_rows):
         if rows.column("t")[row].as_py() != t:
             continue
         batch_id = str(rows.column("batch_id")[row].as_py()).replace("'", "''")
-        ledger = record.table("batches").to_lance()
+        ledger = record.dataset("batches")
         if ledger.count_rows(filter=f"batch_id = '{batch_id}'"):
             found: bytes = rows.column("jpeg")[row].as_py()
             return found

@@ -111,8 +111,7 @@ def animal_timeline(
 
 def _animal(record: Record, animal_id: str) -> dict[str, Any]:
     rows = (
-        record.table("animals")
-        .to_lance()
+        record.dataset("animals")
         .to_table(filter=f"animal_id = {sql_literal(animal_id)}")
         .to_pylist()
     )
@@ -197,7 +196,7 @@ FROM d GROUP BY 1 ORDER BY 1
 
 def days_summary(record: Record) -> DaysSummary:
     """Return how many animals and days the record's days table holds, and how many flagged."""
-    days = record.table("days").to_lance().to_table(columns=["animal_id", "day", "anomalies"])
+    days = record.dataset("days").to_table(columns=["animal_id", "day", "anomalies"])
     con = duckdb.connect()
     con.register("d", days)
     row = con.sql(

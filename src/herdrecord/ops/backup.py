@@ -51,21 +51,21 @@ def backup_record(record: Record, dest: Path) -> BackupReport:
     if dest.exists() and any(dest.iterdir()):
         raise InvalidInput(f"{dest} exists and is not empty; back up into a new directory")
     tag = f"herdrecord-backup-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-    names = sorted(record.db.list_tables(limit=10_000).tables)
+    names = record.table_names()
     with record.writer():
         versions = {name: int(record.table(name).version) for name in names}
         for name in names:
-            record.table(name).to_lance().tags.create(tag, versions[name])
+            record.dataset(name).tags.create(tag, versions[name])
     staging = dest.with_name(dest.name + ".partial")
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     rows: dict[str, int] = {}
     try:
-        ledger = record.table("batches").to_lance().checkout_version(versions["batches"])
+        ledger = record.dataset("batches").checkout_version(versions["batches"])
         committed = ledger.to_table(columns=["batch_id"]).column("batch_id")
         for name in names:
-            source = record.table(name).to_lance().checkout_version(versions[name])
+            source = record.dataset(name).checkout_version(versions[name])
             reader = source.to_batches()
             if name in BATCH_TABLES:
                 reader = (
@@ -77,7 +77,7 @@ def backup_record(record: Record, dest: Path) -> BackupReport:
             rows[name] = copied.count_rows()
     finally:
         for name in names:
-            record.table(name).to_lance().tags.delete(tag)
+            record.dataset(name).tags.delete(tag)
     report = BackupReport(
         source=str(record.path),
         dest=str(dest),

@@ -58,7 +58,7 @@ def check_record(record: Record) -> CheckReport:
     """Return every problem of the record; change nothing."""
     started = time.perf_counter()
     problems: list[Problem] = []
-    ledger = record.table("batches").to_lance().to_table()
+    ledger = record.dataset("batches").to_table()
     committed = set(ledger.column("batch_id").to_pylist())
     pending = set(record.pending_batch_ids())
     twice = [b for b, n in Counter(ledger.column("batch_id").to_pylist()).items() if n > 1]
@@ -71,7 +71,7 @@ def check_record(record: Record) -> CheckReport:
             )
         )
     for name in BATCH_TABLES:
-        ids = record.table(name).to_lance().to_table(columns=["batch_id"]).column("batch_id")
+        ids = record.dataset(name).to_table(columns=["batch_id"]).column("batch_id")
         stray = set(pc.unique(ids).to_pylist()) - committed
         interrupted = sorted(stray & pending)
         orphans = sorted(stray - pending)
@@ -141,7 +141,7 @@ def repair_record(record: Record) -> CheckReport:
             record.location.delete(RECOVERY_FILE)
             done.append("cleared the note of the recovery after a power cut")
         if "stale_index" in codes:
-            rows = record.table("pool").to_lance().to_table()
+            rows = record.dataset("pool").to_table()
             pool = Pool.from_arrow(rows, record.embedder.dim, DEFAULT_EXEMPLARS_PER_ANIMAL)
             record.location.delete(INDEX_FILE)
             index = open_pool_index(record, pool)
@@ -187,11 +187,7 @@ def _batch_counts(ledger: pa.Table, tracklets: pa.Table) -> list[Problem]:
 
 def _references(record: Record, tracklets: set[tuple[str, str]]) -> list[Problem]:
     animals = set(
-        record.table("animals")
-        .to_lance()
-        .to_table(columns=["animal_id"])
-        .column("animal_id")
-        .to_pylist()
+        record.dataset("animals").to_table(columns=["animal_id"]).column("animal_id").to_pylist()
     )
     problems = []
     links = current_links(record)
@@ -225,7 +221,7 @@ def _references(record: Record, tracklets: set[tuple[str, str]]) -> list[Problem
             )
         )
     for table in ("days", "events"):
-        named = record.table(table).to_lance().to_table(columns=["animal_id"])
+        named = record.dataset(table).to_table(columns=["animal_id"])
         unknown = sorted(set(named.column("animal_id").to_pylist()) - animals)
         if unknown:
             problems.append(
@@ -299,11 +295,7 @@ def _dedupe_ledger(record: Record) -> str:
 
 def _drop_uncommitted(record: Record) -> list[str]:
     committed = set(
-        record.table("batches")
-        .to_lance()
-        .to_table(columns=["batch_id"])
-        .column("batch_id")
-        .to_pylist()
+        record.dataset("batches").to_table(columns=["batch_id"]).column("batch_id").to_pylist()
     )
     pending = set(record.pending_batch_ids())
     done = []

@@ -327,7 +327,7 @@ def lookalike_animals(record: Record, animal_id: str, k: int, backend: str = "fa
         merged_into = rows[animal_id]["merged_into"]
         raise InvalidInput(f"animal {animal_id} was merged into {merged_into}: ask about it")
     pool = Pool.from_arrow(
-        record.table("pool").to_lance().to_table(),
+        record.dataset("pool").to_table(),
         record.embedder.dim,
         DEFAULT_EXEMPLARS_PER_ANIMAL,
     )

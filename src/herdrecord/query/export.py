@@ -219,7 +219,7 @@ def selected_animals(record: Record, filters: ExportFilters) -> tuple[str, ...] 
         chosen = list(dict.fromkeys(filters.animal_ids))
     else:
         return None
-    animals = record.table("animals").to_lance().to_table(columns=["animal_id", "merged_into"])
+    animals = record.dataset("animals").to_table(columns=["animal_id", "merged_into"])
     merged_into = dict(
         zip(animals["animal_id"].to_pylist(), animals["merged_into"].to_pylist(), strict=True)
     )

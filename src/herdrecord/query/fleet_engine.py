@@ -63,7 +63,7 @@ def fleet_scan(records: list[Record], table: str, columns: list[str]) -> Dataset
     start_engine()
     parts = []
     for record in records:
-        dataset = record.table(table).to_lance()
+        dataset = record.dataset(table)
         rows = lance_ray.read_lance(
             dataset.uri,
             columns=columns,

@@ -125,7 +125,7 @@ def export_icar_ade_zip(
 
 def _contexts(record: Record) -> dict[str, Context]:
     columns = ["animal_id", "species", "pen_id"]
-    animals = record.table("animals").to_lance().to_table(columns=columns)
+    animals = record.dataset("animals").to_table(columns=columns)
     return {a["animal_id"]: Context(a["species"], a["pen_id"]) for a in animals.to_pylist()}
 
 
@@ -146,7 +146,7 @@ def _day_items(
 ) -> list[dict[str, Any]]:
     """Return the attention events and gait measures of the animal-days."""
     columns = ["animal_id", "day", "anomalies", "anomaly_z", "gait_mean", "gait_n", "keyframes"]
-    days = record.table("days").to_lance().to_table(columns=[*columns, "derived_at"])
+    days = record.dataset("days").to_table(columns=[*columns, "derived_at"])
     if filters.first_day:
         days = days.filter(pc.field("day") >= filters.first_day)
     if filters.last_day:

@@ -178,8 +178,8 @@ def record_stamp(record: Record) -> tuple[object, ...]:
     (a table restored from a backup and written again reuses a version number, not its
     fragments)."""
     parts: list[object] = [record.location.uri]
-    for name in sorted(record.db.list_tables(limit=10_000).tables):
-        dataset = record.table(name).to_lance()
+    for name in record.table_names():
+        dataset = record.dataset(name)
         fragments = tuple(f.fragment_id for f in dataset.get_fragments())
         parts.append((name, dataset.version, fragments))
     return tuple(parts)
@@ -255,10 +255,10 @@ def view_relations(
     steps = set(_VIEW_SQL) if only is None else _needed(only)
     read = " ".join(_VIEW_SQL[name] for name in steps)
     sources: dict[str, object] = {}
-    for name in sorted(record.db.list_tables(limit=10_000).tables):
+    for name in record.table_names():
         if not re.search(rf"\b_{name}\b", read):
             continue
-        dataset = record.table(name).to_lance()
+        dataset = record.dataset(name)
         sources[f"_{name}"] = TabularDataset(
             dataset.uri,
             version=dataset.version,

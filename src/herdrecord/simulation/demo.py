@@ -84,9 +84,7 @@ def write_farm_events(truth_dir: Path, record: Record, out: Path) -> tuple[Path,
             strict=True,
         )
     )
-    known = set(
-        record.table("animals").to_lance().to_table(columns=["tag_id"]).column("tag_id").to_pylist()
-    )
+    known = set(record.dataset("animals").to_table(columns=["tag_id"]).column("tag_id").to_pylist())
     rows, left_out = [], 0
     for event in events.to_pylist():
         row = _farm_row(event, tag_of[event["animal_id"]])

@@ -14,7 +14,7 @@ def compact_if_fragmented(record: Record, force: bool = False) -> tuple[str, ...
     limit = record.settings.compact_after_fragments
     keep = timedelta(days=record.settings.keep_versions_days)
     compacted = []
-    for name in sorted(record.db.list_tables(limit=10_000).tables):
+    for name in record.table_names():
         table = record.table(name)
         fragments = len(table.to_lance().get_fragments())
         if fragments > limit or (force and fragments > 1):

@@ -28,7 +28,7 @@ def pen_days_of(record: Record, keys: pa.Table, *, listed: bool = True) -> set[t
 
 def current_links(record: Record) -> pa.Table:
     """Return each tracklet's current link (its latest decision)."""
-    links = record.table("links").to_lance().to_table()
+    links = record.dataset("links").to_table()
     con = duckdb.connect()
     con.register("links", links)
     return con.sql(
@@ -52,10 +52,8 @@ def owe_relink(record: Record, animal_id: str, since: date) -> set[tuple[str, da
     con = duckdb.connect()
     con.register("t", tracklets)
     con.register("l", links.select(["device_id", "track_id", "animal_id"]))
-    animal = (
-        record.table("animals")
-        .to_lance()
-        .to_table(columns=["pen_id"], filter=pc.field("animal_id") == animal_id)
+    animal = record.dataset("animals").to_table(
+        columns=["pen_id"], filter=pc.field("animal_id") == animal_id
     )
     pens = {
         str(p)
@@ -89,3 +87,14 @@ def relinks_owed(record: Record) -> set[tuple[str, date]]:
         (str(pen), date.fromisoformat(str(day)))
         for pen, day in record.metadata.get(META_RELINK_OWED) or []
     }
+
+
+def connect_links(record: Record) -> duckdb.DuckDBPyConnection:
+    """Return a DuckDB connection with the current links and the visible tracklets."""
+    con = duckdb.connect()
+    con.register("current", current_links(record))
+    con.register(
+        "tracklets",
+        record.read_visible("tracklets", ["device_id", "track_id", "pen_id", "start", "end"]),
+    )
+    return con

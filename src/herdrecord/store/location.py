@@ -30,8 +30,6 @@ from typing import Any
 from urllib.parse import urlparse
 from uuid import uuid4
 
-import lancedb
-
 from herdrecord.errors import HerdrecordError, InvalidInput, RecordLocked
 
 LOCK_FILE = ".herdrecord.lock"  # the writer lock: a flock on it, or on S3 a lease object
@@ -66,6 +64,10 @@ class Location(ABC):
     @abstractmethod
     def connect(self) -> Any:
         """Return a LanceDB connection to the record's tables."""
+
+    @abstractmethod
+    def table_uri(self, name: str) -> str:
+        """Return where a table's Lance dataset is (`name.lance` under the record)."""
 
     @abstractmethod
     def read(self, name: str) -> bytes | None:
@@ -108,6 +110,15 @@ class Location(ABC):
         """Return whether a table of that name is stored."""
         return self.size_under(f"{name}.lance/_versions") > 0
 
+    def table_names(self) -> list[str]:
+        """Return the names of the tables stored here, sorted (what LanceDB lists)."""
+        names = [
+            child.uri.rstrip("/").rsplit("/", 1)[-1].removesuffix(".lance")
+            for child in self.children()
+            if child.uri.rstrip("/").endswith(".lance")
+        ]
+        return sorted(name for name in names if self.has_table(name))
+
 
 class Lock(ABC):
     """A held writer lock."""
@@ -137,7 +148,13 @@ class LocalLocation(Location):
 
     def connect(self) -> Any:
         """Return a LanceDB connection to the directory."""
+        import lancedb  # ~1 s to import: only writers and table listings need it
+
         return lancedb.connect(str(self.path))
+
+    def table_uri(self, name: str) -> str:
+        """Return the table's dataset directory."""
+        return str(self.path / f"{name}.lance")
 
     def read(self, name: str) -> bytes | None:
         """Return a side file's bytes, or None."""
@@ -306,7 +323,13 @@ class ObjectLocation(Location):
 
     def connect(self) -> Any:
         """Return a LanceDB connection to the prefix."""
+        import lancedb  # ~1 s to import: only writers and table listings need it
+
         return lancedb.connect(self.uri, storage_options=self.storage_options)
+
+    def table_uri(self, name: str) -> str:
+        """Return the table's dataset prefix."""
+        return f"{self.uri}/{name}.lance"
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:

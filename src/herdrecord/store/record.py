@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import lance
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -83,7 +84,7 @@ class Record:
     ) -> None:
         self.location = location
         self.settings = settings
-        self.db = db
+        self._db = db  # a LanceDB connection, made on first need (None until then)
         self.metadata = metadata
         self.recovery: Recovery | None = None  # what opening did after a power cut
         self._locks: list[Lock] = []  # the writer locks this process holds on it
@@ -146,7 +147,7 @@ class Record:
         while its ledger holds batches of another farm."""
         check_farm_id(farm_id)
         with self.writer():
-            ledger = self.table("batches").to_lance().to_table(columns=["farm_id"])
+            ledger = self.dataset("batches").to_table(columns=["farm_id"])
             others = sorted(set(ledger.column("farm_id").to_pylist()) - {farm_id})
             if others:
                 raise InvalidInput(
@@ -194,13 +195,29 @@ class Record:
         """Whether the record was made without a farm and takes its first accepted batch's."""
         return bool(self.metadata.get(META_FARM_FROM_FIRST_BATCH, False))
 
+    @property
+    def db(self) -> Any:
+        """Return the record's LanceDB connection (writers need it; readers use `dataset`)."""
+        if self._db is None:
+            self._db = self.location.connect()
+        return self._db
+
     def table(self, name: str) -> Any:
-        """Return a LanceDB table of the record."""
+        """Return a LanceDB table of the record (to write to it)."""
         return self.db.open_table(name)
+
+    def table_names(self) -> list[str]:
+        """Return the names of the record's tables, sorted."""
+        return self.location.table_names()
+
+    def dataset(self, name: str) -> lance.LanceDataset:
+        """Return a table's Lance dataset at its newest version, to read (without LanceDB,
+        which takes about a second to import)."""
+        return open_dataset(self.location, name)
 
     def committed_batch_ids(self) -> pa.Array:
         """Return the ids of every batch in the ledger (the visible ones)."""
-        ledger = self.table("batches").to_lance().to_table(columns=["batch_id"])
+        ledger = self.dataset("batches").to_table(columns=["batch_id"])
         return ledger.column("batch_id").combine_chunks()
 
     def read_visible(
@@ -214,10 +231,10 @@ class Record:
         killed writer left behind, is never shown, whatever a concurrent writer does.
         """
         if name not in BATCH_TABLES:
-            return self.table(name).to_lance().to_table(columns=columns, filter=where)
+            return self.dataset(name).to_table(columns=columns, filter=where)
         wanted = columns or self.table(name).schema.names
         read = wanted if "batch_id" in wanted else [*wanted, "batch_id"]
-        rows = self.table(name).to_lance().to_table(columns=read, filter=where)
+        rows = self.dataset(name).to_table(columns=read, filter=where)
         rows = rows.filter(pc.is_in(rows.column("batch_id"), value_set=self.committed_batch_ids()))
         return rows.select(wanted)
 
@@ -229,8 +246,8 @@ class Record:
     def table_info(self) -> list[TableInfo]:
         """Return rows, bytes on disk, version and fragments of every table."""
         infos = []
-        for name in sorted(self.db.list_tables(limit=10_000).tables):
-            dataset = self.table(name).to_lance()
+        for name in self.table_names():
+            dataset = self.dataset(name)
             infos.append(
                 TableInfo(
                     name=name,
@@ -327,8 +344,13 @@ def check_farm_id(farm_id: str) -> None:
         )
 
 
-def _read_metadata(db: Any) -> dict[str, Any]:
-    rows = db.open_table("metadata").to_arrow().to_pylist()
+def open_dataset(location: Location, name: str) -> lance.LanceDataset:
+    """Return one of a record's tables as a Lance dataset at its newest version."""
+    return lance.dataset(location.table_uri(name), storage_options=location.storage_options)
+
+
+def _read_metadata(location: Location) -> dict[str, Any]:
+    rows = open_dataset(location, "metadata").to_table().to_pylist()
     return {row["key"]: json.loads(row["value"]) for row in rows}
 
 
@@ -385,14 +407,13 @@ def open_record(uri: str, settings: Settings | None = None, *, recover: bool = T
     # An object store's PUT is durable when it returns: nothing to recover there.
     if recover and location.local_path is not None:
         recovery = recover_torn_versions(location.local_path, settings)
-    db = location.connect()
-    metadata = _read_metadata(db)
+    metadata = _read_metadata(location)
     found = int(metadata.get(META_SCHEMA_VERSION, 0))
     if found > SCHEMA_VERSION:
         raise SchemaTooNew(location.uri, found, SCHEMA_VERSION)
     if found < SCHEMA_VERSION:
         raise MigrationRequired(location.uri, found, SCHEMA_VERSION)
-    record = Record(location, settings, db, metadata)
+    record = Record(location, settings, None, metadata)
     record.recovery = recovery
     return record
 
@@ -403,7 +424,7 @@ def migrate_record(uri: str, settings: Settings) -> list[AppliedMigration]:
     if not is_record(location):
         raise RecordNotFound(location.uri)
     db = location.connect()
-    metadata = _read_metadata(db)
+    metadata = _read_metadata(location)
     found = int(metadata.get(META_SCHEMA_VERSION, 0))
     if found > latest_version():
         raise SchemaTooNew(location.uri, found, latest_version())

@@ -117,8 +117,7 @@ class _Reader:
         self._limit = record.settings.max_event_rows
         self._names: IdentifierIndex | None = None
         animals = (
-            record.table("animals")
-            .to_lance()
+            record.dataset("animals")
             .to_table(columns=["animal_id", "species", "pen_id"])
             .to_pylist()
         )
