@@ -12,7 +12,7 @@ from conftest import service_settings
 from herdrecord.ingest.ingestor import ingest
 from herdrecord.ingest.sources import parse_json
 from herdrecord.linking.assignment import centre_by_camera
-from herdrecord.linking.learned_metric import stored_metric
+from herdrecord.linking.learned_metric import REFIT_GROWTH, _read_stats, stored_metric
 from herdrecord.linking.run import link_pending
 from herdrecord.linking.tracklets import load_tracklets
 from herdrecord.simulation import SimulationConfig, simulate
@@ -78,3 +78,25 @@ def test_the_learned_metric_separates_pigs_better_on_a_day_it_has_not_seen(tmp_p
     raw = _auc(*_pair_similarities(record, truth, None))
     learned = _auc(*_pair_similarities(record, truth, metric.apply))
     assert learned >= raw + 0.05, (raw, learned)
+
+
+def test_a_run_that_adds_few_pairs_keeps_the_metric_and_its_pairs(tmp_path: Path) -> None:
+    sim = simulate(SIM)
+    record = create_record(str(tmp_path / "herd"), service_settings(tmp_path))
+    batches = [parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in sim.batches]
+    ingest(record, [b for b in batches if b.batch_id.split("/")[1][:10] < LAST_DAY])
+    link_pending(record)
+    fitted = stored_metric(record)
+    assert fitted is not None
+    before = _read_stats(record, fitted.transform.shape[0])
+    # One upload of the last day: a few pairs against the days the metric was fitted on.
+    ingest(record, [next(b for b in batches if b.batch_id.split("/")[1][:10] == LAST_DAY)])
+    link_pending(record)
+    kept = stored_metric(record)
+    after = _read_stats(record, fitted.transform.shape[0])
+    assert kept is not None and kept.version == fitted.version
+    assert np.array_equal(kept.transform, fitted.transform)
+    assert after.n_same + after.n_different > before.n_same + before.n_different
+    assert after.n_same + after.n_different < (1 + REFIT_GROWTH) * (
+        fitted.same_pairs + fitted.different_pairs
+    )

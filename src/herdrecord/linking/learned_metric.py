@@ -33,6 +33,9 @@ from herdrecord.store.record import Record
 METRIC_FILE = "link_metric.npz"
 META_METRIC = "link_metric"
 MIN_PAIRS = 200  # pairs of each kind before a metric is fitted at all
+# The metric is refitted once the record holds this share more pairs than it was fitted on
+# (so refits come at 1, 1.25, 1.56... times the pairs: a few dozen over a year of days).
+REFIT_GROWTH = 0.25
 HOLD_BACK_EVERY = 4  # every 4th pen-day's pairs check the fit
 MAX_PAIRS_PER_RUN = 20_000  # of each kind; beyond it an even subsample (d = 384 needs far fewer)
 # Different pairs taken from one pen-day at most (evenly spaced): a bound on memory, far above
@@ -184,7 +187,7 @@ class MetricFit:
     """The metric a linking run uses, and the statistics to keep when it was refitted."""
 
     metric: Metric | None
-    stats: PairStats | None  # None when the stored metric stands (nothing to save)
+    stats: PairStats | None  # to save with it (None: nothing new to keep)
 
 
 def learn_metric(record: Record, x: np.ndarray, pairs: PairIndex) -> MetricFit:
@@ -193,6 +196,14 @@ def learn_metric(record: Record, x: np.ndarray, pairs: PairIndex) -> MetricFit:
     (None while the record has too few pairs). Nothing is written here."""
     stored = stored_metric(record)
     stats = _read_stats(record, x.shape[1])
+    if stored is not None and stored.transform.shape[0] == x.shape[1]:
+        fitted_on = stored.same_pairs + stored.different_pairs
+        adding = len(pairs.same_i) + len(pairs.different_i)
+        if stats.n_same + stats.n_different + adding < (1 + REFIT_GROWTH) * fitted_on:
+            # Too little new since the fit to move it: keep it, and keep the new pairs for
+            # the next refit (choosing a setting is most of a day's link run on a big barn).
+            stats.add(x, pairs)
+            return MetricFit(stored, stats)
     trial = PairStats(
         stats.same.copy(),
         stats.different.copy(),
