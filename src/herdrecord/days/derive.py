@@ -218,12 +218,12 @@ def calibration_and_weighings(record: Record) -> tuple[WeightCalibration | None,
     The fit is cross-validated, so it is computed once per version of `days` and `events`
     (what it is made of) and reused: a timeline read does not refit it.
     """
-    days_table, events_table = record.table("days"), record.table("events")
+    days_table, events_table = record.dataset("days"), record.dataset("events")
     key = (record.uri, days_table.version, events_table.version)
     found = _CALIBRATIONS.get(key)
     if found is not None:
         return found
-    days = days_table.to_lance().to_table(columns=["animal_id", "day", "area_px"])
+    days = days_table.to_table(columns=["animal_id", "day", "area_px"])
     pairs = calibration_pairs(days, scale_weights(record))
     found = (calibrate(pairs), pairs.num_rows)
     if len(_CALIBRATIONS) >= _CALIBRATIONS_KEPT:

@@ -158,8 +158,10 @@ def connect_for(record: Record, sql: str) -> duckdb.DuckDBPyConnection:
     (`MATERIALISED`) under the version of every table of the record, so the next question
     while the record is unchanged (a vet's session on the service) skips the reading."""
     con = duckdb.connect()
-    stamp = record_stamp(record)
     named_views = sorted(views_named(sql))
+    # Stamped by the tables these views are made of: a question over days and events is not
+    # read again because a batch of tracklets came in (nor pays to open fourteen tables).
+    stamp = record_stamp(record, tables_read(record, _needed(named_views)))
     kept = {name: MATERIALISED.get((stamp, name, sql)) for name in named_views}
     missing = [name for name, table in kept.items() if table is None]
     for name, relation in (view_relations(record, con, missing) if missing else {}).items():
@@ -173,12 +175,12 @@ def connect_for(record: Record, sql: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def record_stamp(record: Record) -> tuple[object, ...]:
-    """Return what identifies the record's content now: every table's version and fragments
-    (a table restored from a backup and written again reuses a version number, not its
-    fragments)."""
+def record_stamp(record: Record, tables: Iterable[str] | None = None) -> tuple[object, ...]:
+    """Return what identifies the record's content now (of `tables`, default all): each
+    table's version and fragments (a table restored from a backup and written again reuses a
+    version number, not its fragments)."""
     parts: list[object] = [record.location.uri]
-    for name in record.table_names():
+    for name in sorted(record.table_names() if tables is None else tables):
         dataset = record.dataset(name)
         fragments = tuple(f.fragment_id for f in dataset.get_fragments())
         parts.append((name, dataset.version, fragments))
@@ -253,11 +255,8 @@ def view_relations(
     name no catalog entry: each carries the Lance datasets it reads, so a view made from one
     exposes only itself."""
     steps = set(_VIEW_SQL) if only is None else _needed(only)
-    read = " ".join(_VIEW_SQL[name] for name in steps)
     sources: dict[str, object] = {}
-    for name in record.table_names():
-        if not re.search(rf"\b_{name}\b", read):
-            continue
+    for name in sorted(_tables_in_sql(record, steps)):
         dataset = record.dataset(name)
         sources[f"_{name}"] = TabularDataset(
             dataset.uri,
@@ -280,6 +279,22 @@ def view_relations(
         else:
             views[name] = relation
     return views
+
+
+CALIBRATION_TABLES = frozenset({"days", "events"})  # what the days view's weight fit is made of
+
+
+def tables_read(record: Record, steps: Iterable[str]) -> set[str]:
+    """Return the record's tables the given views and steps read (`_name` in their SQL), and
+    those the days view's weight calibration is made of when it is among them."""
+    found = _tables_in_sql(record, steps)
+    return found | (set(CALIBRATION_TABLES) if "days" in steps else set())
+
+
+def _tables_in_sql(record: Record, steps: Iterable[str]) -> set[str]:
+    """Return the record's tables the SQL of the given views and steps reads (`_name`)."""
+    read = " ".join(_VIEW_SQL[name] for name in steps)
+    return {name for name in record.table_names() if re.search(rf"\b_{name}\b", read)}
 
 
 def relation_over(
