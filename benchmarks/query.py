@@ -314,9 +314,9 @@ def update_readme(result: dict[str, Any]) -> None:
     lines += [
         "",
         "First: the first question after a write, its views read from Lance. Again: the same "
-        "question while the record is unchanged, its views' rows kept in the process under the "
-        "version of every table (`query.views.MATERIALISED`): what a vet's session on the "
-        "service sees; a CLI run is always a first.",
+        "question while the tables its views read are unchanged, their rows kept in the "
+        "process under those tables' versions (`query.views.MATERIALISED`): what a vet's "
+        "session on the service sees; a CLI run is always a first.",
     ]
     lines += [
         "",

@@ -157,7 +157,7 @@ def connect_for(record: Record, sql: str) -> duckdb.DuckDBPyConnection:
     not copy the lists of the other 21. What is read is kept in this process
     (`MATERIALISED`) under the version of every table of the record, so the next question
     while the record is unchanged (a vet's session on the service) skips the reading."""
-    con = duckdb.connect()
+    con = _own_connection()
     named_views = sorted(views_named(sql))
     # Stamped by the tables these views are made of: a question over days and events is not
     # read again because a batch of tracklets came in (nor pays to open fourteen tables).
@@ -173,6 +173,21 @@ def connect_for(record: Record, sql: str) -> duckdb.DuckDBPyConnection:
     for name, table in kept.items():
         con.register(name, table)  # scanned in place: kept rows are never copied again
     return con
+
+
+_DATABASE: duckdb.DuckDBPyConnection | None = None
+_DATABASE_LOCK = threading.Lock()
+
+
+def _own_connection() -> duckdb.DuckDBPyConnection:
+    """Return a connection whose registered tables no other connection sees, without the
+    ~15 ms of a new database: a cursor on one in-memory database of the process (for
+    trusted statements only; the SQL sandbox makes a database of its own per question)."""
+    global _DATABASE
+    with _DATABASE_LOCK:
+        if _DATABASE is None:
+            _DATABASE = duckdb.connect()
+        return _DATABASE.cursor()
 
 
 def record_stamp(record: Record, tables: Iterable[str] | None = None) -> tuple[object, ...]:

@@ -171,6 +171,11 @@ class LocalLocation(Location):
         """Remove a side file."""
         (self.path / name).unlink(missing_ok=True)
 
+    def has_table(self, name: str) -> bool:
+        """Return whether a table of that name is stored (its versions directory has one)."""
+        versions = self.path / f"{name}.lance" / "_versions"
+        return versions.is_dir() and next(versions.iterdir(), None) is not None
+
     def size_under(self, prefix: str) -> int:
         """Return the bytes of the files under `prefix`."""
         path = self.path / prefix
