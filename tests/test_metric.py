@@ -12,7 +12,12 @@ from conftest import service_settings
 from herdrecord.ingest.ingestor import ingest
 from herdrecord.ingest.sources import parse_json
 from herdrecord.linking.assignment import centre_by_camera
-from herdrecord.linking.learned_metric import REFIT_GROWTH, _read_stats, stored_metric
+from herdrecord.linking.learned_metric import (
+    REFIT_GROWTH,
+    _read_stats,
+    average_ranks,
+    stored_metric,
+)
 from herdrecord.linking.run import link_pending
 from herdrecord.linking.tracklets import load_tracklets
 from herdrecord.simulation import SimulationConfig, simulate
@@ -100,3 +105,12 @@ def test_a_run_that_adds_few_pairs_keeps_the_metric_and_its_pairs(tmp_path: Path
     assert after.n_same + after.n_different < (1 + REFIT_GROWTH) * (
         fitted.same_pairs + fitted.different_pairs
     )
+
+
+def test_average_ranks_are_scipy_s() -> None:
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 500):
+        x = rng.integers(0, 20, n).astype(np.float64)  # many ties
+        assert np.array_equal(average_ranks(x), rankdata(x))

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 from scipy import linalg
-from scipy.stats import rankdata
 
 from herdrecord.linking.intervals import overlapping_pairs
 from herdrecord.reid.vectors import normalise
@@ -177,9 +176,23 @@ def pair_auc(x: np.ndarray, pairs: PairIndex, held_back: bool = True) -> float:
     different = np.einsum("nd,nd->n", x[pairs.different_i[d]], x[pairs.different_j[d]])
     if len(same) == 0 or len(different) == 0:
         return float("nan")
-    ranks = rankdata(np.concatenate([same, different]))
+    ranks = average_ranks(np.concatenate([same, different]))
     return float((ranks[: len(same)].sum() - len(same) * (len(same) + 1) / 2)
                  / (len(same) * len(different)))  # fmt: skip
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Return the 1-based ranks of x (n,), ties given the mean of their ranks (as
+    `scipy.stats.rankdata` does, without importing scipy.stats: half a second at start-up)."""
+    order = np.argsort(x, kind="mergesort")
+    ordered = x[order]
+    starts = (
+        np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(x) else np.zeros(0, int)
+    )
+    ends = np.r_[starts[1:], len(x)]
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
 
 
 @dataclass(frozen=True)
