@@ -255,10 +255,10 @@ def test_the_review_page_states_the_queue_size_and_words_the_margin(
     assert page.locator("#why").inner_text() == queue[0].reason
     listed = shown.all_inner_texts()
     assert [text.split(" · ", 1)[1] for text in listed] == [i.reason for i in queue[: len(listed)]]
-    # The seed-1 demo opens on a new animal's links 0.0001 below the runner-up: a tie to a
-    # person, never "margin -0.000".
-    ties = [i for i in queue if i.margin is not None and abs(i.margin) < 0.0005]
-    assert ties and "tied with the runner-up" in page.locator("#queue").inner_text()
+    # Each question's why is shown as the queue words it (above). How a margin is worded (a
+    # tie, never "margin -0.000") is `test_cli_listings.py::test_the_why_words_a_margin`: since
+    # the simulator's walks were pinned at midnight, no seed's small demo has a link without a
+    # confidence in its queue, so the page cannot be asked to show one here.
     assert "margin -0.000" not in page.content()
     legend = page.locator("#legend").inner_text()
     assert "A negative margin means another animal looks more alike" in legend
