@@ -53,3 +53,29 @@ def test_quick_answers_are_the_full_app_s(args: list[str]) -> None:
         full.stderr,
     )
     assert "ingest" in quick.stdout or args == ["--version"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["animals", "/no/such/herd"],
+        ["review", "list", "/no/such/herd"],
+        ["timeline", "/no/such/herd", "P00001"],
+        ["event", "list", "/no/such/herd"],
+        ["info", "/no/such/herd"],
+    ],
+)
+def test_a_read_command_imports_only_what_reading_needs(args: list[str]) -> None:
+    # Only the command's own module is imported, and records are read as Lance datasets:
+    # no LanceDB (a second to import), no linking (the answers' re-solving), no torch or
+    # FastAPI. (The record is missing: what is imported before the command runs counts.)
+    result = _run("-X", "importtime", "-m", "herdrecord", *args)
+    assert result.returncode == 2, result.stderr[-500:]
+    modules = {
+        line.split("|")[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    heavy = {m.split(".")[0] for m in modules} & {"lancedb", "torch", "fastapi", "transformers"}
+    assert not heavy, sorted(heavy)
+    assert "herdrecord.linking.run" not in modules

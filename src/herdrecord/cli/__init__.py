@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "journal",
     "pictures",
     "query",
+    "queue",
     "records",
     "review",
     "serve",
@@ -70,15 +71,16 @@ def main() -> None:
 
         quick_app()(prog_name="herdrecord")
         return
-    from herdrecord.cli.manifest import module_of_command
+    from herdrecord.cli.manifest import modules_of_command
 
     # One command runs: only its module is imported (the others import what they need, from
     # LanceDB to torch). A name that is no command loads them all, for typer's own message.
-    module = module_of_command(sys.argv[1]) if len(sys.argv) > 1 else None
-    if module is None:
+    modules = modules_of_command(sys.argv[1:])
+    if modules is None:
         load_app()(prog_name="herdrecord")
         return
-    importlib.import_module(module)
+    for module in modules:
+        importlib.import_module(module)
     from herdrecord.cli.root import app
 
     app(prog_name="herdrecord")

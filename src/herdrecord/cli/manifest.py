@@ -51,34 +51,53 @@ def manifest_of(app: typer.Typer) -> list[dict[str, Any]]:
                 "name": name,
                 "help": command.help,
                 "short_help": command.short_help,
-                "module": _module_of(command),
+                "modules": _modules_of(command),
+                "subcommands": _subcommand_modules(command),
             }
         )
     return commands
 
 
-def module_of_command(name: str) -> str | None:
-    """Return the command module (`herdrecord.cli.x`) whose import registers a top-level
-    command, from the manifest; None for a name that is no command."""
+def modules_of_command(argv: list[str]) -> list[str] | None:
+    """Return the command modules (`herdrecord.cli.x`) to import to run `argv` (the words
+    after `herdrecord`), from the manifest: a command's own, or for a group's subcommand that
+    subcommand's (`review list` needs none of the answers' linking); None for no command."""
+    if not argv:
+        return None
     for command in read_manifest():
-        if command["name"] == name:
-            module = command.get("module")
-            return str(module) if module else None
+        if command["name"] == argv[0]:
+            sub = command.get("subcommands", {}).get(argv[1]) if len(argv) > 1 else None
+            modules = [sub] if sub else command.get("modules", [])
+            return [str(m) for m in modules] or None
     return None
 
 
-def _module_of(command: Any) -> str | None:
-    """Return the module that defines a command (a group's: that of its first command)."""
+def _modules_of(command: Any) -> list[str]:
+    """Return the modules that define a command (for a group: all of its subcommands')."""
     callback = getattr(command, "callback", None)
     if callback is not None and getattr(callback, "__module__", "").startswith("herdrecord.cli."):
-        return str(callback.__module__)
+        return [str(callback.__module__)]
+    found: list[str] = []
     if hasattr(command, "list_commands"):
         context = typer.Context(command)
         for name in command.list_commands(context):
-            found = _module_of(command.get_command(context, name))
-            if found:
-                return found
-    return None
+            for module in _modules_of(command.get_command(context, name)):
+                if module not in found:
+                    found.append(module)
+    return found
+
+
+def _subcommand_modules(command: Any) -> dict[str, str]:
+    """Return a group's subcommands and the one module each needs (none for a command)."""
+    if not hasattr(command, "list_commands"):
+        return {}
+    context = typer.Context(command)
+    out = {}
+    for name in command.list_commands(context):
+        modules = _modules_of(command.get_command(context, name))
+        if len(modules) == 1:
+            out[name] = modules[0]
+    return out
 
 
 def write_manifest(app: typer.Typer) -> Path:
