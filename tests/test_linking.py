@@ -163,12 +163,12 @@ def test_relinking_everything_is_stable(record: Record) -> None:
 # --- review: people's answers are constraints, never overridden, and re-derive links ---
 
 from herdrecord.errors import InvalidInput  # noqa: E402
+from herdrecord.linking.audit import history  # noqa: E402
 from herdrecord.linking.review import (  # noqa: E402
     TrackletRef,
     confirm,
     depart,
     enrol_new,
-    history,
     merge,
     reassign,
     split,

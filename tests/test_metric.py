@@ -10,7 +10,7 @@ import numpy as np
 
 from conftest import service_settings
 from herdrecord.ingest.ingestor import ingest
-from herdrecord.ingest.sources import parse_json
+from herdrecord.ingest.sources import Candidate, parse_json
 from herdrecord.linking.assignment import centre_by_camera
 from herdrecord.linking.learned_metric import (
     REFIT_GROWTH,
@@ -20,7 +20,7 @@ from herdrecord.linking.learned_metric import (
 )
 from herdrecord.linking.run import link_pending
 from herdrecord.linking.tracklets import load_tracklets
-from herdrecord.simulation import SimulationConfig, simulate
+from herdrecord.simulation import Simulation, SimulationConfig, simulate
 from herdrecord.store.record import Record, create_record
 
 # Posture and behaviour dominate the look: raw cosine is a poor identifier here.
@@ -68,16 +68,23 @@ def _pair_similarities(
     return np.concatenate(same), np.concatenate(different)
 
 
-def test_the_learned_metric_separates_pigs_better_on_a_day_it_has_not_seen(tmp_path: Path) -> None:
+def _linked_but_the_last_day(tmp_path: Path) -> tuple[Simulation, Record, list[Candidate]]:
+    """Return the barn, a record holding and linking every day of it but the last, and the
+    last day's batches (not yet ingested)."""
     sim = simulate(SIM)
     record = create_record(str(tmp_path / "herd"), service_settings(tmp_path))
     batches = [parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in sim.batches]
     ingest(record, [b for b in batches if b.batch_id.split("/")[1][:10] < LAST_DAY])
     link_pending(record)
+    return sim, record, [b for b in batches if b.batch_id.split("/")[1][:10] == LAST_DAY]
+
+
+def test_the_learned_metric_separates_pigs_better_on_a_day_it_has_not_seen(tmp_path: Path) -> None:
+    sim, record, last_day = _linked_but_the_last_day(tmp_path)
     metric = stored_metric(record)
     assert metric is not None, "linking learned a metric from the record's own constraints"
     assert metric.auc_learned > metric.auc_raw  # its own held-back pen-days, as stored
-    ingest(record, [b for b in batches if b.batch_id.split("/")[1][:10] == LAST_DAY])
+    ingest(record, last_day)
     rows = sim.truth_tracklets.select(["device_id", "track_id", "animal_id"]).to_pylist()
     truth = {(r["device_id"], r["track_id"]): str(r["animal_id"]) for r in rows}
     raw = _auc(*_pair_similarities(record, truth, None))
@@ -86,16 +93,12 @@ def test_the_learned_metric_separates_pigs_better_on_a_day_it_has_not_seen(tmp_p
 
 
 def test_a_run_that_adds_few_pairs_keeps_the_metric_and_its_pairs(tmp_path: Path) -> None:
-    sim = simulate(SIM)
-    record = create_record(str(tmp_path / "herd"), service_settings(tmp_path))
-    batches = [parse_json(json.dumps(b).encode(), str(b["batch_id"])) for b in sim.batches]
-    ingest(record, [b for b in batches if b.batch_id.split("/")[1][:10] < LAST_DAY])
-    link_pending(record)
+    _, record, last_day = _linked_but_the_last_day(tmp_path)
     fitted = stored_metric(record)
     assert fitted is not None
     before = _read_stats(record, fitted.transform.shape[0])
     # One upload of the last day: a few pairs against the days the metric was fitted on.
-    ingest(record, [next(b for b in batches if b.batch_id.split("/")[1][:10] == LAST_DAY)])
+    ingest(record, last_day[:1])
     link_pending(record)
     kept = stored_metric(record)
     after = _read_stats(record, fitted.transform.shape[0])

@@ -26,7 +26,8 @@ from herdrecord.events.rules import parse_event
 from herdrecord.events.store import add_events, current_events
 from herdrecord.ingest.ingestor import ingest
 from herdrecord.ingest.sources import parse_json
-from herdrecord.linking.review import enrol_new, history
+from herdrecord.linking.audit import history
+from herdrecord.linking.review import enrol_new
 from herdrecord.linking.run import link_pending
 from herdrecord.lookup.animals import get_animal
 from herdrecord.lookup.herd import herd_overview

@@ -186,9 +186,7 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
     `scipy.stats.rankdata` does, without importing scipy.stats: half a second at start-up)."""
     order = np.argsort(x, kind="mergesort")
     ordered = x[order]
-    starts = (
-        np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(x) else np.zeros(0, int)
-    )
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # [0] when empty: no run
     ends = np.r_[starts[1:], len(x)]
     ranks = np.empty(len(x), dtype=np.float64)
     ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)

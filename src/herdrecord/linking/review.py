@@ -17,9 +17,7 @@ import pyarrow.compute as pc
 
 from herdrecord.days.derive import owe_days, settle_days_locked
 from herdrecord.errors import InvalidInput, UnknownTracklet
-from herdrecord.linking.audit import HistoryEntry as HistoryEntry
-from herdrecord.linking.audit import TrackletRef as TrackletRef
-from herdrecord.linking.audit import history as history
+from herdrecord.linking.audit import TrackletRef as TrackletRef  # answers take it
 from herdrecord.linking.audit import require_animal as _require_animal
 from herdrecord.linking.pool import DEFAULT_EXEMPLARS_PER_ANIMAL, Pool
 from herdrecord.linking.poolindex import open_pool_index, write_pool

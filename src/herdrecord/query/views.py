@@ -155,8 +155,8 @@ def connect_for(record: Record, sql: str) -> duckdb.DuckDBPyConnection:
     Lance datasets (the lameness query over a year of 1,000 animals: 38 s over the datasets,
     under 1 s over the rows), and a statement that reads four of the days' 25 columns does
     not copy the lists of the other 21. What is read is kept in this process
-    (`MATERIALISED`) under the version of every table of the record, so the next question
-    while the record is unchanged (a vet's session on the service) skips the reading."""
+    (`MATERIALISED`) under the versions of the tables those views are made of, so the next
+    question while they are unchanged (a vet's session on the service) skips the reading."""
     con = _own_connection()
     named_views = sorted(views_named(sql))
     # Stamped by the tables these views are made of: a question over days and events is not

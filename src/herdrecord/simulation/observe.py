@@ -185,6 +185,7 @@ def _centres(
     walk -= np.repeat(walk[first], np.diff(np.append(first, n)), axis=0)
     lo = np.array([MARGIN_PX, MARGIN_PX])
     span = np.array([width, height]) - 2.0 * lo
+    # Drawn pinned or not, so that the day's later draws are the same either way.
     start = rng.uniform(0.0, 1.0, (len(first), 2)) * span
     runs = np.diff(np.append(first, n))
     if midnight_xy is None:
@@ -224,7 +225,9 @@ def _clumped(
     # Clump centres keep a clump's pigs inside the frame: two body lengths from the walls.
     wall = np.array([0.2 * width, 0.2 * height])
     size = np.array([width, height], dtype=np.float64)
-    rng.uniform(wall, size - wall, (config.n_pens, CLUMPS_PER_PEN, 2))  # (keeps the stream)
+    # The day's stream still draws the spots it once chose per day (its later draws stay put);
+    # the spots themselves come from the run's own stream.
+    rng.uniform(wall, size - wall, (config.n_pens, CLUMPS_PER_PEN, 2))
     spots = np.random.default_rng([config.seed, LYING_SPOTS_STREAM])
     centres = spots.uniform(wall, size - wall, (config.n_pens, CLUMPS_PER_PEN, 2))
     at = np.isin(animal.state, LYING) & in_clump[animal.bout]

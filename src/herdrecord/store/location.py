@@ -148,7 +148,7 @@ class LocalLocation(Location):
 
     def connect(self) -> Any:
         """Return a LanceDB connection to the directory."""
-        import lancedb  # ~1 s to import: only writers and table listings need it
+        import lancedb  # ~1 s to import: only writers and migrations need it
 
         return lancedb.connect(str(self.path))
 
@@ -328,7 +328,7 @@ class ObjectLocation(Location):
 
     def connect(self) -> Any:
         """Return a LanceDB connection to the prefix."""
-        import lancedb  # ~1 s to import: only writers and table listings need it
+        import lancedb  # ~1 s to import: only writers and migrations need it
 
         return lancedb.connect(self.uri, storage_options=self.storage_options)
 

@@ -230,11 +230,12 @@ class Record:
         committed in between is shown whole and one a writer is still writing, or that a
         killed writer left behind, is never shown, whatever a concurrent writer does.
         """
+        dataset = self.dataset(name)
         if name not in BATCH_TABLES:
-            return self.dataset(name).to_table(columns=columns, filter=where)
-        wanted = columns or self.table(name).schema.names
+            return dataset.to_table(columns=columns, filter=where)
+        wanted = columns or dataset.schema.names
         read = wanted if "batch_id" in wanted else [*wanted, "batch_id"]
-        rows = self.dataset(name).to_table(columns=read, filter=where)
+        rows = dataset.to_table(columns=read, filter=where)
         rows = rows.filter(pc.is_in(rows.column("batch_id"), value_set=self.committed_batch_ids()))
         return rows.select(wanted)
 

@@ -30,13 +30,13 @@ from herdrecord.config import Settings
 from herdrecord.errors import HerdrecordError, InvalidInput, UnknownAnimal, UnknownKeyframe
 from herdrecord.events.rules import EVENT_KINDS, EventsRejected, parse_event
 from herdrecord.events.store import add_events, current_events
+from herdrecord.linking.audit import history
 from herdrecord.linking.review import (
     ReviewOutcome,
     TrackletRef,
     candidates,
     confirm,
     enrol_new,
-    history,
     linked_animal,
     reassign,
     same_animal,

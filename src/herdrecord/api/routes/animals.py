@@ -32,7 +32,7 @@ from herdrecord.api.models import (
 )
 from herdrecord.api.problems import ApiError, responses
 from herdrecord.events.identifiers import add_identifier, identifiers
-from herdrecord.linking.review import history
+from herdrecord.linking.audit import history
 from herdrecord.lookup.animals import AnimalSummary, find_animals
 from herdrecord.lookup.timeline import animal_timeline
 from herdrecord.query.plainvalues import json_ready
