@@ -15,7 +15,12 @@ from herdrecord.cli import app
 from herdrecord.errors import InvalidInput
 from herdrecord.ingest.ingestor import ingest
 from herdrecord.ingest.sources import parse_json
-from herdrecord.linking.assignment import PenDayTracklets
+from herdrecord.linking.assignment import (
+    PenDayTracklets,
+    concurrent_cliques,
+    maximal_cliques,
+    solve,
+)
 from herdrecord.linking.cameras import camera_overlaps, set_overlap
 from herdrecord.linking.run import link_pending
 from herdrecord.linking.tracklets import TrackPath
@@ -220,3 +225,24 @@ def test_registered_overlap_links_twins_to_their_host(tmp_path: Path) -> None:
         h = fitted.homography / fitted.homography[2, 2]
         assert np.allclose(h, [[-1, 0, 1280], [0, -1, 720], [0, 0, 1]], rtol=0.02, atol=0.05)
         assert fitted.sigma_px < 5.0
+
+
+def test_two_chains_of_one_animal_that_take_turns_are_not_held_apart() -> None:
+    """Chain 0 (camera 1: 0-100 s and 200-300 s) and chain 1 (camera 2: 100-200 s and
+    300-400 s) span the same hours and are never seen at once: one animal crossing between
+    two views. Chain 2 runs beside both all along."""
+    start = np.array([0.0, 200.0, 101.0, 301.0, 0.0])
+    end = np.array([99.0, 299.0, 199.0, 399.0, 399.0])
+    label = np.array([0, 0, 1, 1, 2])
+    cliques = concurrent_cliques(start, end, label)
+    assert max(len(c) for c in cliques) == 2, "the head count is two animals, not three"
+    assert not any({0, 1} <= set(c) for c in cliques)
+    # Both chains look like animal 0, chain 2 like animal 1: with span cliques chain 1
+    # would have to be someone else; seen-together cliques let it be animal 0.
+    scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9]])
+    choice = solve(scores, np.zeros(3), np.zeros(3), 0.5, None, cliques)
+    assert choice.tolist() == [0, 0, 1]
+    spans = [
+        c.tolist() for c in maximal_cliques(np.array([0.0, 101, 0]), np.array([299.0, 399, 399]))
+    ]
+    assert solve(scores, np.zeros(3), np.zeros(3), 0.5, None, spans).tolist()[1] != 0

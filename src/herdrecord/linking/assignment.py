@@ -4,8 +4,9 @@ Pure numpy/scipy on arrays; `linking.py` feeds it from the record and writes wha
 
 1. Chains: `stitching.py` joins each pen-day's track ends to later starts (calibrated data
    association, then the head count); each chain is a *cluster* that shares evidence.
-2. Cliques: clusters that overlap in time are different animals. Sweeping the day gives the
-   maximal cliques of the interval graph; any two overlapping clusters share one.
+2. Cliques: clusters with tracklets running at once are different animals. Sweeping the
+   day's tracklets gives the maximal sets of clusters seen at one moment
+   (`concurrent_cliques`); any two clusters seen together share one.
 3. In time order, each clique's undecided clusters are assigned jointly (Hungarian) to the
    roster animals not already taken by a decided member, with an "unknown" option per cluster
    that is open only where more clusters run at once than the roster has animals (the head
@@ -150,6 +151,27 @@ def maximal_cliques(start_s: np.ndarray, end_s: np.ndarray) -> list[np.ndarray]:
                 cliques.append(np.array(sorted(active)))
                 grew = False
             active.discard(i)
+    return cliques
+
+
+def concurrent_cliques(
+    start_s: np.ndarray, end_s: np.ndarray, label: np.ndarray
+) -> list[list[int]]:
+    """Return the maximal sets of clusters whose tracklets run at one moment, in time order.
+
+    Two clusters are different animals when tracklets of theirs run at once, not when their
+    spans overlap: two chains of one animal that take turns (on two cameras whose views meet,
+    or either side of a stretch the tracker lost it) span the same hours without ever being
+    seen together. Each maximal set of tracklets running at once gives the clusters they
+    belong to; every pair of clusters seen together shares one such set.
+    """
+    cliques: list[list[int]] = []
+    seen: set[tuple[int, ...]] = set()
+    for members in maximal_cliques(start_s, end_s):
+        clique = tuple(sorted(set(label[members].tolist())))
+        if clique not in seen:
+            seen.add(clique)
+            cliques.append(list(clique))
     return cliques
 
 

@@ -24,7 +24,7 @@ from herdrecord.linking.newcomers import (
     rematch_day_identities,
     settle_enrolments,
 )
-from herdrecord.linking.state import PenDayInput, RunState
+from herdrecord.linking.state import PenDayInput, RunState, tag_owner
 from herdrecord.reid.vectors import normalise
 
 ENROLMENT_ROUNDS = 3  # seed, assign, and seed again from what is still unknown (bounded)
@@ -67,7 +67,7 @@ def solve_roster(pen: PenDayInput, run: RunState) -> RosterSolution:
             or (pen.day - state.last_seen_day).days <= config.roster_absent_days
         )
     ]
-    anchors = _anchors(pen, run)
+    anchors = _anchors(pen, run, roster)
     roster += [a for a in dict.fromkeys(anchors.values()) if a not in roster and a in run.animals]
     choice, scores = _assign(pen, roster, anchors, run)
     for column in set(choice[choice >= 0].tolist()):
@@ -174,11 +174,12 @@ def solve_day(pens: list[PenDayInput], run: RunState) -> list[dict[str, object]]
     return decisions
 
 
-def _anchors(pen: PenDayInput, run: RunState) -> dict[int, str]:
+def _anchors(pen: PenDayInput, run: RunState, roster: list[str]) -> dict[int, str]:
     """Return cluster -> animal fixed by people's answers (first) and tag reads.
 
     An answer outranks a tag read: a tag read that would put the answered animal in a second
-    place at the same time (a misread, a tag moved to another animal) anchors nothing."""
+    place at the same time (a misread, a tag moved to another animal) anchors nothing, and
+    nor does one whose chain the look confidently gives another animal of the `roster`."""
     by_tag = {s.tag_id: a for a, s in run.animals.items() if s.tag_id and s.present(pen.day)}
     anchors: dict[int, str] = {}
     for i, key in enumerate(pen.keys):
@@ -199,7 +200,33 @@ def _anchors(pen: PenDayInput, run: RunState) -> dict[int, str]:
         ):
             continue
         anchors[cluster] = animal_id
-    return anchors
+    return _unless_the_look_refutes(pen, roster, anchors, set(answered), run)
+
+
+def _unless_the_look_refutes(
+    pen: PenDayInput, roster: list[str], anchors: dict[int, str], answered: set[int], run: RunState
+) -> dict[int, str]:
+    """Return the anchors less the tag reads whose chain the look confidently gives another
+    animal of the roster.
+
+    A read names the animal at the feeder in one tracklet; the chain it is in may have
+    joined another animal's tracklets to it (a wrong join, a switch inside a tracklet). Let
+    the read anchor such a chain and the other animal's whole day follows it, and the two
+    trade identities for the day. So a read anchors its chain unless the chain looks like
+    another animal by more than the lead that makes a link confident.
+    """
+    tagged = [c for c in anchors if c not in answered and anchors[c] in run.pool.animals]
+    candidates = [a for a in roster if a in run.pool.animals]
+    if not tagged or not candidates:
+        return anchors
+    named = [anchors[c] for c in tagged]
+    scores = run.pool.scores(pen.clusters.descriptor[tagged], [*candidates, *named])
+    kept = dict(anchors)
+    for row, cluster in enumerate(tagged):
+        own = scores[row, len(candidates) + row]
+        if scores[row, : len(candidates)].max() - own > run.config.confident_margin:
+            del kept[cluster]
+    return kept
 
 
 def _assign(
@@ -280,15 +307,24 @@ def _feed_pool(
             float(clusters.duration_s[chosen].sum()),
             (device_id, track_id, pen.pen_id),
         )
-    # A tag read on a tracklet of an untagged animal names that animal from now on.
+    _bind_tags(pen, roster, choice, run)
+
+
+def _bind_tags(pen: PenDayInput, roster: list[str], choice: np.ndarray, run: RunState) -> None:
+    """Note the pen-day's reads of unbound tags by the animal each was linked to, and bind a
+    tag to an untagged animal once its reads agree (`state.tag_owner`)."""
     tags_in_use = {s.tag_id for s in run.animals.values() if s.tag_id}
+    read: set[str] = set()
     for i, tag in enumerate(pen.tag_id):
         column = int(choice[int(pen.label[i])])
         if tag and column >= 0 and tag not in tags_in_use:
-            state = run.animals[roster[column]]
-            if state.tag_id is None:
-                state.tag_id = tag
-                tags_in_use.add(tag)
+            run.tag_days.setdefault(tag, {}).setdefault(roster[column], set()).add(pen.day)
+            read.add(tag)
+    for tag in sorted(read):
+        owner = tag_owner(run.tag_days[tag])
+        if owner is not None and run.animals[owner].tag_id is None:
+            run.animals[owner].tag_id = tag
+            del run.tag_days[tag]
 
 
 def _decisions(

@@ -34,8 +34,8 @@ from herdrecord.linking.assignment import (
     PenDayTracklets,
     calibrate_threshold,
     centre_by_camera,
+    concurrent_cliques,
     make_clusters,
-    maximal_cliques,
 )
 from herdrecord.linking.cameras import overlaps_by_pen
 from herdrecord.linking.intervals import overlapping_pairs
@@ -51,7 +51,14 @@ from herdrecord.linking.learned_metric import (
 from herdrecord.linking.penday import solve_day
 from herdrecord.linking.pool import Pool
 from herdrecord.linking.poolindex import open_pool_index, write_pool
-from herdrecord.linking.state import AnimalState, LinkingConfig, PenDayInput, RunState
+from herdrecord.linking.state import (
+    AnimalState,
+    LinkingConfig,
+    PenDayInput,
+    RunState,
+    TagDays,
+    tag_owner,
+)
 from herdrecord.linking.stitching import StitchModel
 from herdrecord.linking.stitchmodel import (
     describe,
@@ -173,11 +180,13 @@ def _link(record: Record, data: TrackletData, config: LinkingConfig, started: fl
         _prepare(data, key, rows, tracklets, looked, model, answers.must, metric_fit.metric)
         for (key, tracklets, rows), (_, looked, _) in zip(prepared, looks, strict=True)
     ]
+    animals, tag_days = _animal_states(record, solving)
     run = RunState(
         pool=pool,
         index=open_pool_index(record, pool),
         owners=pool.owners(),
-        animals=_animal_states(record, solving),
+        animals=animals,
+        tag_days=tag_days,
         must=answers.must,
         must_by=answers.must_by,
         cannot=answers.cannot,
@@ -378,7 +387,7 @@ def _prepare(
     label = _part_rival_chains(label, keys, must, tracklets.start_s, tracklets.end_s)
     tags = [data.tag_id[r] for r in rows]
     clusters = make_clusters(tracklets, label, None if metric is None else metric.apply)
-    cliques = [c.tolist() for c in maximal_cliques(clusters.start_s, clusters.end_s)]
+    cliques = concurrent_cliques(tracklets.start_s, tracklets.end_s, label)
     return PenDayInput(key[0], key[1], keys, tags, label, clusters, tracklets, cliques)
 
 
@@ -498,8 +507,12 @@ def _half_chain_similarities(
     return sims
 
 
-def _animal_states(record: Record, solving: set[tuple[str, str]]) -> dict[str, AnimalState]:
-    """Return every animal's status, tag, and pen and day it was last seen outside `solving`."""
+def _animal_states(
+    record: Record, solving: set[tuple[str, str]]
+) -> tuple[dict[str, AnimalState], TagDays]:
+    """Return every animal's status, tag, and pen and day it was last seen outside `solving`;
+    and, for each tag not bound to an animal, the days its reads outside `solving` were
+    linked to each animal (`state.tag_owner`)."""
     table = record.dataset("animals").to_table(columns=["animal_id", "tag_id", "pen_id", "status"])
     departed: dict[str, date] = {}
     for event in current_events(record).to_pylist():
@@ -516,8 +529,10 @@ def _animal_states(record: Record, solving: set[tuple[str, str]]) -> dict[str, A
         columns=["device_id", "track_id", "animal_id", "decided_at"]
     )
     if links.num_rows == 0:
-        return states
-    tracklets = record.read_visible("tracklets", ["device_id", "track_id", "pen_id", "start"])
+        return states, {}
+    tracklets = record.read_visible(
+        "tracklets", ["device_id", "track_id", "pen_id", "start", "tag_id"]
+    )
     con = duckdb.connect()
     con.register("links", links)
     con.register("tracklets", tracklets)
@@ -540,7 +555,25 @@ def _animal_states(record: Record, solving: set[tuple[str, str]]) -> dict[str, A
         if animal_id in states:
             states[animal_id].pen_id = pen_id
             states[animal_id].last_seen_day = day
-    return states
+    reads = con.sql(
+        "WITH current AS (SELECT device_id, track_id, "
+        "arg_max_null(animal_id, decided_at) AS animal_id FROM links GROUP BY ALL) "
+        "SELECT DISTINCT t.tag_id, c.animal_id, CAST(timezone('UTC', t.start) AS DATE) "
+        "FROM current c JOIN tracklets t USING (device_id, track_id) "
+        "ANTI JOIN solving s USING (device_id, track_id) "
+        "WHERE c.animal_id IS NOT NULL AND t.tag_id IS NOT NULL"
+    ).fetchall()
+    tag_days: TagDays = {}
+    for tag, animal_id, day in reads:
+        if animal_id in states:
+            tag_days.setdefault(tag, {}).setdefault(animal_id, set()).add(day)
+    # A binding holds unless the links outside this run name another owner (a relink of
+    # every day keeps the bindings it finds: nothing outside it says otherwise).
+    for animal_id, state in states.items():
+        if state.tag_id and tag_owner(tag_days.get(state.tag_id, {})) not in (None, animal_id):
+            state.tag_id = None
+    bound = {s.tag_id for s in states.values() if s.tag_id}
+    return states, {tag: days for tag, days in tag_days.items() if tag not in bound}
 
 
 def _next_provisional_number(record: Record) -> int:

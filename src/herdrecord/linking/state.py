@@ -46,6 +46,28 @@ class AnimalState:
         )
 
 
+# tag -> animal -> the days a read of the tag sat on a tracklet linked to that animal
+TagDays = dict[str, dict[str, set[date]]]
+TAG_AGREEING_DAYS = 2
+
+
+def tag_owner(days_by_animal: dict[str, set[date]]) -> str | None:
+    """Return the animal an unbound tag belongs to, once its reads say so, else None.
+
+    A read names the animal at the feeder, but it reaches an animal only through the link of
+    its tracklet, and one link can be wrong (a stray chain in a near-twin's day). Bound on
+    its first read, a tag would then anchor the other animal's reads to that identity from
+    then on, and the two would trade identities day by day. So a tag is bound once its reads
+    on `TAG_AGREEING_DAYS` days were linked to one animal, more days than to any other.
+    """
+    ranked = sorted(days_by_animal.items(), key=lambda item: (-len(item[1]), item[0]))
+    if not ranked or len(ranked[0][1]) < TAG_AGREEING_DAYS:
+        return None
+    if len(ranked) > 1 and len(ranked[1][1]) == len(ranked[0][1]):
+        return None
+    return ranked[0][0]
+
+
 @dataclass
 class RunState:
     """Everything one linking run shares across its pen-days."""
@@ -61,6 +83,7 @@ class RunState:
     config: LinkingConfig
     next_number: int
     enrolled: list[str] = field(default_factory=list)
+    tag_days: TagDays = field(default_factory=dict)  # unbound tags' reads: `bind_tags`
     seen_today: dict[str, str] = field(default_factory=dict)  # animal -> pen, for the day
     spread: ScoreSpread = field(default_factory=ScoreSpread)  # the run's scores, for confidence
     # Per pen-day solved: its final scores (k, a), choice (k,) and each decision's cluster,
@@ -85,4 +108,4 @@ class PenDayInput:
     label: np.ndarray  # cluster of each tracklet
     clusters: Clusters
     tracklets: PenDayTracklets
-    cliques: list[list[int]]  # maximal cliques of the clusters' time intervals, in order
+    cliques: list[list[int]]  # maximal sets of clusters seen at one moment, in time order
