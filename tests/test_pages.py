@@ -726,21 +726,23 @@ def test_an_animal_a_tag_read_confirmed_is_no_longer_provisional(site: Site) -> 
     for animal_id in untagged:  # no tag read: only a person's name ends it
         assert "provisional" in _herd_row(page, animal_id)
     key = {"Authorization": f"Bearer {site.keys['vet']}"}
-    shown = site.client.get("/v1/animals/P00001", headers=key).json()
-    assert shown["provisional"] is False and shown["tag_id"] == "TAG-0001"
+    animal = min(tagged)
+    tag = next(a["tag_id"] for a in enrolled if a["animal_id"] == animal)
+    shown = site.client.get(f"/v1/animals/{animal}", headers=key).json()
+    assert shown["provisional"] is False and shown["tag_id"] == tag
     confirmed = datetime.fromisoformat(shown["identity_confirmed_at"])
     # The history says so: the tracklet that read its tag, at that moment, is linked to it.
-    read = site.record.table("tracklets").to_lance().to_table(filter="tag_id = 'TAG-0001'")
+    read = site.record.table("tracklets").to_lance().to_table(filter=f"tag_id = '{tag}'")
     first = min(read.to_pylist(), key=lambda t: t["start"])
     assert first["start"] == confirmed
-    entries = history(site.record, "P00001")
+    entries = history(site.record, animal)
     assert any(e.current and e.tracklet.track_id == first["track_id"] for e in entries)
-    animal_page = site.client.get("/animals/P00001").text
+    animal_page = site.client.get(f"/animals/{animal}").text
     stamp = confirmed.strftime("%Y-%m-%d %H:%M")
-    assert f"identity confirmed by a tag read of TAG-0001 on {stamp} UTC" in animal_page
+    assert f"identity confirmed by a tag read of {tag} on {stamp} UTC" in animal_page
     track = f"{first['device_id']}:{first['track_id']}"
     row = re.search(rf'<tr data-track="{re.escape(track)}"[^>]*>(.*?)</tr>', animal_page, re.S)
-    assert row is not None and "tag read TAG-0001: identity confirmed" in row.group(1)
+    assert row is not None and f"tag read {tag}: identity confirmed" in row.group(1)
     assert "(provisional)" not in animal_page
     assert get_animal(site.record, sorted(untagged)[0]).provisional
 

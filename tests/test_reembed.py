@@ -31,8 +31,10 @@ from herdrecord.simulation import SimulationConfig, simulate
 from herdrecord.store.linktable import current_links
 from herdrecord.store.record import Record, create_record, open_record
 
+# Two days: a pen-day's own exemplars are dropped while it is re-solved and a tag is bound by
+# reads on two days, so through a random model a one-day barn would keep no animal's name.
 SIM = SimulationConfig(
-    animals=6, pens=1, days=1, seed=9, arrival_rate_per_day=0.0, obs_interval_s=300.0
+    animals=6, pens=1, days=2, seed=9, arrival_rate_per_day=0.0, obs_interval_s=300.0
 )
 SETTINGS = Settings(retention_enabled=False, lock_timeout_s=10.0)
 

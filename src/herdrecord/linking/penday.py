@@ -179,7 +179,8 @@ def _anchors(pen: PenDayInput, run: RunState, roster: list[str]) -> dict[int, st
 
     An answer outranks a tag read: a tag read that would put the answered animal in a second
     place at the same time (a misread, a tag moved to another animal) anchors nothing, and
-    nor does one whose chain the look confidently gives another animal of the `roster`."""
+    nor does one whose chain the look rules out for the tag's animal and gives another
+    animal of the `roster` (`_unless_the_look_refutes`)."""
     by_tag = {s.tag_id: a for a, s in run.animals.items() if s.tag_id and s.present(pen.day)}
     anchors: dict[int, str] = {}
     for i, key in enumerate(pen.keys):
@@ -206,14 +207,17 @@ def _anchors(pen: PenDayInput, run: RunState, roster: list[str]) -> dict[int, st
 def _unless_the_look_refutes(
     pen: PenDayInput, roster: list[str], anchors: dict[int, str], answered: set[int], run: RunState
 ) -> dict[int, str]:
-    """Return the anchors less the tag reads whose chain the look confidently gives another
-    animal of the roster.
+    """Return the anchors less the tag reads whose chain the look says is not the tag's
+    animal but another of the roster.
 
     A read names the animal at the feeder in one tracklet; the chain it is in may have
     joined another animal's tracklets to it (a wrong join, a switch inside a tracklet). Let
     the read anchor such a chain and the other animal's whole day follows it, and the two
-    trade identities for the day. So a read anchors its chain unless the chain looks like
-    another animal by more than the lead that makes a link confident.
+    trade identities for the day. So a read anchors its chain unless the chain scores below
+    the record's open-set threshold against the tag's animal and at or above it against
+    another animal of the roster. A chain that merely looks a little more like another
+    animal keeps its anchor: the look is what the tag is there to correct (a margin of the
+    look instead dropped right anchors of a pure chain whose animal had drifted).
     """
     tagged = [c for c in anchors if c not in answered and anchors[c] in run.pool.animals]
     candidates = [a for a in roster if a in run.pool.animals]
@@ -224,7 +228,7 @@ def _unless_the_look_refutes(
     kept = dict(anchors)
     for row, cluster in enumerate(tagged):
         own = scores[row, len(candidates) + row]
-        if scores[row, : len(candidates)].max() - own > run.config.confident_margin:
+        if own < run.threshold <= scores[row, : len(candidates)].max():
             del kept[cluster]
     return kept
 
