@@ -26,18 +26,22 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import json
+import os
 import shutil
 import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from herdrecord._version import __version__
@@ -171,20 +175,32 @@ def export_parquet(
 
 
 READ_ONCE_ROWS = 2_000_000  # a table this small is read once for all its months
+MONTH_COLUMN = "__export_month"
 
 
-def _read_once_if_small(con: duckdb.DuckDBPyConnection, table: TimeTable) -> None:
-    """Replace the table's export view by a DuckDB table of its rows when it has at most
-    `READ_ONCE_ROWS`, so its months are cut from memory instead of each scanning the Lance
-    dataset again (a year of 1,000 animals' days: twelve scans became one). Bigger tables
-    (observations, keyframes) stream month by month, in bounded memory."""
+def _read_once_if_small(
+    con: duckdb.DuckDBPyConnection, table: TimeTable
+) -> dict[str, pa.Table] | None:
+    """Return the table's exported rows by month when it has at most `READ_ONCE_ROWS`: one
+    sorted read of the Lance dataset cut into months in memory (a year of 1,000 animals'
+    days: twelve scans became one, and no copy into DuckDB first). Bigger tables
+    (observations, keyframes) stream month by month, in bounded memory: None."""
     if table.rows is not None:
-        return
+        return None
     (count,) = con.sql(f"SELECT count(*) FROM {table.view}").fetchall()[0]
-    if count <= READ_ONCE_ROWS:
-        con.execute(f"CREATE TEMP TABLE _read_once AS SELECT * FROM {table.view}")
-        con.execute(f"DROP VIEW {table.view}")
-        con.execute(f"ALTER TABLE _read_once RENAME TO {table.view}")
+    if count > READ_ONCE_ROWS:
+        return None
+    rows = con.sql(
+        f"SELECT *, {table.month_sql()} AS {MONTH_COLUMN} FROM {table.view} "
+        f"ORDER BY {MONTH_COLUMN}, {table.order}"
+    ).to_arrow_table()
+    month = rows.column(MONTH_COLUMN).to_numpy(zero_copy_only=False).astype(str)
+    rows = rows.drop_columns([MONTH_COLUMN])
+    cuts = np.flatnonzero(month[1:] != month[:-1]) + 1
+    bounds = [0, *cuts.tolist(), len(month)]
+    return {
+        str(month[lo]): rows.slice(lo, hi - lo) for lo, hi in itertools.pairwise(bounds) if hi > lo
+    }
 
 
 def new_directory(out_dir: Path) -> Path:
@@ -270,35 +286,63 @@ def _write_time_tables(
         "descriptors": options.embeddings,
     }
     tables: dict[str, ExportedTable] = {}
-    for table in TIME_TABLES:
-        if not optional.get(table.name, True):
-            continue
-        _read_once_if_small(con, table)
-        months = months_of(con, table)
-        files: list[ExportedFile] = []
+    with ThreadPoolExecutor(os.cpu_count() or 1) as writers:
+        for table in TIME_TABLES:
+            if not optional.get(table.name, True):
+                continue
+            tables[table.name] = _write_time_table(
+                record, con, root, info, docs, table, writers, on_progress
+            )
+    return tables
+
+
+def _write_time_table(
+    record: Record,
+    con: duckdb.DuckDBPyConnection,
+    root: Path,
+    info: Mapping[str, object],
+    docs: Mapping[str, Mapping[str, str]],
+    table: TimeTable,
+    writers: ThreadPoolExecutor,
+    on_progress: Callable[[ExportProgress], None] | None,
+) -> ExportedTable:
+    """Write one time-based table, one file per month."""
+    by_month = _read_once_if_small(con, table)
+    months = months_of(con, table) if by_month is None else list(by_month)
+    files: list[ExportedFile] = []
+    _report(on_progress, table.name, files, len(months))
+
+    def write(month: str) -> ExportedFile | None:
+        rows = (
+            month_rows(record, con, table, month)
+            if by_month is None
+            else iter(by_month[month].to_batches())
+        )
+        return write_part(
+            root,
+            f"{table.name}/month={month}/{table.name}-{month}.parquet",
+            rows,
+            file_metadata(info, table.name),
+            docs[table.name],
+        )
+
+    # Streamed from the record, one month after another; held in memory, the months' files
+    # are encoded at once (pyarrow releases the GIL while it compresses).
+    written = map(write, months) if by_month is None else writers.map(write, months)
+    for part in written:
+        files += [part] if part else []
         _report(on_progress, table.name, files, len(months))
-        for month in months:
-            part = write_part(
+    if not files:  # a reader of the table's directory finds it, empty
+        files.append(
+            write_empty(
                 root,
-                f"{table.name}/month={month}/{table.name}-{month}.parquet",
-                month_rows(record, con, table, month),
+                f"{table.name}/{table.name}.parquet",
+                empty_rows(record, con, table).schema,
                 file_metadata(info, table.name),
                 docs[table.name],
             )
-            files += [part] if part else []
-            _report(on_progress, table.name, files, len(months))
-        if not files:  # a reader of the table's directory finds it, empty
-            files.append(
-                write_empty(
-                    root,
-                    f"{table.name}/{table.name}.parquet",
-                    empty_rows(record, con, table).schema,
-                    file_metadata(info, table.name),
-                    docs[table.name],
-                )
-            )
-        tables[table.name] = ExportedTable(table.name, "month", tuple(files))
-    return tables
+        )
+    return ExportedTable(table.name, "month", tuple(files))
 
 
 def _write_animals(
