@@ -175,7 +175,6 @@ def export_parquet(
 
 
 READ_ONCE_ROWS = 2_000_000  # a table this small is read once for all its months
-MONTH_COLUMN = "__export_month"
 
 
 def _read_once_if_small(
@@ -190,12 +189,12 @@ def _read_once_if_small(
     (count,) = con.sql(f"SELECT count(*) FROM {table.view}").fetchall()[0]
     if count > READ_ONCE_ROWS:
         return None
-    rows = con.sql(
-        f"SELECT *, {table.month_sql()} AS {MONTH_COLUMN} FROM {table.view} "
-        f"ORDER BY {MONTH_COLUMN}, {table.order}"
-    ).to_arrow_table()
-    month = rows.column(MONTH_COLUMN).to_numpy(zero_copy_only=False).astype(str)
-    rows = rows.drop_columns([MONTH_COLUMN])
+    # Every table's order starts with its time column, so its rows come in month order.
+    rows = con.sql(f"SELECT * FROM {table.view} ORDER BY {table.order}").to_arrow_table()
+    times = rows.column(table.column.strip('"')).combine_chunks()
+    if pa.types.is_timestamp(times.type):  # to UTC wall time, then months
+        times = times.cast(pa.timestamp("us"))
+    month = np.asarray(times.to_numpy(zero_copy_only=False)).astype("datetime64[M]")
     cuts = np.flatnonzero(month[1:] != month[:-1]) + 1
     bounds = [0, *cuts.tolist(), len(month)]
     return {
