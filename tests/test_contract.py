@@ -227,6 +227,34 @@ def test_parquet_form_round_trips_with_the_same_content_hash(
         assert check_frames(bulk.frames, expectations()) == []
 
 
+def test_a_bulk_file_whose_batches_interleave_reads_each_batch_whole(
+    tmp_path: Path, batch_factory: Callable[..., dict[str, Any]]
+) -> None:
+    """Rows of two batches taking turns (a file not written batch after batch): each batch
+    is read whole, in the order it first appears, and hashes as its JSON form does; the
+    second batch of a batch-after-batch file is a slice of it, and reads the same."""
+    batches = [batch_factory(f"dev-01/b{i}", seed=i, track_offset=10 * i) for i in range(2)]
+    path = tmp_path / "bulk.parquet"
+    write_bulk([EdgeBatch.model_validate(b) for b in batches], path)
+    table = pq.read_table(path)
+    ids = table.column("batch_id").to_pylist()
+    b0 = [i for i, b in enumerate(ids) if b == "dev-01/b0"]
+    b1 = [i for i, b in enumerate(ids) if b == "dev-01/b1"]
+    assert len(b0) >= 2 and len(b1) >= 2
+    turns = [b1[0], b0[0], *[r for pair in zip(b1[1:], b0[1:], strict=False) for r in pair]]
+    turns += [r for r in b0 + b1 if r not in turns]
+    mixed = tmp_path / "mixed.parquet"
+    pq.write_table(table.take(turns), mixed)
+    for file, order in ((path, ["dev-01/b0", "dev-01/b1"]), (mixed, ["dev-01/b1", "dev-01/b0"])):
+        read = {b.batch_id: b for b in read_bulk(file, BULK)}
+        assert list(read) == order
+        for batch in batches:
+            frames = read[batch["batch_id"]].frames
+            json_form = parse_json(json.dumps(batch).encode(), "x").frames
+            assert frames is not None and json_form is not None
+            assert frames.content_sha256() == json_form.content_sha256()
+
+
 def test_parquet_form_is_checked_by_the_same_rules(
     tmp_path: Path, batch_factory: Callable[..., dict[str, Any]]
 ) -> None:

@@ -257,10 +257,20 @@ def read_bulk(path: Path, limits: BulkLimits) -> Iterator[BulkBatch]:
         yield BulkBatch(None, None, ("batch_id: null on some rows",))
         return
     ids = np.asarray(batch_ids.to_numpy(zero_copy_only=False), dtype=object)
-    unique_ids, first = np.unique(ids, return_index=True)
-    for batch_id in unique_ids[np.argsort(first)]:
-        rows = table.filter(pc.equal(batch_ids, batch_id))
-        yield _frames_of(str(batch_id), rows)
+    unique_ids, first, which = np.unique(ids, return_index=True, return_inverse=True)
+    appearance = np.argsort(first)  # batches in the order they first appear
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[appearance] = np.arange(len(first))
+    key = rank[which.reshape(-1)]
+    # Each batch's rows together, in file order: a file written batch after batch already is,
+    # and is sliced, not copied (a filter per batch scanned the whole file once per batch).
+    if (np.diff(key) < 0).any():
+        order = np.argsort(key, kind="stable")
+        table, key = table.take(pa.array(order)), key[order]
+    counts = np.bincount(key, minlength=len(first))
+    offsets = np.r_[0, np.cumsum(counts)]
+    for b, batch_id in enumerate(unique_ids[appearance]):
+        yield _frames_of(str(batch_id), table.slice(int(offsets[b]), int(counts[b])))
 
 
 def _footer_problems(metadata: pq.FileMetaData, limits: BulkLimits) -> list[str]:
@@ -468,8 +478,9 @@ def _unnest(lists: pa.ListArray) -> dict[str, pa.Array]:
     flat = lists.flatten()
     ti = pc.list_parent_indices(lists).cast(pa.int32())
     out: dict[str, pa.Array] = {"ti": ti}
-    for i in range(flat.type.num_fields):
-        out[flat.type.field(i).name] = flat.field(i)
+    # StructArray.flatten, not .field: it honours the array's offset (a sliced file's batch).
+    for field, child in zip(flat.type, flat.flatten(), strict=True):
+        out[field.name] = child
     return out
 
 

@@ -26,11 +26,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 from uuid import uuid4
 
 from herdrecord.errors import HerdrecordError, InvalidInput, RecordLocked
+
+if TYPE_CHECKING:  # LanceDB is imported only by the commands that write
+    from lancedb.db import DBConnection
 
 LOCK_FILE = ".herdrecord.lock"  # the writer lock: a flock on it, or on S3 a lease object
 OBJECT_SCHEMES = ("s3",)
@@ -62,7 +65,7 @@ class Location(ABC):
         """Return the directory of a local record; None on object storage."""
 
     @abstractmethod
-    def connect(self) -> Any:
+    def connect(self) -> DBConnection:
         """Return a LanceDB connection to the record's tables."""
 
     @abstractmethod
@@ -146,11 +149,12 @@ class LocalLocation(Location):
         """Return the record's directory."""
         return self.path
 
-    def connect(self) -> Any:
+    def connect(self) -> DBConnection:
         """Return a LanceDB connection to the directory."""
         import lancedb  # ~1 s to import: only writers and migrations need it
 
-        return lancedb.connect(str(self.path))
+        connection: DBConnection = lancedb.connect(str(self.path))
+        return connection
 
     def table_uri(self, name: str) -> str:
         """Return the table's dataset directory."""
@@ -326,11 +330,12 @@ class ObjectLocation(Location):
         """Return the object key of a name under the record's prefix."""
         return f"{self.prefix}/{name}" if self.prefix else name
 
-    def connect(self) -> Any:
+    def connect(self) -> DBConnection:
         """Return a LanceDB connection to the prefix."""
         import lancedb  # ~1 s to import: only writers and migrations need it
 
-        return lancedb.connect(self.uri, storage_options=self.storage_options)
+        connection: DBConnection = lancedb.connect(self.uri, storage_options=self.storage_options)
+        return connection
 
     def table_uri(self, name: str) -> str:
         """Return the table's dataset prefix."""

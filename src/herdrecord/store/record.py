@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lance
 import pyarrow as pa
@@ -49,6 +49,10 @@ from herdrecord.store.schema import (
 )
 from herdrecord.store.sql import sql_literal
 
+if TYPE_CHECKING:  # LanceDB is imported only by the commands that write
+    from lancedb.db import DBConnection
+    from lancedb.table import Table
+
 PENDING_FILE = ".herdrecord.pending.json"  # batch ids being written; cleared after the ledger
 LINK_RUN_FILE = ".herdrecord.link-run.json"  # a link run's undo, until its links are written
 INDEX_FILE = "pool.faiss"  # the re-ID pool's FAISS index, a stamped cache (poolindex.py)
@@ -80,7 +84,11 @@ class Record:
     """One herd's record: LanceDB tables in a directory, opened with `open_record`."""
 
     def __init__(
-        self, location: Location, settings: Settings, db: Any, metadata: dict[str, Any]
+        self,
+        location: Location,
+        settings: Settings,
+        db: DBConnection | None,
+        metadata: dict[str, Any],
     ) -> None:
         self.location = location
         self.settings = settings
@@ -196,15 +204,16 @@ class Record:
         return bool(self.metadata.get(META_FARM_FROM_FIRST_BATCH, False))
 
     @property
-    def db(self) -> Any:
+    def db(self) -> DBConnection:
         """Return the record's LanceDB connection (writers need it; readers use `dataset`)."""
         if self._db is None:
             self._db = self.location.connect()
         return self._db
 
-    def table(self, name: str) -> Any:
+    def table(self, name: str) -> Table:
         """Return a LanceDB table of the record (to write to it)."""
-        return self.db.open_table(name)
+        table: Table = self.db.open_table(name)
+        return table
 
     def table_names(self) -> list[str]:
         """Return the names of the record's tables, sorted."""
