@@ -702,8 +702,11 @@ def _best_swaps(
     tail = normalise(total[chain] - before)
     kept_look = look.log_ratio(np.einsum("nd,nd->n", head, tail))
     look_kept = kept_look[a] + kept_look[b]
-    look_crossed = look.log_ratio(pair_dots(head, a, tail, b)) + look.log_ratio(
-        pair_dots(head, b, tail, a)
+    # The rival pairs gather two looks each (a flood's million pairs: GBs of float64 moved),
+    # so they are scored in float32; a cosine needs no more.
+    head32, tail32 = head.astype(np.float32), tail.astype(np.float32)
+    look_crossed = look.log_ratio(pair_dots(head32, a, tail32, b)) + look.log_ratio(
+        pair_dots(head32, b, tail32, a)
     )
     gain = crossed - kept + look_crossed - look_kept
     swaps: list[tuple[int, float, int, float]] = []
