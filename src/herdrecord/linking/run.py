@@ -542,38 +542,42 @@ def _animal_states(
     )
     con.register("solving", solving_table)
     # arg_max_null: a tracklet's latest decision counts even when it is "unknown" (NULL).
-    rows = con.sql(
-        "WITH current AS (SELECT device_id, track_id, "
+    # The tracklets linked outside this run, with their animal: read by both questions below.
+    con.execute(
+        "CREATE TEMP TABLE outside AS WITH current AS (SELECT device_id, track_id, "
         "arg_max_null(animal_id, decided_at) AS animal_id FROM links GROUP BY ALL) "
-        "SELECT c.animal_id, arg_max(t.pen_id, t.start) AS pen_id, "
-        "CAST(timezone('UTC', max(t.start)) AS DATE) AS day FROM current c "
+        "SELECT c.animal_id, t.pen_id, t.start, t.tag_id FROM current c "
         "JOIN tracklets t USING (device_id, track_id) "
-        "ANTI JOIN solving s USING (device_id, track_id) "
-        "WHERE c.animal_id IS NOT NULL GROUP BY c.animal_id"
+        "ANTI JOIN solving s USING (device_id, track_id) WHERE c.animal_id IS NOT NULL"
+    )
+    rows = con.sql(
+        "SELECT animal_id, arg_max(pen_id, start), CAST(timezone('UTC', max(start)) AS DATE) "
+        "FROM outside GROUP BY animal_id"
     ).fetchall()
     for animal_id, pen_id, day in rows:
         if animal_id in states:
             states[animal_id].pen_id = pen_id
             states[animal_id].last_seen_day = day
+    return states, _tag_days(con, states)
+
+
+def _tag_days(con: duckdb.DuckDBPyConnection, states: dict[str, AnimalState]) -> TagDays:
+    """Return, for each tag not bound to an animal, the days its reads in `outside` were
+    linked to each animal; unbind a tag whose reads there name another owner (a relink of
+    every day keeps the bindings it finds: nothing outside it says otherwise)."""
     reads = con.sql(
-        "WITH current AS (SELECT device_id, track_id, "
-        "arg_max_null(animal_id, decided_at) AS animal_id FROM links GROUP BY ALL) "
-        "SELECT DISTINCT t.tag_id, c.animal_id, CAST(timezone('UTC', t.start) AS DATE) "
-        "FROM current c JOIN tracklets t USING (device_id, track_id) "
-        "ANTI JOIN solving s USING (device_id, track_id) "
-        "WHERE c.animal_id IS NOT NULL AND t.tag_id IS NOT NULL"
+        "SELECT DISTINCT tag_id, animal_id, CAST(timezone('UTC', start) AS DATE) "
+        "FROM outside WHERE tag_id IS NOT NULL"
     ).fetchall()
     tag_days: TagDays = {}
     for tag, animal_id, day in reads:
         if animal_id in states:
             tag_days.setdefault(tag, {}).setdefault(animal_id, set()).add(day)
-    # A binding holds unless the links outside this run name another owner (a relink of
-    # every day keeps the bindings it finds: nothing outside it says otherwise).
     for animal_id, state in states.items():
         if state.tag_id and tag_owner(tag_days.get(state.tag_id, {})) not in (None, animal_id):
             state.tag_id = None
     bound = {s.tag_id for s in states.values() if s.tag_id}
-    return states, {tag: days for tag, days in tag_days.items() if tag not in bound}
+    return {tag: days for tag, days in tag_days.items() if tag not in bound}
 
 
 def _next_provisional_number(record: Record) -> int:
